@@ -1,0 +1,183 @@
+/*
+ * cpu.c -- which instruction sets this CPU and OS can run, and the one
+ * kernel table that the rest of csrc/ calls through.
+ *
+ * An ISA is supported when the CPU has the instructions (__builtin_cpu_supports)
+ * AND the OS saves the registers they use across context switches (XGETBV:
+ * XCR0 bits 1-2 for YMM, bits 5-7 as well for the AVX-512 opmask and ZMM
+ * state). A CPU flag alone is not enough: a hypervisor or kernel that does
+ * not enable the state makes those instructions fault.
+ *
+ * The table is filled portable-first, then the chosen ISA overrides what it
+ * has. One table is built per ISA (once, at first selection) and the current
+ * one is published with an atomic pointer store, so a thread running a GEMM
+ * while another re-selects reads either the old table or the new one, never
+ * a mix. Selection normally happens once, at import.
+ *
+ * Non-x86-64 or non-GCC-compatible builds compile too: only "generic".
+ */
+#include "fastnn.h"
+#include "gemm_internal.h"
+
+#if defined(FNN_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__)) \
+    && (defined(__x86_64__) || defined(__i386__))
+#define FNN_X86_DETECT 1
+#include <cpuid.h>
+#endif
+
+static const char *const isa_names[FNN_ISA_COUNT] = {"generic", "avx2", "avx512"};
+
+#ifdef FNN_X86_DETECT
+/* XCR0, or 0 when the OS has not enabled XSAVE (then XGETBV would fault). */
+static uint64_t read_xcr0(void)
+{
+    unsigned int eax, ebx, ecx, edx, lo, hi;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
+        return 0;
+    }
+    if (!(ecx & (1u << 27))) { /* OSXSAVE */
+        return 0;
+    }
+    /* Spelled as bytes: older assemblers lack the mnemonic. */
+    __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static int detect(int isa)
+{
+    uint64_t xcr0;
+    __builtin_cpu_init();
+    xcr0 = read_xcr0();
+    if (isa == FNN_ISA_AVX2) {
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+               && (xcr0 & 0x6) == 0x6;
+    }
+    if (isa == FNN_ISA_AVX512) {
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+               && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+               && (xcr0 & 0xE6) == 0xE6;
+    }
+    return 0;
+}
+#endif
+
+int fnn_isa_supported(int isa)
+{
+    if (isa == FNN_ISA_GENERIC) {
+        return 1;
+    }
+    if (isa < 0 || isa >= FNN_ISA_COUNT) {
+        return 0;
+    }
+#ifdef FNN_X86_DETECT
+    return detect(isa);
+#else
+    return 0;
+#endif
+}
+
+int fnn_isa_best(void)
+{
+    int isa;
+    for (isa = FNN_ISA_COUNT - 1; isa > FNN_ISA_GENERIC; isa--) {
+        if (fnn_isa_supported(isa)) {
+            return isa;
+        }
+    }
+    return FNN_ISA_GENERIC;
+}
+
+const char *fnn_isa_name(int isa)
+{
+    if (isa < 0 || isa >= FNN_ISA_COUNT) {
+        return "unknown";
+    }
+    return isa_names[isa];
+}
+
+/* ---- the kernel table --------------------------------------------------- */
+
+static void fill_generic(fnn_kernel_table *t)
+{
+    t->isa = FNN_ISA_GENERIC;
+    t->gemm_f32.ukr = fnn_gemm_ukr_f32_generic_4x16;
+    t->gemm_f32.mr = FNN_GEMM_GENERIC_MR;
+    t->gemm_f32.nr = FNN_GEMM_GENERIC_NR;
+    t->gemm_f32.mc = 128;
+    t->gemm_f32.kc = 256;
+    t->gemm_f32.nc = 1024;
+}
+
+#ifdef FNN_X86_DETECT
+static void fill_avx2(fnn_kernel_table *t)
+{
+    t->isa = FNN_ISA_AVX2;
+    t->gemm_f32.ukr = fnn_gemm_ukr_f32_avx2_6x16;
+    t->gemm_f32.mr = FNN_GEMM_AVX2_MR;
+    t->gemm_f32.nr = FNN_GEMM_AVX2_NR;
+    /* A block 144x256 (144 KiB) in L2, B micro-panel 256x16 (16 KiB) in L1. */
+    t->gemm_f32.mc = 144;
+    t->gemm_f32.kc = 256;
+    t->gemm_f32.nc = 2048;
+}
+
+static void fill_avx512(fnn_kernel_table *t)
+{
+    t->isa = FNN_ISA_AVX512;
+    t->gemm_f32.ukr = fnn_gemm_ukr_f32_avx512_12x32;
+    t->gemm_f32.mr = FNN_GEMM_AVX512_MR;
+    t->gemm_f32.nr = FNN_GEMM_AVX512_NR;
+    /* A block 144x256 (144 KiB) in L2, B micro-panel 256x32 (32 KiB) in L1,
+     * B block 256x2048 (2 MiB) in L3. */
+    t->gemm_f32.mc = 144;
+    t->gemm_f32.kc = 256;
+    t->gemm_f32.nc = 2048;
+}
+#endif
+
+static fnn_kernel_table tables[FNN_ISA_COUNT];
+static int tables_built; /* written once, at the first selection */
+static const fnn_kernel_table *current; /* accessed atomically */
+
+static void build_tables(void)
+{
+    int isa;
+    for (isa = 0; isa < FNN_ISA_COUNT; isa++) {
+        fill_generic(&tables[isa]); /* portable first ... */
+    }
+#ifdef FNN_X86_DETECT
+    fill_avx2(&tables[FNN_ISA_AVX2]); /* ... then what each ISA overrides */
+    fill_avx512(&tables[FNN_ISA_AVX512]);
+#endif
+}
+
+int fnn_isa_select(int isa)
+{
+    if (isa < 0 || isa >= FNN_ISA_COUNT || !fnn_isa_supported(isa)) {
+        return FNN_ERR_ISA;
+    }
+    /* The first call comes from the module's import, under the GIL, before
+     * any kernel can run: building here is not racy in practice. */
+    if (!__atomic_load_n(&tables_built, __ATOMIC_ACQUIRE)) {
+        build_tables();
+        __atomic_store_n(&tables_built, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&current, &tables[isa], __ATOMIC_RELEASE);
+    return FNN_OK;
+}
+
+int fnn_isa_current(void)
+{
+    return fnn_kernels()->isa;
+}
+
+const fnn_kernel_table *fnn_kernels(void)
+{
+    const fnn_kernel_table *t = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+    if (t == NULL) {
+        fnn_isa_select(FNN_ISA_GENERIC);
+        t = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+    }
+    return t;
+}

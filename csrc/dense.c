@@ -1,0 +1,143 @@
+/*
+ * dense.c -- backward pass of a dense layer, and the column sum it uses.
+ *
+ *   fnn_dense_backward_f32   for Y = act(X W + b), X[N,I], W[I,O], b[O]:
+ *                            dZ[N,O] = dY * act'(Z or Y)   (scratch, overwritten)
+ *                            dW[I,O] = X^T dZ              (overwritten)
+ *                            db[O]   = column sums of dZ   (overwritten; may be NULL)
+ *                            dX[N,I] = dZ W^T              (overwritten; may be NULL)
+ *   fnn_colsum_f32           out[O] = sum over the N rows of X[N,O]
+ *
+ * The two products go through fnn_gemm_f32 with its transpose flags, so no
+ * transposed copy of X or W is ever made; the GEMM splits over output tiles
+ * only, hence dW and dX are bitwise the same for any thread count.
+ *
+ * The column sum is deterministic by construction: every column is summed
+ * in row order, in double, by one thread. Threads split the columns (fixed
+ * blocks of COLSUM_BLOCK, schedule(static)), never the rows.
+ */
+#include <string.h>
+
+#include "fastnn.h"
+#include "fnn_omp.h"
+
+/* Columns per block: one double accumulator per column lives on the stack
+ * (2 KiB), and a row's slice of a block is a few cache lines. */
+#define COLSUM_BLOCK 256
+#define COLSUM_GRAIN 32768.0
+
+/* out[c0:c0+w] = column sums of X[:, c0:c0+w] (X has O columns). */
+static void colsum_block(float *out, const float *X, int64_t N, int64_t O, int64_t c0, int64_t w)
+{
+    double acc[COLSUM_BLOCK];
+
+    for (int64_t j = 0; j < w; j++) {
+        acc[j] = 0.0;
+    }
+    for (int64_t i = 0; i < N; i++) {
+        const float *x = X + i * O + c0;
+        #pragma omp simd
+        for (int64_t j = 0; j < w; j++) {
+            acc[j] += (double)x[j];
+        }
+    }
+    for (int64_t j = 0; j < w; j++) {
+        out[c0 + j] = (float)acc[j];
+    }
+}
+
+int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads)
+{
+    int64_t nblocks;
+    int nt;
+
+    if (N < 0 || O < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (O == 0) {
+        return FNN_OK;
+    }
+    if (out == NULL || (N > 0 && X == NULL)) {
+        return FNN_ERR_ARG;
+    }
+    nblocks = (O + COLSUM_BLOCK - 1) / COLSUM_BLOCK;
+    nt = fnn_threads_for((double)N * (double)O, COLSUM_GRAIN, nthreads);
+    if (nt > nblocks) {
+        nt = (int)nblocks;
+    }
+    if (nt <= 1) {
+        for (int64_t b = 0; b < nblocks; b++) {
+            const int64_t c0 = b * COLSUM_BLOCK;
+            colsum_block(out, X, N, O, c0, O - c0 < COLSUM_BLOCK ? O - c0 : COLSUM_BLOCK);
+        }
+    }
+    else {
+        int64_t b;
+        #pragma omp parallel for schedule(static) num_threads(nt)
+        for (b = 0; b < nblocks; b++) {
+            const int64_t c0 = b * COLSUM_BLOCK;
+            colsum_block(out, X, N, O, c0, O - c0 < COLSUM_BLOCK ? O - c0 : COLSUM_BLOCK);
+        }
+    }
+    return FNN_OK;
+}
+
+int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
+                           const float *dY, const float *X, const float *W,
+                           const float *Z, const float *Y,
+                           int64_t N, int64_t I, int64_t O, int act, int nthreads)
+{
+    int status;
+
+    if (N < 0 || I < 0 || O < 0 || act < 0 || act >= FNN_ACT_COUNT) {
+        return FNN_ERR_ARG;
+    }
+    if ((I * O > 0 && dW == NULL) || (N * O > 0 && (dZ == NULL || dY == NULL))
+        || (N * I > 0 && X == NULL) || (dX != NULL && I * O > 0 && W == NULL)) {
+        return FNN_ERR_ARG;
+    }
+
+    /* dZ = dY * act'(.): act_backward copies dY for linear and checks that
+     * the Z or Y this activation reads was given. */
+    status = fnn_act_backward_f32(dZ, dY, Z, Y, N, O, act, nthreads);
+    if (status != FNN_OK) {
+        return status;
+    }
+
+    /* dW[I,O] = X^T dZ: op(A) = X^T with X stored N x I (trans_a, lda = I).
+     * With no rows the sum is empty: zeros, without asking the GEMM. */
+    if (I * O > 0) {
+        if (N == 0) {
+            memset(dW, 0, (size_t)(I * O) * sizeof(float));
+        }
+        else {
+            status = fnn_gemm_f32(dW, X, dZ, NULL, I, O, N, I, O, O, 1, 0, 1.0f, 0.0f,
+                                  FNN_ACT_LINEAR, nthreads);
+            if (status != FNN_OK) {
+                return status;
+            }
+        }
+    }
+
+    if (db != NULL) {
+        status = fnn_colsum_f32(db, dZ, N, O, nthreads);
+        if (status != FNN_OK) {
+            return status;
+        }
+    }
+
+    /* dX[N,I] = dZ W^T: op(B) = W^T with W stored I x O (trans_b, ldb = O). */
+    if (dX != NULL && N * I > 0) {
+        if (O == 0) {
+            memset(dX, 0, (size_t)(N * I) * sizeof(float));
+        }
+        else {
+            status = fnn_gemm_f32(dX, dZ, W, NULL, N, I, O, O, O, I, 0, 1, 1.0f, 0.0f,
+                                  FNN_ACT_LINEAR, nthreads);
+            if (status != FNN_OK) {
+                return status;
+            }
+        }
+    }
+    return FNN_OK;
+}

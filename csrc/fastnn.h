@@ -1,0 +1,166 @@
+/*
+ * fastnn.h -- every C kernel of fastnn, declared in one place.
+ *
+ * Notation (used in C and Python alike):
+ *   N batch, T time, I input features, O output features, H/W spatial,
+ *   C channels, K kernel size / GEMM inner dimension.
+ *   Arrays X, Y, W, b; gradients dX, dY, dW, db; recurrent state h, c.
+ *
+ * Contract shared by all kernels:
+ *   - NumPy owns every buffer. Inputs are valid, C-contiguous (or described
+ *     by an explicit leading dimension), and do not overlap outputs unless a
+ *     kernel says it works in place. Shapes were checked above (Cython).
+ *   - Argument order: outputs, then const inputs, then sizes/strides, then
+ *     scalars, then `nthreads`.
+ *   - Every kernel returns a status: FNN_OK (0) or a negative FNN_ERR_*.
+ *     No kernel prints, exits, aborts or asserts on data.
+ *   - `nthreads` is the caller's thread budget; a kernel may use fewer (small
+ *     problems run on one thread). Work is split over outputs only and every
+ *     reduction runs over fixed chunks combined in a fixed order, so results
+ *     are bitwise identical for any `nthreads`.
+ */
+#ifndef FASTNN_H
+#define FASTNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status ------------------------------------------------------------ */
+enum {
+    FNN_OK = 0,
+    FNN_ERR_ARG = -1,      /* a size, stride or enum value is invalid */
+    FNN_ERR_NOMEM = -2,    /* a scratch allocation failed */
+    FNN_ERR_ISA = -3,      /* the requested ISA is not supported by this CPU/OS */
+    FNN_ERR_LABEL = -4     /* a class index is out of range */
+};
+const char *fnn_strerror(int status);
+
+/* ---- runtime: OpenMP and ISA dispatch (runtime.c, cpu.c) --------------- */
+int fnn_openmp_enabled(void);        /* 1 when compiled with OpenMP */
+int fnn_num_procs(void);             /* cores OpenMP sees (1 without OpenMP) */
+
+enum { FNN_ISA_GENERIC = 0, FNN_ISA_AVX2 = 1, FNN_ISA_AVX512 = 2, FNN_ISA_COUNT = 3 };
+int fnn_isa_supported(int isa);      /* CPU flags and OS register state (XGETBV) */
+int fnn_isa_best(void);              /* best supported ISA */
+int fnn_isa_select(int isa);         /* fill the kernel table; FNN_ERR_ISA if unsupported */
+int fnn_isa_current(void);
+const char *fnn_isa_name(int isa);   /* "generic", "avx2", "avx512" */
+
+/* ---- activations (act.c) ----------------------------------------------- */
+/* Keras' built-ins; leaky_relu uses negative_slope 0.2 and elu alpha 1.0,
+ * Keras' defaults; gelu is the exact (erf) form; swish is x * sigmoid(x). */
+enum {
+    FNN_ACT_LINEAR = 0, FNN_ACT_RELU = 1, FNN_ACT_LEAKY_RELU = 2, FNN_ACT_ELU = 3,
+    FNN_ACT_SIGMOID = 4, FNN_ACT_TANH = 5, FNN_ACT_SOFTMAX = 6, FNN_ACT_GELU = 7,
+    FNN_ACT_SWISH = 8, FNN_ACT_COUNT = 9
+};
+#define FNN_LEAKY_RELU_SLOPE 0.2
+#define FNN_ELU_ALPHA 1.0
+
+/* Y[N,O] = act(X[N,O]); softmax runs over the last axis (rows of length O).
+ * Y may equal X (in place). */
+int fnn_act_forward_f32(float *Y, const float *X, int64_t N, int64_t O, int act, int nthreads);
+/* dX[N,O] = dY * act'(.) given the activation's input X and output Y.
+ * Either may be NULL when `act` does not need it: fnn_act_needs_input(act)
+ * says whether X is required (gelu, swish, elu...). dX may equal dY. */
+int fnn_act_backward_f32(float *dX, const float *dY, const float *X, const float *Y,
+                         int64_t N, int64_t O, int act, int nthreads);
+int fnn_act_needs_input(int act);    /* 1 when the backward pass reads X, 0 when Y suffices */
+
+/* ---- GEMM (gemm.c, kernels/gemm_<isa>.c) ------------------------------- */
+/* C[M,N] = act(alpha * op(A) @ op(B) + beta * C + bias[N])
+ *   op(A) is M x K: A is stored M x K (lda >= K), or K x M when trans_a (lda >= M).
+ *   op(B) is K x N: B is stored K x N (ldb >= N), or N x K when trans_b (ldb >= K).
+ *   C is M x N with ldc >= N. bias may be NULL. act is an FNN_ACT_* other than
+ *   softmax. beta == 0 never reads C (it may hold NaN). K == 0 gives
+ *   act(beta * C + bias). Split over output tiles only: bitwise identical for
+ *   any nthreads. */
+int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
+                 int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                 int trans_a, int trans_b, float alpha, float beta, int act, int nthreads);
+int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias,
+                 int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                 int trans_a, int trans_b, double alpha, double beta, int act, int nthreads);
+
+/* ---- dense layers (dense.c) -------------------------------------------- */
+/* Backward of Y = act(X W + b) for X[N,I], W[I,O], b[O].
+ *   dZ[N,O] (scratch, overwritten) = dY * act'(Z) using Z (pre-activation,
+ *   may be NULL unless fnn_act_needs_input) or Y. act == FNN_ACT_LINEAR
+ *   copies dY. dW[I,O] = X^T dZ and db[O] = column sums of dZ (both
+ *   OVERWRITTEN; db may be NULL when the layer has no bias).
+ *   dX[N,I] = dZ W^T (overwritten; may be NULL to skip, for the first layer). */
+int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
+                           const float *dY, const float *X, const float *W,
+                           const float *Z, const float *Y,
+                           int64_t N, int64_t I, int64_t O, int act, int nthreads);
+
+/* db[O] = sum over rows of dY[N,O], fixed-chunk order (deterministic). */
+int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads);
+
+/* ---- losses (loss.c) --------------------------------------------------- */
+/* Y_pred and the gradient are [N,D]. Targets: [N,D] floats for every loss
+ * but sparse categorical, whose targets are N class indices (int64).
+ * The loss is Keras' "sum over batch size": the mean over the N samples of
+ * each sample's loss (itself a mean over D for mse, mae, huber and binary CE).
+ * `grad` (may be NULL) receives dLoss/dY_pred, OVERWRITTEN.
+ * `*loss` receives the mean loss, summed over fixed chunks in fixed order.
+ * from_logits: Y_pred holds logits (sigmoid / softmax fused into the loss).
+ * Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras does. */
+enum {
+    FNN_LOSS_MSE = 0, FNN_LOSS_MAE = 1, FNN_LOSS_HUBER = 2,
+    FNN_LOSS_BINARY_CE = 3, FNN_LOSS_CATEGORICAL_CE = 4, FNN_LOSS_SPARSE_CE = 5,
+    FNN_LOSS_COUNT = 6
+};
+int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_true,
+                 const int64_t *labels, int64_t N, int64_t D, int kind,
+                 int from_logits, double huber_delta, int nthreads);
+
+/* ---- metrics (loss.c) -------------------------------------------------- */
+/* Sum over the N samples of the per-sample metric (the caller divides):
+ * mae/mse (mean over D), binary accuracy (threshold 0.5, mean over D),
+ * categorical accuracy (argmax match), sparse categorical accuracy. */
+enum {
+    FNN_METRIC_MAE = 0, FNN_METRIC_MSE = 1, FNN_METRIC_BINARY_ACC = 2,
+    FNN_METRIC_CATEGORICAL_ACC = 3, FNN_METRIC_SPARSE_ACC = 4, FNN_METRIC_COUNT = 5
+};
+int fnn_metric_f32(double *sum, const float *Y_pred, const float *Y_true,
+                   const int64_t *labels, int64_t N, int64_t D, int kind, int nthreads);
+
+/* ---- optimizers (optim.c): one fused loop over a flat range ------------- */
+/* Every update first applies decoupled weight decay, p -= decay * p, where
+ * decay = learning_rate * weight_decay (Keras 3), then the optimizer's step.
+ * Scalars that change per step (bias corrections, scheduled rates) are
+ * computed by the caller. */
+int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
+                       float lr, float momentum, int nesterov, float decay, int nthreads);
+/* Keras' Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+ * p -= lr_t * m / (sqrt(v) + eps), lr_t = lr sqrt(1 - b2^t) / (1 - b1^t).
+ * vhat (may be NULL) enables amsgrad: vhat = max(vhat, v) replaces v. */
+int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *g, int64_t n,
+                        float lr_t, float beta1, float beta2, float eps, float decay,
+                        int nthreads);
+/* Keras' RMSprop: ms = rho ms + (1 - rho) g^2; centered keeps mg = rho mg + (1-rho) g
+ * and uses ms - mg^2; step = lr g / sqrt(denominator + eps); with momentum,
+ * mom = momentum mom + step, p -= mom; else p -= step. mg/mom may be NULL. */
+int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const float *g,
+                           int64_t n, float lr, float rho, float momentum, float eps,
+                           float decay, int nthreads);
+/* Keras' Adagrad: acc += g^2; p -= lr g / sqrt(acc + eps). */
+int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
+                           float lr, float eps, float decay, int nthreads);
+
+/* ---- reductions and elementwise helpers (optim.c) ---------------------- */
+int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads); /* fixed chunks */
+int fnn_scale_f32(float *X, int64_t n, float s, int nthreads);                 /* X *= s */
+int fnn_clip_f32(float *X, int64_t n, float lo, float hi, int nthreads);       /* in place */
+/* 1 when every element is finite, else 0 (written to *ok). */
+int fnn_all_finite_f32(int *ok, const float *X, int64_t n, int nthreads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTNN_H */

@@ -1,0 +1,15 @@
+# cython: language_level=3
+"""fastnn's compiled kernels: thin wrappers over csrc/ (declared in fastnn.pxd).
+
+Each wrapper checks dtype, shape and contiguity (naming the shapes), takes
+raw pointers, releases the GIL around exactly one kernel call, and turns a
+C status into a Python exception. No math happens here. One kernel family per
+included file; they are compiled into this one module so that there is one
+kernel table and one copy of the C state.
+"""
+include "runtime.pxi"
+include "gemm.pxi"
+include "act.pxi"
+include "dense.pxi"
+include "loss.pxi"
+include "optim.pxi"

@@ -1,0 +1,97 @@
+# C declarations of csrc/fastnn.h, for the Cython wrappers (.pxi files
+# included by _core.pyx). Kernels are noexcept nogil: they report errors
+# through their status code.
+from libc.stdint cimport int64_t
+
+cdef extern from "fastnn.h" nogil:
+    enum:
+        FNN_OK
+        FNN_ERR_ARG
+        FNN_ERR_NOMEM
+        FNN_ERR_ISA
+        FNN_ERR_LABEL
+    const char *fnn_strerror(int status) noexcept
+
+    int fnn_openmp_enabled() noexcept
+    int fnn_num_procs() noexcept
+
+    enum:
+        FNN_ISA_GENERIC
+        FNN_ISA_AVX2
+        FNN_ISA_AVX512
+        FNN_ISA_COUNT
+    int fnn_isa_supported(int isa) noexcept
+    int fnn_isa_best() noexcept
+    int fnn_isa_select(int isa) noexcept
+    int fnn_isa_current() noexcept
+    const char *fnn_isa_name(int isa) noexcept
+
+    enum:
+        FNN_ACT_LINEAR
+        FNN_ACT_RELU
+        FNN_ACT_LEAKY_RELU
+        FNN_ACT_ELU
+        FNN_ACT_SIGMOID
+        FNN_ACT_TANH
+        FNN_ACT_SOFTMAX
+        FNN_ACT_GELU
+        FNN_ACT_SWISH
+        FNN_ACT_COUNT
+    int fnn_act_forward_f32(float *Y, const float *X, int64_t N, int64_t O, int act,
+                            int nthreads) noexcept
+    int fnn_act_backward_f32(float *dX, const float *dY, const float *X, const float *Y,
+                             int64_t N, int64_t O, int act, int nthreads) noexcept
+    int fnn_act_needs_input(int act) noexcept
+
+    int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
+                     int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                     int trans_a, int trans_b, float alpha, float beta, int act,
+                     int nthreads) noexcept
+    int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias,
+                     int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                     int trans_a, int trans_b, double alpha, double beta, int act,
+                     int nthreads) noexcept
+
+    int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
+                               const float *dY, const float *X, const float *W,
+                               const float *Z, const float *Y,
+                               int64_t N, int64_t I, int64_t O, int act, int nthreads) noexcept
+    int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads) noexcept
+
+    enum:
+        FNN_LOSS_MSE
+        FNN_LOSS_MAE
+        FNN_LOSS_HUBER
+        FNN_LOSS_BINARY_CE
+        FNN_LOSS_CATEGORICAL_CE
+        FNN_LOSS_SPARSE_CE
+    int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_true,
+                     const int64_t *labels, int64_t N, int64_t D, int kind,
+                     int from_logits, double huber_delta, int nthreads) noexcept
+
+    enum:
+        FNN_METRIC_MAE
+        FNN_METRIC_MSE
+        FNN_METRIC_BINARY_ACC
+        FNN_METRIC_CATEGORICAL_ACC
+        FNN_METRIC_SPARSE_ACC
+    int fnn_metric_f32(double *sum, const float *Y_pred, const float *Y_true,
+                       const int64_t *labels, int64_t N, int64_t D, int kind,
+                       int nthreads) noexcept
+
+    int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
+                           float lr, float momentum, int nesterov, float decay,
+                           int nthreads) noexcept
+    int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *g,
+                            int64_t n, float lr_t, float beta1, float beta2, float eps,
+                            float decay, int nthreads) noexcept
+    int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const float *g,
+                               int64_t n, float lr, float rho, float momentum, float eps,
+                               float decay, int nthreads) noexcept
+    int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
+                               float lr, float eps, float decay, int nthreads) noexcept
+
+    int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads) noexcept
+    int fnn_scale_f32(float *X, int64_t n, float s, int nthreads) noexcept
+    int fnn_clip_f32(float *X, int64_t n, float lo, float hi, int nthreads) noexcept
+    int fnn_all_finite_f32(int *ok, const float *X, int64_t n, int nthreads) noexcept

@@ -1,0 +1,73 @@
+# Runtime queries, ISA selection and the shared argument checks every wrapper uses.
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+from fastnn cimport *
+
+import numpy as np
+
+cnp.import_array()
+
+ISA_NAMES = tuple(fnn_isa_name(i).decode() for i in range(FNN_ISA_COUNT))
+
+
+cdef inline int check_status(int status) except -1:
+    """Turn a kernel's status into an exception (MemoryError, ValueError)."""
+    if status == FNN_OK:
+        return 0
+    message = fnn_strerror(status).decode()
+    if status == FNN_ERR_NOMEM:
+        raise MemoryError(message)
+    raise ValueError(message)
+
+
+cdef inline void *data_of(cnp.ndarray a, object dtype, str where, str name,
+                          bint writable=False) except NULL:
+    """The pointer to a C-contiguous array of `dtype`, or a clear error."""
+    if a.dtype is not dtype and a.dtype != dtype:
+        raise TypeError(f"{where}: {name} must be {np.dtype(dtype).name}, got {a.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{where}: {name} must be C-contiguous")
+    if writable and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{where}: {name} must be writable")
+    if cnp.PyArray_SIZE(a) == 0:
+        return <void *>&_EMPTY_SENTINEL
+    return cnp.PyArray_DATA(a)
+
+cdef double _EMPTY_SENTINEL = 0.0
+
+
+def openmp_enabled():
+    """True when the extension was compiled with OpenMP."""
+    return bool(fnn_openmp_enabled())
+
+
+def num_procs():
+    """Cores OpenMP sees (1 without OpenMP)."""
+    return fnn_num_procs()
+
+
+def isa_supported(str name):
+    """True when this CPU and OS can run the named ISA's kernels."""
+    return bool(fnn_isa_supported(ISA_NAMES.index(name)))
+
+
+def isa_best():
+    """Name of the best ISA this machine supports."""
+    return ISA_NAMES[fnn_isa_best()]
+
+
+def isa_current():
+    """Name of the ISA whose kernels the table holds now."""
+    return ISA_NAMES[fnn_isa_current()]
+
+
+def isa_select(str name):
+    """Fill the kernel table with the named ISA's kernels (ValueError if unsupported)."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA {name!r}; expected one of {list(ISA_NAMES)}")
+    check_status(fnn_isa_select(ISA_NAMES.index(name)))
+
+
+# Fill the kernel table once, at import, with the best kernels this CPU runs;
+# fastnn.backend applies env FASTNN_ISA on top of this.
+check_status(fnn_isa_select(fnn_isa_best()))

@@ -1,0 +1,185 @@
+"""CompiledOps: the Ops contract on fastnn's C kernels (fastnn._ext._core).
+
+float32 is the fast path and runs compiled. float64 runs compiled for GEMM
+and dense forward; its other operations are handed to NumpyOps, visibly: each
+such hand-off is recorded once in ``FALLBACKS`` and shown by
+``fastnn.show_config()``.
+"""
+import numpy as np
+
+from fastnn import _runtime
+from fastnn._ext import _core
+from fastnn.backend.numpy_ops import NumpyOps
+from fastnn.backend.ops import (
+    ACTIVATIONS, LOSSES, METRICS, Ops, check_activation, check_gemm_args,
+)
+
+ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
+METRIC_CODES = {name: code for code, name in enumerate(METRICS)}
+
+# Operations handed to NumPy, recorded once each ("<method> <dtype>").
+FALLBACKS = []
+
+
+def _threads():
+    return _runtime.get_num_threads()
+
+
+class CompiledOps(Ops):
+    """Ops on compiled C kernels (float32; float64 partly, see module docstring)."""
+
+    name = "compiled"
+
+    def __init__(self):
+        self._reference = NumpyOps()
+
+    def _fallback(self, method, dtype):
+        """Record that `method` on `dtype` runs on NumPy; return the NumPy backend."""
+        label = f"{method} {np.dtype(dtype).name}"
+        if label not in FALLBACKS:
+            FALLBACKS.append(label)
+        return self._reference
+
+    # ---- GEMM ---------------------------------------------------------------
+    def gemm(self, a, b, *, transpose_a=False, transpose_b=False, alpha=1.0, beta=0.0,
+             bias=None, activation=None, out=None):
+        m, n, _, dtype = check_gemm_args(a, b, transpose_a, transpose_b, beta, bias,
+                                         activation, out)
+        a = np.ascontiguousarray(a)
+        b = np.ascontiguousarray(b)
+        if out is None:
+            out = np.empty((m, n), dtype=dtype)
+        kernel = _core.gemm_f32 if dtype == np.float32 else _core.gemm_f64
+        kernel(out, a, b, bias, bool(transpose_a), bool(transpose_b), float(alpha), float(beta),
+               ACT_CODES[activation or "linear"], _threads())
+        return out
+
+    # ---- activations ---------------------------------------------------------
+    def activation_forward(self, name, x, out=None):
+        if x.dtype != np.float32:
+            return self._fallback("activation_forward", x.dtype).activation_forward(name, x, out)
+        if out is None:
+            out = np.empty_like(x)
+        _core.act_forward_f32(_rows(out), _rows(x), ACT_CODES[check_activation(name)], _threads())
+        return out
+
+    def activation_backward(self, name, dy, x, y, out=None):
+        if dy.dtype != np.float32:
+            return self._fallback("activation_backward", dy.dtype).activation_backward(
+                name, dy, x, y, out)
+        if out is None:
+            out = np.empty_like(dy)
+        _core.act_backward_f32(_rows(out), _rows(dy), _rows_or_none(x), _rows_or_none(y),
+                               ACT_CODES[check_activation(name)], _threads())
+        return out
+
+    # ---- dense layers --------------------------------------------------------
+    def dense_forward(self, x, w, b, activation, out=None, preact_out=None):
+        activation = activation or "linear"
+        if out is None:
+            out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
+        kernel = _core.gemm_f32 if x.dtype == np.float32 else _core.gemm_f64
+        if preact_out is not None:
+            kernel(preact_out, x, w, b, False, False, 1.0, 0.0, 0, _threads())
+            return self.activation_forward(activation, preact_out, out)
+        kernel(out, x, w, b, False, False, 1.0, 0.0, ACT_CODES[activation], _threads())
+        return out
+
+    def dense_backward(self, dy, x, w, y, preact, activation, dw_out, db_out, dx_out=None,
+                       scratch=None):
+        if dy.dtype != np.float32:
+            return self._fallback("dense_backward", dy.dtype).dense_backward(
+                dy, x, w, y, preact, activation, dw_out, db_out, dx_out, scratch)
+        if scratch is None:
+            scratch = np.empty_like(dy)
+        if dx_out is None:
+            dx_out = np.empty_like(x)
+        elif dx_out is False:
+            dx_out = None
+        _core.dense_backward_f32(dx_out, dw_out, db_out, scratch, dy, x, w, preact, y,
+                                 ACT_CODES[activation or "linear"], _threads())
+        return dx_out
+
+    # ---- losses and metrics --------------------------------------------------
+    def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None):
+        if y_pred.dtype != np.float32:
+            return self._fallback("loss", y_pred.dtype).loss(
+                name, y_pred, y_true, from_logits=from_logits, delta=delta, grad_out=grad_out)
+        sparse = name == "sparse_categorical_crossentropy"
+        return _core.loss_f32(grad_out, y_pred, None if sparse else y_true,
+                              y_true if sparse else None, LOSS_CODES[name], bool(from_logits),
+                              float(delta), _threads())
+
+    def metric_sum(self, name, y_pred, y_true):
+        if y_pred.dtype != np.float32:
+            return self._fallback("metric_sum", y_pred.dtype).metric_sum(name, y_pred, y_true)
+        sparse = name == "sparse_categorical_accuracy"
+        return _core.metric_f32(y_pred, None if sparse else y_true, y_true if sparse else None,
+                                METRIC_CODES[name], _threads())
+
+    # ---- optimizer steps -----------------------------------------------------
+    def sgd_update(self, p, g, velocity, *, lr, momentum=0.0, nesterov=False, decay=0.0):
+        if p.dtype != np.float32:
+            return self._fallback("sgd_update", p.dtype).sgd_update(
+                p, g, velocity, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay)
+        _core.sgd_update_f32(p, velocity, g, lr, momentum, nesterov, decay, _threads())
+
+    def adam_update(self, p, g, m, v, *, lr_t, beta1, beta2, eps, decay=0.0, vhat=None):
+        if p.dtype != np.float32:
+            return self._fallback("adam_update", p.dtype).adam_update(
+                p, g, m, v, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay, vhat=vhat)
+        _core.adam_update_f32(p, m, v, vhat, g, lr_t, beta1, beta2, eps, decay, _threads())
+
+    def rmsprop_update(self, p, g, ms, *, lr, rho, eps, momentum=0.0, mom=None, mg=None,
+                       decay=0.0):
+        if p.dtype != np.float32:
+            return self._fallback("rmsprop_update", p.dtype).rmsprop_update(
+                p, g, ms, lr=lr, rho=rho, eps=eps, momentum=momentum, mom=mom, mg=mg, decay=decay)
+        _core.rmsprop_update_f32(p, ms, mg, mom, g, lr, rho, momentum, eps, decay, _threads())
+
+    def adagrad_update(self, p, g, acc, *, lr, eps, decay=0.0):
+        if p.dtype != np.float32:
+            return self._fallback("adagrad_update", p.dtype).adagrad_update(
+                p, g, acc, lr=lr, eps=eps, decay=decay)
+        _core.adagrad_update_f32(p, acc, g, lr, eps, decay, _threads())
+
+    # ---- reductions and element-wise helpers --------------------------------
+    def sum_squares(self, x):
+        if x.dtype != np.float32:
+            return self._fallback("sum_squares", x.dtype).sum_squares(x)
+        return _core.sum_squares_f32(_flat(x), _threads())
+
+    def scale_(self, x, s):
+        if x.dtype != np.float32:
+            return self._fallback("scale_", x.dtype).scale_(x, s)
+        _core.scale_f32(_flat(x), s, _threads())
+        return x
+
+    def clip_(self, x, lo, hi):
+        if x.dtype != np.float32:
+            return self._fallback("clip_", x.dtype).clip_(x, lo, hi)
+        _core.clip_f32(_flat(x), lo, hi, _threads())
+        return x
+
+    def all_finite(self, x):
+        if x.dtype != np.float32:
+            return self._fallback("all_finite", x.dtype).all_finite(x)
+        return _core.all_finite_f32(_flat(np.ascontiguousarray(x)), _threads())
+
+
+def _rows(a):
+    """View an array as 2-D (rows, last axis) without copying."""
+    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1] if a.ndim else 1)
+
+
+def _rows_or_none(a):
+    return None if a is None else _rows(a)
+
+
+def _flat(a):
+    """A 1-D view of a C-contiguous array (in-place kernels need a view, not a copy)."""
+    flat = a.reshape(-1)
+    if not np.shares_memory(flat, a) and a.size:
+        raise ValueError("in-place operations need a C-contiguous array")
+    return flat

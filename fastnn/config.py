@@ -1,0 +1,41 @@
+"""show_config(): what this fastnn is running on, and what it hands to NumPy."""
+import numpy as np
+
+from fastnn import _runtime
+from fastnn._version import __version__
+
+
+def show_config(mode="stdout"):
+    """Print (mode="stdout") or return (mode="dicts") the configuration:
+    version, backend, ISA kernel in use, OpenMP on/off, threads, and the
+    operations the compiled backend hands to NumPy."""
+    if mode not in ("stdout", "dicts"):
+        raise ValueError(f"show_config: mode must be 'stdout' or 'dicts', got {mode!r}")
+    ext = _runtime.extension()
+    fallbacks = []
+    if ext is not None:
+        from fastnn.backend import compiled_ops
+        fallbacks = list(compiled_ops.FALLBACKS)
+        if _runtime.get_backend() == "compiled":
+            from fastnn.backend import get_ops
+            get_ops("compiled")    # applies FASTNN_ISA, so the ISA below is the one in use
+    config = {
+        "version": __version__,
+        "backend": _runtime.get_backend(),
+        "isa": ext.isa_current() if ext is not None else None,
+        "openmp": bool(ext is not None and ext.openmp_enabled()),
+        "threads": _runtime.get_num_threads(),
+        "fallbacks": fallbacks,
+    }
+    if mode == "dicts":
+        return config
+    print(f"fastnn {config['version']}")
+    print(f"  backend:   {config['backend']}"
+          + ("" if ext is not None else "  (compiled extension not available)"))
+    print(f"  isa:       {config['isa'] or 'n/a'}")
+    print(f"  openmp:    {'on' if config['openmp'] else 'off (kernels run single-threaded)'}")
+    print(f"  threads:   {config['threads']}")
+    print(f"  numpy:     {np.__version__}")
+    print("  handed to NumPy by the compiled backend: "
+          + (", ".join(fallbacks) if fallbacks else "nothing so far"))
+    return None

@@ -1,0 +1,126 @@
+"""Weight initializers (Keras' names, formulas and defaults), drawn from fastnn's generator."""
+import numpy as np
+
+from fastnn import _runtime
+
+
+def _fans(shape):
+    """fan_in, fan_out as Keras computes them (kernels: receptive field x channels)."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = int(np.prod(shape[:-2]))
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class Initializer:
+    """Base class: ``init(shape, dtype)`` returns a new array."""
+
+    def __call__(self, shape, dtype="float32"):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+
+class Zeros(Initializer):
+    def __call__(self, shape, dtype="float32"):
+        return np.zeros(shape, dtype=dtype)
+
+
+class Ones(Initializer):
+    def __call__(self, shape, dtype="float32"):
+        return np.ones(shape, dtype=dtype)
+
+
+class _VarianceScaling(Initializer):
+    """Keras' VarianceScaling: uniform, or a normal truncated at 2 standard deviations."""
+
+    scale, mode, distribution = 1.0, "fan_avg", "uniform"
+
+    def __call__(self, shape, dtype="float32"):
+        fan_in, fan_out = _fans(tuple(shape))
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        variance = self.scale / max(1.0, n)
+        rng = _runtime.rng()
+        if self.distribution == "uniform":
+            limit = np.sqrt(3.0 * variance)
+            return rng.uniform(-limit, limit, size=shape).astype(dtype)
+        # 0.8796... is the stddev of a unit normal truncated to [-2, 2]
+        stddev = np.sqrt(variance) / 0.87962566103423978
+        return _truncated_normal(rng, shape, stddev).astype(dtype)
+
+
+def _truncated_normal(rng, shape, stddev):
+    values = rng.standard_normal(size=shape)
+    bad = np.abs(values) > 2.0
+    while bad.any():
+        values[bad] = rng.standard_normal(size=int(bad.sum()))
+        bad = np.abs(values) > 2.0
+    return values * stddev
+
+
+class GlorotUniform(_VarianceScaling):
+    scale, mode, distribution = 1.0, "fan_avg", "uniform"
+
+
+class GlorotNormal(_VarianceScaling):
+    scale, mode, distribution = 1.0, "fan_avg", "truncated_normal"
+
+
+class HeNormal(_VarianceScaling):
+    scale, mode, distribution = 2.0, "fan_in", "truncated_normal"
+
+
+class HeUniform(_VarianceScaling):
+    scale, mode, distribution = 2.0, "fan_in", "uniform"
+
+
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix over the last axis, times ``gain`` (Keras)."""
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype="float32"):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal needs a shape of rank >= 2, got {shape}")
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        a = _runtime.rng().standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))   # makes the distribution uniform over orthogonal matrices
+        if rows < cols:
+            q = q.T
+        return (self.gain * q[:rows, :cols]).reshape(shape).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+_BY_NAME = {
+    "zeros": Zeros, "ones": Ones, "glorot_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform,
+    "orthogonal": Orthogonal,
+}
+
+
+def get(identifier):
+    """An Initializer from a name ("glorot_uniform", ...) or an Initializer instance."""
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    raise ValueError(f"unknown initializer {identifier!r}; expected one of {sorted(_BY_NAME)} "
+                     "or an Initializer instance")
+
+
+def name_of(initializer):
+    """The registered name of an initializer instance (for get_config)."""
+    for name, cls in _BY_NAME.items():
+        if type(initializer) is cls:
+            return name
+    raise ValueError(f"initializer {initializer!r} has no registered name")

@@ -1,0 +1,192 @@
+"""The layer lifecycle (Keras'): ``__init__`` validates and stores the config,
+``build(input_shape)`` creates the weights, ``forward`` computes, ``backward``
+fills the weight gradients and returns the input gradient.
+
+Shapes exclude the batch axis unless they say otherwise. A layer's math goes
+through the ``ops`` it is given, never through NumPy directly, so the
+backend decides where every hot loop runs.
+"""
+import itertools
+import re
+from collections import defaultdict
+
+import numpy as np
+
+from fastnn import _runtime
+from fastnn import initializers as _initializers
+
+_name_counters = defaultdict(itertools.count)
+
+
+def unique_name(prefix):
+    """Keras-style automatic names: dense, dense_1, dense_2, ..."""
+    n = next(_name_counters[prefix])
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+def snake_case(name):
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+class Weight:
+    """One named weight of a layer. ``value`` and ``grad`` are views into the
+    owning model's flat buffers once the model is compiled."""
+
+    __slots__ = ("name", "shape", "value", "grad", "trainable")
+
+    def __init__(self, name, value, trainable):
+        self.name = name
+        self.shape = value.shape
+        self.value = value
+        self.grad = None
+        self.trainable = trainable
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+class Workspace:
+    """Scratch arrays a layer reuses across steps, sized for the largest batch.
+
+    ``buffer(key, shape)`` returns a C-contiguous array of ``shape``: a prefix
+    of a buffer allocated for the largest leading size seen so far. One
+    workspace serves one caller at a time (training, or one predict call).
+    """
+
+    __slots__ = ("_buffers", "saved")
+
+    def __init__(self):
+        self._buffers = {}
+        self.saved = None     # what forward keeps for backward
+
+    def buffer(self, key, shape, dtype):
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[key] = buf
+        return buf[:shape[0]] if buf.shape[0] != shape[0] else buf
+
+
+class Layer:
+    """Base class of every layer."""
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
+                 batch_input_shape=None, input_dim=None):
+        self.name = name if name is not None else unique_name(snake_case(type(self).__name__))
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"layer name must be a non-empty string, got {name!r}")
+        self.dtype = np.dtype(dtype if dtype is not None else _runtime.floatx())
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{self.name}: dtype must be float32 or float64, got {self.dtype}")
+        self._trainable = bool(trainable)
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
+        if input_dim is not None:
+            input_shape = (input_dim,)
+        self.input_shape_hint = None if input_shape is None else _as_shape(input_shape, self.name)
+        self._weights = []
+        self.built = False
+        self.input_shape = None    # excluding the batch axis, set by build
+        self.output_shape = None
+
+    # ---- lifecycle -----------------------------------------------------------
+    def build(self, input_shape):
+        """Create the weights for inputs of ``input_shape`` (batch axis excluded)."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, ops, x, training=False, ws=None):
+        """Return the output for a batch ``x``. With ``ws`` (a Workspace), outputs go
+        into its buffers and what backward needs is kept in ``ws.saved``."""
+        raise NotImplementedError
+
+    def backward(self, ops, dy, ws, need_dx=True):
+        """Write this layer's weight gradients (overwriting them) and return dL/dx
+        (None when ``need_dx`` is False)."""
+        raise NotImplementedError
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self._trainable, "dtype": self.dtype.name}
+        if self.input_shape_hint is not None:
+            config["input_shape"] = list(self.input_shape_hint)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # ---- weights -------------------------------------------------------------
+    def add_weight(self, name, shape, initializer, trainable=True):
+        init = _initializers.get(initializer)
+        value = np.ascontiguousarray(init(tuple(shape), dtype=self.dtype))
+        weight = Weight(name, value, trainable)
+        self._weights.append(weight)
+        return weight
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        # Frozen ranges are recomputed at the start of every fit: no recompile needed.
+        self._trainable = bool(value)
+
+    @property
+    def weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self._weights if w.trainable and self._trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for w in self._weights if not (w.trainable and self._trainable)]
+
+    def count_params(self):
+        return sum(w.size for w in self._weights)
+
+    def get_weights(self):
+        """Copies of the weights, in Keras' order and shapes."""
+        return [w.value.copy() for w in self._weights]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (Keras' order and shapes) into this layer."""
+        weights = list(weights)
+        if len(weights) != len(self._weights):
+            raise ValueError(f"{self.name}: expected {len(self._weights)} weight arrays "
+                             f"({[w.shape for w in self._weights]}), got {len(weights)}")
+        arrays = []
+        for weight, new in zip(self._weights, weights):
+            new = np.asarray(new)
+            if new.shape != weight.shape:
+                raise ValueError(f"{self.name}: weight {weight.name!r} has shape {weight.shape}, "
+                                 f"got {new.shape}")
+            if new.dtype.kind not in "fiu" or not np.all(np.isfinite(new)):
+                raise ValueError(f"{self.name}: weight {weight.name!r} must be finite numbers")
+            arrays.append(new)
+        for weight, new in zip(self._weights, arrays):
+            np.copyto(weight.value, new, casting="unsafe")
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _as_shape(shape, where):
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: input_shape must be a tuple of positive integers, "
+                        f"got {shape!r}") from None
+    if not shape or any(d < 1 for d in shape):
+        raise ValueError(f"{where}: input_shape must be a non-empty tuple of positive "
+                         f"integers, got {shape}")
+    return shape

@@ -1,0 +1,552 @@
+"""Models: ``Model`` (a chain of layers with compile / fit / evaluate / predict)
+and ``Sequential`` (built with a list or ``add``).
+
+Design decision 1: ``compile`` packs every layer's weights into one flat
+parameter buffer and one flat gradient buffer; layers keep views into them.
+One optimizer call then updates all parameters. Training scratch lives in
+one Workspace per layer, reused every step; ``predict`` and ``evaluate`` use
+scratch of their own per call, so several threads may predict at once.
+"""
+import math
+
+import numpy as np
+
+from fastnn import _runtime
+from fastnn import callbacks as _callbacks
+from fastnn import losses as _losses
+from fastnn import metrics as _metrics
+from fastnn import optimizers as _optimizers
+from fastnn.backend import current_ops
+from fastnn.layers.base import Layer, Workspace, unique_name
+from fastnn.layers.core import InputLayer
+
+# Last-layer activation -> losses that can take its logits instead (Keras on
+# TensorFlow does the same): the loss fuses the activation, exactly and stably.
+_FUSABLE = {
+    "softmax": ("categorical_crossentropy", "sparse_categorical_crossentropy"),
+    "sigmoid": ("binary_crossentropy",),
+}
+
+
+class Model:
+    """A chain of layers, trained as one: the base class of Sequential."""
+
+    def __init__(self, layers=None, name=None):
+        self.name = name or unique_name("sequential" if isinstance(self, Sequential) else "model")
+        self._layers = []
+        self._input_shape = None      # batch axis excluded
+        self.optimizer = None
+        self.loss = None
+        self._metric_ids = []
+        self._compiled_layers = None  # the layer chain compile() packed
+        self._params = self._grads = None
+        self._weight_ranges = []      # (start, stop, weight) per weight, in packing order
+        self._train_ws = []
+        self._in_fit = False
+        self.stop_training = False
+        self.history = None
+        for layer in layers or ():
+            self.add(layer)
+
+    # ---- structure -----------------------------------------------------------
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def built(self):
+        return self._input_shape is not None
+
+    @property
+    def dtype(self):
+        return self._layers[0].dtype if self._layers else np.dtype(_runtime.floatx())
+
+    @property
+    def input_shape(self):
+        return None if self._input_shape is None else (None,) + self._input_shape
+
+    @property
+    def output_shape(self):
+        if not self.built or not self._layers:
+            return None
+        return (None,) + self._layers[-1].output_shape
+
+    def add(self, layer):
+        """Append a layer (an ``Input`` may only come first)."""
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_shape is not None:
+                raise ValueError(f"{self.name}: an Input must be the first thing added")
+            self._input_shape = layer.input_shape_hint
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: add() takes a fastnn layer, got {type(layer).__name__}")
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"{self.name}: a layer named {layer.name!r} is already in the model; "
+                             "layer names must be unique")
+        if layer in self._layers:
+            raise ValueError(f"{self.name}: layer {layer.name!r} is already in the model")
+        if not self._layers and self._input_shape is None and layer.input_shape_hint is not None:
+            self._input_shape = layer.input_shape_hint
+        self._layers.append(layer)
+        if self._input_shape is not None:
+            try:
+                self._build_layers(self._input_shape)
+            except Exception:
+                self._layers.pop()
+                raise
+
+    def pop(self):
+        """Remove and return the last layer (compile again before training)."""
+        if not self._layers:
+            raise ValueError(f"{self.name}: pop() on a model with no layers")
+        return self._layers.pop()
+
+    def get_layer(self, name=None, index=None):
+        """A layer by name or by index."""
+        if index is not None:
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name}: no layer named {name!r}; layers are "
+                         f"{[layer.name for layer in self._layers]}")
+
+    def build(self, input_shape):
+        """Build every layer for inputs of ``input_shape`` (with or without the batch axis None)."""
+        shape = tuple(input_shape)
+        if shape and shape[0] is None:
+            shape = shape[1:]
+        self._build_layers(tuple(int(d) for d in shape))
+        self._input_shape = tuple(int(d) for d in shape)
+
+    def _build_layers(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self._layers:
+            if not layer.built:
+                layer.build(shape)
+            elif layer.input_shape != shape:
+                raise ValueError(f"layer {layer.name!r} was built for inputs {(None,) + layer.input_shape}"
+                                 f" but receives {(None,) + shape} here")
+            shape = layer.output_shape
+        return shape
+
+    # ---- compile and packing -------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Set the optimizer, loss and metrics, and pack the weights into flat buffers."""
+        self.optimizer = _optimizers.get(optimizer)
+        self.loss = None if loss is None else _losses.get(loss)
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, (str, _metrics.Metric)):
+            metrics = [metrics]
+        for m in metrics:
+            # validate now; "accuracy" is resolved against the data's shapes in fit
+            _metrics.get(m, sparse_targets=False, output_dim=2)
+        self._metric_ids = list(metrics)
+        self._compiled_layers = tuple(self._layers)
+        self._params = None
+        if self.built:
+            self._pack()
+
+    def _pack(self):
+        if not self._layers:
+            raise ValueError(f"{self.name}: the model has no layers")
+        dtype = self.dtype
+        for layer in self._layers:
+            if layer.dtype != dtype:
+                raise ValueError(f"{self.name}: layer {layer.name!r} is {layer.dtype} but the "
+                                 f"model is {dtype}; every layer must share one dtype")
+        weights = [w for layer in self._layers for w in layer._weights]
+        total = sum(w.size for w in weights)
+        params = np.empty(total, dtype=dtype)
+        grads = np.zeros(total, dtype=dtype)
+        ranges, offset = [], 0
+        for w in weights:
+            stop = offset + w.size
+            params[offset:stop] = w.value.reshape(-1)
+            w.value = params[offset:stop].reshape(w.shape)
+            w.grad = grads[offset:stop].reshape(w.shape)
+            ranges.append((offset, stop, w))
+            offset = stop
+        for layer in self._layers:
+            layer._packed_into = self
+        self._params, self._grads, self._weight_ranges = params, grads, ranges
+        self._train_ws = [Workspace() for _ in self._layers]
+        self.optimizer._slots = {}
+        self.optimizer.build(total, dtype)
+
+    def _trainable_ranges(self):
+        """Merged (start, stop) ranges of trainable weights, and each such weight's range."""
+        trainable = {id(w) for layer in self._layers for w in layer.trainable_weights}
+        per_weight = [(s, e) for s, e, w in self._weight_ranges if id(w) in trainable and e > s]
+        merged = []
+        for s, e in per_weight:
+            if merged and merged[-1][1] == s:
+                merged[-1] = (merged[-1][0], e)
+            else:
+                merged.append((s, e))
+        return merged, per_weight
+
+    def _check_ready_to_train(self, x_shape):
+        if self.optimizer is None:
+            raise RuntimeError(f"{self.name}: call compile() before training")
+        if self.loss is None:
+            raise ValueError(f"{self.name}: compile() was called without a loss; pass "
+                             "loss=... to compile() before training or evaluating")
+        if tuple(self._layers) != self._compiled_layers:
+            raise RuntimeError(f"{self.name}: layers were added or removed after compile(); "
+                               "call compile() again")
+        if not self.built:
+            self.build(x_shape[1:])
+        if self._params is None:
+            self._pack()
+        for layer in self._layers:
+            if getattr(layer, "_packed_into", None) is not self:
+                raise RuntimeError(f"{self.name}: layer {layer.name!r} now belongs to another "
+                                   "compiled model; call compile() on this model again")
+
+    # ---- data ----------------------------------------------------------------
+    def _prepare_x(self, x, where):
+        if x is None:
+            raise ValueError(f"{where}: x is required")
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: x must be numeric, got dtype {x.dtype}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"{where}: x must be a non-empty batch of shape (samples, ...), "
+                             f"got {x.shape}")
+        if not self._layers:
+            raise ValueError(f"{self.name}: the model has no layers")
+        if not self.built:
+            self.build(x.shape[1:])
+        if x.shape[1:] != self._input_shape:
+            raise ValueError(f"{where}: layer {self._layers[0].name!r} expects inputs of shape "
+                             f"{(None,) + self._input_shape}, got {x.shape}")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if not current_ops().all_finite(x):
+            raise ValueError(f"{where}: x contains NaN or inf")
+        return x
+
+    def _sparse_targets(self):
+        return self.loss is not None and self.loss.kernel == "sparse_categorical_crossentropy"
+
+    def _prepare_y(self, y, n, where):
+        if y is None:
+            raise ValueError(f"{where}: y is required")
+        y = np.asarray(y)
+        out_shape = self._layers[-1].output_shape
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: y must be numeric, got dtype {y.dtype}")
+        if y.shape[:1] != (n,):
+            raise ValueError(f"{where}: x has {n} samples but y has "
+                             f"{y.shape[0] if y.ndim else 'no'} ({y.shape})")
+        if self._sparse_targets():
+            if y.shape == (n,) + out_shape[:-1] + (1,):
+                y = y.reshape((n,) + out_shape[:-1])
+            if y.shape != (n,) + out_shape[:-1]:
+                raise ValueError(f"{where}: sparse class labels must have shape "
+                                 f"{(n,) + out_shape[:-1]} for outputs {(None,) + out_shape}, got {y.shape}")
+            labels = y.astype(np.int64)
+            if y.dtype.kind == "f" and not np.array_equal(labels, y):
+                raise ValueError(f"{where}: sparse class labels must be whole numbers")
+            if labels.min() < 0 or labels.max() >= out_shape[-1]:
+                raise ValueError(f"{where}: class labels must lie in [0, {out_shape[-1]}), got "
+                                 f"[{labels.min()}, {labels.max()}]")
+            return np.ascontiguousarray(labels.reshape(-1))
+        if y.shape == (n,) and out_shape == (1,):
+            y = y.reshape(n, 1)
+        if y.shape != (n,) + out_shape:
+            raise ValueError(f"{where}: y has shape {y.shape} but the model's output "
+                             f"(layer {self._layers[-1].name!r}) is {(None,) + out_shape}")
+        y = np.ascontiguousarray(y, dtype=self.dtype).reshape(-1, out_shape[-1])
+        if not current_ops().all_finite(y):
+            raise ValueError(f"{where}: y contains NaN or inf")
+        return y
+
+    def _resolve_metrics(self):
+        out_dim = self._layers[-1].output_shape[-1]
+        return [_metrics.get(m, sparse_targets=self._sparse_targets(), output_dim=out_dim)
+                for m in self._metric_ids]
+
+    def _fused_output(self):
+        """Whether the loss takes the last layer's logits (see _FUSABLE)."""
+        last = self._layers[-1]
+        fusable = _FUSABLE.get(getattr(last, "activation", None), ())
+        fused = (self.loss is not None and not self.loss.from_logits
+                 and self.loss.kernel in fusable and hasattr(last, "logits"))
+        last.keep_logits = fused
+        return fused
+
+    # ---- the steps -----------------------------------------------------------
+    def _forward(self, ops, x, training, workspaces):
+        for layer, ws in zip(self._layers, workspaces):
+            x = layer.forward(ops, x, training, ws)
+        return x
+
+    def _batch_loss(self, ops, out, y, fused, ws_last, grad_out=None):
+        """Mean loss of a batch from its outputs (or the last layer's logits)."""
+        loss = self.loss
+        pred = (self._layers[-1].logits(ws_last) if fused else out).reshape(-1, out.shape[-1])
+        return ops.loss(loss.kernel, pred, y, from_logits=loss.from_logits or fused,
+                        delta=loss.delta, grad_out=grad_out)
+
+    def _train_step(self, ops, xb, yb, fused, ranges, metrics, sums, stop_on_nan, where):
+        layers, wss = self._layers, self._train_ws
+        out = self._forward(ops, xb, True, wss)
+        grad = wss[-1].buffer("dloss", out.shape, out.dtype)
+        loss = self._batch_loss(ops, out, yb, fused, wss[-1], grad.reshape(-1, out.shape[-1]))
+        if stop_on_nan and not math.isfinite(loss):
+            raise FloatingPointError(f"{self.name}: the loss became {loss} at {where}; the "
+                                     "update was not applied, so the weights are the last finite "
+                                     "ones (lower the learning rate, or clip gradients)")
+        d = grad
+        last = len(layers) - 1
+        for i in range(last, -1, -1):
+            if i == last and fused:
+                d = layers[i].backward(ops, d, wss[i], i > 0, from_preact=True)
+            else:
+                d = layers[i].backward(ops, d, wss[i], i > 0)
+        self.optimizer.apply(ops, self._params, self._grads, ranges[0], ranges[1])
+        if metrics:
+            pred = out.reshape(-1, out.shape[-1])
+            for k, metric in enumerate(metrics):
+                sums[k] += ops.metric_sum(metric.kernel, pred, yb)
+        return loss
+
+    # ---- public loops --------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            stop_on_nan=True):
+        """Train for ``epochs`` epochs over (x, y) in shuffled batches; return a History.
+
+        The last partial batch is trained, not dropped. ``validation_split`` holds
+        out the last fraction of the data (before shuffling); ``validation_data``
+        is an (x, y) pair; both add ``val_*`` entries to the history. A NaN or inf
+        loss raises FloatingPointError before that step's update unless
+        ``stop_on_nan=False``.
+        """
+        if self._in_fit:
+            raise RuntimeError(f"{self.name}: fit() is already running (it is not re-entrant)")
+        batch_size = _check_batch_size(batch_size, "fit")
+        epochs = _check_count(epochs, "epochs")
+        initial_epoch = _check_count(initial_epoch, "initial_epoch")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
+        if validation_split and validation_data is not None:
+            raise ValueError("fit: pass validation_split or validation_data, not both")
+        x = self._prepare_x(x, "fit")
+        self._check_ready_to_train(x.shape)
+        y = self._prepare_y(y, x.shape[0], "fit")
+        y_rows = y.shape[0] // x.shape[0]     # target rows per sample (sequence outputs)
+        if validation_split:
+            n_val = int(x.shape[0] * validation_split)
+            if n_val == 0 or n_val == x.shape[0]:
+                raise ValueError(f"fit: validation_split={validation_split} of {x.shape[0]} "
+                                 "samples leaves an empty training or validation set")
+            split = x.shape[0] - n_val
+            validation_data = (x[split:], y[split * y_rows:], "prepared")
+            x, y = x[:split], y[:split * y_rows]
+        elif validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
+            vx = self._prepare_x(validation_data[0], "fit (validation_data)")
+            validation_data = (vx, self._prepare_y(validation_data[1], vx.shape[0],
+                                                   "fit (validation_data)"), "prepared")
+
+        ops = current_ops()
+        metrics = self._resolve_metrics()
+        fused = self._fused_output()
+        ranges = self._trainable_ranges()
+        n = x.shape[0]
+        steps = -(-n // batch_size)
+        history = _callbacks.History()
+        cb_list = list(callbacks or [])
+        if verbose == "auto":
+            verbose = 1
+        if verbose:
+            cb_list.append(_callbacks.ProgbarLogger(verbose))
+        cbs = _callbacks.CallbackList([history] + cb_list, self,
+                                      {"epochs": epochs, "steps": steps, "verbose": verbose})
+        self.history = history
+        self.stop_training = False
+        self._in_fit = True
+        logs = {}
+        try:
+            cbs.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch)
+                if shuffle:
+                    order = _runtime.rng().permutation(n)
+                    xs = x[order]
+                    ys = y[order] if y_rows == 1 else y.reshape(n, y_rows, -1)[order].reshape(y.shape)
+                else:
+                    xs, ys = x, y
+                loss_sum, sums = 0.0, [0.0] * len(metrics)
+                for step in range(steps):
+                    start = step * batch_size
+                    stop = min(start + batch_size, n)
+                    if cbs.wants_batch_hooks:
+                        cbs.on_train_batch_begin(step)
+                    loss = self._train_step(ops, xs[start:stop], ys[start * y_rows:stop * y_rows],
+                                            fused, ranges, metrics, sums, stop_on_nan,
+                                            f"epoch {epoch + 1}, batch {step + 1}")
+                    loss_sum += loss * (stop - start)
+                    if cbs.wants_batch_hooks:
+                        seen = stop
+                        cbs.on_train_batch_end(step, self._logs(loss_sum, sums, metrics, seen, y_rows))
+                    if self.stop_training:
+                        break
+                logs = self._logs(loss_sum, sums, metrics, min(n, (step + 1) * batch_size), y_rows)
+                if validation_data is not None:
+                    val = self._evaluate_prepared(ops, validation_data[0], validation_data[1],
+                                                  batch_size, metrics, fused)
+                    logs.update({"val_" + k: v for k, v in val.items()})
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+            cbs.on_train_end(logs)
+        finally:
+            self._in_fit = False
+        return history
+
+    def _logs(self, loss_sum, sums, metrics, seen, y_rows):
+        logs = {"loss": loss_sum / seen}
+        for metric, total in zip(metrics, sums):
+            logs[metric.name] = total / (seen * y_rows)
+        return logs
+
+    def _evaluate_prepared(self, ops, x, y, batch_size, metrics, fused):
+        n = x.shape[0]
+        y_rows = y.shape[0] // n
+        wss = [Workspace() for _ in self._layers]
+        loss_sum, sums = 0.0, [0.0] * len(metrics)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            yb = y[start * y_rows:stop * y_rows]
+            out = self._forward(ops, x[start:stop], False, wss)
+            loss_sum += self._batch_loss(ops, out, yb, fused, wss[-1]) * (stop - start)
+            pred = out.reshape(-1, out.shape[-1])
+            for k, metric in enumerate(metrics):
+                sums[k] += ops.metric_sum(metric.kernel, pred, yb)
+        return self._logs(loss_sum, sums, metrics, n, y_rows)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+        """Return the mean loss over (x, y), or ``[loss, *metrics]`` when metrics were compiled."""
+        batch_size = _check_batch_size(batch_size, "evaluate")
+        x = self._prepare_x(x, "evaluate")
+        self._check_ready_to_train(x.shape)
+        y = self._prepare_y(y, x.shape[0], "evaluate")
+        metrics = self._resolve_metrics()
+        logs = self._evaluate_prepared(current_ops(), x, y, batch_size, metrics,
+                                       self._fused_output())
+        if verbose in (1, 2):
+            print(" - ".join(f"{k}: {v:.4g}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto"):
+        """Return the model's outputs for x, computed in batches (inference mode).
+
+        Safe to call from several threads at once: each call has its own scratch.
+        """
+        batch_size = _check_batch_size(batch_size, "predict")
+        x = self._prepare_x(x, "predict")
+        ops = current_ops()
+        n = x.shape[0]
+        out = np.empty((n,) + self._layers[-1].output_shape, dtype=self.dtype)
+        wss = [Workspace() for _ in self._layers]
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            out[start:stop] = self._forward(ops, x[start:stop], False, wss)
+        return out
+
+    def predict_on_batch(self, x):
+        """The outputs for one batch x (all of it at once)."""
+        x_arr = np.asarray(x)
+        return self.predict(x_arr, batch_size=max(1, x_arr.shape[0] if x_arr.ndim else 1))
+
+    def __call__(self, x, training=False):
+        """Keras' ``model(x)``: the outputs for x as one batch (inference mode)."""
+        return self.predict_on_batch(x)
+
+    def train_on_batch(self, x, y):
+        """One training step on (x, y); returns the loss, or [loss, *metrics]."""
+        x = self._prepare_x(x, "train_on_batch")
+        self._check_ready_to_train(x.shape)
+        y = self._prepare_y(y, x.shape[0], "train_on_batch")
+        if self._in_fit:
+            raise RuntimeError(f"{self.name}: train_on_batch() inside fit() is not supported")
+        metrics = self._resolve_metrics()
+        sums = [0.0] * len(metrics)
+        loss = self._train_step(current_ops(), x, y, self._fused_output(),
+                                self._trainable_ranges(), metrics, sums, True, "train_on_batch")
+        if not metrics:
+            return loss
+        return [loss] + [total / y.shape[0] for total in sums]
+
+    def test_on_batch(self, x, y):
+        """The loss (or [loss, *metrics]) on one batch, without training."""
+        x_arr = np.asarray(x)
+        return self.evaluate(x, y, batch_size=max(1, x_arr.shape[0] if x_arr.ndim else 1),
+                             verbose=0)
+
+    # ---- weights and description ---------------------------------------------
+    def get_weights(self):
+        """Copies of every layer's weights, in order (Keras' shapes)."""
+        return [w for layer in self._layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        """Set every layer's weights from a list in get_weights' order and shapes."""
+        weights = list(weights)
+        expected = sum(len(layer._weights) for layer in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"{self.name}: expected {expected} weight arrays, got {len(weights)}")
+        at = 0
+        for layer in self._layers:
+            k = len(layer._weights)
+            layer.set_weights(weights[at:at + k])
+            at += k
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self._layers)
+
+    def summary(self, print_fn=None):
+        """Print each layer's type, output shape and parameter count, and the totals."""
+        print_fn = print_fn or print
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in self._layers:
+            shape = (None,) + layer.output_shape if layer.built else "?"
+            rows.append((f"{layer.name} ({type(layer).__name__})", str(shape),
+                         f"{layer.count_params():,}"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        line = "-" * sum(widths)
+        print_fn(f'Model: "{self.name}"')
+        print_fn(line)
+        for i, row in enumerate(rows):
+            print_fn("".join(cell.ljust(w) for cell, w in zip(row, widths)))
+            print_fn("=" * sum(widths) if i == 0 else line)
+        trainable = sum(w.size for layer in self._layers for w in layer.trainable_weights)
+        total = self.count_params()
+        print_fn(f"Total params: {total:,}")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {total - trainable:,}")
+
+
+class Sequential(Model):
+    """A linear stack of layers: ``Sequential([Dense(...), ...])`` or ``.add(layer)``."""
+
+
+def _check_batch_size(batch_size, where):
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{where}: batch_size must be an integer >= 1, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"fit: {name} must be an integer >= 0, got {value!r}")
+    return int(value)

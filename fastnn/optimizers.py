@@ -1,0 +1,254 @@
+"""Optimizers (Keras 3 formulas and defaults) over a model's flat parameter buffer.
+
+An optimizer owns its state arrays (moments, accumulators), each the size of
+the flat buffer, and updates every trainable range with one fused kernel call
+per range. Per-step scalars (the scheduled learning rate, Adam's bias
+corrections) are computed here in Python and passed to the kernels.
+
+Order of one step, as in Keras: clip gradients (clipnorm per weight,
+global_clipnorm over all, clipvalue), apply decoupled weight decay
+(p -= lr * weight_decay * p), then the optimizer's update.
+"""
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    """Base class: learning rate (float or schedule), weight decay and clipping."""
+
+    default_name = "optimizer"
+
+    def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name=None):
+        if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("only one of clipnorm, clipvalue and global_clipnorm may be set")
+        for label, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                             ("global_clipnorm", global_clipnorm),
+                             ("weight_decay", weight_decay)):
+            if value is not None and (not np.isfinite(value) or value < 0):
+                raise ValueError(f"{type(self).__name__}: {label} must be >= 0, got {value}")
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.clipvalue = clipvalue
+        self.global_clipnorm = global_clipnorm
+        self.name = name or self.default_name
+        self.iterations = 0
+        self._slots = {}      # state name -> array the size of the flat buffer
+
+    # ---- learning rate -------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The learning rate or schedule (settable: a float or a callable of the step)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if not callable(value):
+            value = float(value)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{type(self).__name__}: learning_rate must be a finite "
+                                 f"number >= 0, got {value}")
+        self._learning_rate = value
+
+    def current_learning_rate(self):
+        """The learning rate for the next step (a schedule evaluated at ``iterations``)."""
+        lr = self._learning_rate
+        return float(lr(self.iterations)) if callable(lr) else lr
+
+    # ---- state ---------------------------------------------------------------
+    def build(self, size, dtype):
+        """Allocate state for a flat buffer of ``size`` elements (keeps matching state)."""
+        for slot, fill in self._slot_specs():
+            old = self._slots.get(slot)
+            if old is None or old.shape != (size,) or old.dtype != dtype:
+                self._slots[slot] = np.full(size, fill, dtype=dtype)
+
+    def _slot_specs(self):
+        """(name, initial value) of each state array."""
+        return ()
+
+    def variables(self):
+        """The state as a dict of arrays (views; copy before keeping)."""
+        return dict(self._slots)
+
+    # ---- one step ------------------------------------------------------------
+    def apply(self, ops, params, grads, ranges, weight_ranges):
+        """Update ``params`` from ``grads`` over the trainable ``ranges`` (start, stop).
+
+        ``weight_ranges`` lists each trainable weight's range (for clipnorm).
+        """
+        lr = self.current_learning_rate()
+        self._clip(ops, grads, ranges, weight_ranges)
+        decay = lr * self.weight_decay if self.weight_decay else 0.0
+        for start, stop in ranges:
+            self._update(ops, params[start:stop], grads[start:stop], start, stop, lr, decay)
+        self.iterations += 1
+
+    def _clip(self, ops, grads, ranges, weight_ranges):
+        if self.clipvalue is not None:
+            for start, stop in ranges:
+                ops.clip_(grads[start:stop], -self.clipvalue, self.clipvalue)
+        elif self.clipnorm is not None:
+            for start, stop in weight_ranges:
+                norm = math.sqrt(ops.sum_squares(grads[start:stop]))
+                if norm > self.clipnorm:
+                    ops.scale_(grads[start:stop], self.clipnorm / norm)
+        elif self.global_clipnorm is not None:
+            norm = math.sqrt(sum(ops.sum_squares(grads[s:e]) for s, e in ranges))
+            if norm > self.global_clipnorm:
+                for start, stop in ranges:
+                    ops.scale_(grads[start:stop], self.global_clipnorm / norm)
+
+    def _update(self, ops, p, g, start, stop, lr, decay):
+        raise NotImplementedError
+
+    def _slot(self, name, start, stop):
+        return self._slots[name][start:stop]
+
+    # ---- config --------------------------------------------------------------
+    def get_config(self):
+        lr = self._learning_rate
+        return {
+            "name": self.name,
+            "learning_rate": lr if not callable(lr) else None,
+            "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
+            "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm,
+        }
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum."""
+
+    default_name = "SGD"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _slot_specs(self):
+        return (("momentum", 0.0),) if self.momentum > 0 else ()
+
+    def _update(self, ops, p, g, start, stop, lr, decay):
+        velocity = self._slot("momentum", start, stop) if self.momentum > 0 else None
+        ops.sgd_update(p, g, velocity, lr=lr, momentum=self.momentum, nesterov=self.nesterov,
+                       decay=decay)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) as Keras writes it: epsilon added to sqrt(v), not to its
+    bias-corrected value; the bias corrections fold into the step size."""
+
+    default_name = "adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        for label, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0 <= value < 1:
+                raise ValueError(f"{type(self).__name__}: {label} must be in [0, 1), got {value}")
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = float(epsilon)
+        self.amsgrad = bool(amsgrad)
+
+    def _slot_specs(self):
+        specs = (("m", 0.0), ("v", 0.0))
+        return specs + (("vhat", 0.0),) if self.amsgrad else specs
+
+    def _update(self, ops, p, g, start, stop, lr, decay):
+        t = self.iterations + 1
+        lr_t = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        vhat = self._slot("vhat", start, stop) if self.amsgrad else None
+        ops.adam_update(p, g, self._slot("m", start, stop), self._slot("v", start, stop),
+                        lr_t=lr_t, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
+                        decay=decay, vhat=vhat)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.004, as Keras)."""
+
+    default_name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad,
+                         weight_decay=weight_decay, **kwargs)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Keras: epsilon inside the square root; optional momentum and centering)."""
+
+    default_name = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not 0 <= rho < 1:
+            raise ValueError(f"RMSprop: rho must be in [0, 1), got {rho}")
+        self.rho, self.momentum = float(rho), float(momentum)
+        self.epsilon, self.centered = float(epsilon), bool(centered)
+
+    def _slot_specs(self):
+        specs = [("velocity", 0.0)]
+        if self.momentum > 0:
+            specs.append(("momentum", 0.0))
+        if self.centered:
+            specs.append(("average_gradient", 0.0))
+        return tuple(specs)
+
+    def _update(self, ops, p, g, start, stop, lr, decay):
+        mom = self._slot("momentum", start, stop) if self.momentum > 0 else None
+        mg = self._slot("average_gradient", start, stop) if self.centered else None
+        ops.rmsprop_update(p, g, self._slot("velocity", start, stop), lr=lr, rho=self.rho,
+                           eps=self.epsilon, momentum=self.momentum, mom=mom, mg=mg, decay=decay)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+class Adagrad(Optimizer):
+    """Adagrad with Keras' initial accumulator value 0.1."""
+
+    default_name = "adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+
+    def _slot_specs(self):
+        return (("accumulator", self.initial_accumulator_value),)
+
+    def _update(self, ops, p, g, start, stop, lr, decay):
+        ops.adagrad_update(p, g, self._slot("accumulator", start, stop), lr=lr,
+                           eps=self.epsilon, decay=decay)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon,
+                "initial_accumulator_value": self.initial_accumulator_value}
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+
+
+def get(identifier):
+    """An optimizer from a name ("adam", "sgd", ...; Keras defaults) or an Optimizer instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(f"unknown optimizer {identifier!r}; expected one of {sorted(_BY_NAME)} "
+                     "or a fastnn.optimizers.Optimizer instance")

@@ -1,0 +1,136 @@
+"""Build fastnn's compiled backend.
+
+csrc/ is plain C11. Each file is compiled once, with its own flags: ISA flags
+(AVX2+FMA, AVX-512) go only on the micro-kernel files named *_avx2.c and
+*_avx512.c, whose functions are called only after a run-time CPU check. The
+objects are linked into the one extension module, fastnn._ext._core, so there
+is one kernel table and one copy of every piece of C state.
+
+OpenMP is detected by compiling, linking and running a probe. Without it the
+build still succeeds, serial, with a warning; fastnn.show_config() reports it.
+"""
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "csrc"
+
+BASE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+ISA_FLAGS = {
+    "avx2": ["-mavx2", "-mfma"],
+    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"],
+}
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel num_threads(2) reduction(+:n)
+    n += 1;
+    printf("%d\n", n);
+    return n == 2 ? 0 : 1;
+}
+"""
+
+
+def openmp_flags(compiler_cmd):
+    """Return the compile/link flags that give working OpenMP, or [] if none do."""
+    if os.environ.get("FASTNN_DISABLE_OPENMP"):
+        return []
+    candidates = [["-fopenmp"], ["-Xpreprocessor", "-fopenmp", "-lomp"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.c"
+        exe = Path(tmp) / "probe"
+        src.write_text(OPENMP_PROBE)
+        for flags in candidates:
+            cmd = [*compiler_cmd, str(src), "-o", str(exe), *flags]
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+                subprocess.run([str(exe)], check=True, capture_output=True, timeout=60)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            return flags
+    return []
+
+
+def isa_of(path):
+    """The ISA a csrc file is written for, from its name (gemm_avx512.c -> avx512)."""
+    stem = Path(path).stem
+    for isa in ISA_FLAGS:
+        if stem.endswith("_" + isa):
+            return isa
+    return None
+
+
+class BuildExt(build_ext):
+    """Compile csrc/ once with per-file flags, then link it into the extension."""
+
+    def build_extensions(self):
+        cc = self.compiler.compiler_so[:1]
+        omp = openmp_flags(cc)
+        if not omp:
+            warnings.warn(
+                "fastnn: the C compiler has no working OpenMP; building a serial "
+                "extension (fastnn.show_config() will say so)."
+            )
+        compile_omp = [f for f in omp if f != "-lomp"]
+        link_omp = [f for f in omp if f != "-Xpreprocessor"]
+
+        objects = []
+        sources = sorted(CSRC.glob("*.c")) + sorted(CSRC.glob("kernels/*.c"))
+        for src in sources:
+            isa = isa_of(src)
+            if isa and not IS_X86_64:
+                continue  # x86 micro-kernels are not built elsewhere; the table keeps generic
+            flags = BASE_FLAGS + compile_omp + (ISA_FLAGS[isa] if isa else [])
+            macros = [("FNN_HAVE_X86_KERNELS", "1")] if IS_X86_64 else []
+            objects += self.compiler.compile(
+                [str(src.relative_to(ROOT))],
+                output_dir=self.build_temp,
+                include_dirs=[str(CSRC)],
+                extra_postargs=flags,
+                macros=macros,
+            )
+        for ext in self.extensions:
+            ext.extra_objects = objects + list(ext.extra_objects or [])
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_omp
+            ext.extra_link_args = list(ext.extra_link_args or []) + link_omp
+        super().build_extensions()
+
+
+extensions = [
+    Extension(
+        "fastnn._ext._core",
+        sources=["fastnn/_ext/_core.pyx"],
+        include_dirs=[str(CSRC.relative_to(ROOT)), numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O2"],
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

@@ -1,0 +1,44 @@
+"""Shared fixtures: every kernel test runs on both backends.
+
+Tests import the installed fastnn (no path tricks). Hypothesis uses a CI
+profile (few examples, no deadline) so the suite stays within minutes.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+from fastnn.backend.numpy_ops import NumpyOps  # noqa: E402
+
+
+def _compiled():
+    from fastnn.backend.compiled_ops import CompiledOps
+    return CompiledOps()
+
+
+@pytest.fixture(scope="session")
+def numpy_ops():
+    return NumpyOps()
+
+
+@pytest.fixture(scope="session")
+def compiled_ops():
+    return _compiled()
+
+
+@pytest.fixture(params=["numpy", "compiled"], scope="session")
+def ops(request):
+    """Each backend in turn."""
+    return NumpyOps() if request.param == "numpy" else _compiled()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
