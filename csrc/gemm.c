@@ -1,0 +1,657 @@
+/*
+ * gemm.c -- general matrix multiply with a fused epilogue, float32 and float64.
+ *
+ *     C[M,N] = act(alpha * op(A) @ op(B) + beta * C + bias[N])
+ *
+ * (declared in fastnn.h). float32 follows the Goto/BLIS scheme: B is packed
+ * into KC x NR micro-panels (one KC x NC block at a time, shared by all
+ * threads), A into MR x KC micro-panels (one MC x KC block per thread, or read
+ * in place when N is small), and the ISA's micro-kernel from the kernel table
+ * (cpu.c) computes each MR x NR tile, edge tiles included, following the
+ * contract in gemm_internal.h. float64 uses a simpler portable tiled kernel.
+ *
+ * Threads: C is split into one rectangle of whole tiles per thread (rows, or
+ * columns when that balances better); K is never split and the blocking
+ * depends on the shapes and the ISA only, so every element is computed by the
+ * same sequence of operations for any thread count: results are bitwise
+ * identical for any nthreads. Below a few MFLOP, one thread, and no parallel
+ * region is entered at all (a process forked after OpenMP started still runs).
+ *
+ * Scratch: small problems use a per-thread static buffer (no malloc); larger
+ * ones allocate 64-byte aligned scratch per call, before any parallel region,
+ * and return FNN_ERR_NOMEM if that fails. Several threads may call these
+ * functions at once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "act_scalar.h"
+#include "fastnn.h"
+#include "fnn_omp.h"
+#include "gemm_internal.h"
+
+/* Below this many FLOPs per thread a second thread costs more than it saves. */
+#define GEMM_GRAIN_FLOPS 1.5e6
+/* N at or below this many micro-panels: A is read in place, not packed (each
+ * A block is then used by few tiles, so packing it would cost more than it
+ * saves). */
+#define GEMM_UNPACKED_A_PANELS 4
+/* Per-thread static scratch, in floats: problems that fit need no malloc. */
+#define TLS_SCRATCH_FLOATS (32 * 1024)
+
+static _Thread_local float tls_scratch[TLS_SCRATCH_FLOATS] __attribute__((aligned(64)));
+
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static int64_t round_up(int64_t a, int64_t b)
+{
+    return ceil_div(a, b) * b;
+}
+
+static int is_elementwise_act(int act)
+{
+    return act >= 0 && act < FNN_ACT_COUNT && act != FNN_ACT_SOFTMAX;
+}
+
+static int act_in_ukr(int act)
+{
+    return act == FNN_ACT_LINEAR || act == FNN_ACT_RELU || act == FNN_ACT_LEAKY_RELU;
+}
+
+/* Apply a transcendental activation to an m x n tile of C in place. The
+ * switch is outside the loops so each loop inlines one scalar function. */
+#define ACT_TILE_LOOP(T, FN, ACT)                                  \
+    for (i = 0; i < m; i++) {                                      \
+        T *ci = c + i * ldc;                                       \
+        for (j = 0; j < n; j++) {                                  \
+            ci[j] = FN(ACT, ci[j]);                                \
+        }                                                          \
+    }
+
+static void act_tile_f32(float *c, int64_t ldc, int64_t m, int64_t n, int act)
+{
+    int64_t i, j;
+    switch (act) {
+    case FNN_ACT_RELU:
+        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_RELU)
+        break;
+    case FNN_ACT_LEAKY_RELU:
+        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_LEAKY_RELU)
+        break;
+    case FNN_ACT_ELU:
+        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_ELU)
+        break;
+    case FNN_ACT_SIGMOID:
+        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_SIGMOID)
+        break;
+    case FNN_ACT_TANH:
+        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_TANH)
+        break;
+    case FNN_ACT_GELU:
+        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_GELU)
+        break;
+    case FNN_ACT_SWISH:
+        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_SWISH)
+        break;
+    default:
+        break;
+    }
+}
+
+static void act_tile_f64(double *c, int64_t ldc, int64_t m, int64_t n, int act)
+{
+    int64_t i, j;
+    switch (act) {
+    case FNN_ACT_RELU:
+        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_RELU)
+        break;
+    case FNN_ACT_LEAKY_RELU:
+        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_LEAKY_RELU)
+        break;
+    case FNN_ACT_ELU:
+        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_ELU)
+        break;
+    case FNN_ACT_SIGMOID:
+        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_SIGMOID)
+        break;
+    case FNN_ACT_TANH:
+        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_TANH)
+        break;
+    case FNN_ACT_GELU:
+        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_GELU)
+        break;
+    case FNN_ACT_SWISH:
+        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_SWISH)
+        break;
+    default:
+        break;
+    }
+}
+
+/* Shared argument checks of both precisions. */
+static int check_args(const void *C, const void *A, const void *B, int64_t M, int64_t N,
+                      int64_t K, int64_t lda, int64_t ldb, int64_t ldc, int trans_a,
+                      int trans_b, int act)
+{
+    if (M < 0 || N < 0 || K < 0 || !is_elementwise_act(act)) {
+        return FNN_ERR_ARG;
+    }
+    if (ldc < N || lda < (trans_a ? M : K) || ldb < (trans_b ? K : N)) {
+        return FNN_ERR_ARG;
+    }
+    if ((M > 0 && N > 0 && C == NULL) || (M > 0 && N > 0 && K > 0 && (A == NULL || B == NULL))) {
+        return FNN_ERR_ARG;
+    }
+    return FNN_OK;
+}
+
+/* ======================================================================== */
+/* float32                                                                   */
+/* ======================================================================== */
+
+/* K == 0: C = act(beta * C + bias). */
+static void gemm_k0_f32(float *C, const float *bias, int64_t M, int64_t N, int64_t ldc,
+                        float beta, int act)
+{
+    int64_t i, j;
+    for (i = 0; i < M; i++) {
+        float *ci = C + i * ldc;
+        for (j = 0; j < N; j++) {
+            float t = beta != 0.0f ? beta * ci[j] : 0.0f;
+            if (bias != NULL) {
+                t += bias[j];
+            }
+            ci[j] = fnn_act_apply_f32(act, t);
+        }
+    }
+}
+
+typedef struct {
+    float *C;
+    const float *A, *B, *bias;
+    int64_t M, N, K, lda, ldb, ldc;
+    int trans_a, trans_b;
+    float alpha, beta;
+    int act;
+    fnn_gemm_kernel_f32 ker;
+    int64_t kc;       /* K block actually used (<= ker.kc, same for every block) */
+    int64_t nc;       /* N block actually used */
+    int pack_a;
+    float *bpack;     /* kc x nc, shared */
+    float *apack;     /* per thread: mc x kc each, stride apack_stride */
+    int64_t apack_stride;
+    int tm, tn;       /* thread grid: tm row groups x tn column groups */
+} gemm_f32_plan;
+
+/* B block rows [pc, pc+kc), columns [j0, j0+w) -> one NR-wide micro-panel,
+ * zero padded past w. */
+static void pack_b_panel_f32(float *dst, const gemm_f32_plan *pl, int64_t pc, int64_t kc,
+                             int64_t j0, int64_t w)
+{
+    const int64_t nr = pl->ker.nr;
+    int64_t p, j;
+    if (!pl->trans_b) {
+        const float *src = pl->B + pc * pl->ldb + j0;
+        for (p = 0; p < kc; p++) {
+            const float *s = src + p * pl->ldb;
+            float *d = dst + p * nr;
+            if (w == nr) {
+                memcpy(d, s, (size_t)nr * sizeof(float));
+            }
+            else {
+                for (j = 0; j < w; j++) {
+                    d[j] = s[j];
+                }
+                for (; j < nr; j++) {
+                    d[j] = 0.0f;
+                }
+            }
+        }
+    }
+    else {
+        /* B is stored N x K: column j of op(B) is row j of B, contiguous in p.
+         * Transpose 8 k-steps at a time so both sides stay cache-friendly. */
+        for (p = 0; p < kc; p++) {
+            float *d = dst + p * nr;
+            for (j = w; j < nr; j++) {
+                d[j] = 0.0f;
+            }
+        }
+        for (j = 0; j < w; j++) {
+            const float *s = pl->B + (j0 + j) * pl->ldb + pc;
+            float *d = dst + j;
+            for (p = 0; p < kc; p++) {
+                d[p * nr] = s[p];
+            }
+        }
+    }
+}
+
+/* A block rows [i0, i0+mc), columns [pc, pc+kc) -> MR-tall micro-panels,
+ * zero padded past the last row of A. */
+static void pack_a_block_f32(float *dst, const gemm_f32_plan *pl, int64_t i0, int64_t mc,
+                             int64_t pc, int64_t kc)
+{
+    const int64_t mr = pl->ker.mr;
+    int64_t r, p, i;
+    for (r = 0; r < mc; r += mr) {
+        int64_t h = mc - r < mr ? mc - r : mr;
+        float *d = dst + r * kc;
+        if (!pl->trans_a) {
+            const float *s = pl->A + (i0 + r) * pl->lda + pc;
+            for (i = 0; i < h; i++) {
+                const float *si = s + i * pl->lda;
+                for (p = 0; p < kc; p++) {
+                    d[p * mr + i] = si[p];
+                }
+            }
+        }
+        else {
+            /* A is stored K x M: MR consecutive rows of op(A) per k step. */
+            const float *s = pl->A + pc * pl->lda + i0 + r;
+            for (p = 0; p < kc; p++) {
+                for (i = 0; i < h; i++) {
+                    d[p * mr + i] = s[p * pl->lda + i];
+                }
+            }
+        }
+        if (h < mr) {
+            for (p = 0; p < kc; p++) {
+                for (i = h; i < mr; i++) {
+                    d[p * mr + i] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* [lo, hi) of `count` units for part `idx` of `parts`, balanced. */
+static void split_range(int64_t count, int parts, int idx, int64_t *lo, int64_t *hi)
+{
+    *lo = count * idx / parts;
+    *hi = count * (idx + 1) / parts;
+}
+
+static void barrier(int nt)
+{
+    if (nt > 1) {
+#pragma omp barrier
+    }
+}
+
+/* The loops, run by thread `tid` of `nt` (nt == 1: serial, no OpenMP). */
+static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
+{
+    const fnn_gemm_kernel_f32 *ker = &pl->ker;
+    const int64_t mr = ker->mr, nr = ker->nr;
+    const int64_t M = pl->M, N = pl->N, K = pl->K;
+    const int ti = tid / pl->tn, tj = tid % pl->tn;
+    float *apack = pl->apack + (int64_t)tid * pl->apack_stride;
+    int64_t row_lo, row_hi, jc, pc;
+
+    /* This thread's rows: whole MR tiles, so tile edges fall where they
+     * would with one thread. */
+    split_range(ceil_div(M, mr), pl->tm, ti, &row_lo, &row_hi);
+    row_lo *= mr;
+    row_hi = row_hi * mr < M ? row_hi * mr : M;
+
+    for (jc = 0; jc < N; jc += pl->nc) {
+        const int64_t nc = N - jc < pl->nc ? N - jc : pl->nc;
+        const int64_t npanels = ceil_div(nc, nr);
+        int64_t q_lo, q_hi, q;
+        split_range(npanels, pl->tn, tj, &q_lo, &q_hi);
+
+        for (pc = 0; pc < K; pc += pl->kc) {
+            const int64_t kc = K - pc < pl->kc ? K - pc : pl->kc;
+            const int first = pc == 0, last = pc + kc == K;
+            fnn_gemm_epi_f32 epi;
+            int64_t ic, pack_lo, pack_hi;
+
+            /* Every thread packs a share of the B block, then all wait. */
+            split_range(npanels, nt, tid, &pack_lo, &pack_hi);
+            for (q = pack_lo; q < pack_hi; q++) {
+                int64_t j0 = jc + q * nr;
+                pack_b_panel_f32(pl->bpack + q * kc * nr, pl, pc, kc, j0,
+                                 N - j0 < nr ? N - j0 : nr);
+            }
+            barrier(nt);
+
+            epi.alpha = pl->alpha;
+            epi.beta = first ? pl->beta : 1.0f;
+            epi.act = last && act_in_ukr(pl->act) ? pl->act : FNN_ACT_LINEAR;
+
+            for (ic = row_lo; ic < row_hi; ic += ker->mc) {
+                const int64_t mc = row_hi - ic < ker->mc ? row_hi - ic : ker->mc;
+                if (pl->pack_a) {
+                    pack_a_block_f32(apack, pl, ic, mc, pc, kc);
+                }
+                for (q = q_lo; q < q_hi; q++) {
+                    const int64_t j = jc + q * nr;
+                    const int64_t n = N - j < nr ? N - j : nr;
+                    const float *bp = pl->bpack + q * kc * nr;
+                    int64_t ir;
+                    epi.bias = last && pl->bias != NULL ? pl->bias + j : NULL;
+                    for (ir = 0; ir < mc; ir += mr) {
+                        const int64_t i = ic + ir;
+                        const int64_t m = M - i < mr ? M - i : mr;
+                        float *c = pl->C + i * pl->ldc + j;
+                        if (pl->pack_a) {
+                            ker->ukr(kc, apack + ir * kc, 1, mr, bp, c, pl->ldc, m, n, &epi);
+                        }
+                        else if (!pl->trans_a) {
+                            ker->ukr(kc, pl->A + i * pl->lda + pc, pl->lda, 1, bp, c, pl->ldc,
+                                     m, n, &epi);
+                        }
+                        else {
+                            ker->ukr(kc, pl->A + pc * pl->lda + i, 1, pl->lda, bp, c, pl->ldc,
+                                     m, n, &epi);
+                        }
+                        if (last && !act_in_ukr(pl->act)) {
+                            act_tile_f32(c, pl->ldc, m, n, pl->act);
+                        }
+                    }
+                }
+            }
+            /* The next B block overwrites this one: wait for every reader. */
+            barrier(nt);
+        }
+    }
+}
+
+/* Pick the thread grid tm x tn (tm * tn == nt) that gives the largest
+ * rectangle the smallest; rows win near-ties (splitting columns makes each
+ * thread pack the same A blocks). */
+static void choose_grid(int64_t tiles_m, int64_t panels_n, int nt, int *tm, int *tn)
+{
+    double best = -1.0;
+    int d;
+    for (d = 1; d <= nt; d++) {
+        double cost;
+        if (nt % d != 0) {
+            continue;
+        }
+        cost = (double)ceil_div(tiles_m, d) * (double)ceil_div(panels_n, nt / d);
+        if (nt / d > 1) {
+            cost *= 1.05;
+        }
+        if (best < 0.0 || cost < best) {
+            best = cost;
+            *tm = d;
+            *tn = nt / d;
+        }
+    }
+}
+
+int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
+                 int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                 int trans_a, int trans_b, float alpha, float beta, int act, int nthreads)
+{
+    gemm_f32_plan pl;
+    int64_t nblocks, need, tiles_m, panels_n, mc_eff;
+    float *scratch = NULL, *heap = NULL;
+    int nt;
+    int status = check_args(C, A, B, M, N, K, lda, ldb, ldc, trans_a, trans_b, act);
+
+    if (status != FNN_OK) {
+        return status;
+    }
+    if (M == 0 || N == 0) {
+        return FNN_OK;
+    }
+    if (K == 0) {
+        gemm_k0_f32(C, bias, M, N, ldc, beta, act);
+        return FNN_OK;
+    }
+
+    pl.C = C;
+    pl.A = A;
+    pl.B = B;
+    pl.bias = bias;
+    pl.M = M;
+    pl.N = N;
+    pl.K = K;
+    pl.lda = lda;
+    pl.ldb = ldb;
+    pl.ldc = ldc;
+    pl.trans_a = trans_a;
+    pl.trans_b = trans_b;
+    pl.alpha = alpha;
+    pl.beta = beta;
+    pl.act = act;
+    pl.ker = fnn_kernels()->gemm_f32;
+
+    /* K in equal blocks of at most KC (a multiple of 8): no thin last block,
+     * and the blocking depends on K and the ISA alone. */
+    nblocks = ceil_div(K, pl.ker.kc);
+    pl.kc = round_up(ceil_div(K, nblocks), 8);
+    if (pl.kc > K) {
+        pl.kc = K;
+    }
+    pl.nc = N < pl.ker.nc ? round_up(N, pl.ker.nr) : pl.ker.nc;
+    pl.pack_a = ceil_div(N, pl.ker.nr) > GEMM_UNPACKED_A_PANELS;
+
+    tiles_m = ceil_div(M, pl.ker.mr);
+    panels_n = ceil_div(pl.nc, pl.ker.nr);
+    nt = fnn_threads_for(2.0 * (double)M * (double)N * (double)K, GEMM_GRAIN_FLOPS, nthreads);
+    if (nt > tiles_m * panels_n) {
+        nt = (int)(tiles_m * panels_n);
+    }
+    choose_grid(tiles_m, panels_n, nt, &pl.tm, &pl.tn);
+
+    mc_eff = pl.ker.mc < round_up(M, pl.ker.mr) ? pl.ker.mc : round_up(M, pl.ker.mr);
+    pl.apack_stride = pl.pack_a ? round_up(mc_eff * pl.kc, 16) : 0;
+    need = round_up(pl.kc * pl.nc, 16) + (int64_t)nt * pl.apack_stride;
+    if (need <= TLS_SCRATCH_FLOATS) {
+        scratch = tls_scratch;
+    }
+    else {
+        heap = aligned_alloc(64, (size_t)need * sizeof(float));
+        if (heap == NULL) {
+            return FNN_ERR_NOMEM;
+        }
+        scratch = heap;
+    }
+    pl.bpack = scratch;
+    pl.apack = scratch + round_up(pl.kc * pl.nc, 16);
+
+    if (nt == 1) {
+        gemm_f32_worker(&pl, 0, 1);
+    }
+    else {
+#pragma omp parallel num_threads(nt)
+        {
+            /* The runtime may give fewer threads than asked (the split and
+             * the barriers assume nt): then one thread does it all, which
+             * computes the same values. */
+            int tid = fnn_omp_thread_num(), got = fnn_omp_num_threads();
+            if (got == nt) {
+                gemm_f32_worker(&pl, tid, nt);
+            }
+            else if (tid == 0) {
+                gemm_f32_plan serial = pl;
+                serial.tm = 1;
+                serial.tn = 1;
+                gemm_f32_worker(&serial, 0, 1);
+            }
+        }
+    }
+    free(heap);
+    return FNN_OK;
+}
+
+/* ======================================================================== */
+/* float64: a simpler portable kernel                                        */
+/* ======================================================================== */
+
+#define MR64 4
+#define NR64 8
+#define KC64 256
+
+/* C tile [m<=4, n<=8] from a packed B panel (kc x 8, zero padded) and A read
+ * in place; acc carries the sum across K blocks. */
+static inline __attribute__((always_inline)) void
+tile_f64(double acc[MR64][NR64], const double *a, int64_t rs_a, int64_t cs_a,
+         const double *bp, int64_t kc, int64_t m, const int full)
+{
+    int64_t p;
+    int i, j;
+    for (p = 0; p < kc; p++) {
+        const double *b = bp + p * NR64;
+        for (i = 0; i < MR64; i++) {
+            double ai;
+            if (!full && i >= m) {
+                break;
+            }
+            ai = a[i * rs_a + p * cs_a];
+            for (j = 0; j < NR64; j++) {
+                acc[i][j] += ai * b[j];
+            }
+        }
+    }
+}
+
+typedef struct {
+    double *C;
+    const double *A, *B, *bias;
+    int64_t M, N, K, lda, ldb, ldc;
+    int trans_a, trans_b;
+    double alpha, beta;
+    int act;
+} gemm_f64_args;
+
+/* Rows [row_lo, row_hi) of C, all columns; bpanel holds K x 8 doubles. */
+static void gemm_f64_rows(const gemm_f64_args *g, int64_t row_lo, int64_t row_hi,
+                          double *bpanel)
+{
+    const int64_t rs_a = g->trans_a ? 1 : g->lda, cs_a = g->trans_a ? g->lda : 1;
+    int64_t j0, i0, p, i, j;
+
+    for (j0 = 0; j0 < g->N; j0 += NR64) {
+        const int64_t n = g->N - j0 < NR64 ? g->N - j0 : NR64;
+        /* Pack op(B)[:, j0:j0+n] once for all this thread's rows. */
+        for (p = 0; p < g->K; p++) {
+            for (j = 0; j < NR64; j++) {
+                double v = 0.0;
+                if (j < n) {
+                    v = g->trans_b ? g->B[(j0 + j) * g->ldb + p] : g->B[p * g->ldb + j0 + j];
+                }
+                bpanel[p * NR64 + j] = v;
+            }
+        }
+        for (i0 = row_lo; i0 < row_hi; i0 += MR64) {
+            const int64_t m = row_hi - i0 < MR64 ? row_hi - i0 : MR64;
+            double acc[MR64][NR64] = {{0.0}};
+            const double *a = g->A + i0 * rs_a;
+            int64_t pc;
+            for (pc = 0; pc < g->K; pc += KC64) {
+                int64_t kc = g->K - pc < KC64 ? g->K - pc : KC64;
+                if (m == MR64) {
+                    tile_f64(acc, a + pc * cs_a, rs_a, cs_a, bpanel + pc * NR64, kc, m, 1);
+                }
+                else {
+                    tile_f64(acc, a + pc * cs_a, rs_a, cs_a, bpanel + pc * NR64, kc, m, 0);
+                }
+            }
+            for (i = 0; i < m; i++) {
+                double *ci = g->C + (i0 + i) * g->ldc + j0;
+                for (j = 0; j < n; j++) {
+                    double t = g->alpha * acc[i][j];
+                    if (g->beta != 0.0) {
+                        t = g->beta * ci[j] + t;
+                    }
+                    if (g->bias != NULL) {
+                        t = t + g->bias[j0 + j];
+                    }
+                    ci[j] = t;
+                }
+            }
+            if (g->act != FNN_ACT_LINEAR) {
+                act_tile_f64(g->C + i0 * g->ldc + j0, g->ldc, m, n, g->act);
+            }
+        }
+    }
+}
+
+int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias,
+                 int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                 int trans_a, int trans_b, double alpha, double beta, int act, int nthreads)
+{
+    gemm_f64_args g;
+    int64_t tiles_m, i, j, per_thread;
+    double *heap = NULL, *scratch;
+    int nt;
+    int status = check_args(C, A, B, M, N, K, lda, ldb, ldc, trans_a, trans_b, act);
+
+    if (status != FNN_OK) {
+        return status;
+    }
+    if (M == 0 || N == 0) {
+        return FNN_OK;
+    }
+    if (K == 0) {
+        for (i = 0; i < M; i++) {
+            double *ci = C + i * ldc;
+            for (j = 0; j < N; j++) {
+                double t = beta != 0.0 ? beta * ci[j] : 0.0;
+                if (bias != NULL) {
+                    t += bias[j];
+                }
+                ci[j] = fnn_act_apply_f64(act, t);
+            }
+        }
+        return FNN_OK;
+    }
+    g.C = C;
+    g.A = A;
+    g.B = B;
+    g.bias = bias;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.lda = lda;
+    g.ldb = ldb;
+    g.ldc = ldc;
+    g.trans_a = trans_a;
+    g.trans_b = trans_b;
+    g.alpha = alpha;
+    g.beta = beta;
+    g.act = act;
+
+    /* Rows split in whole tiles; each thread packs its own B panel. */
+    tiles_m = ceil_div(M, MR64);
+    nt = fnn_threads_for(2.0 * (double)M * (double)N * (double)K, GEMM_GRAIN_FLOPS, nthreads);
+    if (nt > tiles_m) {
+        nt = (int)tiles_m;
+    }
+    per_thread = round_up(K * NR64, 8);
+    if (per_thread * nt * 2 <= TLS_SCRATCH_FLOATS) {
+        scratch = (double *)tls_scratch;
+    }
+    else {
+        heap = aligned_alloc(64, (size_t)(per_thread * nt) * sizeof(double));
+        if (heap == NULL) {
+            return FNN_ERR_NOMEM;
+        }
+        scratch = heap;
+    }
+
+    if (nt == 1) {
+        gemm_f64_rows(&g, 0, M, scratch);
+    }
+    else {
+#pragma omp parallel num_threads(nt)
+        {
+            int tid = fnn_omp_thread_num(), got = fnn_omp_num_threads();
+            int t;
+            for (t = tid; t < nt; t += got) {
+                int64_t lo = tiles_m * t / nt * MR64, hi = tiles_m * (t + 1) / nt * MR64;
+                gemm_f64_rows(&g, lo, hi < M ? hi : M, scratch + t * per_thread);
+            }
+        }
+    }
+    free(heap);
+    return FNN_OK;
+}

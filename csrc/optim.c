@@ -1,0 +1,490 @@
+/*
+ * optim.c -- optimizer steps over a flat parameter range, and the
+ * reductions and element-wise helpers the optimizers use (clipping, loss
+ * scaling, NaN checks).
+ *
+ * Each update is one fused pass over p[n] and its state, with no
+ * temporaries, in Keras 3's formulas and operation order (see fastnn.h and
+ * fastnn.backend.numpy_ops, the reference):
+ *   every optimizer first: p -= decay * p   (decoupled decay, skipped when
+ *                                            decay == 0, as the reference does)
+ *   SGD      plain (momentum == 0 or no velocity): p -= lr g
+ *            else v = momentum v - lr g; p += v, or with nesterov
+ *            p += momentum v - lr g
+ *   Adam     m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+ *            amsgrad: vhat = max(vhat, v), used in place of v;
+ *            p -= lr_t m / (sqrt(v) + eps)
+ *   RMSprop  ms = rho ms + (1 - rho) g^2; centered: mg = rho mg + (1 - rho) g,
+ *            denominator ms - mg^2, else ms; step = lr g / sqrt(denom + eps);
+ *            with mom (and momentum > 0): mom = momentum mom + step, p -= mom;
+ *            else p -= step
+ *   Adagrad  acc += g^2; p -= lr g / sqrt(acc + eps)
+ * The pointers of one update never overlap (restrict). The loops carry no
+ * dependence, so the compiler vectorises them (`omp simd`).
+ *
+ * Helpers: fnn_sum_squares_f32 (double accumulation), fnn_scale_f32,
+ * fnn_clip_f32 (NaN stays NaN, as np.clip), fnn_all_finite_f32.
+ *
+ * Threads: contiguous fixed blocks, schedule(static); element-wise results
+ * do not depend on the split. sum_squares adds fixed chunks of SUMSQ_CHUNK
+ * elements, each summed in a fixed lane pattern, the chunk sums in chunk
+ * order: the same bits on one thread or many.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "fastnn.h"
+#include "fnn_omp.h"
+
+/* Elements per thread before a second thread pays off (an update streams
+ * 3-5 arrays; a helper streams 1), and the block a thread takes at a time. */
+#define UPDATE_GRAIN 32768.0
+#define HELPER_GRAIN 65536.0
+#define BLOCK 8192
+/* sum_squares: elements per chunk and double lanes per chunk sum. */
+#define SUMSQ_CHUNK 4096
+#define SUMSQ_LANES 8
+#define PARTIALS_ON_STACK 256
+
+/* Run BODY(lo, len) over [0, n) in BLOCK pieces: serially (no parallel
+ * region at all) when threads_for says one thread, else statically split. */
+#define FOR_BLOCKS(n, grain, nthreads, BODY)                                    \
+    do {                                                                        \
+        const int nt_ = fnn_threads_for((double)(n), (grain), (nthreads));      \
+        if (nt_ <= 1) {                                                         \
+            BODY(0, (n));                                                       \
+        }                                                                       \
+        else {                                                                  \
+            const int64_t nb_ = ((n) + BLOCK - 1) / BLOCK;                      \
+            int64_t b_;                                                         \
+            _Pragma("omp parallel for schedule(static) num_threads(nt_)")       \
+            for (b_ = 0; b_ < nb_; b_++) {                                      \
+                const int64_t lo_ = b_ * BLOCK;                                 \
+                BODY(lo_, (n) - lo_ < BLOCK ? (n) - lo_ : BLOCK);               \
+            }                                                                   \
+        }                                                                       \
+    } while (0)
+
+/* ---- SGD ---------------------------------------------------------------- */
+
+static void sgd_plain(float *restrict p, const float *restrict g, int64_t n, float lr, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float pi = p[i];
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        p[i] = pi - lr * g[i];
+    }
+}
+
+static void sgd_momentum(float *restrict p, float *restrict v, const float *restrict g,
+                         int64_t n, float lr, float momentum, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float pi = p[i];
+        float vi = v[i] * momentum - lr * g[i];
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        v[i] = vi;
+        p[i] = pi + vi;
+    }
+}
+
+static void sgd_nesterov(float *restrict p, float *restrict v, const float *restrict g,
+                         int64_t n, float lr, float momentum, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float pi = p[i];
+        float lg = lr * g[i];
+        float vi = v[i] * momentum - lg;
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        v[i] = vi;
+        p[i] = pi + (momentum * vi - lg);
+    }
+}
+
+int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
+                       float lr, float momentum, int nesterov, float decay, int nthreads)
+{
+    if (n < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+    if (p == NULL || g == NULL) {
+        return FNN_ERR_ARG;
+    }
+    /* As the reference: no velocity, or momentum 0, is plain SGD and leaves
+     * any velocity buffer untouched. */
+    if (velocity == NULL || momentum == 0.0f) {
+#define BODY(lo, len) sgd_plain(p + (lo), g + (lo), (len), lr, decay)
+        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
+#undef BODY
+    }
+    else if (nesterov) {
+#define BODY(lo, len) sgd_nesterov(p + (lo), velocity + (lo), g + (lo), (len), lr, momentum, decay)
+        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
+#undef BODY
+    }
+    else {
+#define BODY(lo, len) sgd_momentum(p + (lo), velocity + (lo), g + (lo), (len), lr, momentum, decay)
+        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
+#undef BODY
+    }
+    return FNN_OK;
+}
+
+/* ---- Adam --------------------------------------------------------------- */
+
+static void adam_range(float *restrict p, float *restrict m, float *restrict v,
+                       const float *restrict g, int64_t n, float lr_t, float omb1, float omb2,
+                       float eps, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i];
+        float mi = m[i] + (gi - m[i]) * omb1;
+        float vi = v[i] + (gi * gi - v[i]) * omb2;
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - lr_t * mi / (sqrtf(vi) + eps);
+    }
+}
+
+static void amsgrad_range(float *restrict p, float *restrict m, float *restrict v,
+                          float *restrict vhat, const float *restrict g, int64_t n, float lr_t,
+                          float omb1, float omb2, float eps, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i];
+        float mi = m[i] + (gi - m[i]) * omb1;
+        float vi = v[i] + (gi * gi - v[i]) * omb2;
+        /* np.maximum(vhat, vi): NaN in either propagates. */
+        float hi = vhat[i];
+        hi = (hi >= vi || hi != hi) ? hi : vi;
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        m[i] = mi;
+        v[i] = vi;
+        vhat[i] = hi;
+        p[i] = pi - lr_t * mi / (sqrtf(hi) + eps);
+    }
+}
+
+int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *g, int64_t n,
+                        float lr_t, float beta1, float beta2, float eps, float decay,
+                        int nthreads)
+{
+    /* The complements in float, from the float betas the contract passes. */
+    const float omb1 = 1.0f - beta1;
+    const float omb2 = 1.0f - beta2;
+
+    if (n < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+    if (p == NULL || m == NULL || v == NULL || g == NULL) {
+        return FNN_ERR_ARG;
+    }
+    if (vhat == NULL) {
+#define BODY(lo, len) \
+    adam_range(p + (lo), m + (lo), v + (lo), g + (lo), (len), lr_t, omb1, omb2, eps, decay)
+        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
+#undef BODY
+    }
+    else {
+#define BODY(lo, len)                                                                    \
+    amsgrad_range(p + (lo), m + (lo), v + (lo), vhat + (lo), g + (lo), (len), lr_t, omb1, \
+                  omb2, eps, decay)
+        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
+#undef BODY
+    }
+    return FNN_OK;
+}
+
+/* ---- RMSprop ------------------------------------------------------------ */
+
+/* One range of every RMSprop variant: mg and mom are NULL when unused. The
+ * two tests are loop-invariant: the compiler unswitches them. */
+static void rmsprop_range(float *restrict p, float *restrict ms, float *restrict mg,
+                          float *restrict mom, const float *restrict g, int64_t n, float lr,
+                          float rho, float omr, float momentum, float eps, float decay)
+{
+    if (mg == NULL && mom == NULL) {
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            float gi = g[i];
+            float pi = p[i];
+            float si = ms[i] * rho + omr * gi * gi;
+            if (decay != 0.0f) {
+                pi -= decay * pi;
+            }
+            ms[i] = si;
+            p[i] = pi - lr * gi / sqrtf(si + eps);
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i];
+        float si = ms[i] * rho + omr * gi * gi;
+        float denom = si;
+        float step;
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        ms[i] = si;
+        if (mg != NULL) {
+            float ai = mg[i] * rho + omr * gi;
+            mg[i] = ai;
+            denom = si - ai * ai;
+        }
+        step = lr * gi / sqrtf(denom + eps);
+        if (mom != NULL) {
+            float ui = mom[i] * momentum + step;
+            mom[i] = ui;
+            p[i] = pi - ui;
+        }
+        else {
+            p[i] = pi - step;
+        }
+    }
+}
+
+int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const float *g,
+                           int64_t n, float lr, float rho, float momentum, float eps,
+                           float decay, int nthreads)
+{
+    const float omr = 1.0f - rho;
+
+    if (n < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+    if (p == NULL || ms == NULL || g == NULL) {
+        return FNN_ERR_ARG;
+    }
+    /* As the reference: the momentum buffer is used only when momentum > 0. */
+    if (!(momentum > 0.0f)) {
+        mom = NULL;
+    }
+#define BODY(lo, len)                                                                  \
+    rmsprop_range(p + (lo), ms + (lo), mg ? mg + (lo) : NULL, mom ? mom + (lo) : NULL, \
+                  g + (lo), (len), lr, rho, omr, momentum, eps, decay)
+    FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
+#undef BODY
+    return FNN_OK;
+}
+
+/* ---- Adagrad ------------------------------------------------------------ */
+
+static void adagrad_range(float *restrict p, float *restrict acc, const float *restrict g,
+                          int64_t n, float lr, float eps, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i];
+        float ai = acc[i] + gi * gi;
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        acc[i] = ai;
+        p[i] = pi - lr * gi / sqrtf(ai + eps);
+    }
+}
+
+int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
+                           float lr, float eps, float decay, int nthreads)
+{
+    if (n < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+    if (p == NULL || acc == NULL || g == NULL) {
+        return FNN_ERR_ARG;
+    }
+#define BODY(lo, len) adagrad_range(p + (lo), acc + (lo), g + (lo), (len), lr, eps, decay)
+    FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
+#undef BODY
+    return FNN_OK;
+}
+
+/* ---- reductions and element-wise helpers -------------------------------- */
+
+/* sum of x[0:n]^2 in double, lane k taking elements k, k + LANES, ...; the
+ * lanes are added in lane order. The pattern is fixed by the source, not by
+ * how the compiler vectorises it, so it is the same on every machine. */
+static double sumsq_chunk(const float *restrict x, int64_t n)
+{
+    double lane[SUMSQ_LANES] = {0.0};
+    double s = 0.0;
+    int64_t i = 0;
+
+    for (; i + SUMSQ_LANES <= n; i += SUMSQ_LANES) {
+        for (int k = 0; k < SUMSQ_LANES; k++) {
+            double d = (double)x[i + k];
+            lane[k] += d * d;
+        }
+    }
+    for (int k = 0; i < n; i++, k++) {
+        double d = (double)x[i];
+        lane[k] += d * d;
+    }
+    for (int k = 0; k < SUMSQ_LANES; k++) {
+        s += lane[k];
+    }
+    return s;
+}
+
+int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads)
+{
+    const int64_t nchunks = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+    double total = 0.0;
+    int nt;
+
+    if (out == NULL || n < 0 || (n > 0 && X == NULL)) {
+        return FNN_ERR_ARG;
+    }
+    nt = fnn_threads_for((double)n, HELPER_GRAIN, nthreads);
+    if (nt <= 1) {
+        for (int64_t c = 0; c < nchunks; c++) {
+            const int64_t lo = c * SUMSQ_CHUNK;
+            total += sumsq_chunk(X + lo, n - lo < SUMSQ_CHUNK ? n - lo : SUMSQ_CHUNK);
+        }
+    }
+    else {
+        double stack[PARTIALS_ON_STACK];
+        double *part = stack;
+        int64_t c;
+        if (nchunks > PARTIALS_ON_STACK) {
+            part = (double *)malloc((size_t)nchunks * sizeof(double));
+            if (part == NULL) {
+                return FNN_ERR_NOMEM;
+            }
+        }
+        #pragma omp parallel for schedule(static) num_threads(nt)
+        for (c = 0; c < nchunks; c++) {
+            const int64_t lo = c * SUMSQ_CHUNK;
+            part[c] = sumsq_chunk(X + lo, n - lo < SUMSQ_CHUNK ? n - lo : SUMSQ_CHUNK);
+        }
+        for (c = 0; c < nchunks; c++) {
+            total += part[c];
+        }
+        if (part != stack) {
+            free(part);
+        }
+    }
+    *out = total;
+    return FNN_OK;
+}
+
+static void scale_range(float *restrict x, int64_t n, float s)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        x[i] *= s;
+    }
+}
+
+int fnn_scale_f32(float *X, int64_t n, float s, int nthreads)
+{
+    if (n < 0 || (n > 0 && X == NULL)) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+#define BODY(lo, len) scale_range(X + (lo), (len), s)
+    FOR_BLOCKS(n, HELPER_GRAIN, nthreads, BODY);
+#undef BODY
+    return FNN_OK;
+}
+
+static void clip_range(float *restrict x, int64_t n, float lo, float hi)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float xi = x[i];
+        /* Both tests are false for NaN, which is kept (np.clip keeps it). */
+        xi = xi < lo ? lo : xi;
+        xi = xi > hi ? hi : xi;
+        x[i] = xi;
+    }
+}
+
+int fnn_clip_f32(float *X, int64_t n, float lo, float hi, int nthreads)
+{
+    /* lo > hi is not an error: like np.clip, every value becomes hi. */
+    if (n < 0 || (n > 0 && X == NULL)) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+#define BODY(lo_, len) clip_range(X + (lo_), (len), lo, hi)
+    FOR_BLOCKS(n, HELPER_GRAIN, nthreads, BODY);
+#undef BODY
+    return FNN_OK;
+}
+
+/* Count of elements that are NaN or +-inf in x[0:n]. |x| <= FLT_MAX is
+ * false exactly for those; the count (not an early exit) lets it vectorise. */
+static int64_t count_nonfinite(const float *restrict x, int64_t n)
+{
+    int64_t bad = 0;
+    #pragma omp simd reduction(+ : bad)
+    for (int64_t i = 0; i < n; i++) {
+        bad += !(fabsf(x[i]) <= 3.402823466e38f);
+    }
+    return bad;
+}
+
+int fnn_all_finite_f32(int *ok, const float *X, int64_t n, int nthreads)
+{
+    int64_t bad = 0;
+    int nt;
+
+    if (ok == NULL || n < 0 || (n > 0 && X == NULL)) {
+        return FNN_ERR_ARG;
+    }
+    nt = fnn_threads_for((double)n, HELPER_GRAIN, nthreads);
+    if (nt <= 1) {
+        /* Block by block, so a NaN early in a large buffer stops the scan. */
+        for (int64_t lo = 0; lo < n && bad == 0; lo += BLOCK) {
+            bad = count_nonfinite(X + lo, n - lo < BLOCK ? n - lo : BLOCK);
+        }
+    }
+    else {
+        const int64_t nb = (n + BLOCK - 1) / BLOCK;
+        int64_t b;
+        #pragma omp parallel for schedule(static) num_threads(nt) reduction(+ : bad)
+        for (b = 0; b < nb; b++) {
+            const int64_t lo = b * BLOCK;
+            bad += count_nonfinite(X + lo, n - lo < BLOCK ? n - lo : BLOCK);
+        }
+    }
+    *ok = bad == 0;
+    return FNN_OK;
+}

@@ -1,0 +1,92 @@
+# GEMM: C[M,N] = act(alpha * op(A) @ op(B) + beta * C + bias[N])  (csrc/gemm.c)
+#
+# C is the preallocated output; A, B, C (and bias) are C-contiguous 2-D arrays
+# of one dtype, so their leading dimensions are their row lengths.
+
+
+cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
+    """True when the memory of a and b intersects (the kernels assume it does not)."""
+    cdef char *a0 = <char *>cnp.PyArray_DATA(a)
+    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
+    return (cnp.PyArray_NBYTES(a) > 0 and cnp.PyArray_NBYTES(b) > 0
+            and a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a))
+
+
+cdef int _gemm_check(str where, cnp.ndarray C, cnp.ndarray A, cnp.ndarray B, cnp.ndarray bias,
+                     bint trans_a, bint trans_b, int64_t *mnk) except -1:
+    """Check the shapes of a GEMM call; store M, N, K in mnk."""
+    cdef int64_t M, N, K, K2
+    if A.ndim != 2 or B.ndim != 2 or C.ndim != 2:
+        raise ValueError(f"{where}: A, B and C must be 2-D, got A {(<object>A).shape}, B {(<object>B).shape}, "
+                         f"C {(<object>C).shape}")
+    M = A.shape[1] if trans_a else A.shape[0]
+    K = A.shape[0] if trans_a else A.shape[1]
+    K2 = B.shape[1] if trans_b else B.shape[0]
+    N = B.shape[0] if trans_b else B.shape[1]
+    if K != K2:
+        raise ValueError(f"{where}: inner dimensions differ: op(A) is ({M}, {K}) and op(B) is "
+                         f"({K2}, {N}) (A {(<object>A).shape}, trans_a={trans_a}; B {(<object>B).shape}, "
+                         f"trans_b={trans_b})")
+    if C.shape[0] != M or C.shape[1] != N:
+        raise ValueError(f"{where}: C must have shape ({M}, {N}) for op(A) ({M}, {K}) @ "
+                         f"op(B) ({K}, {N}), got {(<object>C).shape}")
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != N):
+        raise ValueError(f"{where}: bias must have shape ({N},), got {(<object>bias).shape}")
+    if _overlaps(C, A) or _overlaps(C, B) or (bias is not None and _overlaps(C, bias)):
+        raise ValueError(f"{where}: C must not share memory with A, B or bias")
+    mnk[0] = M
+    mnk[1] = N
+    mnk[2] = K
+    return 0
+
+
+def gemm_f32(cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not None,
+             cnp.ndarray bias, bint trans_a, bint trans_b, double alpha, double beta,
+             int act, int nthreads):
+    """C = act(alpha * op(A) @ op(B) + beta * C + bias), float32, in place in C.
+
+    op(A) is A.T when trans_a (likewise B); bias (N,) may be None; act is an
+    FNN_ACT_* code other than softmax. beta == 0 never reads C.
+    """
+    cdef int64_t mnk[3]
+    cdef float *c
+    cdef const float *a
+    cdef const float *b
+    cdef const float *bp = NULL
+    cdef int status
+    _gemm_check("gemm_f32", C, A, B, bias, trans_a, trans_b, mnk)
+    c = <float *>data_of(C, np.float32, "gemm_f32", "C", True)
+    a = <const float *>data_of(A, np.float32, "gemm_f32", "A")
+    b = <const float *>data_of(B, np.float32, "gemm_f32", "B")
+    if bias is not None:
+        bp = <const float *>data_of(bias, np.float32, "gemm_f32", "bias")
+    with nogil:
+        status = fnn_gemm_f32(c, a, b, bp, mnk[0], mnk[1], mnk[2], A.shape[1], B.shape[1],
+                              C.shape[1], trans_a, trans_b, <float>alpha, <float>beta, act,
+                              nthreads)
+    check_status(status)
+
+
+def gemm_f64(cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not None,
+             cnp.ndarray bias, bint trans_a, bint trans_b, double alpha, double beta,
+             int act, int nthreads):
+    """C = act(alpha * op(A) @ op(B) + beta * C + bias), float64, in place in C.
+
+    Same arguments and semantics as gemm_f32.
+    """
+    cdef int64_t mnk[3]
+    cdef double *c
+    cdef const double *a
+    cdef const double *b
+    cdef const double *bp = NULL
+    cdef int status
+    _gemm_check("gemm_f64", C, A, B, bias, trans_a, trans_b, mnk)
+    c = <double *>data_of(C, np.float64, "gemm_f64", "C", True)
+    a = <const double *>data_of(A, np.float64, "gemm_f64", "A")
+    b = <const double *>data_of(B, np.float64, "gemm_f64", "B")
+    if bias is not None:
+        bp = <const double *>data_of(bias, np.float64, "gemm_f64", "bias")
+    with nogil:
+        status = fnn_gemm_f64(c, a, b, bp, mnk[0], mnk[1], mnk[2], A.shape[1], B.shape[1],
+                              C.shape[1], trans_a, trans_b, alpha, beta, act, nthreads)
+    check_status(status)

@@ -1,0 +1,94 @@
+"""What the benchmark ran on: fastnn's build, the CPU, NumPy and its BLAS."""
+import os
+import platform
+import warnings
+
+import numpy as np
+
+from fastnn._version import __version__
+from fastnn.bench.timing import compiled_import_error, have_threadpoolctl, machine_cores
+
+# Environment variables that change what the rows measure, reported when set.
+ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+            "FASTNN_BACKEND", "FASTNN_ISA")
+
+
+def machine_info():
+    """A dict describing fastnn, the CPU, NumPy and its BLAS, for the report."""
+    return {
+        "fastnn": __version__,
+        "compiled": _compiled_info(),
+        "cpu": _cpu_name(),
+        "cores": machine_cores(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": _blas_info(),
+        "threadpoolctl": have_threadpoolctl(),
+        "env": {name: os.environ[name] for name in ENV_VARS if name in os.environ},
+    }
+
+
+def machine_line(info):
+    """``machine_info()`` as the one line printed above the table."""
+    compiled = info["compiled"]
+    if compiled["available"]:
+        fastnn_part = (f"fastnn {info['fastnn']} (compiled: isa {compiled['isa']}, "
+                       f"OpenMP {'on' if compiled['openmp'] else 'OFF'})")
+    else:
+        fastnn_part = f"fastnn {info['fastnn']} (compiled backend NOT available: {compiled['error']})"
+    blas = info["blas"]
+    blas_part = f"BLAS {blas['name']} {blas['version'] or ''}".rstrip()
+    if blas.get("detail"):
+        blas_part += f" [{blas['detail']}]"
+    if not info["threadpoolctl"]:
+        blas_part += " (threadpoolctl not installed: NumPy's BLAS threads are NOT limited)"
+    parts = [fastnn_part, f"{info['cpu']}, {info['cores']} cores",
+             f"Python {info['python']}", f"numpy {info['numpy']}", blas_part]
+    parts += [f"{k}={v}" for k, v in info["env"].items()]
+    return " | ".join(parts)
+
+
+def _compiled_info():
+    error = compiled_import_error()
+    if error is not None:
+        return {"available": False, "error": error, "isa": None, "openmp": False}
+    try:
+        from fastnn.config import show_config
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = show_config(mode="dicts")
+    except Exception as exc:   # report, don't hide the rest of the machine line
+        return {"available": True, "error": f"show_config failed: {exc}", "isa": None,
+                "openmp": False}
+    return {"available": True, "error": None, "isa": config["isa"],
+            "openmp": bool(config["openmp"])}
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas_info():
+    """NumPy's BLAS: from threadpoolctl when installed (what is loaded), else from
+    numpy.show_config(mode="dicts") (what NumPy was built against)."""
+    if have_threadpoolctl():
+        from threadpoolctl import threadpool_info
+        for lib in threadpool_info():
+            if lib.get("user_api") == "blas":
+                detail = ", ".join(f"{k} {lib[k]}" for k in ("architecture", "threading_layer",
+                                                              "num_threads") if lib.get(k))
+                return {"name": lib.get("internal_api", "?"), "version": lib.get("version"),
+                        "detail": detail, "source": "threadpoolctl"}
+    try:
+        deps = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except Exception:   # very old NumPy, or a build without the dict
+        return {"name": "unknown", "version": None, "detail": "", "source": None}
+    return {"name": deps.get("name", "?"), "version": deps.get("version"), "detail": "",
+            "source": "numpy.show_config"}

@@ -1,0 +1,136 @@
+"""Timing helpers and the settings a measurement runs under.
+
+Each measurement is a list of wall-clock seconds, one per repeat, taken after
+a warm-up; the reported figure is their median. The context managers here
+set fastnn's backend and thread count (and NumPy's BLAS thread count, when
+threadpoolctl is installed) and put the previous values back afterwards.
+"""
+import contextlib
+import gc
+import importlib.util
+import math
+import os
+import statistics
+import time
+
+from fastnn import _runtime
+
+
+def median(values):
+    """The median of a non-empty sequence of numbers."""
+    return statistics.median(values)
+
+
+def measure(fn, repeats, warmup=1):
+    """Call ``fn()`` ``warmup`` times untimed, then ``repeats`` times timed.
+
+    Returns the seconds of each timed call. The garbage collector is paused
+    while a call is timed (as ``timeit`` does); reference counting still frees.
+    """
+    if repeats < 1:
+        raise ValueError(f"measure: repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        times.append(_timed(fn, 1))
+    return times
+
+
+def measure_per_call(fn, repeats, min_sample_s=0.02):
+    """Seconds per call of a fast ``fn``, one figure per repeat.
+
+    After one warm-up call, the number of calls per repeat is chosen so that a
+    repeat lasts at least ``min_sample_s`` (timer resolution and loop overhead
+    then stay small); each figure is that repeat's time divided by its calls.
+    """
+    if repeats < 1:
+        raise ValueError(f"measure_per_call: repeats must be >= 1, got {repeats}")
+    first = _timed(fn, 1)
+    loops = max(1, math.ceil(min_sample_s / max(first, 1e-9)))
+    return [_timed(fn, loops) / loops for _ in range(repeats)]
+
+
+def _timed(fn, loops):
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        return time.perf_counter() - start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def machine_cores():
+    """Cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# ---- backends --------------------------------------------------------------------
+
+def compiled_available():
+    """Whether fastnn's compiled extension imports (the compiled rows depend on it)."""
+    return _runtime.extension() is not None
+
+
+def compiled_import_error():
+    """Why ``fastnn._ext._core`` does not import (a short string), or None when it does."""
+    try:
+        from fastnn._ext import _core  # noqa: F401
+    except ImportError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@contextlib.contextmanager
+def using_backend(name):
+    """Run the block with fastnn's backend set to ``name``; restore the previous one."""
+    previous = _runtime.settings.backend      # None means "not resolved yet": keep it so
+    _runtime.set_backend(name)
+    try:
+        yield
+    finally:
+        _runtime.settings.backend = previous
+
+
+# ---- threads -----------------------------------------------------------------------
+
+def have_threadpoolctl():
+    """Whether threadpoolctl is installed (it limits NumPy's BLAS threads)."""
+    return importlib.util.find_spec("threadpoolctl") is not None
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Limit NumPy's BLAS to ``n`` threads for the block when threadpoolctl is
+    installed; yields whether the limit is in force."""
+    if not have_threadpoolctl():
+        yield False
+        return
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield True
+
+
+@contextlib.contextmanager
+def fastnn_threads(n):
+    """Run the block with ``fastnn.set_num_threads(n)``; restore the previous setting."""
+    previous = _runtime.settings.num_threads   # None means "the default": keep it so
+    _runtime.set_num_threads(n)
+    try:
+        yield
+    finally:
+        _runtime.settings.num_threads = previous
+
+
+@contextlib.contextmanager
+def thread_limit(n):
+    """fastnn's kernels and NumPy's BLAS both limited to ``n`` threads (BLAS only
+    with threadpoolctl); yields whether the BLAS limit is in force."""
+    with fastnn_threads(n), blas_threads(n) as limited:
+        yield limited

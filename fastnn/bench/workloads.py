@@ -1,0 +1,135 @@
+"""The benchmark workloads of /work/shared/workloads.md: model builders, data, GEMM shapes.
+
+A model workload is a ``ModelWorkload`` in ``WORKLOADS``; adding one (W3, W4)
+is one more ``register(ModelWorkload(...))`` call with a builder and a data
+function. Builders read fastnn's generator, so ``fastnn.set_seed(s)`` before
+``build()`` gives the same initial weights on every backend.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from fastnn import layers, models, optimizers
+
+
+@dataclass(frozen=True)
+class ModelWorkload:
+    """One model workload: what to build, what data, which call is timed."""
+
+    name: str                       # "W1", "W1-infer", ...
+    description: str                # one line for the table / JSON
+    build: Callable                 # () -> a compiled fastnn model
+    make_data: Callable             # (n, np.random.Generator) -> (x, y)
+    batch_size: int
+    n_full: int                     # samples per epoch in --full (workloads.md)
+    n_quick: int                    # samples per epoch in the default quick mode
+    train: bool = True              # True: time model.fit epochs; False: model.predict
+
+
+WORKLOADS = {}
+
+
+def register(workload):
+    """Add a model workload to ``WORKLOADS`` (by its name); returns it."""
+    WORKLOADS[workload.name] = workload
+    return workload
+
+
+# ---- builders --------------------------------------------------------------------
+
+def build_w1():
+    """W1: Dense 10->64 relu ->32 relu ->1 linear, MSE, Adam(1e-3)."""
+    model = models.Sequential([
+        layers.Dense(64, activation="relu", input_shape=(10,)),
+        layers.Dense(32, activation="relu"),
+        layers.Dense(1),
+    ])
+    model.compile(optimizer=optimizers.Adam(learning_rate=1e-3), loss="mse")
+    return model
+
+
+def build_w2():
+    """W2: Dense 784->512 relu ->512 relu ->10 softmax, categorical cross-entropy, Adam."""
+    model = models.Sequential([
+        layers.Dense(512, activation="relu", input_shape=(784,)),
+        layers.Dense(512, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer=optimizers.Adam(learning_rate=1e-3),
+                  loss="categorical_crossentropy")
+    return model
+
+
+# ---- data ------------------------------------------------------------------------
+
+def regression_data(n, rng, features=10):
+    """float32 inputs (n, features) in [-1, 1) and a smooth float32 target (n, 1)."""
+    x = rng.uniform(-1.0, 1.0, size=(n, features)).astype(np.float32)
+    y = (np.sin(x[:, :1] * 3.0) + 0.5 * x[:, 1:2] * x[:, 2:3]).astype(np.float32)
+    return x, y
+
+
+def classification_data(n, rng, features=784, classes=10):
+    """float32 inputs (n, features) in [0, 1) and one-hot float32 targets (n, classes)."""
+    x = rng.random(size=(n, features), dtype=np.float32)
+    labels = rng.integers(0, classes, size=n)
+    y = np.zeros((n, classes), dtype=np.float32)
+    y[np.arange(n), labels] = 1.0
+    return x, y
+
+
+register(ModelWorkload(
+    "W1", "MLP 10-64-32-1, MSE, Adam, train", build_w1, regression_data,
+    batch_size=32, n_full=8192, n_quick=2048))
+register(ModelWorkload(
+    "W1-infer", "W1's model, predict", build_w1, regression_data,
+    batch_size=1024, n_full=8192, n_quick=8192, train=False))
+register(ModelWorkload(
+    "W2", "MLP 784-512-512-10, softmax CE, Adam, train", build_w2, classification_data,
+    batch_size=128, n_full=8192, n_quick=1024))
+
+
+# ---- W5: GEMM shapes ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GemmShape:
+    """C (m, n) = A (m, k) @ B (k, n)."""
+
+    m: int
+    n: int
+    k: int
+
+    @property
+    def label(self):
+        if self.m == self.n == self.k:
+            return f"square {self.m}"
+        return f"{self.m}x{self.k}@{self.k}x{self.n}"
+
+    @property
+    def flops(self):
+        return 2.0 * self.m * self.n * self.k
+
+
+GEMM_FULL = (
+    GemmShape(1024, 1024, 1024),
+    GemmShape(2048, 2048, 2048),
+    GemmShape(32, 64, 10),          # W1's first layer
+    GemmShape(128, 512, 784),       # W2's first layer
+    GemmShape(36864, 64, 288),      # W3's second conv, as im2col
+    GemmShape(64, 512, 128),
+)
+GEMM_QUICK = (
+    GemmShape(1024, 1024, 1024),
+    GemmShape(32, 64, 10),
+    GemmShape(128, 512, 784),
+    GemmShape(9216, 64, 288),       # a quarter of the im2col rows
+    GemmShape(64, 512, 128),
+)
+
+
+def gemm_operands(shape, rng):
+    """float32 A (m, k), B (k, n) uniform in [-1, 1) and an output buffer C (m, n)."""
+    a = rng.uniform(-1.0, 1.0, size=(shape.m, shape.k)).astype(np.float32)
+    b = rng.uniform(-1.0, 1.0, size=(shape.k, shape.n)).astype(np.float32)
+    return a, b, np.empty((shape.m, shape.n), dtype=np.float32)

@@ -1,0 +1,148 @@
+"""Optimizer classes on both backends: hand-computed steps, clipping, weight
+decay, schedules, and (when PyTorch is installed) PyTorch's formulas."""
+import math
+
+import numpy as np
+import pytest
+
+from fastnn import optimizers
+
+
+def run_steps(ops, opt, p, grads, ranges=None, weight_ranges=None):
+    p = p.copy()
+    n = p.size
+    ranges = ranges or [(0, n)]
+    opt.build(n, p.dtype)
+    for g in grads:
+        opt.apply(ops, p, g.copy(), ranges, weight_ranges or ranges)
+    return p
+
+
+P0 = np.array([1.0, -2.0, 3.0, 0.5], dtype=np.float32)
+G = np.array([0.1, 0.2, -0.3, 0.0], dtype=np.float32)
+
+
+def test_sgd_plain_and_momentum_by_hand(ops):
+    p = run_steps(ops, optimizers.SGD(learning_rate=0.1), P0, [G])
+    np.testing.assert_allclose(p, P0 - 0.1 * G, rtol=1e-6)
+    p = run_steps(ops, optimizers.SGD(learning_rate=0.1, momentum=0.9), P0, [G, G])
+    v1 = -0.1 * G
+    v2 = 0.9 * v1 - 0.1 * G
+    np.testing.assert_allclose(p, P0 + v1 + v2, rtol=1e-6)
+    p = run_steps(ops, optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True), P0, [G, G])
+    step1 = 0.9 * v1 - 0.1 * G
+    step2 = 0.9 * v2 - 0.1 * G
+    np.testing.assert_allclose(p, P0 + step1 + step2, rtol=1e-6)
+
+
+def test_adam_by_hand(ops):
+    p = run_steps(ops, optimizers.Adam(learning_rate=0.1), P0, [G, G])
+    m = v = np.zeros(4)
+    expected = P0.astype(np.float64)
+    for t in (1, 2):
+        m = 0.9 * m + 0.1 * G
+        v = 0.999 * v + 0.001 * G.astype(np.float64) ** 2
+        lr_t = 0.1 * math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        expected = expected - lr_t * m / (np.sqrt(v) + 1e-7)
+    np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_adamw_decays_before_the_adam_step(ops):
+    p = run_steps(ops, optimizers.AdamW(learning_rate=0.1, weight_decay=0.5), P0, [G])
+    decayed = P0 * (1 - 0.1 * 0.5)
+    lr_t = 0.1 * math.sqrt(1 - 0.999) / (1 - 0.9)
+    expected = decayed - lr_t * (0.1 * G) / (np.sqrt(0.001 * G ** 2) + 1e-7)
+    np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_rmsprop_and_adagrad_by_hand(ops):
+    p = run_steps(ops, optimizers.RMSprop(learning_rate=0.1), P0, [G])
+    ms = 0.1 * G ** 2
+    np.testing.assert_allclose(p, P0 - 0.1 * G / np.sqrt(ms + 1e-7), rtol=1e-5)
+    p = run_steps(ops, optimizers.RMSprop(learning_rate=0.1, centered=True, momentum=0.5), P0, [G])
+    mg = 0.1 * G
+    np.testing.assert_allclose(p, P0 - 0.1 * G / np.sqrt(ms - mg * mg + 1e-7), rtol=1e-5)
+    p = run_steps(ops, optimizers.Adagrad(learning_rate=0.1), P0, [G])
+    acc = 0.1 + G ** 2
+    np.testing.assert_allclose(p, P0 - 0.1 * G / np.sqrt(acc + 1e-7), rtol=1e-6)
+
+
+def test_clipping(ops):
+    big = np.array([3.0, 4.0, 0.0, 0.0], dtype=np.float32)          # norm 5
+    p = run_steps(ops, optimizers.SGD(1.0, clipnorm=1.0), P0, [big],
+                  weight_ranges=[(0, 2), (2, 4)])
+    np.testing.assert_allclose(p, P0 - big / 5, rtol=1e-6)
+    p = run_steps(ops, optimizers.SGD(1.0, clipvalue=0.5), P0, [big])
+    np.testing.assert_allclose(p, P0 - np.clip(big, -0.5, 0.5), rtol=1e-6)
+    two = np.array([3.0, 0.0, 4.0, 0.0], dtype=np.float32)
+    p = run_steps(ops, optimizers.SGD(1.0, global_clipnorm=2.5), P0, [two],
+                  weight_ranges=[(0, 2), (2, 4)])
+    np.testing.assert_allclose(p, P0 - two / 2, rtol=1e-6)
+    with pytest.raises(ValueError):
+        optimizers.SGD(clipnorm=1.0, clipvalue=1.0)
+
+
+def test_frozen_ranges_are_skipped(ops):
+    p = run_steps(ops, optimizers.Adam(0.1), P0, [G + 1], ranges=[(0, 1), (3, 4)])
+    assert p[1] == P0[1] and p[2] == P0[2]
+    assert p[0] != P0[0] and p[3] != P0[3]
+
+
+def test_schedule_and_settable_learning_rate(ops):
+    opt = optimizers.SGD(learning_rate=lambda step: 0.1 * (step + 1))
+    p = run_steps(ops, opt, P0, [G, G])
+    np.testing.assert_allclose(p, P0 - 0.1 * G - 0.2 * G, rtol=1e-6)
+    opt.learning_rate = 0.5
+    assert opt.current_learning_rate() == 0.5
+    with pytest.raises(ValueError):
+        opt.learning_rate = -1.0
+
+
+def test_get_resolves_names_with_keras_defaults():
+    assert optimizers.get("adam").learning_rate == 0.001
+    assert optimizers.get("sgd").learning_rate == 0.01
+    assert optimizers.get("AdamW").weight_decay == 0.004
+    assert optimizers.get("adagrad").initial_accumulator_value == 0.1
+    with pytest.raises(ValueError, match="optimizer"):
+        optimizers.get("lbfgs")
+
+
+TORCH_CASES = [
+    ("sgd", dict(learning_rate=0.05, momentum=0.9), dict(lr=0.05, momentum=0.9)),
+    ("sgd", dict(learning_rate=0.05, momentum=0.9, nesterov=True),
+     dict(lr=0.05, momentum=0.9, nesterov=True)),
+    ("adam", dict(learning_rate=0.01, epsilon=1e-12), dict(lr=0.01, eps=1e-12)),
+    ("adam", dict(learning_rate=0.01, epsilon=1e-12, amsgrad=True),
+     dict(lr=0.01, eps=1e-12, amsgrad=True)),
+    ("adamw", dict(learning_rate=0.01, weight_decay=0.1, epsilon=1e-12),
+     dict(lr=0.01, weight_decay=0.1, eps=1e-12)),
+    ("rmsprop", dict(learning_rate=0.01, epsilon=1e-14), dict(lr=0.01, alpha=0.9, eps=1e-7)),
+    ("rmsprop", dict(learning_rate=0.01, momentum=0.5, centered=True, epsilon=1e-14),
+     dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True, eps=1e-7)),
+    ("adagrad", dict(learning_rate=0.1, epsilon=1e-14),
+     dict(lr=0.1, initial_accumulator_value=0.1, eps=1e-7)),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs", TORCH_CASES)
+def test_matches_pytorch(ops, name, ours, theirs):
+    """PyTorch writes the same optimizers differently (epsilon placement aside)."""
+    torch = pytest.importorskip("torch")
+    classes = {"sgd": (optimizers.SGD, torch.optim.SGD), "adam": (optimizers.Adam, torch.optim.Adam),
+               "adamw": (optimizers.AdamW, torch.optim.AdamW),
+               "rmsprop": (optimizers.RMSprop, torch.optim.RMSprop),
+               "adagrad": (optimizers.Adagrad, torch.optim.Adagrad)}
+    ours_cls, theirs_cls = classes[name]
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal(37).astype(np.float64)
+    grads = [rng.standard_normal(37) for _ in range(6)]
+    # Keras' RMSprop / Adagrad put epsilon inside the square root, PyTorch outside:
+    # with both tiny the two agree.
+    p = run_steps(ops, ours_cls(**ours), p0.astype(np.float32),
+                  [g.astype(np.float32) for g in grads])
+    tp = torch.tensor(p0, requires_grad=True)
+    topt = theirs_cls([tp], **theirs)
+    for g in grads:
+        tp.grad = torch.tensor(g)
+        topt.step()
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=2e-4, atol=2e-5)

@@ -1,0 +1,25 @@
+"""The source distribution ships everything a build needs."""
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="needs the source tree")
+def test_sdist_ships_c_sources_headers_and_cython(tmp_path):
+    pytest.importorskip("Cython")
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=ROOT,
+                   check=True, capture_output=True, timeout=300)
+    (archive,) = tmp_path.glob("fastnn-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = {Path(*Path(n).parts[1:]).as_posix() for n in tar.getnames()}
+    expected = {p.relative_to(ROOT).as_posix()
+                for pattern in ("csrc/*.c", "csrc/*.h", "csrc/kernels/*.c",
+                                "fastnn/_ext/*.pyx", "fastnn/_ext/*.pxd", "fastnn/_ext/*.pxi")
+                for p in ROOT.glob(pattern)}
+    assert expected and expected <= names, sorted(expected - names)
+    assert {"pyproject.toml", "setup.py", "README.md"} <= names
