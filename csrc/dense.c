@@ -82,18 +82,20 @@ int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthread
     return FNN_OK;
 }
 
+/* The input width is named In, not I: <complex.h> (which NumPy's headers
+ * pull into the Cython module) defines I as a macro. */
 int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
                            const float *dY, const float *X, const float *W,
                            const float *Z, const float *Y,
-                           int64_t N, int64_t I, int64_t O, int act, int nthreads)
+                           int64_t N, int64_t In, int64_t O, int act, int nthreads)
 {
     int status;
 
-    if (N < 0 || I < 0 || O < 0 || act < 0 || act >= FNN_ACT_COUNT) {
+    if (N < 0 || In < 0 || O < 0 || act < 0 || act >= FNN_ACT_COUNT) {
         return FNN_ERR_ARG;
     }
-    if ((I * O > 0 && dW == NULL) || (N * O > 0 && (dZ == NULL || dY == NULL))
-        || (N * I > 0 && X == NULL) || (dX != NULL && I * O > 0 && W == NULL)) {
+    if ((In * O > 0 && dW == NULL) || (N * O > 0 && (dZ == NULL || dY == NULL))
+        || (N * In > 0 && X == NULL) || (dX != NULL && In * O > 0 && W == NULL)) {
         return FNN_ERR_ARG;
     }
 
@@ -104,14 +106,14 @@ int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
         return status;
     }
 
-    /* dW[I,O] = X^T dZ: op(A) = X^T with X stored N x I (trans_a, lda = I).
+    /* dW[In,O] = X^T dZ: op(A) = X^T with X stored N x In (trans_a, lda = In).
      * With no rows the sum is empty: zeros, without asking the GEMM. */
-    if (I * O > 0) {
+    if (In * O > 0) {
         if (N == 0) {
-            memset(dW, 0, (size_t)(I * O) * sizeof(float));
+            memset(dW, 0, (size_t)(In * O) * sizeof(float));
         }
         else {
-            status = fnn_gemm_f32(dW, X, dZ, NULL, I, O, N, I, O, O, 1, 0, 1.0f, 0.0f,
+            status = fnn_gemm_f32(dW, X, dZ, NULL, In, O, N, In, O, O, 1, 0, 1.0f, 0.0f,
                                   FNN_ACT_LINEAR, nthreads);
             if (status != FNN_OK) {
                 return status;
@@ -126,13 +128,13 @@ int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
         }
     }
 
-    /* dX[N,I] = dZ W^T: op(B) = W^T with W stored I x O (trans_b, ldb = O). */
-    if (dX != NULL && N * I > 0) {
+    /* dX[N,In] = dZ W^T: op(B) = W^T with W stored In x O (trans_b, ldb = O). */
+    if (dX != NULL && N * In > 0) {
         if (O == 0) {
-            memset(dX, 0, (size_t)(N * I) * sizeof(float));
+            memset(dX, 0, (size_t)(N * In) * sizeof(float));
         }
         else {
-            status = fnn_gemm_f32(dX, dZ, W, NULL, N, I, O, O, O, I, 0, 1, 1.0f, 0.0f,
+            status = fnn_gemm_f32(dX, dZ, W, NULL, N, In, O, O, O, In, 0, 1, 1.0f, 0.0f,
                                   FNN_ACT_LINEAR, nthreads);
             if (status != FNN_OK) {
                 return status;

@@ -87,7 +87,8 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
                  int trans_a, int trans_b, double alpha, double beta, int act, int nthreads);
 
 /* ---- dense layers (dense.c) -------------------------------------------- */
-/* Backward of Y = act(X W + b) for X[N,I], W[I,O], b[O].
+/* Backward of Y = act(X W + b) for X[N,I], W[I,O], b[O]. (The parameter is
+ * spelled `In`: <complex.h>, which NumPy's headers pull in, defines I.)
  *   dZ[N,O] (scratch, overwritten) = dY * act'(Z) using Z (pre-activation,
  *   may be NULL unless fnn_act_needs_input) or Y. act == FNN_ACT_LINEAR
  *   copies dY. dW[I,O] = X^T dZ and db[O] = column sums of dZ (both
@@ -96,7 +97,7 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
 int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
                            const float *dY, const float *X, const float *W,
                            const float *Z, const float *Y,
-                           int64_t N, int64_t I, int64_t O, int act, int nthreads);
+                           int64_t N, int64_t In, int64_t O, int act, int nthreads);
 
 /* db[O] = sum over rows of dY[N,O], fixed-chunk order (deterministic). */
 int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads);
@@ -136,22 +137,22 @@ int fnn_metric_f32(double *sum, const float *Y_pred, const float *Y_true,
  * Scalars that change per step (bias corrections, scheduled rates) are
  * computed by the caller. */
 int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
-                       float lr, float momentum, int nesterov, float decay, int nthreads);
+                       double lr, double momentum, int nesterov, double decay, int nthreads);
 /* Keras' Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
  * p -= lr_t * m / (sqrt(v) + eps), lr_t = lr sqrt(1 - b2^t) / (1 - b1^t).
  * vhat (may be NULL) enables amsgrad: vhat = max(vhat, v) replaces v. */
 int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *g, int64_t n,
-                        float lr_t, float beta1, float beta2, float eps, float decay,
+                        double lr_t, double beta1, double beta2, double eps, double decay,
                         int nthreads);
 /* Keras' RMSprop: ms = rho ms + (1 - rho) g^2; centered keeps mg = rho mg + (1-rho) g
  * and uses ms - mg^2; step = lr g / sqrt(denominator + eps); with momentum,
  * mom = momentum mom + step, p -= mom; else p -= step. mg/mom may be NULL. */
 int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const float *g,
-                           int64_t n, float lr, float rho, float momentum, float eps,
-                           float decay, int nthreads);
+                           int64_t n, double lr, double rho, double momentum, double eps,
+                           double decay, int nthreads);
 /* Keras' Adagrad: acc += g^2; p -= lr g / sqrt(acc + eps). */
 int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
-                           float lr, float eps, float decay, int nthreads);
+                           double lr, double eps, double decay, int nthreads);
 
 /* ---- reductions and elementwise helpers (optim.c) ---------------------- */
 int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads); /* fixed chunks */

@@ -212,21 +212,8 @@ static void pack_b_panel_f32(float *dst, const gemm_f32_plan *pl, int64_t pc, in
         }
     }
     else {
-        /* B is stored N x K: column j of op(B) is row j of B, contiguous in p.
-         * Transpose 8 k-steps at a time so both sides stay cache-friendly. */
-        for (p = 0; p < kc; p++) {
-            float *d = dst + p * nr;
-            for (j = w; j < nr; j++) {
-                d[j] = 0.0f;
-            }
-        }
-        for (j = 0; j < w; j++) {
-            const float *s = pl->B + (j0 + j) * pl->ldb + pc;
-            float *d = dst + j;
-            for (p = 0; p < kc; p++) {
-                d[p * nr] = s[p];
-            }
-        }
+        /* B is stored N x K: a transpose, done by the ISA's packer. */
+        pl->ker.pack_bt(dst, pl->B + j0 * pl->ldb + pc, pl->ldb, kc, w, nr);
     }
 }
 
@@ -282,6 +269,45 @@ static void barrier(int nt)
     }
 }
 
+/* Ask for `rows` rows of `len` floats (stride ld) to be brought into L2:
+ * the next tile's rows of an A read in place, fetched while this tile
+ * computes (twelve row streams are more than the hardware prefetcher follows
+ * well). */
+static inline void prefetch_rows_l2(const float *p, int64_t ld, int64_t rows, int64_t len)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    int64_t r, x;
+    for (r = 0; r < rows; r++) {
+        for (x = 0; x < len; x += 16) {
+            __builtin_prefetch(p + r * ld + x, 0, 2);
+        }
+    }
+#else
+    (void)p, (void)ld, (void)rows, (void)len;
+#endif
+}
+
+/* One micro-kernel call: the tile at rows [i, i+MR), micro-panel q of the
+ * current B block (columns jc + q*NR ...), K block [pc, pc+kc). The epilogue
+ * template `epi` carries alpha, beta and act for this K block. */
+static inline void run_tile(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, const float *a,
+                            int64_t rs_a, int64_t cs_a, int64_t i, int64_t pc, int64_t kc,
+                            int64_t jc, int64_t q)
+{
+    const int64_t mr = pl->ker.mr, nr = pl->ker.nr;
+    const int64_t j = jc + q * nr;
+    const int64_t m = pl->M - i < mr ? pl->M - i : mr;
+    const int64_t n = pl->N - j < nr ? pl->N - j : nr;
+    const int last = pc + kc == pl->K;
+    float *c = pl->C + i * pl->ldc + j;
+
+    epi->bias = last && pl->bias != NULL ? pl->bias + j : NULL;
+    pl->ker.ukr(kc, a, rs_a, cs_a, pl->bpack + q * kc * nr, c, pl->ldc, m, n, epi);
+    if (last && !act_in_ukr(pl->act)) {
+        act_tile_f32(c, pl->ldc, m, n, pl->act);
+    }
+}
+
 /* The loops, run by thread `tid` of `nt` (nt == 1: serial, no OpenMP). */
 static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
 {
@@ -327,30 +353,33 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
                 const int64_t mc = row_hi - ic < ker->mc ? row_hi - ic : ker->mc;
                 if (pl->pack_a) {
                     pack_a_block_f32(apack, pl, ic, mc, pc, kc);
+                    /* B micro-panel outer: it stays in cache while the A
+                     * block's micro-panels stream past it. */
+                    for (q = q_lo; q < q_hi; q++) {
+                        int64_t ir;
+                        for (ir = 0; ir < mc; ir += mr) {
+                            run_tile(pl, &epi, apack + ir * kc, 1, mr, ic + ir, pc, kc, jc, q);
+                        }
+                    }
                 }
-                for (q = q_lo; q < q_hi; q++) {
-                    const int64_t j = jc + q * nr;
-                    const int64_t n = N - j < nr ? N - j : nr;
-                    const float *bp = pl->bpack + q * kc * nr;
+                else {
+                    /* A read in place: its MR rows stay in L1 for the few
+                     * B micro-panels (N is small on this path). */
                     int64_t ir;
-                    epi.bias = last && pl->bias != NULL ? pl->bias + j : NULL;
                     for (ir = 0; ir < mc; ir += mr) {
                         const int64_t i = ic + ir;
-                        const int64_t m = M - i < mr ? M - i : mr;
-                        float *c = pl->C + i * pl->ldc + j;
-                        if (pl->pack_a) {
-                            ker->ukr(kc, apack + ir * kc, 1, mr, bp, c, pl->ldc, m, n, &epi);
+                        if (!pl->trans_a && kc >= 64 && i + 2 * mr <= M) {
+                            prefetch_rows_l2(pl->A + (i + mr) * pl->lda + pc, pl->lda, mr, kc);
                         }
-                        else if (!pl->trans_a) {
-                            ker->ukr(kc, pl->A + i * pl->lda + pc, pl->lda, 1, bp, c, pl->ldc,
-                                     m, n, &epi);
-                        }
-                        else {
-                            ker->ukr(kc, pl->A + pc * pl->lda + i, 1, pl->lda, bp, c, pl->ldc,
-                                     m, n, &epi);
-                        }
-                        if (last && !act_in_ukr(pl->act)) {
-                            act_tile_f32(c, pl->ldc, m, n, pl->act);
+                        for (q = q_lo; q < q_hi; q++) {
+                            if (!pl->trans_a) {
+                                run_tile(pl, &epi, pl->A + i * pl->lda + pc, pl->lda, 1, i, pc, kc,
+                                         jc, q);
+                            }
+                            else {
+                                run_tile(pl, &epi, pl->A + pc * pl->lda + i, 1, pl->lda, i, pc, kc,
+                                         jc, q);
+                            }
                         }
                     }
                 }
@@ -490,25 +519,30 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
 #define NR64 8
 #define KC64 256
 
-/* C tile [m<=4, n<=8] from a packed B panel (kc x 8, zero padded) and A read
- * in place; acc carries the sum across K blocks. */
-static inline __attribute__((always_inline)) void
-tile_f64(double acc[MR64][NR64], const double *a, int64_t rs_a, int64_t cs_a,
-         const double *bp, int64_t kc, int64_t m, const int full)
+/* acc[4, 8] += Ap[4, kc] @ Bp[kc, 8], both packed (Ap: 4 values per k step,
+ * Bp: 8), so every stride is a constant the compiler vectorizes. */
+static void kernel_f64(double acc[MR64][NR64], const double *restrict ap,
+                       const double *restrict bp, int64_t kc)
 {
+    double c[MR64][NR64];
     int64_t p;
     int i, j;
+    for (i = 0; i < MR64; i++) {
+        for (j = 0; j < NR64; j++) {
+            c[i][j] = acc[i][j];
+        }
+    }
     for (p = 0; p < kc; p++) {
-        const double *b = bp + p * NR64;
         for (i = 0; i < MR64; i++) {
-            double ai;
-            if (!full && i >= m) {
-                break;
-            }
-            ai = a[i * rs_a + p * cs_a];
+            const double ai = ap[p * MR64 + i];
             for (j = 0; j < NR64; j++) {
-                acc[i][j] += ai * b[j];
+                c[i][j] += ai * bp[p * NR64 + j];
             }
+        }
+    }
+    for (i = 0; i < MR64; i++) {
+        for (j = 0; j < NR64; j++) {
+            acc[i][j] = c[i][j];
         }
     }
 }
@@ -527,6 +561,7 @@ static void gemm_f64_rows(const gemm_f64_args *g, int64_t row_lo, int64_t row_hi
                           double *bpanel)
 {
     const int64_t rs_a = g->trans_a ? 1 : g->lda, cs_a = g->trans_a ? g->lda : 1;
+    double apanel[KC64 * MR64];
     int64_t j0, i0, p, i, j;
 
     for (j0 = 0; j0 < g->N; j0 += NR64) {
@@ -544,16 +579,17 @@ static void gemm_f64_rows(const gemm_f64_args *g, int64_t row_lo, int64_t row_hi
         for (i0 = row_lo; i0 < row_hi; i0 += MR64) {
             const int64_t m = row_hi - i0 < MR64 ? row_hi - i0 : MR64;
             double acc[MR64][NR64] = {{0.0}};
-            const double *a = g->A + i0 * rs_a;
             int64_t pc;
             for (pc = 0; pc < g->K; pc += KC64) {
-                int64_t kc = g->K - pc < KC64 ? g->K - pc : KC64;
-                if (m == MR64) {
-                    tile_f64(acc, a + pc * cs_a, rs_a, cs_a, bpanel + pc * NR64, kc, m, 1);
+                const int64_t kc = g->K - pc < KC64 ? g->K - pc : KC64;
+                /* op(A)[i0:i0+m, pc:pc+kc], zero padded to 4 rows. */
+                for (p = 0; p < kc; p++) {
+                    for (i = 0; i < MR64; i++) {
+                        apanel[p * MR64 + i] =
+                            i < m ? g->A[(i0 + i) * rs_a + (pc + p) * cs_a] : 0.0;
+                    }
                 }
-                else {
-                    tile_f64(acc, a + pc * cs_a, rs_a, cs_a, bpanel + pc * NR64, kc, m, 0);
-                }
+                kernel_f64(acc, apanel, bpanel + pc * NR64, kc);
             }
             for (i = 0; i < m; i++) {
                 double *ci = g->C + (i0 + i) * g->ldc + j0;

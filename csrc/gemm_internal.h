@@ -58,11 +58,19 @@ typedef void (*fnn_gemm_ukr_f32)(int64_t k, const float *a, int64_t rs_a, int64_
                                  const float *b, float *c, int64_t ldc, int64_t m, int64_t n,
                                  const fnn_gemm_epi_f32 *epi);
 
+/* Packs an NR-wide micro-panel of B from a transposed B (stored N x K):
+ *     dst[p * nr + j] = bt[j * ldb + p]   for p < kc, j < w,
+ *     dst[p * nr + j] = 0                 for p < kc, w <= j < nr.
+ * A transpose is the slow part of packing; SIMD versions do it 8x8 at a time. */
+typedef void (*fnn_gemm_packbt_f32)(float *dst, const float *bt, int64_t ldb, int64_t kc,
+                                    int64_t w, int64_t nr);
+
 /* One ISA's GEMM: its micro-kernel, the tile it computes and the cache
  * blocking it was tuned with (MC a multiple of MR, NC a multiple of NR).
  * Block sizes belong to the kernel, never to the thread count. */
 typedef struct {
     fnn_gemm_ukr_f32 ukr;
+    fnn_gemm_packbt_f32 pack_bt;
     int mr, nr;
     int64_t mc, kc, nc;
 } fnn_gemm_kernel_f32;
@@ -84,7 +92,12 @@ void fnn_gemm_ukr_f32_generic_4x16(int64_t k, const float *a, int64_t rs_a, int6
                                    const float *b, float *c, int64_t ldc, int64_t m, int64_t n,
                                    const fnn_gemm_epi_f32 *epi);
 
+void fnn_gemm_packbt_f32_generic(float *dst, const float *bt, int64_t ldb, int64_t kc, int64_t w,
+                                 int64_t nr);
+
 #ifdef FNN_HAVE_X86_KERNELS
+void fnn_gemm_packbt_f32_avx2(float *dst, const float *bt, int64_t ldb, int64_t kc, int64_t w,
+                              int64_t nr);
 #define FNN_GEMM_AVX2_MR 6
 #define FNN_GEMM_AVX2_NR 16
 void fnn_gemm_ukr_f32_avx2_6x16(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,

@@ -111,7 +111,7 @@ static void sgd_nesterov(float *restrict p, float *restrict v, const float *rest
 }
 
 int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
-                       float lr, float momentum, int nesterov, float decay, int nthreads)
+                       double lr, double momentum, int nesterov, double decay, int nthreads)
 {
     if (n < 0) {
         return FNN_ERR_ARG;
@@ -187,12 +187,12 @@ static void amsgrad_range(float *restrict p, float *restrict m, float *restrict 
 }
 
 int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *g, int64_t n,
-                        float lr_t, float beta1, float beta2, float eps, float decay,
+                        double lr_t, double beta1, double beta2, double eps, double decay,
                         int nthreads)
 {
-    /* The complements in float, from the float betas the contract passes. */
-    const float omb1 = 1.0f - beta1;
-    const float omb2 = 1.0f - beta2;
+    /* The complements rounded once to float, as float32(1 - beta) in NumPy. */
+    const float omb1 = (float)(1.0 - beta1);
+    const float omb2 = (float)(1.0 - beta2);
 
     if (n < 0) {
         return FNN_ERR_ARG;
@@ -269,10 +269,10 @@ static void rmsprop_range(float *restrict p, float *restrict ms, float *restrict
 }
 
 int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const float *g,
-                           int64_t n, float lr, float rho, float momentum, float eps,
-                           float decay, int nthreads)
+                           int64_t n, double lr, double rho, double momentum, double eps,
+                           double decay, int nthreads)
 {
-    const float omr = 1.0f - rho;
+    const float omr = (float)(1.0 - rho);
 
     if (n < 0) {
         return FNN_ERR_ARG;
@@ -314,7 +314,7 @@ static void adagrad_range(float *restrict p, float *restrict acc, const float *r
 }
 
 int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
-                           float lr, float eps, float decay, int nthreads)
+                           double lr, double eps, double decay, int nthreads)
 {
     if (n < 0) {
         return FNN_ERR_ARG;

@@ -16,7 +16,7 @@ _BACKENDS = ("compiled", "numpy")
 class _Settings:
     def __init__(self):
         self.backend = None          # resolved lazily: "compiled" or "numpy"
-        self.num_threads = None      # None: OMP_NUM_THREADS, else the core count
+        self.num_threads = None      # None until first asked: OMP_NUM_THREADS, else the cores
         self.forked_child = False    # after fork, OpenMP's pool is unusable: run serially
         self.floatx = "float32"
         self.rng = np.random.default_rng()
@@ -84,12 +84,17 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads fastnn's kernels may use: set_num_threads, else OMP_NUM_THREADS,
-    else the number of cores. 1 in a process forked after OpenMP started."""
+    """Threads fastnn's kernels may use: set_num_threads, else OMP_NUM_THREADS
+    (read once), else the number of cores. 1 in a process forked after OpenMP
+    started. Called before every kernel, so it answers from a cache."""
     if settings.forked_child:
         return 1
-    if settings.num_threads is not None:
-        return settings.num_threads
+    if settings.num_threads is None:
+        settings.num_threads = _default_num_threads()
+    return settings.num_threads
+
+
+def _default_num_threads():
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) >= 1:
         return int(env)

@@ -9,7 +9,8 @@
  * vector loads and 6 broadcasts.
  * Edge tiles use vmaskmov for the columns (no read or write past column n)
  * and skip rows past m; layouts and the epilogue are specified in
- * gemm_internal.h.
+ * gemm_internal.h. Also the AVX2 packer of a transposed B (AVX-512 uses it
+ * too: 8x8 register transposes are already far from the bottleneck).
  */
 #include <immintrin.h>
 
@@ -131,5 +132,64 @@ void fnn_gemm_ukr_f32_avx2_6x16(int64_t k, const float *a, int64_t rs_a, int64_t
     }
     else {
         ukr_body(k, a, rs_a, cs_a, b, c, ldc, m, n, epi, 0);
+    }
+}
+
+/* Transposed-B packer (gemm_internal.h): 8x8 blocks go through registers
+ * (8 row loads, the classic unpack/shuffle/permute transpose, 8 row stores)
+ * instead of 64 scalar moves with strided stores; ragged edges are scalar. */
+void fnn_gemm_packbt_f32_avx2(float *dst, const float *bt, int64_t ldb, int64_t kc, int64_t w,
+                              int64_t nr)
+{
+    int64_t p, j;
+    const int64_t kc8 = kc & ~(int64_t)7, w8 = w & ~(int64_t)7;
+
+    for (j = 0; j < w8; j += 8) {
+        const float *s = bt + j * ldb;
+        for (p = 0; p < kc8; p += 8) {
+            __m256 r0 = _mm256_loadu_ps(s + 0 * ldb + p);
+            __m256 r1 = _mm256_loadu_ps(s + 1 * ldb + p);
+            __m256 r2 = _mm256_loadu_ps(s + 2 * ldb + p);
+            __m256 r3 = _mm256_loadu_ps(s + 3 * ldb + p);
+            __m256 r4 = _mm256_loadu_ps(s + 4 * ldb + p);
+            __m256 r5 = _mm256_loadu_ps(s + 5 * ldb + p);
+            __m256 r6 = _mm256_loadu_ps(s + 6 * ldb + p);
+            __m256 r7 = _mm256_loadu_ps(s + 7 * ldb + p);
+            /* Interleave pairs of rows, then pairs of pairs, then halves. */
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = dst + p * nr + j;
+            _mm256_storeu_ps(d + 0 * nr, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + 1 * nr, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * nr, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * nr, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * nr, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * nr, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * nr, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (; p < kc; p++) {
+            int64_t jj;
+            for (jj = 0; jj < 8; jj++) {
+                dst[p * nr + j + jj] = s[jj * ldb + p];
+            }
+        }
+    }
+    for (; j < w; j++) {
+        const float *s = bt + j * ldb;
+        for (p = 0; p < kc; p++) {
+            dst[p * nr + j] = s[p];
+        }
+    }
+    for (p = 0; p < kc; p++) {
+        for (j = w; j < nr; j++) {
+            dst[p * nr + j] = 0.0f;
+        }
     }
 }

@@ -9,7 +9,8 @@
  * nothing spilled. Per k step: 24 FMAs against 2 vector loads and 12
  * broadcasts, so the FMA units stay the bottleneck.
  * Edge tiles use opmasks for the columns (no read or write past column n) and
- * skip rows past m; layouts and the epilogue are specified in gemm_internal.h.
+ * skip rows past m; tiles of at most 8 or 4 rows, or 16 columns, run a smaller
+ * register tile. Layouts and the epilogue are specified in gemm_internal.h.
  */
 #include <immintrin.h>
 
@@ -18,11 +19,15 @@
 #define MR FNN_GEMM_AVX512_MR
 #define NR FNN_GEMM_AVX512_NR
 
-/* The loop, specialised twice by the always_inline: `packed` makes the A
- * offsets compile-time constants (rs_a = 1, cs_a = MR). */
+/* The loop, specialised by the always_inline: `packed` makes the A offsets
+ * compile-time constants (rs_a = 1, cs_a = MR); ROWS (4, 8 or 12) and COLS
+ * (1 or 2 vectors) shrink the register tile for thin edge tiles, so a tile of
+ * 4 rows or 16 columns costs a third or half of a full one, not all of it.
+ * Every variant does the same operations on each element it stores. */
 static inline __attribute__((always_inline)) void
 ukr_body(int64_t k, const float *a, int64_t rs_a, int64_t cs_a, const float *b, float *c,
-         int64_t ldc, int64_t m, int64_t n, const fnn_gemm_epi_f32 *epi, const int packed)
+         int64_t ldc, int64_t m, int64_t n, const fnn_gemm_epi_f32 *epi, const int packed,
+         const int ROWS, const int COLS)
 {
     __m512 acc[MR][2];
     const float *row[MR];
@@ -32,22 +37,29 @@ ukr_body(int64_t k, const float *a, int64_t rs_a, int64_t cs_a, const float *b, 
     int i;
 
 #pragma GCC unroll 12
-    for (i = 0; i < MR; i++) {
+    for (i = 0; i < ROWS; i++) {
         acc[i][0] = _mm512_setzero_ps();
         acc[i][1] = _mm512_setzero_ps();
         /* An unpacked A may lack rows past m: point them at row m-1. */
         row[i] = packed ? a + i : a + (i < m ? i : m - 1) * rs_a;
+        /* The C tile is read or written once the loop ends: fetch it now. */
+        if (i < m) {
+            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
+        }
     }
 
     if (packed) {
         for (p = 0; p < k; p++) {
             __m512 b0 = _mm512_load_ps(b);
-            __m512 b1 = _mm512_load_ps(b + 16);
+            __m512 b1 = COLS == 2 ? _mm512_load_ps(b + 16) : b0;
 #pragma GCC unroll 12
-            for (i = 0; i < MR; i++) {
+            for (i = 0; i < ROWS; i++) {
                 __m512 ai = _mm512_set1_ps(a[i]);
                 acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+                if (COLS == 2) {
+                    acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+                }
             }
             a += MR;
             b += NR;
@@ -56,12 +68,14 @@ ukr_body(int64_t k, const float *a, int64_t rs_a, int64_t cs_a, const float *b, 
     else {
         for (p = 0; p < k; p++) {
             __m512 b0 = _mm512_load_ps(b);
-            __m512 b1 = _mm512_load_ps(b + 16);
+            __m512 b1 = COLS == 2 ? _mm512_load_ps(b + 16) : b0;
 #pragma GCC unroll 12
-            for (i = 0; i < MR; i++) {
+            for (i = 0; i < ROWS; i++) {
                 __m512 ai = _mm512_set1_ps(row[i][p * cs_a]);
                 acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+                if (COLS == 2) {
+                    acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+                }
             }
             b += NR;
         }
@@ -76,20 +90,24 @@ ukr_body(int64_t k, const float *a, int64_t rs_a, int64_t cs_a, const float *b, 
     bias1 = zero;
     if (epi->bias != NULL) {
         bias0 = _mm512_maskz_loadu_ps(mask0, epi->bias);
-        bias1 = _mm512_maskz_loadu_ps(mask1, epi->bias + 16);
+        if (COLS == 2) {
+            bias1 = _mm512_maskz_loadu_ps(mask1, epi->bias + 16);
+        }
     }
 #pragma GCC unroll 12
-    for (i = 0; i < MR; i++) {
+    for (i = 0; i < ROWS; i++) {
         float *ci = c + i * ldc;
         __m512 t0, t1;
         if (i >= m) {
             break;
         }
         t0 = _mm512_mul_ps(alpha, acc[i][0]);
-        t1 = _mm512_mul_ps(alpha, acc[i][1]);
+        t1 = COLS == 2 ? _mm512_mul_ps(alpha, acc[i][1]) : zero;
         if (epi->beta != 0.0f) {
             t0 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask0, ci), t0);
-            t1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask1, ci + 16), t1);
+            if (COLS == 2) {
+                t1 = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask1, ci + 16), t1);
+            }
         }
         if (epi->bias != NULL) {
             t0 = _mm512_add_ps(t0, bias0);
@@ -108,18 +126,47 @@ ukr_body(int64_t k, const float *a, int64_t rs_a, int64_t cs_a, const float *b, 
             t1 = _mm512_mask_mul_ps(t1, neg1, t1, slope);
         }
         _mm512_mask_storeu_ps(ci, mask0, t0);
-        _mm512_mask_storeu_ps(ci + 16, mask1, t1);
+        if (COLS == 2) {
+            _mm512_mask_storeu_ps(ci + 16, mask1, t1);
+        }
     }
 }
+
+/* One variant per (A layout, ROWS, COLS); the full 12x32 tile is the hot one. */
+#define FNN_AVX512_VARIANTS(PACKED, A, RS, CS)                                         \
+    do {                                                                               \
+        if (n > 16) {                                                                  \
+            if (m > 8) {                                                               \
+                ukr_body(k, A, RS, CS, b, c, ldc, m, n, epi, PACKED, 12, 2);           \
+            }                                                                          \
+            else if (m > 4) {                                                          \
+                ukr_body(k, A, RS, CS, b, c, ldc, m, n, epi, PACKED, 8, 2);            \
+            }                                                                          \
+            else {                                                                     \
+                ukr_body(k, A, RS, CS, b, c, ldc, m, n, epi, PACKED, 4, 2);            \
+            }                                                                          \
+        }                                                                              \
+        else {                                                                         \
+            if (m > 8) {                                                               \
+                ukr_body(k, A, RS, CS, b, c, ldc, m, n, epi, PACKED, 12, 1);           \
+            }                                                                          \
+            else if (m > 4) {                                                          \
+                ukr_body(k, A, RS, CS, b, c, ldc, m, n, epi, PACKED, 8, 1);            \
+            }                                                                          \
+            else {                                                                     \
+                ukr_body(k, A, RS, CS, b, c, ldc, m, n, epi, PACKED, 4, 1);            \
+            }                                                                          \
+        }                                                                              \
+    } while (0)
 
 void fnn_gemm_ukr_f32_avx512_12x32(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
                                    const float *b, float *c, int64_t ldc, int64_t m, int64_t n,
                                    const fnn_gemm_epi_f32 *epi)
 {
     if (rs_a == 1 && cs_a == MR) {
-        ukr_body(k, a, 1, MR, b, c, ldc, m, n, epi, 1);
+        FNN_AVX512_VARIANTS(1, a, 1, MR);
     }
     else {
-        ukr_body(k, a, rs_a, cs_a, b, c, ldc, m, n, epi, 0);
+        FNN_AVX512_VARIANTS(0, a, rs_a, cs_a);
     }
 }

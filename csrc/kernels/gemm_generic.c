@@ -4,6 +4,7 @@
  * inner loops with whatever the baseline has, SSE2 on x86-64).
  *
  * Shape: C[m<=4, n<=16] = epi(alpha * A~[4, k] @ B~[k, 16], beta * C).
+ * Also the portable packer of a transposed B (see gemm_internal.h).
  * The contract (layouts, edge tiles, epilogue order, beta == 0 never reading
  * C) is written in gemm_internal.h. Multiply and add are two roundings
  * here (no FMA: a baseline CPU would run fmaf() in software, and -std=c11
@@ -55,6 +56,24 @@ void fnn_gemm_ukr_f32_generic_4x16(int64_t k, const float *a, int64_t rs_a, int6
                 t = t < 0.0f ? (float)FNN_LEAKY_RELU_SLOPE * t : t;
             }
             ci[j] = t;
+        }
+    }
+}
+
+/* dst[p * nr + j] = bt[j * ldb + p] (p < kc, j < w), zero for w <= j < nr. */
+void fnn_gemm_packbt_f32_generic(float *dst, const float *bt, int64_t ldb, int64_t kc, int64_t w,
+                                 int64_t nr)
+{
+    int64_t p, j;
+    for (p = 0; p < kc; p++) {
+        for (j = w; j < nr; j++) {
+            dst[p * nr + j] = 0.0f;
+        }
+    }
+    for (j = 0; j < w; j++) {
+        const float *s = bt + j * ldb;
+        for (p = 0; p < kc; p++) {
+            dst[p * nr + j] = s[p];
         }
     }
 }

@@ -55,7 +55,7 @@ cdef extern from "fastnn.h" nogil:
     int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
                                const float *dY, const float *X, const float *W,
                                const float *Z, const float *Y,
-                               int64_t N, int64_t I, int64_t O, int act, int nthreads) noexcept
+                               int64_t N, int64_t In, int64_t O, int act, int nthreads) noexcept
     int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads) noexcept
 
     enum:
@@ -65,6 +65,7 @@ cdef extern from "fastnn.h" nogil:
         FNN_LOSS_BINARY_CE
         FNN_LOSS_CATEGORICAL_CE
         FNN_LOSS_SPARSE_CE
+        FNN_LOSS_COUNT
     int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_true,
                      const int64_t *labels, int64_t N, int64_t D, int kind,
                      int from_logits, double huber_delta, int nthreads) noexcept
@@ -75,21 +76,22 @@ cdef extern from "fastnn.h" nogil:
         FNN_METRIC_BINARY_ACC
         FNN_METRIC_CATEGORICAL_ACC
         FNN_METRIC_SPARSE_ACC
+        FNN_METRIC_COUNT
     int fnn_metric_f32(double *sum, const float *Y_pred, const float *Y_true,
                        const int64_t *labels, int64_t N, int64_t D, int kind,
                        int nthreads) noexcept
 
     int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
-                           float lr, float momentum, int nesterov, float decay,
+                           double lr, double momentum, int nesterov, double decay,
                            int nthreads) noexcept
     int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *g,
-                            int64_t n, float lr_t, float beta1, float beta2, float eps,
-                            float decay, int nthreads) noexcept
+                            int64_t n, double lr_t, double beta1, double beta2, double eps,
+                            double decay, int nthreads) noexcept
     int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const float *g,
-                               int64_t n, float lr, float rho, float momentum, float eps,
-                               float decay, int nthreads) noexcept
+                               int64_t n, double lr, double rho, double momentum, double eps,
+                               double decay, int nthreads) noexcept
     int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
-                               float lr, float eps, float decay, int nthreads) noexcept
+                               double lr, double eps, double decay, int nthreads) noexcept
 
     int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads) noexcept
     int fnn_scale_f32(float *X, int64_t n, float s, int nthreads) noexcept

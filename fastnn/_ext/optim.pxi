@@ -2,6 +2,8 @@
 # (csrc/optim.c). Every array is float32 and C-contiguous; an optimizer's
 # state and gradient arrays have exactly the parameter array's shape (the
 # model passes its flat 1-D buffers). Uses the argument checks in act.pxi.
+# Scalars go to C as the doubles they arrive as (C converts them to the
+# kernel's parameter type), never rounded to float here first.
 
 
 def sgd_update_f32(cnp.ndarray p not None, object velocity, cnp.ndarray g not None, double lr,
@@ -16,8 +18,8 @@ def sgd_update_f32(cnp.ndarray p not None, object velocity, cnp.ndarray g not No
     if velocity is not None:
         vp = <float *>_k_like(velocity, p, "sgd_update_f32", "velocity", "p", True)
     with nogil:
-        status = fnn_sgd_update_f32(pp, vp, gp, cnp.PyArray_SIZE(p), <float>lr,
-                                    <float>momentum, nesterov, <float>decay, nthreads)
+        status = fnn_sgd_update_f32(pp, vp, gp, cnp.PyArray_SIZE(p), lr,
+                                    momentum, nesterov, decay, nthreads)
     check_status(status)
 
 
@@ -35,8 +37,8 @@ def adam_update_f32(cnp.ndarray p not None, cnp.ndarray m not None, cnp.ndarray 
     if vhat is not None:
         hp = <float *>_k_like(vhat, p, "adam_update_f32", "vhat", "p", True)
     with nogil:
-        status = fnn_adam_update_f32(pp, mp, vp, hp, gp, cnp.PyArray_SIZE(p), <float>lr_t,
-                                     <float>beta1, <float>beta2, <float>eps, <float>decay,
+        status = fnn_adam_update_f32(pp, mp, vp, hp, gp, cnp.PyArray_SIZE(p), lr_t,
+                                     beta1, beta2, eps, decay,
                                      nthreads)
     check_status(status)
 
@@ -56,8 +58,8 @@ def rmsprop_update_f32(cnp.ndarray p not None, cnp.ndarray ms not None, object m
     if mom is not None:
         up = <float *>_k_like(mom, p, "rmsprop_update_f32", "mom", "p", True)
     with nogil:
-        status = fnn_rmsprop_update_f32(pp, sp, ap, up, gp, cnp.PyArray_SIZE(p), <float>lr,
-                                        <float>rho, <float>momentum, <float>eps, <float>decay,
+        status = fnn_rmsprop_update_f32(pp, sp, ap, up, gp, cnp.PyArray_SIZE(p), lr,
+                                        rho, momentum, eps, decay,
                                         nthreads)
     check_status(status)
 
@@ -70,8 +72,8 @@ def adagrad_update_f32(cnp.ndarray p not None, cnp.ndarray acc not None, cnp.nda
     cdef const float *gp = <const float *>_k_like(g, p, "adagrad_update_f32", "g", "p")
     cdef int status
     with nogil:
-        status = fnn_adagrad_update_f32(pp, ap, gp, cnp.PyArray_SIZE(p), <float>lr, <float>eps,
-                                        <float>decay, nthreads)
+        status = fnn_adagrad_update_f32(pp, ap, gp, cnp.PyArray_SIZE(p), lr, eps,
+                                        decay, nthreads)
     check_status(status)
 
 
@@ -91,7 +93,7 @@ def scale_f32(cnp.ndarray x not None, double s, int nthreads):
     cdef float *xp = <float *>data_of(x, _K_F32, "scale_f32", "x", True)
     cdef int status
     with nogil:
-        status = fnn_scale_f32(xp, cnp.PyArray_SIZE(x), <float>s, nthreads)
+        status = fnn_scale_f32(xp, cnp.PyArray_SIZE(x), s, nthreads)
     check_status(status)
 
 
@@ -100,7 +102,7 @@ def clip_f32(cnp.ndarray x not None, double lo, double hi, int nthreads):
     cdef float *xp = <float *>data_of(x, _K_F32, "clip_f32", "x", True)
     cdef int status
     with nogil:
-        status = fnn_clip_f32(xp, cnp.PyArray_SIZE(x), <float>lo, <float>hi, nthreads)
+        status = fnn_clip_f32(xp, cnp.PyArray_SIZE(x), lo, hi, nthreads)
     check_status(status)
 
 

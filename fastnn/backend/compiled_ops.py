@@ -107,6 +107,8 @@ class CompiledOps(Ops):
             return self._fallback("loss", y_pred.dtype).loss(
                 name, y_pred, y_true, from_logits=from_logits, delta=delta, grad_out=grad_out)
         sparse = name == "sparse_categorical_crossentropy"
+        if sparse and y_true.dtype != np.int64:
+            y_true = np.ascontiguousarray(y_true, dtype=np.int64)
         return _core.loss_f32(grad_out, y_pred, None if sparse else y_true,
                               y_true if sparse else None, LOSS_CODES[name], bool(from_logits),
                               float(delta), _threads())
@@ -115,6 +117,8 @@ class CompiledOps(Ops):
         if y_pred.dtype != np.float32:
             return self._fallback("metric_sum", y_pred.dtype).metric_sum(name, y_pred, y_true)
         sparse = name == "sparse_categorical_accuracy"
+        if sparse and y_true.dtype != np.int64:
+            y_true = np.ascontiguousarray(y_true, dtype=np.int64)
         return _core.metric_f32(y_pred, None if sparse else y_true, y_true if sparse else None,
                                 METRIC_CODES[name], _threads())
 

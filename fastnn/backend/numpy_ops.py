@@ -21,8 +21,9 @@ def _erf_array(x):
 
 
 def _sigmoid(x):
-    # tanh form: no overflow warnings for large |x|
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    # exp(-|x|) never overflows, and each branch keeps full relative precision
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _softmax(z):

@@ -8,13 +8,15 @@ import numpy as np
 from fastnn._version import __version__
 from fastnn.bench.timing import compiled_import_error, have_threadpoolctl, machine_cores
 
-# Environment variables that change what the rows measure, reported when set.
-ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "FASTNN_BACKEND", "FASTNN_ISA")
+# Environment variables that change what the rows measure, reported when set
+# (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, for one, can slow a current NumPy down).
+ENV_PREFIXES = ("OPENBLAS_", "FASTNN_")
+ENV_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
 
 
-def machine_info():
-    """A dict describing fastnn, the CPU, NumPy and its BLAS, for the report."""
+def machine_info(peers=False):
+    """A dict describing fastnn, the CPU, NumPy and its BLAS (and, with ``peers``,
+    the installed peer frameworks' versions: this imports them), for the report."""
     return {
         "fastnn": __version__,
         "compiled": _compiled_info(),
@@ -24,7 +26,9 @@ def machine_info():
         "numpy": np.__version__,
         "blas": _blas_info(),
         "threadpoolctl": have_threadpoolctl(),
-        "env": {name: os.environ[name] for name in ENV_VARS if name in os.environ},
+        "env": {name: value for name, value in sorted(os.environ.items())
+                if name in ENV_VARS or name.startswith(ENV_PREFIXES)},
+        "peers": _peer_versions() if peers else {},
     }
 
 
@@ -33,9 +37,11 @@ def machine_line(info):
     compiled = info["compiled"]
     if compiled["available"]:
         fastnn_part = (f"fastnn {info['fastnn']} (compiled: isa {compiled['isa']}, "
-                       f"OpenMP {'on' if compiled['openmp'] else 'OFF'})")
+                       f"OpenMP {'on' if compiled['openmp'] else 'OFF'}"
+                       + (f"; {compiled['error']})" if compiled["error"] else ")"))
     else:
-        fastnn_part = f"fastnn {info['fastnn']} (compiled backend NOT available: {compiled['error']})"
+        fastnn_part = (f"fastnn {info['fastnn']} "
+                       f"(compiled backend NOT available: {compiled['error']})")
     blas = info["blas"]
     blas_part = f"BLAS {blas['name']} {blas['version'] or ''}".rstrip()
     if blas.get("detail"):
@@ -44,6 +50,7 @@ def machine_line(info):
         blas_part += " (threadpoolctl not installed: NumPy's BLAS threads are NOT limited)"
     parts = [fastnn_part, f"{info['cpu']}, {info['cores']} cores",
              f"Python {info['python']}", f"numpy {info['numpy']}", blas_part]
+    parts += [f"{name} {version}" for name, version in info["peers"].items()]
     parts += [f"{k}={v}" for k, v in info["env"].items()]
     return " | ".join(parts)
 
@@ -62,6 +69,14 @@ def _compiled_info():
                 "openmp": False}
     return {"available": True, "error": None, "isa": config["isa"],
             "openmp": bool(config["openmp"])}
+
+
+def _peer_versions():
+    from fastnn.bench.peers import torch_available
+    if not torch_available():
+        return {}
+    import torch
+    return {"torch": torch.__version__}
 
 
 def _cpu_name():

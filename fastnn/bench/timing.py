@@ -80,6 +80,8 @@ def compiled_available():
 
 def compiled_import_error():
     """Why ``fastnn._ext._core`` does not import (a short string), or None when it does."""
+    if compiled_available():
+        return None
     try:
         from fastnn._ext import _core  # noqa: F401
     except ImportError as exc:

@@ -81,13 +81,13 @@ def classification_data(n, rng, features=784, classes=10):
 
 register(ModelWorkload(
     "W1", "MLP 10-64-32-1, MSE, Adam, train", build_w1, regression_data,
-    batch_size=32, n_full=8192, n_quick=2048))
+    batch_size=32, n_full=8192, n_quick=4096))
 register(ModelWorkload(
     "W1-infer", "W1's model, predict", build_w1, regression_data,
     batch_size=1024, n_full=8192, n_quick=8192, train=False))
 register(ModelWorkload(
     "W2", "MLP 784-512-512-10, softmax CE, Adam, train", build_w2, classification_data,
-    batch_size=128, n_full=8192, n_quick=1024))
+    batch_size=128, n_full=8192, n_quick=2048))
 
 
 # ---- W5: GEMM shapes ---------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""Optional peer rows: the same model workloads in PyTorch, when it is installed.
+
+torch is imported only by the functions here, and only when
+``torch_available()`` says it can be; fastnn never requires it. The PyTorch
+model is built from the fastnn model's initial weights, so its first outputs
+can be checked against fastnn's before it is timed.
+"""
+import contextlib
+import importlib.util
+
+import numpy as np
+
+from fastnn.bench.checks import compare
+
+PEER = "torch"
+
+
+def torch_available():
+    """Whether torch can be imported (checked without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def supports(model):
+    """Whether ``torch_mlp`` can mirror ``model`` (Dense layers, relu/linear/softmax)."""
+    return all(type(layer).__name__ == "Dense"
+               and layer.activation in ("relu", "linear", "softmax")
+               for layer in model.layers)
+
+
+def torch_mlp(model):
+    """A torch.nn.Sequential equal to a fastnn MLP, returning logits (no final softmax)."""
+    import torch
+    from torch import nn
+
+    modules = []
+    for layer in model.layers:
+        linear = nn.Linear(layer.kernel.shape[0], layer.units, bias=layer.use_bias)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(layer.kernel.value.T.copy()))
+            if layer.use_bias:
+                linear.bias.copy_(torch.from_numpy(layer.bias.value.copy()))
+        modules.append(linear)
+        if layer.activation == "relu":
+            modules.append(nn.ReLU())
+    return nn.Sequential(*modules)
+
+
+@contextlib.contextmanager
+def torch_threads(n):
+    """torch.set_num_threads(n) for the block; the previous count restored after."""
+    import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class TorchRunner:
+    """One workload in PyTorch: ``epoch()`` trains one shuffled epoch, ``predict()``
+    runs inference in batches, ``outputs(xb)`` gives what fastnn's predict gives."""
+
+    def __init__(self, model, x, y, batch_size, seed):
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        self.net = torch_mlp(model)
+        self.softmax = model.layers[-1].activation == "softmax"
+        self.batch_size = batch_size
+        self.x = torch.from_numpy(np.ascontiguousarray(x))
+        if self.softmax:      # softmax + categorical cross-entropy == CrossEntropyLoss on logits
+            self.y = torch.from_numpy(np.argmax(y, axis=1))
+            self.loss_fn = nn.CrossEntropyLoss()
+        else:
+            self.y = torch.from_numpy(np.ascontiguousarray(y))
+            self.loss_fn = nn.MSELoss()
+        opt = model.optimizer
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=opt.learning_rate,
+                                    betas=(opt.beta_1, opt.beta_2), eps=opt.epsilon)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def outputs(self, xb):
+        with self.torch.inference_mode():
+            out = self.net(self.torch.from_numpy(np.ascontiguousarray(xb)))
+            if self.softmax:
+                out = self.torch.softmax(out, dim=1)
+        return out.numpy()
+
+    def epoch(self):
+        n, b = self.x.shape[0], self.batch_size
+        order = self.torch.randperm(n, generator=self.gen)
+        xs, ys = self.x[order], self.y[order]
+        for start in range(0, n, b):
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.net(xs[start:start + b]), ys[start:start + b])
+            loss.backward()
+            self.opt.step()
+
+    def predict(self):
+        n, b = self.x.shape[0], self.batch_size
+        with self.torch.inference_mode():
+            for start in range(0, n, b):
+                out = self.net(self.x[start:start + b])
+                if self.softmax:
+                    self.torch.softmax(out, dim=1)
+
+
+def check_torch(runner, fastnn_outputs, xb, label):
+    """Do the PyTorch model's outputs for xb match fastnn's (same weights)?"""
+    return compare({"outputs": runner.outputs(xb)}, {"outputs": fastnn_outputs},
+                   f"{label} {PEER} vs numpy")

@@ -1,0 +1,198 @@
+"""python -m fastnn.bench: the table, the JSON and the checks, on tiny sizes (seconds).
+
+No assertion here is on speed: these tests check the mechanics (what rows appear,
+what the JSON holds, that a wrong kernel is refused rather than timed).
+"""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastnn import _runtime
+from fastnn.backend import NumpyOps
+from fastnn.bench import BenchConfig, run
+from fastnn.bench.__main__ import main
+from fastnn.bench.checks import TOLERANCE, rel_error
+from fastnn.bench.workloads import GEMM_QUICK, GemmShape
+
+TINY = ["--threads", "1", "--n", "96", "--repeats", "1", "--no-peers"]
+TINY_GEMM = (GemmShape(17, 5, 3), GemmShape(40, 33, 24))
+
+
+def _tiny_config(**kwargs):
+    base = dict(threads=(1,), n=96, repeats=1, gemm_shapes=TINY_GEMM, min_sample_s=1e-4,
+                peers=False)
+    return BenchConfig(**{**base, **kwargs})
+
+
+class HonestOps(NumpyOps):
+    """Stands in for a correct compiled backend."""
+
+    name = "compiled"
+
+
+class WrongGradientOps(HonestOps):
+    """A 'fast' backend whose dense backward is 1% off and whose GEMM is shifted."""
+
+    def dense_backward(self, dy, x, w, y, preact, activation, dw_out, db_out, dx_out=None,
+                       scratch=None):
+        dx = super().dense_backward(dy, x, w, y, preact, activation, dw_out, db_out, dx_out,
+                                    scratch)
+        dw_out *= np.float32(1.01)
+        return dx
+
+    def gemm(self, a, b, **kwargs):
+        out = super().gemm(a, b, **kwargs)
+        out += out.dtype.type(1e-2)
+        return out
+
+
+@pytest.fixture
+def fake_compiled(monkeypatch):
+    """Install an Ops class as the "compiled" backend (whether or not it is built)."""
+    from fastnn import backend
+
+    def install(ops):
+        monkeypatch.setattr(_runtime, "extension", lambda: object())
+        monkeypatch.setitem(backend._instances, "compiled", ops)
+    return install
+
+
+def test_cli_prints_machine_line_then_table_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    rc = main(["--workloads", "W1,W1-infer,W2", *TINY, "--json", str(path)])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    machine = out[0]
+    assert machine.startswith("fastnn ") and "numpy " in machine and "cores" in machine
+    assert "BLAS" in machine
+    if "threadpoolctl" not in sys.modules and not _have("threadpoolctl"):
+        assert "NOT limited" in machine
+    header = next(i for i, line in enumerate(out) if line.startswith("workload"))
+    for column in ("threads", "backend", "throughput", "x numpy", "check"):
+        assert column in out[header]
+    backends = ["numpy"] + (["compiled"] if _runtime.extension() is not None else [])
+    rows = [line.split() for line in out[header + 1:]
+            if line.strip() and not line.startswith("results written")]
+    assert [(r[0], r[4]) for r in rows] == [
+        (w, b) for w in ("W1", "W1-infer", "W2") for b in backends]
+
+    data = json.loads(path.read_text())
+    assert data["ok"] is True and data["failures"] == []
+    assert data["machine_line"] == machine
+    assert data["config"]["threads"] == [1] and data["config"]["n"] == 96
+    assert len(data["rows"]) == len(rows)
+    for row in data["rows"]:
+        assert row["unit"] == "samples/s" and row["threads"] == 1
+        assert math.isfinite(row["value"]) and row["value"] > 0
+        assert len(row["times_s"]) == 1
+        assert row["value"] == pytest.approx(96 / row["times_s"][0])
+        if row["backend"] == "numpy":
+            assert row["check"] == "reference" and row["speedup"] == 1.0
+        else:
+            assert row["check"].startswith("ok") and row["speedup"] > 0
+
+
+def test_gemm_rows_report_gflops_per_shape():
+    report = run(_tiny_config(workloads=("W5",), backends=("numpy",)))
+    assert report.ok
+    assert [row.size for row in report.rows] == ["17x3@3x5", "40x24@24x33"]
+    for row, shape in zip(report.rows, TINY_GEMM):
+        assert row.unit == "GFLOP/s"
+        assert row.value == pytest.approx(shape.flops / row.times_s[0] / 1e9)
+
+
+def test_a_correct_second_backend_is_checked_timed_and_compared(fake_compiled):
+    fake_compiled(HonestOps())
+    report = run(_tiny_config(workloads=("W1", "W5")))
+    assert report.ok, report.failures
+    compiled = [row for row in report.rows if row.backend == "compiled"]
+    assert [row.workload for row in compiled] == ["W1", "W5", "W5"]
+    for row in compiled:
+        assert row.check.startswith("ok") and row.value > 0 and row.speedup > 0
+
+
+def test_a_wrong_kernel_is_reported_loudly_and_not_timed(fake_compiled, capsys):
+    fake_compiled(WrongGradientOps())
+    rc = main(["--workloads", "W1,W5", *TINY])
+    captured = capsys.readouterr()
+    assert rc == 1
+    expected = 1 + len(GEMM_QUICK)          # W1 and each quick W5 shape
+    assert f"CHECK FAILED for {expected} row(s)" in captured.err
+    assert "W1 compiled vs numpy: gradients differ" in captured.err
+    assert "gemm square 1024: C differs" in captured.err
+    failed = [line for line in captured.out.splitlines() if " compiled " in line]
+    assert len(failed) == expected
+    assert all("not timed" in line and "FAILED" in line for line in failed)
+
+
+class WrongAdamOps(HonestOps):
+    def adam_update(self, p, g, m, v, *, lr_t, **kwargs):
+        super().adam_update(p, g, m, v, lr_t=lr_t * 1.01, **kwargs)
+
+
+class WrongForwardOps(HonestOps):
+    def dense_forward(self, x, w, b, activation, out=None, preact_out=None):
+        y = super().dense_forward(x, w, b, activation, out, preact_out)
+        y[-1] += y.dtype.type(0.05)       # only the last row: a tail-handling bug
+        return y
+
+
+@pytest.mark.parametrize("ops, what", [(WrongAdamOps(), "optimizer steps differ"),
+                                       (WrongForwardOps(), "outputs differ")])
+def test_each_part_of_a_training_step_is_checked(fake_compiled, ops, what):
+    fake_compiled(ops)
+    report = run(_tiny_config(workloads=("W1",)))
+    [row] = [row for row in report.rows if row.backend == "compiled"]
+    assert row.value is None and what in row.check
+    assert report.failures and not report.ok
+
+
+def test_a_crashing_kernel_is_a_failed_check(fake_compiled):
+    class CrashingOps(HonestOps):
+        def adam_update(self, *args, **kwargs):
+            raise MemoryError("kernel blew up")
+
+    fake_compiled(CrashingOps())
+    report = run(_tiny_config(workloads=("W1",)))
+    assert not report.ok
+    [row] = [row for row in report.rows if row.backend == "compiled"]
+    assert row.value is None and "MemoryError: kernel blew up" in row.check
+
+
+def test_run_restores_backend_and_threads(fake_compiled):
+    fake_compiled(HonestOps())
+    before = (_runtime.settings.backend, _runtime.settings.num_threads)
+    run(_tiny_config(workloads=("W1-infer",), threads=(2, 1)))
+    assert (_runtime.settings.backend, _runtime.settings.num_threads) == before
+
+
+def test_rel_error_catches_nan_and_shape_mismatch():
+    want = np.ones(4, np.float32)
+    assert rel_error(want, want) == 0.0
+    assert rel_error(want * (1 + TOLERANCE / 10), want) <= TOLERANCE
+    assert rel_error(np.array([1, 1, np.nan, 1], np.float32), want) == math.inf
+    assert rel_error(np.ones(5, np.float32), want) == math.inf
+
+
+@pytest.mark.parametrize("args", [["--workloads", "W9"], ["--threads", "0"],
+                                  ["--backends", "cuda"], ["--repeats", "0"]])
+def test_cli_rejects_bad_arguments(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+
+
+def test_importing_the_bench_does_not_import_torch():
+    code = "import sys, fastnn.bench, fastnn.bench.__main__; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+
+
+def _have(module):
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
