@@ -8,6 +8,10 @@ is one kernel table and one copy of every piece of C state.
 
 OpenMP is detected by compiling, linking and running a probe. Without it the
 build still succeeds, serial, with a warning; fastnn.show_config() reports it.
+
+The built module is also copied into the source tree, so that the checkout's
+own `fastnn/` (which `python -m ...` run from the checkout imports first) is
+as complete as the installed package.
 """
 import os
 import platform
@@ -109,6 +113,10 @@ class BuildExt(build_ext):
             ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_omp
             ext.extra_link_args = list(ext.extra_link_args or []) + link_omp
         super().build_extensions()
+        if not self.inplace:
+            # `python -m fastnn.bench` run from the checkout imports this source
+            # tree before the installed copy: give it the same compiled module.
+            self.copy_extensions_to_source()
 
 
 extensions = [

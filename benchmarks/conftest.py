@@ -7,8 +7,8 @@ modules, and, being in this directory's conftest, it is active only when pytest
 collects benchmarks/ itself -- no pytest.ini here (that would move the rootdir).
 
 Every benchmark runs on both backends in one session (the ``backend``
-fixture; compiled is skipped when the extension is not built), at 1 and 2
-threads, from a fixed seed, and checks its result against NumpyOps before it
+fixture; compiled is skipped when the extension is not built), back to back
+for each case, at 1 and 2 threads, from a fixed seed, and checks its result against NumpyOps before it
 is timed. ``benchmark.extra_info`` carries GFLOP/s, samples/s or params/s.
 """
 import fnmatch
@@ -39,7 +39,23 @@ def pytest_collect_file(file_path, parent):
     return pytest.Module.from_parent(parent, path=file_path)
 
 
-@pytest.fixture(params=["numpy", "compiled"], scope="session")
+def pytest_collection_modifyitems(items):
+    """Run each case's backends back to back (same shape, same threads), so the two
+    timings share the machine's conditions; otherwise the order is unchanged."""
+    first_seen = {}
+
+    def group(item):
+        spec = getattr(item, "callspec", None)
+        params = () if spec is None else tuple(
+            (k, repr(v)) for k, v in spec.params.items() if k != "backend")
+        return first_seen.setdefault((str(item.path), item.originalname, params),
+                                     len(first_seen))
+
+    order = {id(item): (group(item), i) for i, item in enumerate(items)}
+    items.sort(key=lambda item: order[id(item)])
+
+
+@pytest.fixture(params=["numpy", "compiled"])
 def backend(request):
     """Each backend's name in turn; the whole backend is in force during the test."""
     if request.param == "compiled" and not compiled_available():

@@ -61,40 +61,53 @@ static int act_in_ukr(int act)
     return act == FNN_ACT_LINEAR || act == FNN_ACT_RELU || act == FNN_ACT_LEAKY_RELU;
 }
 
-/* Apply a transcendental activation to an m x n tile of C in place. The
- * switch is outside the loops so each loop inlines one scalar function. */
-#define ACT_TILE_LOOP(T, FN, ACT)                                  \
-    for (i = 0; i < m; i++) {                                      \
-        T *ci = c + i * ldc;                                       \
-        for (j = 0; j < n; j++) {                                  \
-            ci[j] = FN(ACT, ci[j]);                                \
-        }                                                          \
+/* Apply an activation to an m x n tile of C in place. `act` is a constant in
+ * every call below, so each case inlines its own scalar function. */
+static inline __attribute__((always_inline)) void
+act_loop_f32(float *c, int64_t ldc, int64_t m, int64_t n, const int act)
+{
+    int64_t i, j;
+    for (i = 0; i < m; i++) {
+        for (j = 0; j < n; j++) {
+            c[i * ldc + j] = fnn_act_apply_f32(act, c[i * ldc + j]);
+        }
     }
+}
+
+static inline __attribute__((always_inline)) void
+act_loop_f64(double *c, int64_t ldc, int64_t m, int64_t n, const int act)
+{
+    int64_t i, j;
+    for (i = 0; i < m; i++) {
+        for (j = 0; j < n; j++) {
+            c[i * ldc + j] = fnn_act_apply_f64(act, c[i * ldc + j]);
+        }
+    }
+}
 
 static void act_tile_f32(float *c, int64_t ldc, int64_t m, int64_t n, int act)
 {
-    int64_t i, j;
     switch (act) {
     case FNN_ACT_RELU:
-        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_RELU)
+        act_loop_f32(c, ldc, m, n, FNN_ACT_RELU);
         break;
     case FNN_ACT_LEAKY_RELU:
-        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_LEAKY_RELU)
+        act_loop_f32(c, ldc, m, n, FNN_ACT_LEAKY_RELU);
         break;
     case FNN_ACT_ELU:
-        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_ELU)
+        act_loop_f32(c, ldc, m, n, FNN_ACT_ELU);
         break;
     case FNN_ACT_SIGMOID:
-        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_SIGMOID)
+        act_loop_f32(c, ldc, m, n, FNN_ACT_SIGMOID);
         break;
     case FNN_ACT_TANH:
-        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_TANH)
+        act_loop_f32(c, ldc, m, n, FNN_ACT_TANH);
         break;
     case FNN_ACT_GELU:
-        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_GELU)
+        act_loop_f32(c, ldc, m, n, FNN_ACT_GELU);
         break;
     case FNN_ACT_SWISH:
-        ACT_TILE_LOOP(float, fnn_act_apply_f32, FNN_ACT_SWISH)
+        act_loop_f32(c, ldc, m, n, FNN_ACT_SWISH);
         break;
     default:
         break;
@@ -103,28 +116,27 @@ static void act_tile_f32(float *c, int64_t ldc, int64_t m, int64_t n, int act)
 
 static void act_tile_f64(double *c, int64_t ldc, int64_t m, int64_t n, int act)
 {
-    int64_t i, j;
     switch (act) {
     case FNN_ACT_RELU:
-        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_RELU)
+        act_loop_f64(c, ldc, m, n, FNN_ACT_RELU);
         break;
     case FNN_ACT_LEAKY_RELU:
-        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_LEAKY_RELU)
+        act_loop_f64(c, ldc, m, n, FNN_ACT_LEAKY_RELU);
         break;
     case FNN_ACT_ELU:
-        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_ELU)
+        act_loop_f64(c, ldc, m, n, FNN_ACT_ELU);
         break;
     case FNN_ACT_SIGMOID:
-        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_SIGMOID)
+        act_loop_f64(c, ldc, m, n, FNN_ACT_SIGMOID);
         break;
     case FNN_ACT_TANH:
-        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_TANH)
+        act_loop_f64(c, ldc, m, n, FNN_ACT_TANH);
         break;
     case FNN_ACT_GELU:
-        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_GELU)
+        act_loop_f64(c, ldc, m, n, FNN_ACT_GELU);
         break;
     case FNN_ACT_SWISH:
-        ACT_TILE_LOOP(double, fnn_act_apply_f64, FNN_ACT_SWISH)
+        act_loop_f64(c, ldc, m, n, FNN_ACT_SWISH);
         break;
     default:
         break;
@@ -183,7 +195,12 @@ typedef struct {
     float *bpack;     /* kc x nc, shared */
     float *apack;     /* per thread: mc x kc each, stride apack_stride */
     int64_t apack_stride;
-    int tm, tn;       /* thread grid: tm row groups x tn column groups */
+    /* Work units: row blocks of unit_rows (a multiple of MC) times col_groups
+     * groups of whole micro-panels. Threads take units from a shared counter,
+     * so a thread the OS has descheduled does not hold the others up. */
+    int64_t unit_rows;
+    int64_t col_groups;
+    int64_t *counters; /* [2][2]: per phase parity, B panels packed, units taken */
 } gemm_f32_plan;
 
 /* B block rows [pc, pc+kc), columns [j0, j0+w) -> one NR-wide micro-panel,
@@ -255,13 +272,6 @@ static void pack_a_block_f32(float *dst, const gemm_f32_plan *pl, int64_t i0, in
     }
 }
 
-/* [lo, hi) of `count` units for part `idx` of `parts`, balanced. */
-static void split_range(int64_t count, int parts, int idx, int64_t *lo, int64_t *hi)
-{
-    *lo = count * idx / parts;
-    *hi = count * (idx + 1) / parts;
-}
-
 static void barrier(int nt)
 {
     if (nt > 1) {
@@ -308,81 +318,103 @@ static inline void run_tile(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, cons
     }
 }
 
-/* The loops, run by thread `tid` of `nt` (nt == 1: serial, no OpenMP). */
+/* Take the next index from a counter shared by the team. */
+static inline int64_t take(int64_t *counter)
+{
+    int64_t v;
+#pragma omp atomic capture
+    v = (*counter)++;
+    return v;
+}
+
+/* Rows [i0, i0+mc) of one work unit against micro-panels [q_lo, q_hi) of
+ * the current B block. */
+static void run_unit(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, float *apack,
+                     int64_t i0, int64_t rows, int64_t pc, int64_t kc, int64_t jc,
+                     int64_t q_lo, int64_t q_hi)
+{
+    const int64_t mr = pl->ker.mr;
+    int64_t ic, q;
+    for (ic = i0; ic < i0 + rows; ic += pl->ker.mc) {
+        const int64_t mc = i0 + rows - ic < pl->ker.mc ? i0 + rows - ic : pl->ker.mc;
+        int64_t ir;
+        if (pl->pack_a) {
+            pack_a_block_f32(apack, pl, ic, mc, pc, kc);
+            /* B micro-panel outer: it stays in cache while the A block's
+             * micro-panels stream past it. */
+            for (q = q_lo; q < q_hi; q++) {
+                for (ir = 0; ir < mc; ir += mr) {
+                    run_tile(pl, epi, apack + ir * kc, 1, mr, ic + ir, pc, kc, jc, q);
+                }
+            }
+            continue;
+        }
+        /* A read in place: its MR rows stay in L1 for the few B micro-panels
+         * (N is small on this path). */
+        for (ir = 0; ir < mc; ir += mr) {
+            const int64_t i = ic + ir;
+            if (!pl->trans_a && kc >= 64 && i + 2 * mr <= pl->M) {
+                prefetch_rows_l2(pl->A + (i + mr) * pl->lda + pc, pl->lda, mr, kc);
+            }
+            for (q = q_lo; q < q_hi; q++) {
+                if (!pl->trans_a) {
+                    run_tile(pl, epi, pl->A + i * pl->lda + pc, pl->lda, 1, i, pc, kc, jc, q);
+                }
+                else {
+                    run_tile(pl, epi, pl->A + pc * pl->lda + i, 1, pl->lda, i, pc, kc, jc, q);
+                }
+            }
+        }
+    }
+}
+
+/* The loops, run by thread `tid` of a team of `nt` (nt == 1: serial, called
+ * outside any parallel region). Each (N block, K block) is a phase: pack the
+ * B block, wait, compute every unit, wait. */
 static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
 {
-    const fnn_gemm_kernel_f32 *ker = &pl->ker;
-    const int64_t mr = ker->mr, nr = ker->nr;
+    const int64_t nr = pl->ker.nr;
     const int64_t M = pl->M, N = pl->N, K = pl->K;
-    const int ti = tid / pl->tn, tj = tid % pl->tn;
+    const int64_t row_units = ceil_div(M, pl->unit_rows);
     float *apack = pl->apack + (int64_t)tid * pl->apack_stride;
-    int64_t row_lo, row_hi, jc, pc;
-
-    /* This thread's rows: whole MR tiles, so tile edges fall where they
-     * would with one thread. */
-    split_range(ceil_div(M, mr), pl->tm, ti, &row_lo, &row_hi);
-    row_lo *= mr;
-    row_hi = row_hi * mr < M ? row_hi * mr : M;
+    int64_t jc, pc, phase = 0;
 
     for (jc = 0; jc < N; jc += pl->nc) {
         const int64_t nc = N - jc < pl->nc ? N - jc : pl->nc;
         const int64_t npanels = ceil_div(nc, nr);
-        int64_t q_lo, q_hi, q;
-        split_range(npanels, pl->tn, tj, &q_lo, &q_hi);
+        const int64_t groups = pl->col_groups < npanels ? pl->col_groups : npanels;
 
-        for (pc = 0; pc < K; pc += pl->kc) {
+        for (pc = 0; pc < K; pc += pl->kc, phase++) {
             const int64_t kc = K - pc < pl->kc ? K - pc : pl->kc;
-            const int first = pc == 0, last = pc + kc == K;
+            int64_t *packed = &pl->counters[2 * (phase & 1)];
+            int64_t *taken = packed + 1;
             fnn_gemm_epi_f32 epi;
-            int64_t ic, pack_lo, pack_hi;
+            int64_t q, u;
 
-            /* Every thread packs a share of the B block, then all wait. */
-            split_range(npanels, nt, tid, &pack_lo, &pack_hi);
-            for (q = pack_lo; q < pack_hi; q++) {
-                int64_t j0 = jc + q * nr;
+            while ((q = take(packed)) < npanels) {
+                const int64_t j0 = jc + q * nr;
                 pack_b_panel_f32(pl->bpack + q * kc * nr, pl, pc, kc, j0,
                                  N - j0 < nr ? N - j0 : nr);
             }
             barrier(nt);
+            if (tid == 0) {
+                /* Nobody uses the other parity's counters until the barrier
+                 * closing this phase: reset them for the next phase. */
+                int64_t *next = &pl->counters[2 * ((phase + 1) & 1)];
+                next[0] = 0;
+                next[1] = 0;
+            }
 
             epi.alpha = pl->alpha;
-            epi.beta = first ? pl->beta : 1.0f;
-            epi.act = last && act_in_ukr(pl->act) ? pl->act : FNN_ACT_LINEAR;
+            epi.beta = pc == 0 ? pl->beta : 1.0f;
+            epi.act = pc + kc == K && act_in_ukr(pl->act) ? pl->act : FNN_ACT_LINEAR;
+            epi.bias = NULL;
 
-            for (ic = row_lo; ic < row_hi; ic += ker->mc) {
-                const int64_t mc = row_hi - ic < ker->mc ? row_hi - ic : ker->mc;
-                if (pl->pack_a) {
-                    pack_a_block_f32(apack, pl, ic, mc, pc, kc);
-                    /* B micro-panel outer: it stays in cache while the A
-                     * block's micro-panels stream past it. */
-                    for (q = q_lo; q < q_hi; q++) {
-                        int64_t ir;
-                        for (ir = 0; ir < mc; ir += mr) {
-                            run_tile(pl, &epi, apack + ir * kc, 1, mr, ic + ir, pc, kc, jc, q);
-                        }
-                    }
-                }
-                else {
-                    /* A read in place: its MR rows stay in L1 for the few
-                     * B micro-panels (N is small on this path). */
-                    int64_t ir;
-                    for (ir = 0; ir < mc; ir += mr) {
-                        const int64_t i = ic + ir;
-                        if (!pl->trans_a && kc >= 64 && i + 2 * mr <= M) {
-                            prefetch_rows_l2(pl->A + (i + mr) * pl->lda + pc, pl->lda, mr, kc);
-                        }
-                        for (q = q_lo; q < q_hi; q++) {
-                            if (!pl->trans_a) {
-                                run_tile(pl, &epi, pl->A + i * pl->lda + pc, pl->lda, 1, i, pc, kc,
-                                         jc, q);
-                            }
-                            else {
-                                run_tile(pl, &epi, pl->A + pc * pl->lda + i, 1, pl->lda, i, pc, kc,
-                                         jc, q);
-                            }
-                        }
-                    }
-                }
+            while ((u = take(taken)) < row_units * groups) {
+                const int64_t i0 = (u / groups) * pl->unit_rows;
+                const int64_t g = u % groups;
+                run_unit(pl, &epi, apack, i0, M - i0 < pl->unit_rows ? M - i0 : pl->unit_rows,
+                         pc, kc, jc, npanels * g / groups, npanels * (g + 1) / groups);
             }
             /* The next B block overwrites this one: wait for every reader. */
             barrier(nt);
@@ -390,27 +422,37 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
     }
 }
 
-/* Pick the thread grid tm x tn (tm * tn == nt) that gives the largest
- * rectangle the smallest; rows win near-ties (splitting columns makes each
- * thread pack the same A blocks). */
-static void choose_grid(int64_t tiles_m, int64_t panels_n, int nt, int *tm, int *tn)
+/* Size the work units for `nt` threads: row blocks of whole MC blocks, big
+ * enough (~1 MFLOP) that taking one costs nothing, and enough units (about
+ * 4 per thread, splitting the columns when there are few row blocks) for
+ * the dynamic split to balance. Unit boundaries fall on tile boundaries, so
+ * they change nothing in the arithmetic. */
+static void choose_units(gemm_f32_plan *pl, int nt)
 {
-    double best = -1.0;
-    int d;
-    for (d = 1; d <= nt; d++) {
-        double cost;
-        if (nt % d != 0) {
-            continue;
-        }
-        cost = (double)ceil_div(tiles_m, d) * (double)ceil_div(panels_n, nt / d);
-        if (nt / d > 1) {
-            cost *= 1.05;
-        }
-        if (best < 0.0 || cost < best) {
-            best = cost;
-            *tm = d;
-            *tn = nt / d;
-        }
+    const double block_flops = 2.0 * (double)pl->ker.mc * (double)pl->N * (double)pl->K;
+    const int64_t panels = ceil_div(pl->nc, pl->ker.nr);
+    int64_t blocks = (int64_t)(1e6 / (block_flops > 1.0 ? block_flops : 1.0)) + 1;
+    int64_t row_units;
+
+    if (nt == 1) {
+        pl->unit_rows = pl->M;
+        pl->col_groups = 1;
+        return;
+    }
+    if (blocks * 4 * nt > ceil_div(pl->M, pl->ker.mc)) {
+        blocks = ceil_div(pl->M, pl->ker.mc) / (4 * nt);
+    }
+    if (blocks < 1) {
+        blocks = 1;
+    }
+    pl->unit_rows = blocks * pl->ker.mc;
+    row_units = ceil_div(pl->M, pl->unit_rows);
+    pl->col_groups = ceil_div(4 * nt, row_units);
+    if (pl->col_groups > panels) {
+        pl->col_groups = panels;
+    }
+    if (pl->col_groups < 1) {
+        pl->col_groups = 1;
     }
 }
 
@@ -419,7 +461,8 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
                  int trans_a, int trans_b, float alpha, float beta, int act, int nthreads)
 {
     gemm_f32_plan pl;
-    int64_t nblocks, need, tiles_m, panels_n, mc_eff;
+    int64_t counters[4] = {0, 0, 0, 0};
+    int64_t nblocks, need, mc_eff;
     float *scratch = NULL, *heap = NULL;
     int nt;
     int status = check_args(C, A, B, M, N, K, lda, ldb, ldc, trans_a, trans_b, act);
@@ -462,13 +505,9 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
     pl.nc = N < pl.ker.nc ? round_up(N, pl.ker.nr) : pl.ker.nc;
     pl.pack_a = ceil_div(N, pl.ker.nr) > GEMM_UNPACKED_A_PANELS;
 
-    tiles_m = ceil_div(M, pl.ker.mr);
-    panels_n = ceil_div(pl.nc, pl.ker.nr);
     nt = fnn_threads_for(2.0 * (double)M * (double)N * (double)K, GEMM_GRAIN_FLOPS, nthreads);
-    if (nt > tiles_m * panels_n) {
-        nt = (int)(tiles_m * panels_n);
-    }
-    choose_grid(tiles_m, panels_n, nt, &pl.tm, &pl.tn);
+    choose_units(&pl, nt);
+    pl.counters = counters;
 
     mc_eff = pl.ker.mc < round_up(M, pl.ker.mr) ? pl.ker.mc : round_up(M, pl.ker.mr);
     pl.apack_stride = pl.pack_a ? round_up(mc_eff * pl.kc, 16) : 0;
@@ -492,19 +531,9 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
     else {
 #pragma omp parallel num_threads(nt)
         {
-            /* The runtime may give fewer threads than asked (the split and
-             * the barriers assume nt): then one thread does it all, which
-             * computes the same values. */
-            int tid = fnn_omp_thread_num(), got = fnn_omp_num_threads();
-            if (got == nt) {
-                gemm_f32_worker(&pl, tid, nt);
-            }
-            else if (tid == 0) {
-                gemm_f32_plan serial = pl;
-                serial.tm = 1;
-                serial.tn = 1;
-                gemm_f32_worker(&serial, 0, 1);
-            }
+            /* The runtime may give fewer threads than asked: the units are
+             * shared out dynamically, so any team size computes the same. */
+            gemm_f32_worker(&pl, fnn_omp_thread_num(), fnn_omp_num_threads());
         }
     }
     free(heap);

@@ -7,13 +7,14 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 
 from fastnn import _runtime
 from fastnn.backend import NumpyOps
-from fastnn.bench import BenchConfig, run
+from fastnn.bench import BenchConfig, run, timing
 from fastnn.bench.__main__ import main
 from fastnn.bench.checks import TOLERANCE, rel_error
 from fastnn.bench.workloads import GEMM_QUICK, GemmShape
@@ -69,8 +70,7 @@ def test_cli_prints_machine_line_then_table_and_writes_json(tmp_path, capsys):
     machine = out[0]
     assert machine.startswith("fastnn ") and "numpy " in machine and "cores" in machine
     assert "BLAS" in machine
-    if "threadpoolctl" not in sys.modules and not _have("threadpoolctl"):
-        assert "NOT limited" in machine
+    assert ("could NOT be limited" in machine) != timing.can_limit_blas()
     header = next(i for i, line in enumerate(out) if line.startswith("workload"))
     for column in ("threads", "backend", "throughput", "x numpy", "check"):
         assert column in out[header]
@@ -179,7 +179,8 @@ def test_rel_error_catches_nan_and_shape_mismatch():
 
 
 @pytest.mark.parametrize("args", [["--workloads", "W9"], ["--threads", "0"],
-                                  ["--backends", "cuda"], ["--repeats", "0"]])
+                                  ["--backends", "cuda"], ["--repeats", "0"],
+                                  ["--json", "/no/such/dir/bench.json"]])
 def test_cli_rejects_bad_arguments(args, capsys):
     with pytest.raises(SystemExit) as exc:
         main(args)
@@ -189,10 +190,17 @@ def test_cli_rejects_bad_arguments(args, capsys):
 def test_importing_the_bench_does_not_import_torch():
     code = "import sys, fastnn.bench, fastnn.bench.__main__; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=tempfile.gettempdir()).stdout
     assert out.strip() == "False"
 
 
-def _have(module):
-    import importlib.util
-    return importlib.util.find_spec(module) is not None
+def test_numpy_openblas_threads_can_be_limited_without_threadpoolctl():
+    from fastnn.bench import blas
+    if not blas.available():
+        pytest.skip("NumPy is not linked to a loadable OpenBLAS here")
+    before = blas.get_threads()
+    with timing.blas_threads(1) as limited:
+        assert limited
+        if not timing.have_threadpoolctl():
+            assert blas.get_threads() == 1
+    assert blas.get_threads() == before

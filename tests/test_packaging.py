@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="needs the source tree")
 def test_sdist_ships_c_sources_headers_and_cython(tmp_path):
     pytest.importorskip("Cython")
-    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=ROOT,
-                   check=True, capture_output=True, timeout=300)
+    result = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
     (archive,) = tmp_path.glob("fastnn-*.tar.gz")
     with tarfile.open(archive) as tar:
         names = {Path(*Path(n).parts[1:]).as_posix() for n in tar.getnames()}

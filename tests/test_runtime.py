@@ -3,6 +3,7 @@ thread / dtype / seed control, show_config's truth, fork safety, the ops proxy."
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -14,9 +15,12 @@ from fastnn.backend.ops import Ops
 
 
 def run_python(code, **env):
-    """Run code in a fresh interpreter with extra environment variables; return stdout."""
+    """Run code in a fresh interpreter with extra environment variables; return stdout.
+
+    It runs outside the source tree, so it imports the installed fastnn."""
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, **env})
+                            text=True, timeout=120, env={**os.environ, **env},
+                            cwd=tempfile.gettempdir())
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -100,7 +104,8 @@ def test_env_selects_backend_and_isa():
                      FASTNN_ISA="generic")
     assert out == "generic"
     bad = subprocess.run([sys.executable, "-c", "import fastnn; fastnn.show_config()"],
-                         capture_output=True, text=True, env={**os.environ, "FASTNN_ISA": "sse9"})
+                         capture_output=True, text=True, env={**os.environ, "FASTNN_ISA": "sse9"},
+                         cwd=tempfile.gettempdir())
     assert bad.returncode != 0 and "FASTNN_ISA" in bad.stderr
 
 

@@ -1,5 +1,6 @@
 """``python -m fastnn.bench``: the benchmark table (see ``--help``)."""
 import argparse
+import os
 import sys
 
 from fastnn.bench import report as _report
@@ -69,6 +70,8 @@ def config_from_args(args, parser):
         parser.error(f"--backends compiled: the compiled extension is not available "
                      f"({compiled_import_error()}); build it with "
                      "`python setup.py build_ext --inplace`")
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        parser.error(f"--json {args.json}: its directory does not exist")
     for name in ("repeats", "n"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -1,4 +1,5 @@
 """What the benchmark ran on: fastnn's build, the CPU, NumPy and its BLAS."""
+import importlib.util
 import os
 import platform
 import warnings
@@ -6,7 +7,7 @@ import warnings
 import numpy as np
 
 from fastnn._version import __version__
-from fastnn.bench.timing import compiled_import_error, have_threadpoolctl, machine_cores
+from fastnn.bench.timing import can_limit_blas, compiled_import_error, machine_cores
 
 # Environment variables that change what the rows measure, reported when set
 # (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, for one, can slow a current NumPy down).
@@ -25,7 +26,7 @@ def machine_info(peers=False):
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": _blas_info(),
-        "threadpoolctl": have_threadpoolctl(),
+        "blas_limited": can_limit_blas(),
         "env": {name: value for name, value in sorted(os.environ.items())
                 if name in ENV_VARS or name.startswith(ENV_PREFIXES)},
         "peers": _peer_versions() if peers else {},
@@ -46,8 +47,8 @@ def machine_line(info):
     blas_part = f"BLAS {blas['name']} {blas['version'] or ''}".rstrip()
     if blas.get("detail"):
         blas_part += f" [{blas['detail']}]"
-    if not info["threadpoolctl"]:
-        blas_part += " (threadpoolctl not installed: NumPy's BLAS threads are NOT limited)"
+    if not info["blas_limited"]:
+        blas_part += " (NumPy's BLAS threads could NOT be limited: install threadpoolctl)"
     parts = [fastnn_part, f"{info['cpu']}, {info['cores']} cores",
              f"Python {info['python']}", f"numpy {info['numpy']}", blas_part]
     parts += [f"{name} {version}" for name, version in info["peers"].items()]
@@ -93,7 +94,7 @@ def _cpu_name():
 def _blas_info():
     """NumPy's BLAS: from threadpoolctl when installed (what is loaded), else from
     numpy.show_config(mode="dicts") (what NumPy was built against)."""
-    if have_threadpoolctl():
+    if importlib.util.find_spec("threadpoolctl") is not None:
         from threadpoolctl import threadpool_info
         for lib in threadpool_info():
             if lib.get("user_api") == "blas":

@@ -2,8 +2,7 @@
 
 Each measurement is a list of wall-clock seconds, one per repeat, taken after
 a warm-up; the reported figure is their median. The context managers here
-set fastnn's backend and thread count (and NumPy's BLAS thread count, when
-threadpoolctl is installed) and put the previous values back afterwards.
+set fastnn's backend and thread count (and NumPy's BLAS thread count) and put the previous values back afterwards.
 """
 import contextlib
 import gc
@@ -14,6 +13,7 @@ import statistics
 import time
 
 from fastnn import _runtime
+from fastnn.bench import blas
 
 
 def median(values):
@@ -107,16 +107,29 @@ def have_threadpoolctl():
     return importlib.util.find_spec("threadpoolctl") is not None
 
 
+def can_limit_blas():
+    """Whether NumPy's BLAS threads can be limited (threadpoolctl, or OpenBLAS found)."""
+    return have_threadpoolctl() or blas.available()
+
+
 @contextlib.contextmanager
 def blas_threads(n):
-    """Limit NumPy's BLAS to ``n`` threads for the block when threadpoolctl is
-    installed; yields whether the limit is in force."""
-    if not have_threadpoolctl():
+    """Limit NumPy's BLAS to ``n`` threads for the block (threadpoolctl when
+    installed, else NumPy's OpenBLAS directly); yields whether the limit is in force."""
+    if have_threadpoolctl():
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield True
+        return
+    previous = blas.get_threads()
+    if previous is None:
         yield False
         return
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=n, user_api="blas"):
+    blas.set_threads(n)
+    try:
         yield True
+    finally:
+        blas.set_threads(previous)
 
 
 @contextlib.contextmanager
