@@ -290,12 +290,13 @@ class Model:
         return ops.loss(loss.kernel, pred, y, from_logits=loss.from_logits or fused,
                         delta=loss.delta, grad_out=grad_out)
 
-    def _train_step(self, ops, xb, yb, fused, ranges, metrics, sums, stop_on_nan, where):
+    def _train_step(self, ops, xb, yb, fused, ranges, metrics, sums, stop_on_nan, epoch, step):
         layers, wss = self._layers, self._train_ws
         out = self._forward(ops, xb, True, wss)
         grad = wss[-1].buffer("dloss", out.shape, out.dtype)
         loss = self._batch_loss(ops, out, yb, fused, wss[-1], grad.reshape(-1, out.shape[-1]))
         if stop_on_nan and not math.isfinite(loss):
+            where = "train_on_batch" if epoch is None else f"epoch {epoch + 1}, batch {step + 1}"
             raise FloatingPointError(f"{self.name}: the loss became {loss} at {where}; the "
                                      "update was not applied, so the weights are the last finite "
                                      "ones (lower the learning rate, or clip gradients)")
@@ -370,15 +371,19 @@ class Model:
         self.history = history
         self.stop_training = False
         self._in_fit = True
+        shuffled = Workspace()
         logs = {}
         try:
             cbs.on_train_begin()
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch)
                 if shuffle:
+                    # one gather per epoch into buffers reused across epochs
                     order = _runtime.rng().permutation(n)
-                    xs = x[order]
-                    ys = y[order] if y_rows == 1 else y.reshape(n, y_rows, -1)[order].reshape(y.shape)
+                    xs = np.take(x, order, axis=0, out=shuffled.buffer("x", x.shape, x.dtype))
+                    y_by_sample = y.reshape((n, y_rows) + y.shape[1:])
+                    ys = np.take(y_by_sample, order, axis=0,
+                                 out=shuffled.buffer("y", y_by_sample.shape, y.dtype)).reshape(y.shape)
                 else:
                     xs, ys = x, y
                 loss_sum, sums = 0.0, [0.0] * len(metrics)
@@ -388,8 +393,7 @@ class Model:
                     if cbs.wants_batch_hooks:
                         cbs.on_train_batch_begin(step)
                     loss = self._train_step(ops, xs[start:stop], ys[start * y_rows:stop * y_rows],
-                                            fused, ranges, metrics, sums, stop_on_nan,
-                                            f"epoch {epoch + 1}, batch {step + 1}")
+                                            fused, ranges, metrics, sums, stop_on_nan, epoch, step)
                     loss_sum += loss * (stop - start)
                     if cbs.wants_batch_hooks:
                         seen = stop
@@ -481,7 +485,7 @@ class Model:
         metrics = self._resolve_metrics()
         sums = [0.0] * len(metrics)
         loss = self._train_step(current_ops(), x, y, self._fused_output(),
-                                self._trainable_ranges(), metrics, sums, True, "train_on_batch")
+                                self._trainable_ranges(), metrics, sums, True, None, None)
         if not metrics:
             return loss
         return [loss] + [total / y.shape[0] for total in sums]

@@ -185,13 +185,16 @@ def test_exception_in_callback_leaves_usable_model(backend):
 
 
 def test_training_is_bitwise_deterministic_across_thread_counts(backend):
-    x, y = regression_data(n=300)
+    # wide enough that GEMMs, reductions and the optimizer take their parallel paths
+    x, y = regression_data(n=600)
     results = []
     for threads in (1, 2, 1):
         fastnn.set_num_threads(threads)
         fastnn.set_seed(42)
-        model = quickstart_model()
-        model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+        model = models.Sequential([layers.Dense(384, activation="relu", input_shape=(10,)),
+                                   layers.Dense(256, activation="tanh"), layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+        model.fit(x, y, epochs=2, batch_size=200, verbose=0)
         results.append(model.get_weights())
     fastnn.set_num_threads(2)
     for other in results[1:]:

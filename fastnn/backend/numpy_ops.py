@@ -10,7 +10,7 @@ import numpy as np
 
 from fastnn.backend.ops import (
     ELU_ALPHA, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops, check_activation,
-    check_gemm_args, check_out,
+    check_gemm_args,
 )
 
 _erf = np.frompyfunc(math.erf, 1, 1)
