@@ -1,28 +1,25 @@
 """W5: float32 GEMM, fastnn's compiled kernel against NumPy's ``@`` (its BLAS).
 
 Run:  python -m pytest benchmarks/bench_gemm.py --benchmark-only
-      (add --benchmark-group-by=param:shape to see both backends side by side)
 
-Each case is checked against a float64 product before it is timed; GFLOP/s,
-the ISA and the thread count land in ``extra_info``. The compiled side calls
-the kernel wrapper with a preallocated output (what layers do). NumPy's
-thread count is set with threadpoolctl when it is installed; otherwise NumPy
-runs with its own default and ``extra_info["numpy_threads"]`` says "default".
+The shapes are W5's: square 1024 and 2048, and the products W1-W4's layers
+make. The compiled side calls the kernel wrapper (``_core.gemm_f32``, what
+``CompiledOps.gemm`` calls after validating) with a preallocated output; the
+NumPy side is ``np.matmul(a, b, out=c)``. Both run back to back at 1 and 2
+threads (the conftest's ``threads`` fixture limits fastnn and NumPy's BLAS),
+from a fixed seed, each checked against NumpyOps before it is timed, with
+GFLOP/s and the ISA in ``extra_info``.
 
 Fair comparisons: some machines set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
 (for older OpenBLAS builds); they slow a current NumPy down. Run once as is
-and once with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` and report
+and once under ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` and report
 both (``extra_info["openblas_env"]`` records which it was).
 """
-import contextlib
 import os
 
 import numpy as np
 import pytest
 
-from fastnn._ext import _core
-
-SEED = 20240605
 # (name, M, N, K): C[M,N] = A[M,K] @ B[K,N]
 SHAPES = [
     ("square1024", 1024, 1024, 1024),
@@ -35,59 +32,33 @@ SHAPES = [
 ]
 
 
-def _numpy_threads(n):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext(), "default"
-    return threadpool_limits(limits=n, user_api="blas"), n
-
-
-def _operands(m, n, k):
-    rng = np.random.default_rng(SEED)
+@pytest.mark.parametrize("shape", SHAPES, ids=[s[0] for s in SHAPES])
+def test_gemm_f32(benchmark, backend, threads, rng, reference, assert_close, record_rate,
+                  shape):
+    name, m, n, k = shape
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
-    return a, b, np.empty((m, n), np.float32)
+    c = np.empty((m, n), np.float32)
+    if backend == "compiled":
+        from fastnn._ext import _core
 
+        def fn():
+            _core.gemm_f32(c, a, b, None, False, False, 1.0, 0.0, 0, threads)
+        isa = _core.isa_current()
+    else:
+        def fn():
+            np.matmul(a, b, out=c)
+        isa = "blas"
 
-def _check(c, a, b):
-    want = a.astype(np.float64) @ b.astype(np.float64)
-    tol = 1e-5 * np.sqrt(a.shape[1]) * 4
-    np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
-
-
-def _run(benchmark, fn, flops):
-    if flops > 2e8:   # big cases: a few rounds are enough and keep the run short
+    fn()
+    assert_close(c, reference.gemm(a, b), f"gemm {name}")
+    benchmark.group = f"gemm {name} {threads}t"
+    benchmark.extra_info.update(
+        shape=name, isa=isa,
+        openblas_env="set" if os.environ.get("OPENBLAS_CORETYPE") else "unset")
+    flops = 2.0 * m * n * k
+    if flops > 2e8:   # 10-70 ms a call: a few rounds keep the suite short
         benchmark.pedantic(fn, rounds=7, iterations=1, warmup_rounds=1)
     else:
         benchmark(fn)
-    median = benchmark.stats.stats.median
-    benchmark.extra_info["gflops"] = round(flops / median / 1e9, 1)
-
-
-@pytest.mark.parametrize("nthreads", [1, 2])
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
-@pytest.mark.parametrize("shape", SHAPES, ids=[s[0] for s in SHAPES])
-def test_gemm_f32(benchmark, shape, backend, nthreads):
-    name, m, n, k = shape
-    a, b, c = _operands(m, n, k)
-    flops = 2.0 * m * n * k
-    benchmark.group = f"gemm {name}"
-    benchmark.extra_info.update(
-        shape=name, backend=backend, threads=nthreads, isa=_core.isa_current(),
-        openblas_env="set" if os.environ.get("OPENBLAS_CORETYPE") else "unset",
-    )
-    if backend == "compiled":
-        def fn():
-            _core.gemm_f32(c, a, b, None, False, False, 1.0, 0.0, 0, nthreads)
-
-        fn()
-        _check(c, a, b)
-        _run(benchmark, fn, flops)
-    else:
-        limit, used = _numpy_threads(nthreads)
-        benchmark.extra_info["numpy_threads"] = used
-        with limit:
-            np.matmul(a, b, out=c)
-            _check(c, a, b)
-            _run(benchmark, lambda: np.matmul(a, b, out=c), flops)
+    record_rate(flops, "GFLOP/s", 1e9)

@@ -5,17 +5,22 @@
  *
  * (declared in fastnn.h). float32 follows the Goto/BLIS scheme: B is packed
  * into KC x NR micro-panels (one KC x NC block at a time, shared by all
- * threads), A into MR x KC micro-panels (one MC x KC block per thread, or read
- * in place when N is small), and the ISA's micro-kernel from the kernel table
- * (cpu.c) computes each MR x NR tile, edge tiles included, following the
- * contract in gemm_internal.h. float64 uses a simpler portable tiled kernel.
+ * threads), A into MR x KC micro-panels (one MC x KC block at a time per
+ * thread; or all of A's K block, shared, when there are few rows and several
+ * threads; or read in place when N is small), and the ISA's micro-kernel from
+ * the kernel table (cpu.c) computes each MR x NR tile, edge tiles included,
+ * following the contract in gemm_internal.h. The bias and activation are
+ * applied to each tile right after its last K block, while it is in L1.
+ * float64 uses a simpler portable tiled kernel.
  *
- * Threads: C is split into one rectangle of whole tiles per thread (rows, or
- * columns when that balances better); K is never split and the blocking
- * depends on the shapes and the ISA only, so every element is computed by the
- * same sequence of operations for any thread count: results are bitwise
- * identical for any nthreads. Below a few MFLOP, one thread, and no parallel
- * region is entered at all (a process forked after OpenMP started still runs).
+ * Threads: C is cut into work units of whole tiles (row blocks, or single B
+ * micro-panels when there are few rows) that the threads take from a shared
+ * counter, so a thread the OS has descheduled on a busy machine does not hold
+ * the others up. K is never split and the blocking depends on the shapes and
+ * the ISA only, so every element is computed by the same sequence of
+ * operations whoever computes it: results are bitwise identical for any
+ * nthreads. Below a few MFLOP, one thread, and no parallel region is entered
+ * at all (a process forked after OpenMP started still runs).
  *
  * Scratch: small problems use a per-thread static buffer (no malloc); larger
  * ones allocate 64-byte aligned scratch per call, before any parallel region,
@@ -34,7 +39,8 @@
 #define GEMM_GRAIN_FLOPS 1.5e6
 /* N at or below this many micro-panels: A is read in place, not packed (each
  * A block is then used by few tiles, so packing it would cost more than it
- * saves). */
+ * saves: 36864x288 @ 288x64 runs at 195 GFLOP/s on one Zen 5 core in place,
+ * 150 packed). */
 #define GEMM_UNPACKED_A_PANELS 4
 /* Per-thread static scratch, in floats: problems that fit need no malloc. */
 #define TLS_SCRATCH_FLOATS (32 * 1024)
@@ -193,14 +199,19 @@ typedef struct {
     int64_t nc;       /* N block actually used */
     int pack_a;
     float *bpack;     /* kc x nc, shared */
-    float *apack;     /* per thread: mc x kc each, stride apack_stride */
+    float *apack;     /* per thread: mc x kc each, stride apack_stride (shared
+                         M x kc in column mode) */
     int64_t apack_stride;
     /* Work units: row blocks of unit_rows (a multiple of MC) times col_groups
      * groups of whole micro-panels. Threads take units from a shared counter,
      * so a thread the OS has descheduled does not hold the others up. */
     int64_t unit_rows;
     int64_t col_groups;
-    int64_t *counters; /* [2][2]: per phase parity, B panels packed, units taken */
+    /* Column mode, for few rows and several threads: all of op(A)'s K block
+     * is packed once into apack (shared), and a unit is one B micro-panel
+     * against every row, so units are many and even. */
+    int col_mode;
+    int64_t *counters; /* [2][2]: per phase parity, items packed, units taken */
 } gemm_f32_plan;
 
 /* B block rows [pc, pc+kc), columns [j0, j0+w) -> one NR-wide micro-panel,
@@ -245,28 +256,19 @@ static void pack_a_block_f32(float *dst, const gemm_f32_plan *pl, int64_t i0, in
         int64_t h = mc - r < mr ? mc - r : mr;
         float *d = dst + r * kc;
         if (!pl->trans_a) {
-            const float *s = pl->A + (i0 + r) * pl->lda + pc;
+            /* Rows of A are contiguous in k: the same transpose as packing a
+             * transposed B, so the ISA's packer does it (zero padding too). */
+            pl->ker.pack_bt(d, pl->A + (i0 + r) * pl->lda + pc, pl->lda, kc, h, mr);
+            continue;
+        }
+        /* A is stored K x M: MR consecutive rows of op(A) per k step. */
+        for (p = 0; p < kc; p++) {
+            const float *s = pl->A + (pc + p) * pl->lda + i0 + r;
             for (i = 0; i < h; i++) {
-                const float *si = s + i * pl->lda;
-                for (p = 0; p < kc; p++) {
-                    d[p * mr + i] = si[p];
-                }
+                d[p * mr + i] = s[i];
             }
-        }
-        else {
-            /* A is stored K x M: MR consecutive rows of op(A) per k step. */
-            const float *s = pl->A + pc * pl->lda + i0 + r;
-            for (p = 0; p < kc; p++) {
-                for (i = 0; i < h; i++) {
-                    d[p * mr + i] = s[p * pl->lda + i];
-                }
-            }
-        }
-        if (h < mr) {
-            for (p = 0; p < kc; p++) {
-                for (i = h; i < mr; i++) {
-                    d[p * mr + i] = 0.0f;
-                }
+            for (; i < mr; i++) {
+                d[p * mr + i] = 0.0f;
             }
         }
     }
@@ -274,9 +276,13 @@ static void pack_a_block_f32(float *dst, const gemm_f32_plan *pl, int64_t i0, in
 
 static void barrier(int nt)
 {
+#ifdef _OPENMP
     if (nt > 1) {
 #pragma omp barrier
     }
+#else
+    (void)nt;
+#endif
 }
 
 /* Ask for `rows` rows of `len` floats (stride ld) to be brought into L2:
@@ -322,7 +328,9 @@ static inline void run_tile(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, cons
 static inline int64_t take(int64_t *counter)
 {
     int64_t v;
+#ifdef _OPENMP
 #pragma omp atomic capture
+#endif
     v = (*counter)++;
     return v;
 }
@@ -391,10 +399,28 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
             fnn_gemm_epi_f32 epi;
             int64_t q, u;
 
-            while ((q = take(packed)) < npanels) {
-                const int64_t j0 = jc + q * nr;
-                pack_b_panel_f32(pl->bpack + q * kc * nr, pl, pc, kc, j0,
-                                 N - j0 < nr ? N - j0 : nr);
+            if (pl->col_mode) {
+                /* Pack A's micro-panels and B's, whoever is free, then wait. */
+                const int64_t apanels = ceil_div(M, pl->ker.mr);
+                while ((q = take(packed)) < apanels + npanels) {
+                    if (q < apanels) {
+                        const int64_t i0 = q * pl->ker.mr;
+                        pack_a_block_f32(pl->apack + i0 * kc, pl, i0,
+                                         M - i0 < pl->ker.mr ? M - i0 : pl->ker.mr, pc, kc);
+                    }
+                    else {
+                        const int64_t j0 = jc + (q - apanels) * nr;
+                        pack_b_panel_f32(pl->bpack + (q - apanels) * kc * nr, pl, pc, kc, j0,
+                                         N - j0 < nr ? N - j0 : nr);
+                    }
+                }
+            }
+            else {
+                while ((q = take(packed)) < npanels) {
+                    const int64_t j0 = jc + q * nr;
+                    pack_b_panel_f32(pl->bpack + q * kc * nr, pl, pc, kc, j0,
+                                     N - j0 < nr ? N - j0 : nr);
+                }
             }
             barrier(nt);
             if (tid == 0) {
@@ -410,11 +436,33 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
             epi.act = pc + kc == K && act_in_ukr(pl->act) ? pl->act : FNN_ACT_LINEAR;
             epi.bias = NULL;
 
-            while ((u = take(taken)) < row_units * groups) {
-                const int64_t i0 = (u / groups) * pl->unit_rows;
-                const int64_t g = u % groups;
-                run_unit(pl, &epi, apack, i0, M - i0 < pl->unit_rows ? M - i0 : pl->unit_rows,
-                         pc, kc, jc, npanels * g / groups, npanels * (g + 1) / groups);
+            if (pl->col_mode) {
+                /* Unit u is panel u/nt of chunk u%nt (nt chunks of contiguous
+                 * panels): threads starting together work far apart, so
+                 * they do not share the cache lines of C's tile edges
+                 * (NumPy rows are only 16-byte aligned). */
+                const int64_t chunk = ceil_div(npanels, nt);
+                while ((u = take(taken)) < chunk * nt) {
+                    const int64_t c = u % nt;
+                    const int64_t lo = npanels * c / nt, hi = npanels * (c + 1) / nt;
+                    int64_t i;
+                    q = lo + u / nt;
+                    if (q >= hi) {
+                        continue;
+                    }
+                    for (i = 0; i < M; i += pl->ker.mr) {
+                        run_tile(pl, &epi, pl->apack + i * kc, 1, pl->ker.mr, i, pc, kc, jc, q);
+                    }
+                }
+            }
+            else {
+                while ((u = take(taken)) < row_units * groups) {
+                    const int64_t i0 = (u / groups) * pl->unit_rows;
+                    const int64_t g = u % groups;
+                    run_unit(pl, &epi, apack, i0,
+                             M - i0 < pl->unit_rows ? M - i0 : pl->unit_rows, pc, kc, jc,
+                             npanels * g / groups, npanels * (g + 1) / groups);
+                }
             }
             /* The next B block overwrites this one: wait for every reader. */
             barrier(nt);
@@ -422,37 +470,41 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
     }
 }
 
-/* Size the work units for `nt` threads: row blocks of whole MC blocks, big
- * enough (~1 MFLOP) that taking one costs nothing, and enough units (about
- * 4 per thread, splitting the columns when there are few row blocks) for
- * the dynamic split to balance. Unit boundaries fall on tile boundaries, so
- * they change nothing in the arithmetic. */
+/* Size the work units for `nt` threads. Few rows (under 8 MC blocks per
+ * thread, A packed): column mode, one unit per B micro-panel. Otherwise row
+ * blocks of whole MC blocks, big enough (~1 MFLOP) that taking one costs
+ * nothing, and about 8 units per thread (splitting the columns when there
+ * are few row blocks) for the dynamic split to balance. Unit boundaries fall
+ * on tile boundaries, so they change nothing in the arithmetic. */
 static void choose_units(gemm_f32_plan *pl, int nt)
 {
     const double block_flops = 2.0 * (double)pl->ker.mc * (double)pl->N * (double)pl->K;
     const int64_t panels = ceil_div(pl->nc, pl->ker.nr);
+    const int64_t row_blocks = ceil_div(pl->M, pl->ker.mc);
     int64_t blocks = (int64_t)(1e6 / (block_flops > 1.0 ? block_flops : 1.0)) + 1;
     int64_t row_units;
 
+    pl->col_mode = 0;
+    pl->unit_rows = pl->M;
+    pl->col_groups = 1;
     if (nt == 1) {
-        pl->unit_rows = pl->M;
-        pl->col_groups = 1;
         return;
     }
-    if (blocks * 4 * nt > ceil_div(pl->M, pl->ker.mc)) {
-        blocks = ceil_div(pl->M, pl->ker.mc) / (4 * nt);
+    if (pl->pack_a && row_blocks < 8 * nt) {
+        pl->col_mode = 1;
+        return;
+    }
+    if (blocks * 8 * nt > row_blocks) {
+        blocks = row_blocks / (8 * nt);
     }
     if (blocks < 1) {
         blocks = 1;
     }
     pl->unit_rows = blocks * pl->ker.mc;
     row_units = ceil_div(pl->M, pl->unit_rows);
-    pl->col_groups = ceil_div(4 * nt, row_units);
+    pl->col_groups = ceil_div(8 * nt, row_units);
     if (pl->col_groups > panels) {
         pl->col_groups = panels;
-    }
-    if (pl->col_groups < 1) {
-        pl->col_groups = 1;
     }
 }
 
@@ -512,6 +564,10 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
     mc_eff = pl.ker.mc < round_up(M, pl.ker.mr) ? pl.ker.mc : round_up(M, pl.ker.mr);
     pl.apack_stride = pl.pack_a ? round_up(mc_eff * pl.kc, 16) : 0;
     need = round_up(pl.kc * pl.nc, 16) + (int64_t)nt * pl.apack_stride;
+    if (pl.col_mode) {
+        pl.apack_stride = 0;
+        need = round_up(pl.kc * pl.nc, 16) + round_up(M, pl.ker.mr) * pl.kc;
+    }
     if (need <= TLS_SCRATCH_FLOATS) {
         scratch = tls_scratch;
     }
@@ -529,7 +585,9 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
         gemm_f32_worker(&pl, 0, 1);
     }
     else {
+#ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
+#endif
         {
             /* The runtime may give fewer threads than asked: the units are
              * shared out dynamically, so any team size computes the same. */
@@ -707,7 +765,9 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
         gemm_f64_rows(&g, 0, M, scratch);
     }
     else {
+#ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
+#endif
         {
             int tid = fnn_omp_thread_num(), got = fnn_omp_num_threads();
             int t;

@@ -61,7 +61,8 @@ typedef void (*fnn_gemm_ukr_f32)(int64_t k, const float *a, int64_t rs_a, int64_
 /* Packs an NR-wide micro-panel of B from a transposed B (stored N x K):
  *     dst[p * nr + j] = bt[j * ldb + p]   for p < kc, j < w,
  *     dst[p * nr + j] = 0                 for p < kc, w <= j < nr.
- * A transpose is the slow part of packing; SIMD versions do it 8x8 at a time. */
+ * A transpose is the slow part of packing; SIMD versions do it 8x8 at a time.
+ * The driver also packs row-major A panels with it (nr = MR, w = rows). */
 typedef void (*fnn_gemm_packbt_f32)(float *dst, const float *bt, int64_t ldb, int64_t kc,
                                     int64_t w, int64_t nr);
 

@@ -156,7 +156,9 @@ class Model:
             if layer.dtype != dtype:
                 raise ValueError(f"{self.name}: layer {layer.name!r} is {layer.dtype} but the "
                                  f"model is {dtype}; every layer must share one dtype")
-        weights = [w for layer in self._layers for w in layer._weights]
+        # Only variables created trainable live in the flat buffers; state such as
+        # BatchNorm's moving statistics stays beside them (design decision 1).
+        weights = [w for layer in self._layers for w in layer._weights if w.trainable]
         total = sum(w.size for w in weights)
         params = np.empty(total, dtype=dtype)
         grads = np.zeros(total, dtype=dtype)

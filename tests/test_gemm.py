@@ -102,13 +102,15 @@ def isa(request):
     _core.isa_select(before)
 
 
-# Sizes: 1, primes, around and past every tile (4x16, 6x16, 12x32), K past
-# every K block (256, 512, 1024), N past 4 micro-panels (A packed) and past
-# the N block (2048), K = 0, empty M or N.
+# Sizes: 1, primes, around and past every tile (4x16, 6x16, 12x32) and the
+# thin-tile variants, K past every K block (256, 512, 1024), N past 4
+# micro-panels or K past 256 (A packed rather than read in place), N past the
+# N block (2048), K = 0, empty M or N.
 SHAPES = [
     (1, 1, 1), (1, 1, 7), (1, 37, 5), (37, 1, 5), (2, 3, 4), (13, 37, 29),
     (12, 32, 16), (11, 31, 17), (25, 65, 3), (6, 16, 1), (7, 17, 2), (31, 97, 101),
-    (97, 131, 67), (50, 129, 259), (19, 200, 1100), (3, 2111, 5), (5, 7, 0), (1, 1, 0),
+    (97, 131, 67), (50, 129, 259), (40, 64, 300), (19, 200, 1100), (3, 2111, 5),
+    (5, 7, 0), (1, 1, 0),
     (0, 5, 3), (5, 0, 3), (0, 0, 0),
 ]
 TRANS = [(False, False), (True, False), (False, True), (True, True)]
@@ -213,9 +215,11 @@ def test_isa_select_rejects_unknown_and_restores():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,n,k,ta,tb", [
-    (300, 200, 150, False, False),   # rows split
-    (24, 1000, 300, False, True),    # columns split (few row tiles)
+    (800, 150, 70, False, False),    # row blocks shared out
+    (300, 200, 150, False, True),    # few rows: one B micro-panel per unit
+    (24, 1000, 300, True, False),    # a single row block
     (1000, 64, 300, True, False),    # A read in place
+    (5000, 40, 9, False, False),     # A read in place, tiny K: long row units
     (257, 2100, 33, False, False),   # two N blocks
     (130, 90, 1500, True, True),     # two K blocks
 ])

@@ -135,9 +135,10 @@ void fnn_gemm_ukr_f32_avx2_6x16(int64_t k, const float *a, int64_t rs_a, int64_t
     }
 }
 
-/* Transposed-B packer (gemm_internal.h): 8x8 blocks go through registers
- * (8 row loads, the classic unpack/shuffle/permute transpose, 8 row stores)
- * instead of 64 scalar moves with strided stores; ragged edges are scalar. */
+/* Transposed-B packer (gemm_internal.h), also used for row-major A panels:
+ * 8x8 blocks go through registers (8 row loads, the classic
+ * unpack/shuffle/permute transpose, 8 row stores) instead of 64 scalar moves
+ * with strided stores; then 4x8 blocks; ragged edges are scalar. */
 void fnn_gemm_packbt_f32_avx2(float *dst, const float *bt, int64_t ldb, int64_t kc, int64_t w,
                               int64_t nr)
 {
@@ -177,6 +178,36 @@ void fnn_gemm_packbt_f32_avx2(float *dst, const float *bt, int64_t ldb, int64_t 
         for (; p < kc; p++) {
             int64_t jj;
             for (jj = 0; jj < 8; jj++) {
+                dst[p * nr + j + jj] = s[jj * ldb + p];
+            }
+        }
+    }
+    /* Four rows at a time (the AVX-512 kernel's A panels are 12 = 8 + 4 rows
+     * tall): 4x8 blocks, each 128-bit lane ends up holding one column. */
+    for (; j + 4 <= w; j += 4) {
+        const float *s = bt + j * ldb;
+        for (p = 0; p < kc8; p += 8) {
+            __m256 r0 = _mm256_loadu_ps(s + 0 * ldb + p);
+            __m256 r1 = _mm256_loadu_ps(s + 1 * ldb + p);
+            __m256 r2 = _mm256_loadu_ps(s + 2 * ldb + p);
+            __m256 r3 = _mm256_loadu_ps(s + 3 * ldb + p);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            float *d = dst + p * nr + j;
+            _mm_storeu_ps(d + 0 * nr, _mm256_castps256_ps128(u0));
+            _mm_storeu_ps(d + 1 * nr, _mm256_castps256_ps128(u1));
+            _mm_storeu_ps(d + 2 * nr, _mm256_castps256_ps128(u2));
+            _mm_storeu_ps(d + 3 * nr, _mm256_castps256_ps128(u3));
+            _mm_storeu_ps(d + 4 * nr, _mm256_extractf128_ps(u0, 1));
+            _mm_storeu_ps(d + 5 * nr, _mm256_extractf128_ps(u1, 1));
+            _mm_storeu_ps(d + 6 * nr, _mm256_extractf128_ps(u2, 1));
+            _mm_storeu_ps(d + 7 * nr, _mm256_extractf128_ps(u3, 1));
+        }
+        for (; p < kc; p++) {
+            int64_t jj;
+            for (jj = 0; jj < 4; jj++) {
                 dst[p * nr + j + jj] = s[jj * ldb + p];
             }
         }

@@ -122,6 +122,8 @@ class Layer:
 
     # ---- weights -------------------------------------------------------------
     def add_weight(self, name, shape, initializer, trainable=True):
+        """Create a weight. Trainable ones are packed into the model's flat buffers
+        at compile; non-trainable ones (state, e.g. moving statistics) are not."""
         init = _initializers.get(initializer)
         value = np.ascontiguousarray(init(tuple(shape), dtype=self.dtype))
         weight = Weight(name, value, trainable)
