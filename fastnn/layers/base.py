@@ -54,11 +54,14 @@ class Workspace:
     workspace serves one caller at a time (training, or one predict call).
     """
 
-    __slots__ = ("_buffers", "saved")
+    __slots__ = ("_buffers", "saved", "param_grads")
 
-    def __init__(self):
+    def __init__(self, param_grads=True):
         self._buffers = {}
         self.saved = None     # what forward keeps for backward
+        # False: backward writes weight gradients into scratch, not the model's
+        # gradient buffer (inspection, which needs only input gradients).
+        self.param_grads = param_grads
 
     def buffer(self, key, shape, dtype):
         buf = self._buffers.get(key)
@@ -129,6 +132,13 @@ class Layer:
         weight = Weight(name, value, trainable)
         self._weights.append(weight)
         return weight
+
+    def grad_of(self, weight, ws):
+        """Where backward writes ``weight``'s gradient: the model's gradient buffer,
+        or scratch in ``ws`` when it asks for no parameter gradients."""
+        if ws.param_grads:
+            return weight.grad
+        return ws.buffer("grad:" + weight.name, weight.shape, self.dtype)
 
     @property
     def trainable(self):

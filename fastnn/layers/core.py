@@ -96,8 +96,9 @@ class Dense(Layer):
         activation = "linear" if from_preact else self.activation
         dx = ws.buffer("dx", x2.shape, self.dtype) if need_dx else False
         dz = ws.buffer("dz", dy2.shape, self.dtype)
-        dx = ops.dense_backward(dy2, x2, self.kernel.value, y, z, activation, self.kernel.grad,
-                                self.bias.grad if self.use_bias else None, dx, dz)
+        dx = ops.dense_backward(dy2, x2, self.kernel.value, y, z, activation,
+                                self.grad_of(self.kernel, ws),
+                                self.grad_of(self.bias, ws) if self.use_bias else None, dx, dz)
         return None if dx is None else dx.reshape(x_shape)
 
     def get_config(self):

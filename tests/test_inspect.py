@@ -1,0 +1,99 @@
+"""fastnn.inspect: layer activations and input gradients (checked by finite differences)."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import inspect, layers, models
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def backend(request):
+    previous = fastnn.get_backend()
+    fastnn.set_backend(request.param)
+    yield request.param
+    fastnn.set_backend(previous)
+
+
+def classifier(dtype="float64"):
+    fastnn.set_seed(0)
+    model = models.Sequential([
+        layers.Dense(7, activation="tanh", input_shape=(5,), dtype=dtype),
+        layers.Dense(4, activation="softmax", dtype=dtype),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def numeric_input_grad(f, x, step=1e-6):
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        keep = x[idx]
+        x[idx] = keep + step
+        up = f(x)
+        x[idx] = keep - step
+        down = f(x)
+        x[idx] = keep
+        grad[idx] = (up - down) / (2 * step)
+    return grad
+
+
+def test_activations_lists_every_layer_in_order(backend):
+    model = classifier("float32")
+    x = np.random.default_rng(0).standard_normal((300, 5)).astype(np.float32)
+    acts = inspect.activations(model, x)
+    assert list(acts) == [layer.name for layer in model.layers]
+    assert acts[model.layers[0].name].shape == (300, 7)
+    np.testing.assert_allclose(acts[model.layers[-1].name], model.predict(x), rtol=1e-6)
+
+
+def test_target_gradient_matches_finite_differences(backend):
+    model = classifier()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 5))
+    target = rng.integers(0, 4, size=6)
+    grads = inspect.input_gradients(model, x, target=target)
+    assert grads.shape == x.shape
+    for i in range(6):
+        numeric = numeric_input_grad(lambda v: model.predict(v[None])[0, target[i]], x[i].copy())
+        np.testing.assert_allclose(grads[i], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_default_is_top_unit_and_loss_gradient_is_per_sample(backend):
+    model = classifier()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 5))
+    top = model.predict(x).argmax(axis=1)
+    np.testing.assert_allclose(inspect.input_gradients(model, x),
+                               inspect.input_gradients(model, x, target=top))
+    labels = rng.integers(0, 4, size=5)
+    grads = inspect.input_gradients(model, x, y=labels)
+    for i in range(5):
+        numeric = numeric_input_grad(
+            lambda v: model.evaluate(v[None], labels[i:i + 1], verbose=0), x[i].copy())
+        np.testing.assert_allclose(grads[i], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_inspection_leaves_training_state_alone(backend):
+    model = classifier("float32")
+    x = np.random.default_rng(3).standard_normal((20, 5)).astype(np.float32)
+    labels = np.arange(20) % 4
+    model.fit(x, labels, epochs=1, verbose=0)
+    grads_before = model._grads.copy()
+    weights = model.get_weights()
+    inspect.input_gradients(model, x, y=labels)
+    np.testing.assert_array_equal(model._grads, grads_before)
+    for a, b in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_arguments():
+    model = classifier()
+    x = np.zeros((3, 5))
+    with pytest.raises(ValueError, match="target"):
+        inspect.input_gradients(model, x, target=4)
+    with pytest.raises(ValueError, match="not both"):
+        inspect.input_gradients(model, x, target=0, y=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"target must be an int or 3 ints"):
+        inspect.input_gradients(model, x, target=[0, 1])
+    with pytest.raises(ValueError, match=r"\(None, 5\)"):
+        inspect.activations(model, np.zeros((3, 4)))
