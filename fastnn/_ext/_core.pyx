@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""fastnn's compiled kernels: thin wrappers over csrc/ (declared in fastnn.pxd).
+"""fastnn's compiled kernels: thin wrappers over csrc/ (declared in cfastnn.pxd).
 
 Each wrapper checks dtype, shape and contiguity (naming the shapes), takes
 raw pointers, releases the GIL around exactly one kernel call, and turns a

@@ -1,7 +1,7 @@
 # Runtime queries, ISA selection and the shared argument checks every wrapper uses.
 cimport numpy as cnp
 from libc.stdint cimport int64_t
-from fastnn cimport *
+from fastnn._ext.cfastnn cimport *
 
 import numpy as np
 
