@@ -7,6 +7,8 @@
 #ifndef FNN_OMP_H
 #define FNN_OMP_H
 
+#include <stdint.h>
+
 #ifdef _OPENMP
 #include <omp.h>
 static inline int fnn_omp_thread_num(void) { return omp_get_thread_num(); }
@@ -18,13 +20,25 @@ static inline int fnn_omp_num_threads(void) { return 1; }
 static inline int fnn_omp_num_procs(void) { return 1; }
 #endif
 
+/* Oversubscription guard (runtime.c). When another process holds one of our
+ * cores, a team member is descheduled for a whole time slice and every
+ * barrier waits for it: two threads then run far slower than one. A kernel
+ * that sees its master idle at barriers reports it; fastnn then runs kernels
+ * on one thread for a while (doubling on repeated reports, reset when a team
+ * runs well) and tries again. Results do not depend on the thread count, so
+ * this changes only speed. */
+int fnn_oversubscribed(void);                       /* 1 while backing off */
+void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns);
+int64_t fnn_now_ns(void);                           /* monotonic clock */
+
 /* Threads worth using for `work` units (FLOPs or elements) when each thread
  * should get at least `grain` of them: small problems stay on one thread,
- * where a parallel region would cost more than it saves. */
+ * where a parallel region would cost more than it saves; so does everything
+ * while the machine is oversubscribed. */
 static inline int fnn_threads_for(double work, double grain, int nthreads)
 {
     int useful;
-    if (nthreads <= 1 || work < 2.0 * grain) {
+    if (nthreads <= 1 || work < 2.0 * grain || fnn_oversubscribed()) {
         return 1;
     }
     useful = (int)(work / grain);

@@ -274,14 +274,21 @@ static void pack_a_block_f32(float *dst, const gemm_f32_plan *pl, int64_t i0, in
     }
 }
 
-static void barrier(int nt)
+/* A team barrier. `wait` (the master's, else NULL) accumulates the time spent
+ * in it, for the oversubscription guard (fnn_omp.h). */
+static void barrier(int nt, int64_t *wait)
 {
 #ifdef _OPENMP
     if (nt > 1) {
+        int64_t t0 = wait != NULL ? fnn_now_ns() : 0;
 #pragma omp barrier
+        if (wait != NULL) {
+            *wait += fnn_now_ns() - t0;
+        }
     }
 #else
     (void)nt;
+    (void)wait;
 #endif
 }
 
@@ -378,8 +385,9 @@ static void run_unit(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, float *apac
 
 /* The loops, run by thread `tid` of a team of `nt` (nt == 1: serial, called
  * outside any parallel region). Each (N block, K block) is a phase: pack the
- * B block, wait, compute every unit, wait. */
-static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
+ * B block, wait, compute every unit, wait. `wait` (the master's, else NULL)
+ * accumulates the time spent at barriers. */
+static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt, int64_t *wait)
 {
     const int64_t nr = pl->ker.nr;
     const int64_t M = pl->M, N = pl->N, K = pl->K;
@@ -422,7 +430,7 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
                                      N - j0 < nr ? N - j0 : nr);
                 }
             }
-            barrier(nt);
+            barrier(nt, wait);
             if (tid == 0) {
                 /* Nobody uses the other parity's counters until the barrier
                  * closing this phase: reset them for the next phase. */
@@ -465,7 +473,7 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt)
                 }
             }
             /* The next B block overwrites this one: wait for every reader. */
-            barrier(nt);
+            barrier(nt, wait);
         }
     }
 }
@@ -582,16 +590,26 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
     pl.apack = scratch + round_up(pl.kc * pl.nc, 16);
 
     if (nt == 1) {
-        gemm_f32_worker(&pl, 0, 1);
+        gemm_f32_worker(&pl, 0, 1, NULL);
     }
     else {
+        int64_t start = fnn_now_ns(), master_done = 0, wait = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
         {
             /* The runtime may give fewer threads than asked: the units are
              * shared out dynamically, so any team size computes the same. */
-            gemm_f32_worker(&pl, fnn_omp_thread_num(), fnn_omp_num_threads());
+            const int tid = fnn_omp_thread_num();
+            gemm_f32_worker(&pl, tid, fnn_omp_num_threads(), tid == 0 ? &wait : NULL);
+            if (tid == 0) {
+                master_done = fnn_now_ns();
+            }
+        }
+        /* The region's closing barrier is waiting too. */
+        {
+            const int64_t end = fnn_now_ns();
+            fnn_report_team_wait(wait + (end - master_done), end - start);
         }
     }
     free(heap);

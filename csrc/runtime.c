@@ -1,8 +1,25 @@
 /*
- * runtime.c -- status strings and what the build knows about OpenMP.
+ * runtime.c -- status strings, what the build knows about OpenMP, and the
+ * oversubscription guard declared in fnn_omp.h.
  */
+#define _POSIX_C_SOURCE 200809L
+
+#include <time.h>
+
 #include "fastnn.h"
 #include "fnn_omp.h"
+
+/* A master waiting more than this long at a team's barriers, and for more
+ * than a quarter of the region, saw a descheduled thread (a healthy wake-up
+ * and the last work unit take tens of microseconds). */
+#define TEAM_WAIT_LIMIT_NS 100000
+#define BACKOFF_MIN_NS 20000000LL      /* 20 ms of single-threaded kernels */
+#define BACKOFF_MAX_NS 1000000000LL    /* at most 1 s between tries */
+
+/* Shared by every calling thread; relaxed atomics suffice: a stale value only
+ * means one more or one fewer threaded call. */
+static int64_t backoff_until_ns;
+static int64_t backoff_len_ns = BACKOFF_MIN_NS;
 
 const char *fnn_strerror(int status)
 {
@@ -34,4 +51,30 @@ int fnn_openmp_enabled(void)
 int fnn_num_procs(void)
 {
     return fnn_omp_num_procs();
+}
+
+int64_t fnn_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int fnn_oversubscribed(void)
+{
+    int64_t until = __atomic_load_n(&backoff_until_ns, __ATOMIC_RELAXED);
+    return until != 0 && fnn_now_ns() < until;
+}
+
+void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns)
+{
+    int64_t len = __atomic_load_n(&backoff_len_ns, __ATOMIC_RELAXED);
+    if (wait_ns > TEAM_WAIT_LIMIT_NS && 4 * wait_ns > wall_ns) {
+        __atomic_store_n(&backoff_until_ns, fnn_now_ns() + len, __ATOMIC_RELAXED);
+        __atomic_store_n(&backoff_len_ns, len < BACKOFF_MAX_NS ? 2 * len : len,
+                         __ATOMIC_RELAXED);
+    }
+    else if (len != BACKOFF_MIN_NS) {
+        __atomic_store_n(&backoff_len_ns, BACKOFF_MIN_NS, __ATOMIC_RELAXED);
+    }
 }

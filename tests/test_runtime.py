@@ -171,3 +171,24 @@ def test_lazy_submodules_reachable_after_import():
         fastnn.ops.not_a_kernel
     with pytest.raises(AttributeError):
         fastnn.not_a_module
+
+
+def test_oversubscription_guard_runs_kernels_serially_and_identically():
+    """A team that waited on a descheduled thread sends kernels to one thread for a
+    while; the results stay bitwise the same."""
+    from fastnn._ext import _core
+    ops = get_ops("compiled")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((400, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 200)).astype(np.float32)
+    previous = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)
+    try:
+        threaded = ops.gemm(a, b)
+        for _ in range(8):          # repeated reports lengthen the back-off
+            _core._report_team_wait(10_000_000, 12_000_000)
+        assert _core.oversubscribed()
+        np.testing.assert_array_equal(ops.gemm(a, b), threaded)
+        _core._report_team_wait(0, 1_000_000)   # a healthy team resets the length
+    finally:
+        fastnn.set_num_threads(previous)

@@ -1,7 +1,7 @@
 # C declarations of csrc/fastnn.h, for the Cython wrappers (.pxi files
 # included by _core.pyx). Kernels are noexcept nogil: they report errors
 # through their status code.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 cdef extern from "fastnn.h" nogil:
     enum:
@@ -14,6 +14,12 @@ cdef extern from "fastnn.h" nogil:
 
     int fnn_openmp_enabled() noexcept
     int fnn_num_procs() noexcept
+
+cdef extern from "fnn_omp.h" nogil:
+    int fnn_oversubscribed() noexcept
+    void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns) noexcept
+
+cdef extern from "fastnn.h" nogil:
 
     enum:
         FNN_ISA_GENERIC
@@ -67,8 +73,9 @@ cdef extern from "fastnn.h" nogil:
         FNN_LOSS_SPARSE_CE
         FNN_LOSS_COUNT
     int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_true,
-                     const int64_t *labels, int64_t N, int64_t D, int kind,
-                     int from_logits, double huber_delta, int nthreads) noexcept
+                     const int64_t *labels, const float *sample_weight, int64_t N,
+                     int64_t D, int kind, int from_logits, double huber_delta,
+                     int nthreads) noexcept
 
     enum:
         FNN_METRIC_MAE
@@ -97,3 +104,27 @@ cdef extern from "fastnn.h" nogil:
     int fnn_scale_f32(float *X, int64_t n, float s, int nthreads) noexcept
     int fnn_clip_f32(float *X, int64_t n, float lo, float hi, int nthreads) noexcept
     int fnn_all_finite_f32(int *ok, const float *X, int64_t n, int nthreads) noexcept
+
+    int fnn_regularize_f32(double *penalty, float *dW, const float *W, int64_t n, double l1,
+                           double l2, int nthreads) noexcept
+
+    int fnn_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t threshold,
+                         int nthreads) noexcept
+    int fnn_dropout_forward_f32(float *Y, uint8_t *mask, const float *X, int64_t n,
+                                uint64_t seed, uint64_t threshold, float scale,
+                                int nthreads) noexcept
+    int fnn_dropout_backward_f32(float *dX, const float *dY, const uint8_t *mask, int64_t n,
+                                 float scale, int nthreads) noexcept
+
+    int fnn_batchnorm_stats_f32(float *mean, float *var, const float *X, int64_t M, int64_t C,
+                                int nthreads) noexcept
+    int fnn_batchnorm_update_moving_f32(float *moving_mean, float *moving_var,
+                                        const float *mean, const float *var, int64_t C,
+                                        double momentum) noexcept
+    int fnn_batchnorm_forward_f32(float *Y, const float *X, const float *mean, const float *var,
+                                  const float *gamma, const float *beta, int64_t M, int64_t C,
+                                  double eps, int nthreads) noexcept
+    int fnn_batchnorm_backward_f32(float *dX, float *dgamma, float *dbeta, const float *dY,
+                                   const float *X, const float *mean, const float *var,
+                                   const float *gamma, int64_t M, int64_t C, double eps,
+                                   int batch_stats, int nthreads) noexcept

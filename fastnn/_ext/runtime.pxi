@@ -46,6 +46,17 @@ def num_procs():
     return fnn_num_procs()
 
 
+def oversubscribed():
+    """True while kernels run on one thread because a team recently waited on a
+    descheduled thread (another process holding a core; see fnn_omp.h)."""
+    return bool(fnn_oversubscribed())
+
+
+def _report_team_wait(int64_t wait_ns, int64_t wall_ns):
+    """Feed the oversubscription guard one team's barrier wait (for tests)."""
+    fnn_report_team_wait(wait_ns, wall_ns)
+
+
 def isa_supported(str name):
     """True when this CPU and OS can run the named ISA's kernels."""
     return bool(fnn_isa_supported(ISA_NAMES.index(name)))
