@@ -11,12 +11,17 @@ from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import (
-    ACTIVATIONS, LOSSES, METRICS, Ops, check_activation, check_gemm_args,
+    ACTIVATIONS, LOSSES, METRICS, Ops, check_activation, check_dropout_args, check_gemm_args,
+    dropout_scale, dropout_threshold,
 )
 
 ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
 METRIC_CODES = {name: code for code, name in enumerate(METRICS)}
+
+_GEMM_KERNELS = {np.dtype(np.float32): _core.gemm_f32, np.dtype(np.float64): _core.gemm_f64}
+_GEMM_ACT_CODES = {None: ACT_CODES["linear"], **{name: code for name, code in ACT_CODES.items()
+                                                 if name != "softmax"}}
 
 # Operations handed to NumPy, recorded once each ("<method> <dtype>").
 FALLBACKS = []
@@ -44,15 +49,23 @@ class CompiledOps(Ops):
     # ---- GEMM ---------------------------------------------------------------
     def gemm(self, a, b, *, transpose_a=False, transpose_b=False, alpha=1.0, beta=0.0,
              bias=None, activation=None, out=None):
-        m, n, _, dtype = check_gemm_args(a, b, transpose_a, transpose_b, beta, bias,
-                                         activation, out)
-        a = np.ascontiguousarray(a)
-        b = np.ascontiguousarray(b)
+        act = _GEMM_ACT_CODES.get(activation)
+        kernel = _GEMM_KERNELS.get(getattr(a, "dtype", None))
+        if (kernel is None or act is None or type(a) is not np.ndarray
+                or type(b) is not np.ndarray or a.dtype != b.dtype or a.ndim != 2 or b.ndim != 2
+                or (out is None and beta != 0)):
+            check_gemm_args(a, b, transpose_a, transpose_b, beta, bias, activation, out)
+        # Shapes, out and bias are checked again, naming them, by the kernel's wrapper:
+        # this path stays short for the small GEMMs apps call in loops.
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        if not b.flags.c_contiguous:
+            b = np.ascontiguousarray(b)
         if out is None:
-            out = np.empty((m, n), dtype=dtype)
-        kernel = _core.gemm_f32 if dtype == np.float32 else _core.gemm_f64
+            out = np.empty((a.shape[1] if transpose_a else a.shape[0],
+                            b.shape[0] if transpose_b else b.shape[1]), dtype=a.dtype)
         kernel(out, a, b, bias, bool(transpose_a), bool(transpose_b), float(alpha), float(beta),
-               ACT_CODES[activation or "linear"], _threads())
+               act, _threads())
         return out
 
     # ---- activations ---------------------------------------------------------
@@ -102,16 +115,21 @@ class CompiledOps(Ops):
         return dx_out
 
     # ---- losses and metrics --------------------------------------------------
-    def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None):
+    def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None,
+             sample_weight=None):
         if y_pred.dtype != np.float32:
             return self._fallback("loss", y_pred.dtype).loss(
-                name, y_pred, y_true, from_logits=from_logits, delta=delta, grad_out=grad_out)
+                name, y_pred, y_true, from_logits=from_logits, delta=delta, grad_out=grad_out,
+                sample_weight=sample_weight)
         sparse = name == "sparse_categorical_crossentropy"
         if sparse and y_true.dtype != np.int64:
             y_true = np.ascontiguousarray(y_true, dtype=np.int64)
+        if sample_weight is not None and (sample_weight.dtype != np.float32
+                                          or not sample_weight.flags.c_contiguous):
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float32)
         return _core.loss_f32(grad_out, y_pred, None if sparse else y_true,
                               y_true if sparse else None, LOSS_CODES[name], bool(from_logits),
-                              float(delta), _threads())
+                              float(delta), _threads(), sample_weight)
 
     def metric_sum(self, name, y_pred, y_true):
         if y_pred.dtype != np.float32:
@@ -170,6 +188,92 @@ class CompiledOps(Ops):
         if x.dtype != np.float32:
             return self._fallback("all_finite", x.dtype).all_finite(x)
         return _core.all_finite_f32(_flat(np.ascontiguousarray(x)), _threads())
+
+    # ---- weight regularizers -------------------------------------------------
+    def regularize_(self, grad, param, l1, l2):
+        if param.dtype != np.float32:
+            return self._fallback("regularize_", param.dtype).regularize_(grad, param, l1, l2)
+        return _core.regularize_f32(None if grad is None else _flat(grad), _flat(param),
+                                    float(l1), float(l2), _threads())
+
+    # ---- dropout --------------------------------------------------------------
+    def dropout_mask(self, seed, rate, mask_out):
+        seed, rate = check_dropout_args(seed, rate, "dropout_mask")
+        _core.dropout_mask(_flat(mask_out), seed, dropout_threshold(rate), _threads())
+        return mask_out
+
+    def dropout_forward(self, x, seed, rate, out=None, mask_out=None):
+        if x.dtype != np.float32:
+            return self._fallback("dropout_forward", x.dtype).dropout_forward(
+                x, seed, rate, out, mask_out)
+        seed, rate = check_dropout_args(seed, rate, "dropout_forward")
+        if out is None:
+            out = np.empty(x.shape, np.float32)
+        _same_shape(x, out=out, mask_out=mask_out, where="dropout_forward")
+        _core.dropout_forward_f32(_flat(out), None if mask_out is None else _flat(mask_out),
+                                  np.ascontiguousarray(x).reshape(-1), seed,
+                                  dropout_threshold(rate), dropout_scale(rate), _threads())
+        return out
+
+    def dropout_backward(self, dy, mask, rate, out=None):
+        if dy.dtype != np.float32:
+            return self._fallback("dropout_backward", dy.dtype).dropout_backward(
+                dy, mask, rate, out)
+        _, rate = check_dropout_args(0, rate, "dropout_backward")
+        if out is None:
+            out = np.empty(dy.shape, np.float32)
+        _same_shape(dy, out=out, mask=mask, where="dropout_backward")
+        _core.dropout_backward_f32(_flat(out), np.ascontiguousarray(dy).reshape(-1),
+                                   np.ascontiguousarray(mask).reshape(-1), dropout_scale(rate),
+                                   _threads())
+        return out
+
+    # ---- batch normalization -------------------------------------------------
+    def batchnorm_stats(self, x, mean_out, var_out):
+        if x.dtype != np.float32:
+            return self._fallback("batchnorm_stats", x.dtype).batchnorm_stats(
+                x, mean_out, var_out)
+        _core.batchnorm_stats_f32(mean_out, var_out, np.ascontiguousarray(x), _threads())
+
+    def batchnorm_update_moving_(self, moving_mean, moving_var, mean, var, momentum):
+        if moving_mean.dtype != np.float32:
+            return self._fallback("batchnorm_update_moving_", moving_mean.dtype
+                                  ).batchnorm_update_moving_(moving_mean, moving_var, mean,
+                                                             var, momentum)
+        _core.batchnorm_update_moving_f32(moving_mean, moving_var, mean, var, float(momentum))
+
+    def batchnorm_forward(self, x, mean, var, gamma, beta, *, epsilon, out=None):
+        if x.dtype != np.float32:
+            return self._fallback("batchnorm_forward", x.dtype).batchnorm_forward(
+                x, mean, var, gamma, beta, epsilon=epsilon, out=out)
+        if out is None:
+            out = np.empty(x.shape, np.float32)
+        _core.batchnorm_forward_f32(out, np.ascontiguousarray(x), mean, var, gamma, beta,
+                                    float(epsilon), _threads())
+        return out
+
+    def batchnorm_backward(self, dy, x, mean, var, gamma, *, epsilon, batch_stats,
+                           dgamma_out=None, dbeta_out=None, dx_out=None):
+        if x.dtype != np.float32:
+            return self._fallback("batchnorm_backward", x.dtype).batchnorm_backward(
+                dy, x, mean, var, gamma, epsilon=epsilon, batch_stats=batch_stats,
+                dgamma_out=dgamma_out, dbeta_out=dbeta_out, dx_out=dx_out)
+        if dx_out is None:
+            dx_out = np.empty(x.shape, np.float32)
+        elif dx_out is False:
+            dx_out = None
+        _core.batchnorm_backward_f32(dx_out, dgamma_out, dbeta_out, np.ascontiguousarray(dy),
+                                     np.ascontiguousarray(x), mean, var, gamma, float(epsilon),
+                                     bool(batch_stats), _threads())
+        return dx_out
+
+
+def _same_shape(ref, where, **arrays):
+    """Raise ValueError unless every given array (None skipped) has ref's shape."""
+    for name, a in arrays.items():
+        if a is not None and getattr(a, "shape", None) != ref.shape:
+            raise ValueError(f"{where}: {name} must have shape {ref.shape}, got "
+                             f"{getattr(a, 'shape', type(a).__name__)}")
 
 
 def _rows(a):
