@@ -116,9 +116,11 @@ enum {
     FNN_LOSS_BINARY_CE = 3, FNN_LOSS_CATEGORICAL_CE = 4, FNN_LOSS_SPARSE_CE = 5,
     FNN_LOSS_COUNT = 6
 };
+/* sample_weight[N] (may be NULL: every weight 1) multiplies each sample's loss
+ * and gradient row; the mean still divides by N, not by the sum of weights. */
 int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_true,
-                 const int64_t *labels, int64_t N, int64_t D, int kind,
-                 int from_logits, double huber_delta, int nthreads);
+                 const int64_t *labels, const float *sample_weight, int64_t N, int64_t D,
+                 int kind, int from_logits, double huber_delta, int nthreads);
 
 /* ---- metrics (loss.c) -------------------------------------------------- */
 /* Sum over the N samples of the per-sample metric (the caller divides):
@@ -160,6 +162,84 @@ int fnn_scale_f32(float *X, int64_t n, float s, int nthreads);                 /
 int fnn_clip_f32(float *X, int64_t n, float lo, float hi, int nthreads);       /* in place */
 /* 1 when every element is finite, else 0 (written to *ok). */
 int fnn_all_finite_f32(int *ok, const float *X, int64_t n, int nthreads);
+
+/* ---- weight regularizers (regularize.c) -------------------------------- */
+/* Keras' L1 / L2 penalties on one flat range W[n]:
+ *   *penalty = l1 sum |W| + l2 sum W^2 (double, fixed chunks and lanes);
+ *   dW[n] += l1 sign(W) + 2 l2 W (ACCUMULATES; dW may be NULL for the penalty
+ *   alone). l1, l2 must be finite and >= 0. */
+int fnn_regularize_f32(double *penalty, float *dW, const float *W, int64_t n, double l1,
+                       double l2, int nthreads);
+
+/* ---- dropout (dropout.c) ---------------------------------------------- */
+/* Inverted dropout with a counter-based mask: element i of a call is kept
+ * when (h(i) >> 11) >= threshold, h(i) = mix64(mix64(seed) + (i + 1) *
+ * 0x9E3779B97F4A7C15) mod 2^64, mix64 = splitmix64's finaliser. The caller
+ * passes threshold = floor(rate * 2^53) and scale = 1 / (1 - rate). The mask
+ * depends on (seed, i) alone: identical for any nthreads, and NumpyOps
+ * computes the same one.
+ *   fnn_dropout_mask:         mask[n] = keep (1) or drop (0)
+ *   fnn_dropout_forward_f32:  Y[n] = keep ? X * scale : 0, mask[n] (may be NULL);
+ *                             Y may equal X
+ *   fnn_dropout_backward_f32: dX[n] = mask ? dY * scale : 0; dX may equal dY */
+int fnn_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t threshold, int nthreads);
+int fnn_dropout_forward_f32(float *Y, uint8_t *mask, const float *X, int64_t n, uint64_t seed,
+                            uint64_t threshold, float scale, int nthreads);
+int fnn_dropout_backward_f32(float *dX, const float *dY, const uint8_t *mask, int64_t n,
+                             float scale, int nthreads);
+
+/* ---- batch normalization (norm.c) -------------------------------------- */
+/* X[M,C]: M rows (every axis but the last) of C channels. Sums in double
+ * over fixed row chunks combined in fixed order (bitwise for any nthreads).
+ *   stats:   mean[C], var[C] = batch mean and biased variance (OVERWRITTEN);
+ *            M >= 1
+ *   update_moving: moving = moving * momentum + batch * (1 - momentum), in place
+ *   forward: Y[M,C] = (X - mean) * k + beta, k = gamma / sqrt(var + eps);
+ *            gamma, beta may be NULL (1, 0); Y may equal X
+ *   backward: dbeta = sum dY, dgamma = sum dY (X - mean) / sqrt(var + eps)
+ *            (both OVERWRITTEN, either may be NULL); dX[M,C] (may be NULL) =
+ *            the gradient through the batch statistics when batch_stats,
+ *            else through fixed (moving) statistics: dY * k. */
+int fnn_batchnorm_stats_f32(float *mean, float *var, const float *X, int64_t M, int64_t C,
+                            int nthreads);
+int fnn_batchnorm_update_moving_f32(float *moving_mean, float *moving_var, const float *mean,
+                                    const float *var, int64_t C, double momentum);
+int fnn_batchnorm_forward_f32(float *Y, const float *X, const float *mean, const float *var,
+                              const float *gamma, const float *beta, int64_t M, int64_t C,
+                              double eps, int nthreads);
+int fnn_batchnorm_backward_f32(float *dX, float *dgamma, float *dbeta, const float *dY,
+                               const float *X, const float *mean, const float *var,
+                               const float *gamma, int64_t M, int64_t C, double eps,
+                               int batch_stats, int nthreads);
+
+/* ---- pooling (pool.c) ---------------------------------------------------- */
+/* NHWC: X[N,H,W,C], Y and dY [N,OH,OW,C]. Window (i, j) covers rows
+ * i*SH - top .. + KH - 1 and columns j*SW - left .. + KW - 1 of X; positions
+ * outside X are padding: never a maximum, not counted in a mean. OH, OW, top
+ * and left come from the caller (Keras' "valid"/"same" formulas); every window
+ * must reach into X (else FNN_ERR_ARG).
+ *   max forward:  Y = window maximum; argmax[N,OH,OW,C] (int64, may be NULL)
+ *                 = h * W + w of the first maximum in row-major window order;
+ *                 a NaN is its window's maximum (the first NaN wins)
+ *   max backward: dX (OVERWRITTEN) = zeros plus dY[n,i,j,c] at (n, argmax, c)
+ *   avg forward:  Y = window sum / count of the window's elements inside X
+ *   avg backward: dX (OVERWRITTEN) = each dY / count over those elements
+ * Split over (image, channel block): bitwise identical for any nthreads. */
+int fnn_max_pool2d_forward_f32(float *Y, int64_t *argmax, const float *X,
+                               int64_t N, int64_t H, int64_t W, int64_t C,
+                               int64_t OH, int64_t OW, int64_t KH, int64_t KW,
+                               int64_t SH, int64_t SW, int64_t top, int64_t left, int nthreads);
+int fnn_max_pool2d_backward_f32(float *dX, const float *dY, const int64_t *argmax,
+                                int64_t N, int64_t H, int64_t W, int64_t C,
+                                int64_t OH, int64_t OW, int nthreads);
+int fnn_avg_pool2d_forward_f32(float *Y, const float *X,
+                               int64_t N, int64_t H, int64_t W, int64_t C,
+                               int64_t OH, int64_t OW, int64_t KH, int64_t KW,
+                               int64_t SH, int64_t SW, int64_t top, int64_t left, int nthreads);
+int fnn_avg_pool2d_backward_f32(float *dX, const float *dY,
+                                int64_t N, int64_t H, int64_t W, int64_t C,
+                                int64_t OH, int64_t OW, int64_t KH, int64_t KW,
+                                int64_t SH, int64_t SW, int64_t top, int64_t left, int nthreads);
 
 #ifdef __cplusplus
 }

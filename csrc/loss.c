@@ -1,7 +1,10 @@
 /*
  * loss.c -- losses with their gradients, and metrics, float32 in, double sums.
  *
- *   fnn_loss_f32     *loss = mean over the N samples of each sample's loss;
+ *   fnn_loss_f32     *loss = mean over the N samples of each sample's loss,
+ *                    each multiplied by its weight when sample_weight[N] is
+ *                    given (still divided by N, Keras' "sum over batch size",
+ *                    not by the sum of the weights);
  *                    grad[N,D] (may be NULL) = dloss/dY_pred, overwritten.
  *   fnn_metric_f32   *sum  = sum over the N samples of each sample's metric.
  *
@@ -60,6 +63,7 @@ typedef struct {
     const float *P;           /* predictions [N,D] */
     const float *T;           /* targets [N,D], or NULL (sparse) */
     const int64_t *labels;    /* class indices [N], or NULL */
+    const float *weights;     /* per-sample loss weights [N], or NULL (all 1) */
     int64_t N, D;
     int kind;                 /* FNN_LOSS_* or FNN_METRIC_* */
     int from_logits;
@@ -105,12 +109,12 @@ static double row_logsumexp(const float *p, int64_t D, double *mx_out)
 }
 
 /* ---- one row of each loss: returns the sample's loss, writes its gradient
- *      row g (when not NULL) ------------------------------------------------ */
+ *      row g (when not NULL), scaled by c (gscale times the sample's weight) */
 
-static double row_elementwise(const loss_args *a, const float *p, const float *t, float *g)
+static double row_elementwise(const loss_args *a, const float *p, const float *t, float *g,
+                              double c)
 {
     const int64_t D = a->D;
-    const double c = a->gscale;
     double s = 0.0;
 
     switch (a->kind) {
@@ -175,10 +179,10 @@ static double row_elementwise(const loss_args *a, const float *p, const float *t
     return s / (double)D;
 }
 
-static double row_categorical(const loss_args *a, const float *p, const float *t, float *g)
+static double row_categorical(const loss_args *a, const float *p, const float *t, float *g,
+                              double c)
 {
     const int64_t D = a->D;
-    const double c = a->gscale;
     double loss = 0.0;
 
     if (a->from_logits) {
@@ -225,10 +229,10 @@ static double row_categorical(const loss_args *a, const float *p, const float *t
     return loss;
 }
 
-static double row_sparse(const loss_args *a, const float *p, int64_t label, float *g)
+static double row_sparse(const loss_args *a, const float *p, int64_t label, float *g,
+                         double c)
 {
     const int64_t D = a->D;
-    const double c = a->gscale;
 
     if (a->from_logits) {
         double mx;
@@ -328,17 +332,20 @@ static double chunk_sum(const loss_args *a, int metric, int64_t r0, int64_t r1)
     for (int64_t r = r0; r < r1; r++) {
         const float *p = a->P + r * D;
         float *g = a->grad ? a->grad + r * D : NULL;
+        /* A sample's weight scales its loss and its gradient row alike. */
+        const double w = a->weights ? (double)a->weights[r] : 1.0;
+        const double c = a->gscale * w;
         if (metric) {
             s += row_metric(a, r);
         }
         else if (a->kind == FNN_LOSS_SPARSE_CE) {
-            s += row_sparse(a, p, a->labels[r], g);
+            s += w * row_sparse(a, p, a->labels[r], g, c);
         }
         else if (a->kind == FNN_LOSS_CATEGORICAL_CE) {
-            s += row_categorical(a, p, a->T + r * D, g);
+            s += w * row_categorical(a, p, a->T + r * D, g, c);
         }
         else {
-            s += row_elementwise(a, p, a->T + r * D, g);
+            s += w * row_elementwise(a, p, a->T + r * D, g, c);
         }
     }
     return s;
@@ -391,8 +398,8 @@ static int ordered_sum(double *out, const loss_args *a, int metric, int nthreads
 /* ---- entry points ------------------------------------------------------- */
 
 int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_true,
-                 const int64_t *labels, int64_t N, int64_t D, int kind,
-                 int from_logits, double huber_delta, int nthreads)
+                 const int64_t *labels, const float *sample_weight, int64_t N, int64_t D,
+                 int kind, int from_logits, double huber_delta, int nthreads)
 {
     loss_args a;
     double total;
@@ -424,6 +431,7 @@ int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_
     a.P = Y_pred;
     a.T = kind == FNN_LOSS_SPARSE_CE ? NULL : Y_true;
     a.labels = labels;
+    a.weights = sample_weight;
     a.N = N;
     a.D = D;
     a.kind = kind;
@@ -462,6 +470,7 @@ int fnn_metric_f32(double *sum, const float *Y_pred, const float *Y_true,
     a.P = Y_pred;
     a.T = kind == FNN_METRIC_SPARSE_ACC ? NULL : Y_true;
     a.labels = labels;
+    a.weights = NULL;
     a.N = N;
     a.D = D;
     a.kind = kind;

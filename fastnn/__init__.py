@@ -12,7 +12,8 @@ with the same interface is the reference and the fallback.
 import importlib
 
 from fastnn import (  # noqa: F401
-    activations, callbacks, initializers, layers, losses, metrics, models, optimizers, utils,
+    activations, callbacks, initializers, layers, losses, metrics, models, optimizers,
+    regularizers, utils,
 )
 from fastnn._runtime import (  # noqa: F401
     floatx, get_backend, get_num_threads, set_backend, set_floatx, set_num_threads, set_seed,

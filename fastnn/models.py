@@ -16,9 +16,11 @@ from fastnn import callbacks as _callbacks
 from fastnn import losses as _losses
 from fastnn import metrics as _metrics
 from fastnn import optimizers as _optimizers
+from fastnn import saving as _saving
 from fastnn.backend import current_ops
 from fastnn.layers.base import Layer, Workspace, unique_name
 from fastnn.layers.core import InputLayer
+from fastnn.saving import load_model  # noqa: F401  (Keras: models.load_model(path))
 
 # Last-layer activation -> losses that can take its logits instead (Keras on
 # TensorFlow does the same): the loss fuses the activation, exactly and stably.
@@ -285,23 +287,23 @@ class Model:
             x = layer.forward(ops, x, training, ws)
         return x
 
-    def _batch_loss(self, ops, out, y, fused, ws_last, grad_out=None):
-        """Mean loss of a batch from its outputs (or the last layer's logits)."""
+    def _batch_loss(self, ops, out, y, fused, ws_last, grad_out=None, sample_weight=None):
+        """Mean loss of a batch from its outputs (or the last layer's logits);
+        ``sample_weight`` (one weight per target row, or None) weights each row."""
         loss = self.loss
         pred = (self._layers[-1].logits(ws_last) if fused else out).reshape(-1, out.shape[-1])
         return ops.loss(loss.kernel, pred, y, from_logits=loss.from_logits or fused,
-                        delta=loss.delta, grad_out=grad_out)
+                        delta=loss.delta, grad_out=grad_out, sample_weight=sample_weight)
 
-    def _train_step(self, ops, xb, yb, fused, ranges, metrics, sums, stop_on_nan, epoch, step):
+    def _train_step(self, ops, xb, yb, fused, ranges, metrics, sums, stop_on_nan, epoch, step,
+                    sample_weight=None, regs=()):
         layers, wss = self._layers, self._train_ws
         out = self._forward(ops, xb, True, wss)
         grad = wss[-1].buffer("dloss", out.shape, out.dtype)
-        loss = self._batch_loss(ops, out, yb, fused, wss[-1], grad.reshape(-1, out.shape[-1]))
+        loss = self._batch_loss(ops, out, yb, fused, wss[-1], grad.reshape(-1, out.shape[-1]),
+                                sample_weight)
         if stop_on_nan and not math.isfinite(loss):
-            where = "train_on_batch" if epoch is None else f"epoch {epoch + 1}, batch {step + 1}"
-            raise FloatingPointError(f"{self.name}: the loss became {loss} at {where}; the "
-                                     "update was not applied, so the weights are the last finite "
-                                     "ones (lower the learning rate, or clip gradients)")
+            raise self._nan_loss_error(loss, epoch, step)
         d = grad
         last = len(layers) - 1
         for i in range(last, -1, -1):
@@ -309,6 +311,11 @@ class Model:
                 d = layers[i].backward(ops, d, wss[i], i > 0, from_preact=True)
             else:
                 d = layers[i].backward(ops, d, wss[i], i > 0)
+        if regs:
+            # Keras adds the weights' penalties to the loss it reports and trains on.
+            loss += self._regularize(ops, regs, with_grad=True)
+            if stop_on_nan and not math.isfinite(loss):
+                raise self._nan_loss_error(loss, epoch, step)
         self.optimizer.apply(ops, self._params, self._grads, ranges[0], ranges[1])
         if metrics:
             pred = out.reshape(-1, out.shape[-1])
@@ -316,17 +323,133 @@ class Model:
                 sums[k] += ops.metric_sum(metric.kernel, pred, yb)
         return loss
 
+    def _nan_loss_error(self, loss, epoch, step):
+        where = "train_on_batch" if epoch is None else f"epoch {epoch + 1}, batch {step + 1}"
+        return FloatingPointError(f"{self.name}: the loss became {loss} at {where}; the "
+                                  "update was not applied, so the weights are the last finite "
+                                  "ones (lower the learning rate, or clip gradients)")
+
+    # ---- regularizers (penalties of trainable weights) -----------------------
+    def _regularized_ranges(self):
+        """(start, stop, l1, l2) of each trainable weight with a nonzero regularizer,
+        neighbours with equal factors merged: empty when nothing is regularized, so
+        an unregularized model pays nothing. Computed at the start of every fit, as
+        the trainable ranges are (Keras counts trainable weights' penalties only)."""
+        trainable = {id(w) for layer in self._layers for w in layer.trainable_weights}
+        regs = []
+        for start, stop, w in self._weight_ranges:
+            reg = getattr(w, "regularizer", None)
+            if reg is None or reg.is_zero or id(w) not in trainable or stop == start:
+                continue
+            if regs and regs[-1][1] == start and regs[-1][2:] == (reg.l1, reg.l2):
+                regs[-1] = (regs[-1][0], stop, reg.l1, reg.l2)
+            else:
+                regs.append((start, stop, reg.l1, reg.l2))
+        return tuple(regs)
+
+    def _regularize(self, ops, regs, with_grad):
+        """The summed penalty over ``regs``; with_grad adds its gradient to the
+        flat gradient buffer (after backward, before clipping and the update)."""
+        params, grads = self._params, self._grads
+        penalty = 0.0
+        for start, stop, l1, l2 in regs:
+            penalty += ops.regularize_(grads[start:stop] if with_grad else None,
+                                       params[start:stop], l1, l2)
+        return penalty
+
+    # ---- sample and class weights --------------------------------------------
+    def _prepare_sample_weight(self, sample_weight, class_weight, y, n, where):
+        """One loss weight per target row of the prepared ``y`` (model dtype), or None.
+
+        sample_weight: (n,) (or (n, 1); or one weight per time step for sequence
+        outputs). class_weight: {class index: weight}, the class read from the
+        integer labels, the argmax of one-hot targets or the rounded single
+        output; classes it does not name weigh 1 (Keras 3). Both at once is an
+        error, as in Keras 3.
+        """
+        if sample_weight is None and class_weight is None:
+            return None
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError(f"{where}: pass sample_weight or class_weight, not both "
+                             "(multiply the class weights into sample_weight yourself)")
+        if sample_weight is not None:
+            return self._check_sample_weight(sample_weight, y, n, where)
+        return self._class_weight_per_row(class_weight, y, where)
+
+    def _check_sample_weight(self, sample_weight, y, n, where):
+        w = np.asarray(sample_weight)
+        y_rows = y.shape[0] // n
+        per_step = (n,) + self._layers[-1].output_shape[:-1]
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: sample_weight must be numeric, got dtype {w.dtype}")
+        if w.shape == (n, 1):
+            w = w.reshape(n)
+        if w.shape == (n,):
+            w = np.repeat(w, y_rows) if y_rows > 1 else w
+        elif y_rows > 1 and w.shape == per_step:
+            w = w.reshape(-1)
+        else:
+            steps = f" or {per_step} (one per time step)" if y_rows > 1 else ""
+            raise ValueError(f"{where}: sample_weight must have shape {(n,)}{steps}, one "
+                             f"weight per sample of x {(n,) + self._input_shape}; got {w.shape}")
+        w = w.astype(np.float64)
+        if not np.isfinite(w).all():
+            raise ValueError(f"{where}: sample_weight {w.shape} contains NaN or inf")
+        if (w < 0).any():
+            raise ValueError(f"{where}: sample_weight must be >= 0, got a minimum of {w.min()}")
+        return np.ascontiguousarray(w, dtype=self.dtype)
+
+    def _class_weight_per_row(self, class_weight, y, where):
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"{where}: class_weight must be a dict {{class index: weight}}, "
+                            f"got {type(class_weight).__name__}")
+        out_dim = self._layers[-1].output_shape[-1]
+        n_classes = 2 if out_dim == 1 else out_dim
+        table = np.ones(n_classes, dtype=np.float64)
+        for key, value in class_weight.items():
+            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) \
+                    or not 0 <= key < n_classes:
+                raise ValueError(
+                    f"{where}: class_weight has key {key!r}, but the model's output (layer "
+                    f"{self._layers[-1].name!r}, shape {(None,) + self._layers[-1].output_shape})"
+                    f" has classes 0..{n_classes - 1}")
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                                 np.floating)) \
+                    or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{where}: class_weight[{key}] must be a finite number >= 0, "
+                                 f"got {value!r}")
+            table[int(key)] = value
+        if self._sparse_targets():
+            classes = y
+        elif out_dim == 1:
+            classes = np.rint(y[:, 0]).astype(np.int64)
+        else:
+            classes = np.argmax(y, axis=1)
+        inside = (classes >= 0) & (classes < n_classes)
+        w = np.ones(classes.shape[0], dtype=np.float64)
+        w[inside] = table[classes[inside]]
+        return np.ascontiguousarray(w, dtype=self.dtype)
+
     # ---- public loops --------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            stop_on_nan=True):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, stop_on_nan=True):
         """Train for ``epochs`` epochs over (x, y) in shuffled batches; return a History.
 
         The last partial batch is trained, not dropped. ``validation_split`` holds
         out the last fraction of the data (before shuffling); ``validation_data``
-        is an (x, y) pair; both add ``val_*`` entries to the history. A NaN or inf
+        is an (x, y) or (x, y, sample_weight) tuple; both add ``val_*`` entries to
+        the history. ``sample_weight`` (one weight >= 0 per sample) or ``class_weight``
+        ({class index: weight}; not both, as Keras 3) weights each sample's loss,
+        still divided by the batch size; metrics stay unweighted (Keras' ``metrics=``).
+        validation_split splits sample_weight like x and y. Weight regularizers'
+        penalties are added to the reported loss and trained on. A NaN or inf
         loss raises FloatingPointError before that step's update unless
-        ``stop_on_nan=False``.
+        ``stop_on_nan=False`` (then ``callbacks.TerminateOnNaN`` can stop training).
+        ``verbose``: 0 silent; 1 (or "auto") a progress bar redrawn in place on a
+        terminal or in a notebook, just one line per epoch in a log file; 2 one
+        line per epoch. ``callbacks``: ``fastnn.callbacks.Callback`` instances;
+        validation runs their ``on_test_*`` hooks, as in Keras.
         """
         if self._in_fit:
             raise RuntimeError(f"{self.name}: fit() is already running (it is not re-entrant)")
@@ -341,6 +464,8 @@ class Model:
         self._check_ready_to_train(x.shape)
         y = self._prepare_y(y, x.shape[0], "fit")
         y_rows = y.shape[0] // x.shape[0]     # target rows per sample (sequence outputs)
+        sw = self._prepare_sample_weight(sample_weight, class_weight, y, x.shape[0], "fit")
+        val_sw = None
         if validation_split:
             n_val = int(x.shape[0] * validation_split)
             if n_val == 0 or n_val == x.shape[0]:
@@ -349,28 +474,36 @@ class Model:
             split = x.shape[0] - n_val
             validation_data = (x[split:], y[split * y_rows:], "prepared")
             x, y = x[:split], y[:split * y_rows]
+            if sw is not None and sample_weight is not None:
+                # Keras splits sample_weight with x and y; class_weight stays with training.
+                val_sw = sw[split * y_rows:]
+            sw = None if sw is None else sw[:split * y_rows]
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("fit: validation_data must be a pair (x_val, y_val) or a "
+                                 "triple (x_val, y_val, val_sample_weight)")
             vx = self._prepare_x(validation_data[0], "fit (validation_data)")
-            validation_data = (vx, self._prepare_y(validation_data[1], vx.shape[0],
-                                                   "fit (validation_data)"), "prepared")
+            vy = self._prepare_y(validation_data[1], vx.shape[0], "fit (validation_data)")
+            if len(validation_data) == 3:
+                val_sw = self._prepare_sample_weight(validation_data[2], None, vy, vx.shape[0],
+                                                     "fit (validation_data)")
+            validation_data = (vx, vy, "prepared")
 
         ops = current_ops()
         metrics = self._resolve_metrics()
         fused = self._fused_output()
         ranges = self._trainable_ranges()
+        regs = self._regularized_ranges()
         n = x.shape[0]
         steps = -(-n // batch_size)
-        history = _callbacks.History()
-        cb_list = list(callbacks or [])
         if verbose == "auto":
             verbose = 1
-        if verbose:
-            cb_list.append(_callbacks.ProgbarLogger(verbose))
-        cbs = _callbacks.CallbackList([history] + cb_list, self,
-                                      {"epochs": epochs, "steps": steps, "verbose": verbose})
-        self.history = history
+        # History and the progress bar come after the user's callbacks (Keras'
+        # order), so entries those add to the logs are recorded and printed
+        cbs = _callbacks.CallbackList(callbacks, self,
+                                      {"epochs": epochs, "steps": steps, "verbose": verbose},
+                                      add_history=True, add_progbar=bool(verbose))
+        history = self.history = cbs.history
         self.stop_training = False
         self._in_fit = True
         shuffled = Workspace()
@@ -386,8 +519,11 @@ class Model:
                     y_by_sample = y.reshape((n, y_rows) + y.shape[1:])
                     ys = np.take(y_by_sample, order, axis=0,
                                  out=shuffled.buffer("y", y_by_sample.shape, y.dtype)).reshape(y.shape)
+                    sws = None if sw is None else np.take(
+                        sw.reshape(n, y_rows), order, axis=0,
+                        out=shuffled.buffer("sw", (n, y_rows), sw.dtype)).reshape(-1)
                 else:
-                    xs, ys = x, y
+                    xs, ys, sws = x, y, sw
                 loss_sum, sums = 0.0, [0.0] * len(metrics)
                 for step in range(steps):
                     start = step * batch_size
@@ -395,7 +531,9 @@ class Model:
                     if cbs.wants_batch_hooks:
                         cbs.on_train_batch_begin(step)
                     loss = self._train_step(ops, xs[start:stop], ys[start * y_rows:stop * y_rows],
-                                            fused, ranges, metrics, sums, stop_on_nan, epoch, step)
+                                            fused, ranges, metrics, sums, stop_on_nan, epoch, step,
+                                            None if sws is None
+                                            else sws[start * y_rows:stop * y_rows], regs)
                     loss_sum += loss * (stop - start)
                     if cbs.wants_batch_hooks:
                         seen = stop
@@ -405,7 +543,7 @@ class Model:
                 logs = self._logs(loss_sum, sums, metrics, min(n, (step + 1) * batch_size), y_rows)
                 if validation_data is not None:
                     val = self._evaluate_prepared(ops, validation_data[0], validation_data[1],
-                                                  batch_size, metrics, fused)
+                                                  batch_size, metrics, fused, cbs, val_sw)
                     logs.update({"val_" + k: v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
                 if self.stop_training:
@@ -421,30 +559,57 @@ class Model:
             logs[metric.name] = total / (seen * y_rows)
         return logs
 
-    def _evaluate_prepared(self, ops, x, y, batch_size, metrics, fused):
+    def _evaluate_prepared(self, ops, x, y, batch_size, metrics, fused, cbs=None,
+                           sample_weight=None):
         n = x.shape[0]
         y_rows = y.shape[0] // n
         wss = [Workspace() for _ in self._layers]
         loss_sum, sums = 0.0, [0.0] * len(metrics)
-        for start in range(0, n, batch_size):
+        batch_hooks = cbs is not None and cbs.wants_test_batch_hooks
+        if cbs is not None:
+            cbs.on_test_begin()
+        for step, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
+            if batch_hooks:
+                cbs.on_test_batch_begin(step)
             yb = y[start * y_rows:stop * y_rows]
+            wb = None if sample_weight is None else sample_weight[start * y_rows:stop * y_rows]
             out = self._forward(ops, x[start:stop], False, wss)
-            loss_sum += self._batch_loss(ops, out, yb, fused, wss[-1]) * (stop - start)
+            loss_sum += self._batch_loss(ops, out, yb, fused, wss[-1], None, wb) * (stop - start)
             pred = out.reshape(-1, out.shape[-1])
             for k, metric in enumerate(metrics):
                 sums[k] += ops.metric_sum(metric.kernel, pred, yb)
-        return self._logs(loss_sum, sums, metrics, n, y_rows)
+            if batch_hooks:
+                cbs.on_test_batch_end(step, self._logs(loss_sum, sums, metrics, stop, y_rows))
+        logs = self._logs(loss_sum, sums, metrics, n, y_rows)
+        regs = self._regularized_ranges()
+        if regs:
+            # Keras' test step adds the trainable weights' penalties to the loss too.
+            logs["loss"] += self._regularize(ops, regs, with_grad=False)
+        if cbs is not None:
+            cbs.on_test_end(logs)
+        return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """Return the mean loss over (x, y), or ``[loss, *metrics]`` when metrics were compiled."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 return_dict=False, callbacks=None):
+        """Return the mean loss over (x, y), or ``[loss, *metrics]`` when metrics were compiled.
+
+        ``callbacks`` get ``on_test_begin``, ``on_test_batch_begin/end`` and ``on_test_end``.
+        ``sample_weight`` (one weight >= 0 per sample) weights each sample's loss
+        (still divided by the number of samples, as Keras); metrics stay unweighted.
+        The loss includes the trainable weights' regularization penalties (Keras).
+        """
         batch_size = _check_batch_size(batch_size, "evaluate")
         x = self._prepare_x(x, "evaluate")
         self._check_ready_to_train(x.shape)
         y = self._prepare_y(y, x.shape[0], "evaluate")
+        sw = self._prepare_sample_weight(sample_weight, None, y, x.shape[0], "evaluate")
         metrics = self._resolve_metrics()
+        cbs = None if callbacks is None else _callbacks.CallbackList(
+            callbacks, self, {"epochs": 1, "steps": -(-x.shape[0] // batch_size),
+                              "verbose": verbose})
         logs = self._evaluate_prepared(current_ops(), x, y, batch_size, metrics,
-                                       self._fused_output())
+                                       self._fused_output(), cbs, sw)
         if verbose in (1, 2):
             print(" - ".join(f"{k}: {v:.4g}" for k, v in logs.items()))
         if return_dict:
@@ -452,10 +617,12 @@ class Model:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto"):
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
         """Return the model's outputs for x, computed in batches (inference mode).
 
         Safe to call from several threads at once: each call has its own scratch.
+        ``callbacks`` get ``on_predict_begin``, ``on_predict_batch_begin/end``
+        (logs ``{"outputs": batch outputs}``) and ``on_predict_end``.
         """
         batch_size = _check_batch_size(batch_size, "predict")
         x = self._prepare_x(x, "predict")
@@ -463,9 +630,20 @@ class Model:
         n = x.shape[0]
         out = np.empty((n,) + self._layers[-1].output_shape, dtype=self.dtype)
         wss = [Workspace() for _ in self._layers]
-        for start in range(0, n, batch_size):
+        cbs = None if callbacks is None else _callbacks.CallbackList(
+            callbacks, self, {"epochs": 1, "steps": -(-n // batch_size), "verbose": verbose})
+        batch_hooks = cbs is not None and cbs.wants_predict_batch_hooks
+        if cbs is not None:
+            cbs.on_predict_begin()
+        for step, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
+            if batch_hooks:
+                cbs.on_predict_batch_begin(step)
             out[start:stop] = self._forward(ops, x[start:stop], False, wss)
+            if batch_hooks:
+                cbs.on_predict_batch_end(step, {"outputs": out[start:stop]})
+        if cbs is not None:
+            cbs.on_predict_end()
         return out
 
     def predict_on_batch(self, x):
@@ -477,26 +655,29 @@ class Model:
         """Keras' ``model(x)``: the outputs for x as one batch (inference mode)."""
         return self.predict_on_batch(x)
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
         """One training step on (x, y); returns the loss, or [loss, *metrics]."""
         x = self._prepare_x(x, "train_on_batch")
         self._check_ready_to_train(x.shape)
         y = self._prepare_y(y, x.shape[0], "train_on_batch")
+        sw = self._prepare_sample_weight(sample_weight, class_weight, y, x.shape[0],
+                                         "train_on_batch")
         if self._in_fit:
             raise RuntimeError(f"{self.name}: train_on_batch() inside fit() is not supported")
         metrics = self._resolve_metrics()
         sums = [0.0] * len(metrics)
         loss = self._train_step(current_ops(), x, y, self._fused_output(),
-                                self._trainable_ranges(), metrics, sums, True, None, None)
+                                self._trainable_ranges(), metrics, sums, True, None, None,
+                                sw, self._regularized_ranges())
         if not metrics:
             return loss
         return [loss] + [total / y.shape[0] for total in sums]
 
-    def test_on_batch(self, x, y):
+    def test_on_batch(self, x, y, sample_weight=None):
         """The loss (or [loss, *metrics]) on one batch, without training."""
         x_arr = np.asarray(x)
         return self.evaluate(x, y, batch_size=max(1, x_arr.shape[0] if x_arr.ndim else 1),
-                             verbose=0)
+                             verbose=0, sample_weight=sample_weight)
 
     # ---- weights and description ---------------------------------------------
     def get_weights(self):
@@ -538,6 +719,33 @@ class Model:
         print_fn(f"Total params: {total:,}")
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {total - trainable:,}")
+
+    # ---- saving (design decision 9; fastnn.saving does the work) ------------
+    def save(self, filepath, overwrite=True):
+        """Write the model to one file (any extension; ``.fnn`` recommended): architecture,
+        weights, compile config and optimizer state. Read it with ``models.load_model``."""
+        _saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write only the weights (read them with ``load_weights``)."""
+        _saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Copy the weights of a file from ``save_weights`` (or ``save``) into this model.
+
+        The architecture must match; on any mismatch nothing is changed (ValueError).
+        """
+        _saving.load_weights(self, filepath)
+
+    def get_config(self):
+        """The architecture as JSON-able data: name, input shape, each layer's class and config."""
+        return _saving.model_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A new, uncompiled model from ``get_config()``'s dict (fastnn's own layer
+        types, plus ``custom_objects``: class name -> class)."""
+        return _saving.model_from_config(config, custom_objects, model_class=cls)
 
 
 class Sequential(Model):

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from fastnn import schedules  # noqa: F401  (Keras' keras.optimizers.schedules)
+
 
 class Optimizer:
     """Base class: learning rate (float or schedule), weight decay and clipping."""

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend.compiled_ops import LOSS_CODES, METRIC_CODES
+from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import LOSSES, METRICS
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (13, 17), (64, 10), (3, 31)]
@@ -262,3 +263,71 @@ def test_wrong_shapes_and_options_are_value_errors():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         _core.loss_f32(ro, p, p, None, code["mse"], False, 1.0, 1)
+
+
+# ---- per-sample weights -----------------------------------------------------------
+
+def _weights(rng, n):
+    """Non-negative weights with some exact zeros (a zero must silence its row)."""
+    w = rng.uniform(0.0, 3.0, n).astype(np.float32)
+    w[::3] = 0.0
+    return w
+
+
+def _weighted(ops, name, p, t, from_logits, w):
+    grad = np.full(p.shape, np.nan, np.float32)
+    value = ops.loss(name, p, t, from_logits=from_logits, grad_out=grad, sample_weight=w)
+    return value, grad
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_weighted_loss_matches_numpy(numpy_ops, compiled_ops, rng, name, from_logits, shape):
+    p, t = _data(rng, name, shape, from_logits)
+    w = _weights(rng, shape[0])
+    ref, gref = _weighted(numpy_ops, name, p, t, from_logits, w)
+    got, g = _weighted(compiled_ops, name, p, t, from_logits, w)
+    np.testing.assert_allclose(got, ref, rtol=LOSS_RTOL, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(g, gref, rtol=GRAD_RTOL, atol=GRAD_ATOL, err_msg=name)
+    np.testing.assert_array_equal(g[w == 0], 0.0)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_weighted_loss_is_sum_over_batch_size(ops, rng, name):
+    # Keras' reduction: sum_i w_i loss_i / N (not / sum w); ones change nothing.
+    p, t = _data(rng, name, (7, 4), False)
+    per_sample = np.array([ops.loss(name, p[i:i + 1], t[i:i + 1]) for i in range(7)])
+    w = _weights(rng, 7)
+    expected = float((per_sample * w.astype(np.float64)).sum() / 7)
+    np.testing.assert_allclose(ops.loss(name, p, t, sample_weight=w), expected, rtol=1e-6)
+    ones = np.ones(7, np.float32)
+    g1, g2 = np.empty_like(p), np.empty_like(p)
+    assert ops.loss(name, p, t, sample_weight=ones, grad_out=g1) == ops.loss(name, p, t,
+                                                                            grad_out=g2)
+    np.testing.assert_array_equal(g1, g2)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_weighted_loss_one_and_two_threads_bitwise_equal(compiled_ops, rng, name):
+    p, t = _data(rng, name, (5003, 13), True)
+    w = _weights(rng, 5003)
+    results = []
+    for n in (1, 2):
+        with num_threads(n):
+            results.append(_weighted(compiled_ops, name, p, t, True, w))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_bad_sample_weight():
+    p = np.zeros((3, 4), np.float32)
+    code = LOSS_CODES["mse"]
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(3,\)"):
+        _core.loss_f32(None, p, p, None, code, False, 1.0, 1, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(3,\)"):
+        _core.loss_f32(None, p, p, None, code, False, 1.0, 1, np.ones((3, 1), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        _core.loss_f32(None, p, p, None, code, False, 1.0, 1, np.ones(3, np.float64))
+    with pytest.raises(ValueError, match="sample_weight"):
+        NumpyOps().loss("mse", p, p, sample_weight=np.ones(2))

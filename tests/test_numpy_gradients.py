@@ -136,3 +136,25 @@ def test_loss_values_match_keras_formulas():
         -np.log(0.75))
     assert ops.loss("sparse_categorical_crossentropy", p, np.array([0])) == pytest.approx(
         -np.log(0.25))
+
+
+@pytest.mark.parametrize("name,from_logits", LOSS_CASES)
+def test_weighted_loss_gradient_matches_finite_differences(name, from_logits, rng):
+    y_pred, y_true = loss_case(name, from_logits, rng)
+    w = rng.uniform(0.0, 2.0, size=y_pred.shape[0])
+    w[1] = 0.0
+    grad = np.empty_like(y_pred)
+    ops.loss(name, y_pred, y_true, from_logits=from_logits, grad_out=grad, sample_weight=w)
+    numeric = numeric_grad(
+        lambda: ops.loss(name, y_pred, y_true, from_logits=from_logits, sample_weight=w), y_pred)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("l1,l2", [(0.01, 0.0), (0.0, 0.3), (0.2, 0.05)])
+def test_regularizer_penalty_gradient_matches_finite_differences(l1, l2, rng):
+    w = away_from_kinks(rng, (5, 3))          # no weight at the |w| kink
+    grad = np.zeros_like(w)
+    penalty = ops.regularize_(grad, w, l1, l2)
+    assert penalty == pytest.approx(l1 * np.abs(w).sum() + l2 * (w * w).sum(), rel=1e-12)
+    numeric = numeric_grad(lambda: ops.regularize_(None, w, l1, l2), w)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)

@@ -128,3 +128,22 @@ cdef extern from "fastnn.h" nogil:
                                    const float *X, const float *mean, const float *var,
                                    const float *gamma, int64_t M, int64_t C, double eps,
                                    int batch_stats, int nthreads) noexcept
+
+    int fnn_max_pool2d_forward_f32(float *Y, int64_t *argmax, const float *X,
+                                   int64_t N, int64_t H, int64_t W, int64_t C,
+                                   int64_t OH, int64_t OW, int64_t KH, int64_t KW,
+                                   int64_t SH, int64_t SW, int64_t top, int64_t left,
+                                   int nthreads) noexcept
+    int fnn_max_pool2d_backward_f32(float *dX, const float *dY, const int64_t *argmax,
+                                    int64_t N, int64_t H, int64_t W, int64_t C,
+                                    int64_t OH, int64_t OW, int nthreads) noexcept
+    int fnn_avg_pool2d_forward_f32(float *Y, const float *X,
+                                   int64_t N, int64_t H, int64_t W, int64_t C,
+                                   int64_t OH, int64_t OW, int64_t KH, int64_t KW,
+                                   int64_t SH, int64_t SW, int64_t top, int64_t left,
+                                   int nthreads) noexcept
+    int fnn_avg_pool2d_backward_f32(float *dX, const float *dY,
+                                    int64_t N, int64_t H, int64_t W, int64_t C,
+                                    int64_t OH, int64_t OW, int64_t KH, int64_t KW,
+                                    int64_t SH, int64_t SW, int64_t top, int64_t left,
+                                    int nthreads) noexcept

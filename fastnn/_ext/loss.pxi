@@ -3,18 +3,20 @@
 
 
 def loss_f32(object grad, cnp.ndarray Y_pred not None, object Y_true, object labels, int kind,
-             bint from_logits, double huber_delta, int nthreads):
+             bint from_logits, double huber_delta, int nthreads, object sample_weight=None):
     """The mean loss over the batch (a float); fills grad (N, D) with dloss/dY_pred.
 
     Y_pred is float32 (N, D). Targets: Y_true float32 (N, D) for every kind but
     sparse categorical cross-entropy, which takes labels, int64 (N,) in [0, D).
-    grad may be None (loss only).
+    grad may be None (loss only). sample_weight, float32 (N,) or None, multiplies
+    each sample's loss and gradient row (the mean still divides by N).
     """
     cdef Py_ssize_t n = _k_rows2(Y_pred, "loss_f32", "Y_pred")
     cdef Py_ssize_t d = Y_pred.shape[1]
     cdef const float *p
     cdef const float *t = NULL
     cdef const int64_t *lab = NULL
+    cdef const float *sw = NULL
     cdef float *g = NULL
     cdef double loss = 0.0
     cdef int status
@@ -34,10 +36,12 @@ def loss_f32(object grad, cnp.ndarray Y_pred not None, object Y_true, object lab
         t = <const float *>_k_arr2(Y_true, _K_F32, n, d, "loss_f32", "Y_true")
     if kind == FNN_LOSS_HUBER and not huber_delta > 0.0:
         raise ValueError(f"loss_f32: huber delta must be > 0, got {huber_delta}")
+    if sample_weight is not None:
+        sw = <const float *>_k_arr1(sample_weight, _K_F32, n, "loss_f32", "sample_weight")
     if grad is not None:
         g = <float *>_k_arr2(grad, _K_F32, n, d, "loss_f32", "grad", True)
     with nogil:
-        status = fnn_loss_f32(&loss, g, p, t, lab, n, d, kind, from_logits, huber_delta,
+        status = fnn_loss_f32(&loss, g, p, t, lab, sw, n, d, kind, from_logits, huber_delta,
                               nthreads)
     if status == FNN_ERR_LABEL:
         raise ValueError(f"loss_f32: a class index in labels is out of range [0, {d})")

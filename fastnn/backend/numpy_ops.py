@@ -9,8 +9,9 @@ import math
 import numpy as np
 
 from fastnn.backend.ops import (
-    ELU_ALPHA, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops, check_activation,
-    check_gemm_args,
+    DROPOUT_GOLDEN, ELU_ALPHA, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops, check_activation,
+    check_batchnorm_args, check_dropout_args, check_gemm_args, conv2d_output_shape,
+    conv2d_padding, dropout_scale, dropout_threshold, mix64,
 )
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -141,7 +142,8 @@ class NumpyOps(Ops):
         return _write(dz @ w.T, dx_out)
 
     # ---- losses and metrics --------------------------------------------------
-    def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None):
+    def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None,
+             sample_weight=None):
         n = y_pred.shape[0]
         if n == 0:
             raise ValueError(f"loss {name!r}: empty batch")
@@ -160,6 +162,13 @@ class NumpyOps(Ops):
                                  f"{y_pred.shape} differ")
             t = y_true.astype(np.float64)
         per_sample, grad = _loss_and_grad(name, p, t, from_logits, delta)
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != (n,):
+                raise ValueError(f"loss {name!r}: sample_weight must have shape {(n,)}, "
+                                 f"got {w.shape}")
+            per_sample = per_sample * w
+            grad = grad * w[:, None]
         if grad_out is not None:
             np.copyto(grad_out, grad / n, casting="same_kind")
         return float(per_sample.sum() / n)
@@ -243,6 +252,273 @@ class NumpyOps(Ops):
 
     def all_finite(self, x):
         return bool(np.isfinite(x).all())
+
+    # ---- weight regularizers -------------------------------------------------
+    def regularize_(self, grad, param, l1, l2):
+        if not (0.0 <= l1 < np.inf and 0.0 <= l2 < np.inf):
+            raise ValueError(f"regularize_: l1 and l2 must be finite and >= 0, got "
+                             f"l1={l1}, l2={l2}")
+        if grad is not None:
+            t = param.dtype.type
+            grad += t(l1) * np.sign(param) + t(2.0 * l2) * param
+        w64 = param.astype(np.float64, copy=False).reshape(-1)
+        return float(l1 * np.abs(w64).sum() + l2 * np.dot(w64, w64))
+
+    # ---- dropout --------------------------------------------------------------
+    def dropout_mask(self, seed, rate, mask_out):
+        seed, rate = check_dropout_args(seed, rate, "dropout_mask")
+        _check_mask(mask_out, None, "dropout_mask")
+        np.copyto(mask_out, _dropout_keep(seed, rate, mask_out.size).reshape(mask_out.shape))
+        return mask_out
+
+    def dropout_forward(self, x, seed, rate, out=None, mask_out=None):
+        seed, rate = check_dropout_args(seed, rate, "dropout_forward")
+        keep = _dropout_keep(seed, rate, x.size).reshape(x.shape)
+        if mask_out is not None:
+            np.copyto(_check_mask(mask_out, x.shape, "dropout_forward"), keep)
+        t = x.dtype.type
+        return _write(np.where(keep, x * t(dropout_scale(rate)), t(0)), out)
+
+    def dropout_backward(self, dy, mask, rate, out=None):
+        _, rate = check_dropout_args(0, rate, "dropout_backward")
+        _check_mask(mask, dy.shape, "dropout_backward")
+        t = dy.dtype.type
+        return _write(np.where(mask != 0, dy * t(dropout_scale(rate)), t(0)), out)
+
+    # ---- batch normalization -------------------------------------------------
+    def batchnorm_stats(self, x, mean_out, var_out):
+        _check_bn(x, {"mean_out": mean_out, "var_out": var_out}, "batchnorm_stats",
+                  required=("mean_out", "var_out"))
+        if x.shape[0] < 1:
+            raise ValueError("batchnorm_stats: x has no rows; batch statistics need at least one")
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=0)
+        np.copyto(mean_out, mean, casting="same_kind")
+        np.copyto(var_out, np.square(x64 - mean).mean(axis=0), casting="same_kind")
+
+    def batchnorm_update_moving_(self, moving_mean, moving_var, mean, var, momentum):
+        _check_bn(np.reshape(moving_mean, (1, -1)),
+                  {"moving_var": moving_var, "mean": mean, "var": var},
+                  "batchnorm_update_moving_", required=("moving_var", "mean", "var"))
+        rest = 1.0 - momentum
+        for moving, batch in ((moving_mean, mean), (moving_var, var)):
+            np.copyto(moving, moving.astype(np.float64) * momentum
+                      + batch.astype(np.float64) * rest, casting="same_kind")
+
+    def batchnorm_forward(self, x, mean, var, gamma, beta, *, epsilon, out=None):
+        _check_bn(x, {"mean": mean, "var": var, "gamma": gamma, "beta": beta},
+                  "batchnorm_forward", required=("mean", "var"))
+        k = _bn_scale(var, gamma, epsilon).astype(x.dtype)
+        y = (x - mean) * k
+        if beta is not None:
+            y += beta
+        return _write(y, out)
+
+    def batchnorm_backward(self, dy, x, mean, var, gamma, *, epsilon, batch_stats,
+                           dgamma_out=None, dbeta_out=None, dx_out=None):
+        _check_bn(x, {"mean": mean, "var": var, "gamma": gamma, "dgamma_out": dgamma_out,
+                      "dbeta_out": dbeta_out}, "batchnorm_backward", required=("mean", "var"))
+        if not isinstance(dy, np.ndarray) or dy.shape != x.shape:
+            raise ValueError(f"batchnorm_backward: dy must have x's shape {x.shape}, got "
+                             f"{getattr(dy, 'shape', type(dy).__name__)}")
+        m = x.shape[0]
+        s = 1.0 / np.sqrt(var.astype(np.float64) + epsilon)
+        dy64 = dy.astype(np.float64)
+        sum_dy = dy64.sum(axis=0)
+        sum_dyx = (dy64 * (x.astype(np.float64) - mean.astype(np.float64))).sum(axis=0)
+        if dbeta_out is not None:
+            np.copyto(dbeta_out, sum_dy, casting="same_kind")
+        if dgamma_out is not None:
+            np.copyto(dgamma_out, sum_dyx * s, casting="same_kind")
+        if dx_out is False:
+            return None
+        dtype = x.dtype
+        k = _bn_scale(var, gamma, epsilon).astype(dtype)
+        if batch_stats and m > 0:
+            a = (sum_dy / m).astype(dtype)
+            b = (sum_dyx * s * s / m).astype(dtype)
+            dx = k * (dy - a - (x - mean) * b)
+        else:
+            dx = k * dy
+        return _write(dx, dx_out)
+
+    # ---- convolution (NHWC) ---------------------------------------------------
+    # im2col as a strided view: _windows(x) is (N, OH, OW, C, KH, KW) without a
+    # copy; tensordot over (KH, KW, C) then is the convolution. The backward
+    # pass is the transpose: dw contracts the same windows with dz over
+    # (N, OH, OW); dx scatters dz @ w^T back, one kernel tap at a time.
+    def conv2d_forward(self, x, w, b, *, strides, padding, dilation, activation, out=None,
+                       preact_out=None, cols=None):
+        activation = check_activation(activation)
+        geom = _ConvGeometry(x.shape, w.shape[:2], strides, padding, dilation)
+        win = geom.windows(np.pad(x, geom.pad_widths()))
+        z = np.tensordot(win, w, axes=([4, 5, 3], [0, 1, 2]))
+        if b is not None:
+            z += b
+        if preact_out is not None:
+            _write(z, preact_out)
+        return _write(_activate(activation, z), out)
+
+    def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
+                        dw_out, db_out, dx_out=None, scratch=None, cols=None):
+        dz = _activation_grad(check_activation(activation), dy, preact, y)
+        if scratch is not None:
+            np.copyto(scratch, dz)
+        geom = _ConvGeometry(x.shape, w.shape[:2], strides, padding, dilation)
+        win = geom.windows(np.pad(x, geom.pad_widths()))
+        dw = np.tensordot(win, dz, axes=([0, 1, 2], [0, 1, 2]))      # (C, KH, KW, F)
+        np.copyto(dw_out, dw.transpose(1, 2, 0, 3))
+        if db_out is not None:
+            np.sum(dz, axis=(0, 1, 2), out=db_out)
+        if dx_out is False:
+            return None
+        dcols = np.tensordot(dz, w, axes=([3], [3]))                 # (N, OH, OW, KH, KW, C)
+        dxp = np.zeros(geom.padded_shape(), dtype=x.dtype)
+        for p in range(geom.kh):
+            for q in range(geom.kw):
+                dxp[geom.tap(p, q)] += dcols[:, :, :, p, q, :]
+        return _write(geom.crop(dxp), dx_out)
+
+    # ---- pooling (NHWC) --------------------------------------------------------
+    def max_pool2d_forward(self, x, *, pool_size, strides, padding, out=None, argmax_out=None):
+        geom = _ConvGeometry(x.shape, pool_size, strides, padding, (1, 1))
+        pads = geom.pad_widths()
+        vals = geom.windows(np.pad(x, pads, constant_values=-np.inf))
+        valid = geom.windows(np.pad(np.ones(x.shape[1:3], bool), pads[1:3]), spatial=(0, 1))
+        vals = vals.reshape(vals.shape[:4] + (-1,))                  # (N, OH, OW, C, KH*KW)
+        valid = valid.reshape(valid.shape[:2] + (1, -1))             # (OH, OW, 1, KH*KW)
+        # Every window holds at least one real element, so this maximum (NaN
+        # propagating) is one of them; the first real element equal to it wins.
+        y = vals.max(axis=-1)
+        if argmax_out is not None:
+            m = y[..., None]
+            hit = valid & ((vals == m) | (np.isnan(vals) & np.isnan(m)))
+            k = hit.argmax(axis=-1)
+            p, q = np.divmod(k, geom.kw)
+            i = np.arange(geom.oh).reshape(1, -1, 1, 1)
+            j = np.arange(geom.ow).reshape(1, 1, -1, 1)
+            h = i * geom.sh + p - geom.top
+            col = j * geom.sw + q - geom.left
+            np.copyto(argmax_out, h * geom.w + col)
+        return _write(y, out)
+
+    def max_pool2d_backward(self, dy, argmax, *, input_shape, out=None):
+        n, h, w, c = input_shape
+        dx = np.zeros((n, h * w, c), dtype=dy.dtype)
+        rows = np.arange(n).reshape(-1, 1, 1, 1)
+        chans = np.arange(c).reshape(1, 1, 1, -1)
+        np.add.at(dx, (rows, argmax, chans), dy)    # overlapping windows add up
+        return _write(dx.reshape(input_shape), out)
+
+    def avg_pool2d_forward(self, x, *, pool_size, strides, padding, out=None):
+        geom = _ConvGeometry(x.shape, pool_size, strides, padding, (1, 1))
+        total = geom.windows(np.pad(x, geom.pad_widths())).sum(axis=(4, 5))
+        return _write(total / geom.counts(x.dtype), out)
+
+    def avg_pool2d_backward(self, dy, *, input_shape, pool_size, strides, padding, out=None):
+        geom = _ConvGeometry(input_shape, pool_size, strides, padding, (1, 1))
+        share = dy / geom.counts(dy.dtype)
+        dxp = np.zeros(geom.padded_shape(), dtype=dy.dtype)
+        for p in range(geom.kh):
+            for q in range(geom.kw):
+                dxp[geom.tap(p, q)] += share
+        return _write(geom.crop(dxp), out)
+
+
+class _ConvGeometry:
+    """Index arithmetic of one convolution / pooling window over NHWC inputs."""
+
+    def __init__(self, x_shape, kernel_hw, strides, padding, dilation):
+        self.n, self.h, self.w, self.c = (int(d) for d in x_shape)
+        self.kh, self.kw = (int(d) for d in kernel_hw)
+        self.sh, self.sw = _ints2(strides)
+        self.dh, self.dw = _ints2(dilation)
+        self.oh, self.ow = conv2d_output_shape((self.h, self.w), (self.kh, self.kw),
+                                               (self.sh, self.sw), padding, (self.dh, self.dw))
+        if self.oh < 1 or self.ow < 1:
+            raise ValueError(f"window {(self.kh, self.kw)} (dilation {(self.dh, self.dw)}) is "
+                             f"larger than the input {(self.h, self.w)} with {padding!r} padding")
+        self.top, self.bottom = conv2d_padding(self.h, self.kh, self.sh, padding, self.dh)
+        self.left, self.right = conv2d_padding(self.w, self.kw, self.sw, padding, self.dw)
+
+    def pad_widths(self):
+        return ((0, 0), (self.top, self.bottom), (self.left, self.right), (0, 0))
+
+    def padded_shape(self):
+        return (self.n, self.h + self.top + self.bottom, self.w + self.left + self.right, self.c)
+
+    def windows(self, xp, spatial=(1, 2)):
+        """Strided view of padded ``xp``: (..., OH, OW, [rest], KH, KW) -- the
+        (OH, OW) axes replace ``spatial``, the kernel taps come last."""
+        span = ((self.kh - 1) * self.dh + 1, (self.kw - 1) * self.dw + 1)
+        v = np.lib.stride_tricks.sliding_window_view(xp, span, axis=spatial)
+        index = [slice(None)] * v.ndim
+        index[spatial[0]] = slice(0, (self.oh - 1) * self.sh + 1, self.sh)
+        index[spatial[1]] = slice(0, (self.ow - 1) * self.sw + 1, self.sw)
+        index[-2] = slice(None, None, self.dh)
+        index[-1] = slice(None, None, self.dw)
+        return v[tuple(index)]
+
+    def tap(self, p, q):
+        """Index of the padded-input elements kernel tap (p, q) reads, (N, OH, OW, C)."""
+        rows = slice(p * self.dh, p * self.dh + (self.oh - 1) * self.sh + 1, self.sh)
+        cols = slice(q * self.dw, q * self.dw + (self.ow - 1) * self.sw + 1, self.sw)
+        return (slice(None), rows, cols, slice(None))
+
+    def crop(self, xp):
+        return xp[:, self.top:self.top + self.h, self.left:self.left + self.w, :]
+
+    def counts(self, dtype):
+        """Real (non-padded) elements in each window, (OH, OW, 1)."""
+        ones = np.pad(np.ones((self.h, self.w), dtype), ((self.top, self.bottom),
+                                                         (self.left, self.right)))
+        return self.windows(ones, spatial=(0, 1)).sum(axis=(2, 3))[..., None]
+
+
+def _ints2(value):
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    a, b = value
+    return int(a), int(b)
+
+
+def _dropout_keep(seed, rate, n):
+    """The keep decisions (bool, n) of flat elements 0..n-1: splitmix64 read at
+    position i from key mix64(seed), its top 53 bits against the threshold --
+    csrc/dropout.c's arithmetic, in uint64 (which wraps mod 2**64 as C does)."""
+    z = np.arange(1, n + 1, dtype=np.uint64)
+    z *= np.uint64(DROPOUT_GOLDEN)
+    z += np.uint64(mix64(seed))
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)) >= np.uint64(dropout_threshold(rate))
+
+
+def _check_mask(mask, shape, where):
+    """A uint8 mask array of ``shape`` (None: any shape)."""
+    if (not isinstance(mask, np.ndarray) or mask.dtype != np.uint8
+            or (shape is not None and mask.shape != tuple(shape))):
+        want = "" if shape is None else f" of shape {tuple(shape)}"
+        raise ValueError(f"{where}: mask must be a uint8 array{want}, got "
+                         f"{getattr(mask, 'dtype', type(mask).__name__)} "
+                         f"{getattr(mask, 'shape', '')}")
+    return mask
+
+
+def _check_bn(x, vectors, where, required=()):
+    for name in required:
+        if vectors[name] is None:
+            raise ValueError(f"{where}: {name} is required")
+    return check_batchnorm_args(x, vectors, where)
+
+
+def _bn_scale(var, gamma, epsilon):
+    """Per-channel gamma / sqrt(var + epsilon) in float64 (gamma None: 1)."""
+    inv = 1.0 / np.sqrt(var.astype(np.float64) + epsilon)
+    return inv if gamma is None else gamma.astype(np.float64) * inv
 
 
 def _decay(p, decay):

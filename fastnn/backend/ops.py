@@ -86,7 +86,8 @@ class Ops:
         raise NotImplementedError
 
     # ---- losses and metrics --------------------------------------------------
-    def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None):
+    def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None,
+             sample_weight=None):
         """Return the mean loss over the batch; fill ``grad_out`` with dloss/dy_pred.
 
         y_pred is (N, D); y_true is (N, D) of y_pred's dtype, or (N,) int64 class
@@ -95,6 +96,9 @@ class Ops:
         With ``from_logits`` the sigmoid/softmax is fused into the loss. Without
         it, probabilities are clipped to [1e-7, 1 - 1e-7] and categorical
         predictions are first normalised to sum to 1, as Keras does.
+        ``sample_weight`` (N,) of y_pred's dtype, >= 0, or None (all ones)
+        multiplies each sample's loss and gradient row; the mean still divides
+        by N, not by the sum of the weights (Keras' "sum over batch size").
         """
         raise NotImplementedError
 
@@ -148,6 +152,173 @@ class Ops:
         """True when x holds no NaN or inf."""
         raise NotImplementedError
 
+    # ---- weight regularizers -------------------------------------------------
+    def regularize_(self, grad, param, l1, l2):
+        """Return Keras' penalty ``l1 sum|param| + l2 sum param^2`` (a Python float,
+        accumulated in float64, deterministic) and, unless ``grad`` is None, add
+        its gradient ``l1 sign(param) + 2 l2 param`` to ``grad`` in place.
+
+        ``grad`` has param's shape and dtype; l1, l2 are finite and >= 0.
+        """
+        raise NotImplementedError
+
+    # ---- dropout --------------------------------------------------------------
+    # The mask is counter-based (see dropout_keep): element i's fate depends on
+    # (seed, i) alone, so both backends and any thread count draw the same one.
+    def dropout_mask(self, seed, rate, mask_out):
+        """Fill ``mask_out`` (uint8, any shape, C-contiguous) with 1 where flat
+        element i is kept for ``seed``, 0 where it is dropped; returns it."""
+        raise NotImplementedError
+
+    def dropout_forward(self, x, seed, rate, out=None, mask_out=None):
+        """Inverted dropout: ``out = where(keep, x / (1 - rate), 0)`` (as x * scale,
+        scale = dropout_scale(rate) in x's dtype), keep = the mask of ``seed`` over
+        x's flat indices, written to ``mask_out`` (uint8, x's shape) when given.
+        ``seed`` is an int in [0, 2**64); ``rate`` in [0, 1). ``out`` may be ``x``."""
+        raise NotImplementedError
+
+    def dropout_backward(self, dy, mask, rate, out=None):
+        """Return ``where(mask, dy * scale, 0)`` for a uint8 ``mask`` of dy's shape.
+
+        The same product applies a given (e.g. broadcast) mask in a forward pass.
+        ``out`` may be ``dy``."""
+        raise NotImplementedError
+
+    # ---- batch normalization -------------------------------------------------
+    # x is (M, C): every axis but the channels flattened into rows. Statistics
+    # are summed in float64 over fixed row chunks (bitwise for any thread count).
+    def batchnorm_stats(self, x, mean_out, var_out):
+        """Write the per-channel batch mean and biased variance of x (M, C), M >= 1,
+        into ``mean_out`` and ``var_out`` (C,) (OVERWRITTEN)."""
+        raise NotImplementedError
+
+    def batchnorm_update_moving_(self, moving_mean, moving_var, mean, var, momentum):
+        """Keras' update, in place: moving = moving * momentum + batch * (1 - momentum)
+        for the mean and the (biased) variance, computed in float64."""
+        raise NotImplementedError
+
+    def batchnorm_forward(self, x, mean, var, gamma, beta, *, epsilon, out=None):
+        """Return ``(x - mean) * k + beta`` with ``k = gamma / sqrt(var + epsilon)`` per
+        channel (k in float64, rounded to x's dtype); gamma/beta None mean 1/0."""
+        raise NotImplementedError
+
+    def batchnorm_backward(self, dy, x, mean, var, gamma, *, epsilon, batch_stats,
+                           dgamma_out=None, dbeta_out=None, dx_out=None):
+        """Backward of batchnorm_forward. Writes (OVERWRITES) ``dbeta_out`` = sum dy and
+        ``dgamma_out`` = sum dy (x - mean) / sqrt(var + epsilon) when given. Returns
+        dx in ``dx_out`` (or a new array; None when ``dx_out is False``): through the
+        batch statistics (mean and var computed from x) when ``batch_stats``, else
+        through fixed statistics, ``dy * gamma / sqrt(var + epsilon)``."""
+        raise NotImplementedError
+
+    # ---- convolution (NHWC) ---------------------------------------------------
+    # Shapes: x (N, H, W, C), w (KH, KW, C, F) (Keras' kernel layout), y (N, OH, OW, F).
+    # strides (sh, sw) and dilation (dh, dw) are ints >= 1; padding is "valid" or
+    # "same" (Keras/TF: see conv2d_padding). conv2d_output_shape gives (OH, OW).
+    def conv2d_forward(self, x, w, b, *, strides, padding, dilation, activation, out=None,
+                       preact_out=None, cols=None):
+        """Return ``y = act(conv(x, w) + b)``: x (N,H,W,C), w (KH,KW,C,F), b (F,) or None.
+
+        y[n, i, j, f] = sum over (p, q, c) of x[n, i*sh + p*dh - top, j*sw + q*dw - left, c]
+        * w[p, q, c, f] (zero outside x) + b[f]; (OH, OW) = conv2d_output_shape(...).
+        ``preact_out`` (N,OH,OW,F), when given, receives conv + b (as dense_forward);
+        it must be given when the activation needs the pre-activation or is softmax.
+        ``cols``: optional 1-D float scratch of x's dtype with at least
+        conv2d_cols_size(...) elements that a kernel may use (im2col); NumPy ignores it.
+        """
+        raise NotImplementedError
+
+    def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
+                        dw_out, db_out, dx_out=None, scratch=None, cols=None):
+        """Backward of conv2d_forward.
+
+        dz = dy * act'(preact or y) (``scratch`` (N,OH,OW,F), optional, receives it);
+        ``dw_out`` (KH,KW,C,F) and ``db_out`` (F,) (None when the layer has no bias)
+        are OVERWRITTEN. Returns dx (N,H,W,C) in ``dx_out`` when given or a new
+        array; returns None when ``dx_out is False`` (first layer). ``cols`` as in
+        conv2d_forward.
+        """
+        raise NotImplementedError
+
+    # ---- pooling (NHWC) --------------------------------------------------------
+    # pool_size (ph, pw) and strides (sh, sw) are ints >= 1; padding "valid" |
+    # "same" with conv2d_padding's split (dilation 1). Output (N, OH, OW, C) with
+    # (OH, OW) = conv2d_output_shape((H, W), pool_size, strides, padding, (1, 1)).
+    def max_pool2d_forward(self, x, *, pool_size, strides, padding, out=None, argmax_out=None):
+        """Return y (N,OH,OW,C), each window's maximum of x (N,H,W,C).
+
+        ``argmax_out`` (N,OH,OW,C) int64, when given, receives the index (h * W + w,
+        in x's H*W plane) of each window's maximum, the first one in row-major
+        window order on ties. Padded positions never win ("same" pads with -inf,
+        as TF); NaN propagates (a NaN is the maximum of its window).
+        """
+        raise NotImplementedError
+
+    def max_pool2d_backward(self, dy, argmax, *, input_shape, out=None):
+        """Return dx of ``input_shape`` (N,H,W,C): zeros, plus each dy[n,i,j,c]
+        added at (n, argmax[n,i,j,c], c) (windows that overlap add up)."""
+        raise NotImplementedError
+
+    def avg_pool2d_forward(self, x, *, pool_size, strides, padding, out=None):
+        """Return y (N,OH,OW,C), each window's mean; with "same" padding the sum
+        is divided by the count of non-padded elements in the window (TF/Keras)."""
+        raise NotImplementedError
+
+    def avg_pool2d_backward(self, dy, *, input_shape, pool_size, strides, padding, out=None):
+        """Return dx of ``input_shape`` (N,H,W,C): each dy spread evenly over the
+        non-padded elements of its window (1 / count each)."""
+        raise NotImplementedError
+
+
+DROPOUT_GOLDEN = 0x9E3779B97F4A7C15    # splitmix64's increment
+MASK64 = (1 << 64) - 1
+
+
+def mix64(z):
+    """splitmix64's finaliser on a Python int (mod 2**64); csrc/dropout.c's mix64."""
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def check_dropout_args(seed, rate, where):
+    """Validate a dropout seed (int in [0, 2**64)) and rate (in [0, 1)); return both."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MASK64:
+        raise ValueError(f"{where}: seed must be an integer in [0, 2**64), got {seed!r}")
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{where}: rate must be in [0, 1), got {rate}")
+    return int(seed), rate
+
+
+def dropout_threshold(rate):
+    """Elements whose 53-bit hash is below this are dropped: floor(rate * 2**53)."""
+    return int(rate * 2.0 ** 53)
+
+
+def dropout_scale(rate):
+    """The factor kept elements are multiplied by: 1 / (1 - rate), in float64."""
+    return 1.0 / (1.0 - rate)
+
+
+def check_batchnorm_args(x, vectors, where):
+    """Validate x (M, C) of float dtype and per-channel vectors {name: array or None}."""
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise ValueError(f"{where}: x must be a 2-D (rows, channels) array, got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{where}: x must be float32 or float64, got {x.dtype}")
+    channels = x.shape[1]
+    for name, v in vectors.items():
+        if v is None:
+            continue
+        if not isinstance(v, np.ndarray) or v.shape != (channels,) or v.dtype != x.dtype:
+            raise ValueError(f"{where}: {name} must be a {x.dtype} array of shape "
+                             f"{(channels,)} for x {x.shape}, got "
+                             f"{getattr(v, 'dtype', '')} {getattr(v, 'shape', type(v).__name__)}")
+    return channels
+
 
 def check_activation(name, *, allow_softmax=True):
     """Validate an activation name for a kernel; returns it."""
@@ -185,6 +356,67 @@ def check_gemm_args(a, b, transpose_a, transpose_b, beta, bias, activation, out)
     elif beta != 0:
         raise ValueError("gemm: beta != 0 needs out= (the matrix it scales and adds)")
     return m, n, k, a.dtype
+
+
+def _pair(value, what):
+    """(a, b) of ints from an int or a 2-sequence of ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}") from None
+    for v in (a, b):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
+    return int(a), int(b)
+
+
+def conv2d_padding(size, kernel, stride, padding, dilation=1):
+    """(before, after) zero padding along one axis of ``size`` (Keras/TF).
+
+    "valid" pads nothing. "same" pads max((ceil(size/stride) - 1) * stride +
+    (kernel - 1) * dilation + 1 - size, 0) in total, top/left = total // 2, the
+    extra row or column at the bottom/right.
+    """
+    if padding == "valid":
+        return 0, 0
+    if padding != "same":
+        raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv2d_output_shape(input_hw, kernel_hw, strides, padding, dilation=(1, 1)):
+    """(OH, OW) of a convolution or pooling window over (H, W) (Keras' formulas).
+
+    "valid": ceil((H - (KH - 1) * dh) / sh), which is < 1 when the (dilated)
+    kernel is larger than the input; "same": ceil(H / sh). Each argument but
+    padding is a pair (an int means the same value on both axes).
+    """
+    if padding not in ("valid", "same"):
+        raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
+    dims = []
+    for size, k, s, d in zip(_pair(input_hw, "input size"), _pair(kernel_hw, "kernel size"),
+                             _pair(strides, "strides"), _pair(dilation, "dilation")):
+        if k < 1 or s < 1 or d < 1:
+            raise ValueError(f"kernel size, strides and dilation must be >= 1, got "
+                             f"kernel {kernel_hw}, strides {strides}, dilation {dilation}")
+        if padding == "same":
+            dims.append(-(-size // s))
+        else:
+            dims.append(max(-(-(size - (k - 1) * d) // s), 0))
+    return tuple(dims)
+
+
+def conv2d_cols_size(x_shape, kernel_shape, strides, padding, dilation=(1, 1)):
+    """Elements of the im2col matrix (N*OH*OW, KH*KW*C) of x (N,H,W,C) and a kernel
+    (KH,KW,C,F): the size a ``cols`` scratch passed to the conv2d ops must have."""
+    n, h, w, c = (int(d) for d in x_shape)
+    kh, kw = int(kernel_shape[0]), int(kernel_shape[1])
+    oh, ow = conv2d_output_shape((h, w), (kh, kw), strides, padding, dilation)
+    return n * oh * ow * kh * kw * c
 
 
 def check_out(out, shape, dtype, where):

@@ -6,7 +6,9 @@ Shapes exclude the batch axis unless they say otherwise. A layer's math goes
 through the ``ops`` it is given, never through NumPy directly, so the
 backend decides where every hot loop runs.
 """
+import contextvars
 import itertools
+import math
 import re
 from collections import defaultdict
 
@@ -16,6 +18,14 @@ from fastnn import _runtime
 from fastnn import initializers as _initializers
 
 _name_counters = defaultdict(itertools.count)
+
+# While fastnn.saving builds a model described by a file, this holds how many
+# weight values the file stores (a one-item list, charged as weights are
+# created). add_weight refuses to go past it, so a tampered architecture cannot
+# make fastnn allocate memory the file never held, and skips the initializers
+# (the file's values replace them), so loading leaves fastnn's random generator
+# where it was. None (the default): not loading.
+weight_budget = contextvars.ContextVar("fastnn_weight_budget", default=None)
 
 
 def unique_name(prefix):
@@ -30,16 +40,18 @@ def snake_case(name):
 
 class Weight:
     """One named weight of a layer. ``value`` and ``grad`` are views into the
-    owning model's flat buffers once the model is compiled."""
+    owning model's flat buffers once the model is compiled. ``regularizer``
+    (a fastnn.regularizers.Regularizer or None) adds its penalty to the loss."""
 
-    __slots__ = ("name", "shape", "value", "grad", "trainable")
+    __slots__ = ("name", "shape", "value", "grad", "trainable", "regularizer")
 
-    def __init__(self, name, value, trainable):
+    def __init__(self, name, value, trainable, regularizer=None):
         self.name = name
         self.shape = value.shape
         self.value = value
         self.grad = None
         self.trainable = trainable
+        self.regularizer = regularizer
 
     @property
     def size(self):
@@ -124,12 +136,16 @@ class Layer:
         return cls(**config)
 
     # ---- weights -------------------------------------------------------------
-    def add_weight(self, name, shape, initializer, trainable=True):
+    def add_weight(self, name, shape, initializer, trainable=True, regularizer=None):
         """Create a weight. Trainable ones are packed into the model's flat buffers
-        at compile; non-trainable ones (state, e.g. moving statistics) are not."""
+        at compile; non-trainable ones (state, e.g. moving statistics) are not.
+        ``regularizer`` (Keras'): a penalty on this weight added to the loss."""
         init = _initializers.get(initializer)
-        value = np.ascontiguousarray(init(tuple(shape), dtype=self.dtype))
-        weight = Weight(name, value, trainable)
+        if _charge_weight_budget(self.name, name, tuple(shape)):
+            value = np.zeros(tuple(shape), dtype=self.dtype)
+        else:
+            value = np.ascontiguousarray(init(tuple(shape), dtype=self.dtype))
+        weight = Weight(name, value, trainable, regularizer)
         self._weights.append(weight)
         return weight
 
@@ -188,6 +204,21 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _charge_weight_budget(layer_name, weight_name, shape):
+    """Count a new weight against ``weight_budget`` before it is allocated; True
+    when a budget is set (the weight is being loaded from a file)."""
+    budget = weight_budget.get()
+    if budget is None:
+        return False
+    size = math.prod(int(d) for d in shape)
+    if size > budget[0]:
+        raise ValueError(f"{layer_name}: weight {weight_name!r} of shape {shape} needs more "
+                         f"values than the file holds ({budget[0]} left): the architecture "
+                         "and the stored weights disagree")
+    budget[0] -= size
+    return True
 
 
 def _as_shape(shape, where):

@@ -3,6 +3,7 @@ import numpy as np
 
 from fastnn import activations as _activations
 from fastnn import initializers as _initializers
+from fastnn import regularizers as _regularizers
 from fastnn.backend.ops import NEEDS_PREACTIVATION
 from fastnn.layers.base import Layer, _as_shape
 
@@ -40,7 +41,8 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
@@ -49,15 +51,19 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
         self.kernel = self.bias = None
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) < 1:
             raise ValueError(f"{self.name}: needs inputs of rank >= 2, got shape (None,)")
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -105,7 +111,9 @@ class Dense(Layer):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": _initializers.name_of(self.kernel_initializer),
-                "bias_initializer": _initializers.name_of(self.bias_initializer)}
+                "bias_initializer": _initializers.name_of(self.bias_initializer),
+                "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}
 
 
 class Activation(Layer):
