@@ -108,19 +108,30 @@ _BY_NAME = {
 }
 
 
+_BY_CLASS_NAME = {cls.__name__: cls for cls in _BY_NAME.values()}
+
+
 def get(identifier):
-    """An Initializer from a name ("glorot_uniform", ...) or an Initializer instance."""
+    """An Initializer from a name ("glorot_uniform", ...), an Initializer instance,
+    or a ``serialize`` dict (only fastnn's own classes are built from one)."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS_NAME:
+        return _BY_CLASS_NAME[identifier["class_name"]](**identifier.get("config", {}))
     raise ValueError(f"unknown initializer {identifier!r}; expected one of {sorted(_BY_NAME)} "
                      "or an Initializer instance")
 
 
-def name_of(initializer):
-    """The registered name of an initializer instance (for get_config)."""
-    for name, cls in _BY_NAME.items():
-        if type(initializer) is cls:
-            return name
-    raise ValueError(f"initializer {initializer!r} has no registered name")
+def serialize(initializer):
+    """A JSON-able description ``get`` turns back into the same initializer: the
+    name when it has no options set, else {"class_name", "config"}."""
+    cls = type(initializer)
+    if cls not in _BY_CLASS_NAME.values():
+        raise ValueError(f"initializer {initializer!r} is not one of fastnn's "
+                         f"({sorted(_BY_CLASS_NAME)}), so it cannot be saved")
+    config = initializer.get_config()
+    if config == cls().get_config():
+        return next(name for name, known in _BY_NAME.items() if known is cls)
+    return {"class_name": cls.__name__, "config": config}

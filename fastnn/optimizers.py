@@ -10,10 +10,14 @@ global_clipnorm over all, clipvalue), apply decoupled weight decay
 (p -= lr * weight_decay * p), then the optimizer's update.
 """
 import math
+import sys
 
 import numpy as np
 
-from fastnn import schedules  # noqa: F401  (Keras' keras.optimizers.schedules)
+from fastnn import schedules
+
+# Keras' path: `from fastnn.optimizers.schedules import ExponentialDecay` works too.
+sys.modules[__name__ + ".schedules"] = schedules
 
 
 class Optimizer:

@@ -63,6 +63,23 @@ def test_orthogonal_zeros_ones():
         initializers.get("lecun")
 
 
+def test_initializers_serialize_with_their_options():
+    assert initializers.serialize(initializers.get("he_normal")) == "he_normal"
+    spec = initializers.serialize(initializers.Orthogonal(gain=2.5))
+    assert spec == {"class_name": "Orthogonal", "config": {"gain": 2.5}}
+    assert initializers.get(spec).gain == 2.5
+    dense = layers.Dense(3, kernel_initializer=initializers.Orthogonal(gain=2.5))
+    assert layers.Dense.from_config(dense.get_config()).kernel_initializer.gain == 2.5
+    with pytest.raises(ValueError, match="unknown initializer"):
+        initializers.get({"class_name": "os.system", "config": {}})
+
+    class Custom(initializers.Initializer):
+        def __call__(self, shape, dtype="float32"):
+            return np.zeros(shape, dtype)
+    with pytest.raises(ValueError, match="cannot be saved"):
+        initializers.serialize(Custom())
+
+
 def test_activation_functions_values():
     x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
     np.testing.assert_allclose(activations.relu(x), [0, 0, 0, 0.5, 2])

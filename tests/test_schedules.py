@@ -146,3 +146,8 @@ def test_optimizer_steps_with_the_schedule_value_at_each_iteration(make_optimize
         for a, b in zip(scheduled.get_weights(), manual.get_weights()):
             np.testing.assert_array_equal(a, b)
     assert scheduled.optimizer.iterations == 5
+
+
+def test_keras_import_path():
+    from fastnn.optimizers.schedules import ExponentialDecay
+    assert ExponentialDecay is fastnn.optimizers.schedules.ExponentialDecay

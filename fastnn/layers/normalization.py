@@ -118,11 +118,11 @@ class BatchNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
                 "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
-                "beta_initializer": _initializers.name_of(self.beta_initializer),
-                "gamma_initializer": _initializers.name_of(self.gamma_initializer),
-                "moving_mean_initializer": _initializers.name_of(self.moving_mean_initializer),
+                "beta_initializer": _initializers.serialize(self.beta_initializer),
+                "gamma_initializer": _initializers.serialize(self.gamma_initializer),
+                "moving_mean_initializer": _initializers.serialize(self.moving_mean_initializer),
                 "moving_variance_initializer":
-                    _initializers.name_of(self.moving_variance_initializer)}
+                    _initializers.serialize(self.moving_variance_initializer)}
 
 
 def _number(value, name, where, low, high):
