@@ -44,10 +44,10 @@
  * order, and the chunk sums are added in chunk order, on one thread or many.
  */
 #include <math.h>
-#include <stdlib.h>
 
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "fnn_reduce.h"
 
 #define PROB_EPS 1e-7
 /* Elements per chunk of rows (rows per chunk = max(1, LOSS_CHUNK / D)). */
@@ -56,7 +56,6 @@
  * a log or an exp for the cross-entropies. */
 #define LOSS_GRAIN 16384.0
 /* Chunk sums kept on the stack; more chunks than this use the heap. */
-#define PARTIALS_ON_STACK 256
 
 typedef struct {
     float *grad;              /* NULL: loss only */
@@ -351,48 +350,30 @@ static double chunk_sum(const loss_args *a, int metric, int64_t r0, int64_t r1)
     return s;
 }
 
-/* The sum over all rows: chunk sums added in chunk order. The chunking is
- * a function of D only, so one thread and many give the same bits. */
+/* One chunk of rows for fnn_ordered_sum: the chunking is a function of D
+ * only, so one thread and many give the same bits. */
+typedef struct {
+    const loss_args *a;
+    int metric;
+    int64_t rows;
+} loss_chunks;
+
+static void loss_chunk(const void *ctx, int64_t chunk, double *out)
+{
+    const loss_chunks *lc = (const loss_chunks *)ctx;
+    const int64_t r0 = chunk * lc->rows;
+    const int64_t r1 = r0 + lc->rows < lc->a->N ? r0 + lc->rows : lc->a->N;
+    out[0] = chunk_sum(lc->a, lc->metric, r0, r1);
+}
+
 static int ordered_sum(double *out, const loss_args *a, int metric, int nthreads)
 {
-    const int64_t rows = LOSS_CHUNK / a->D > 0 ? LOSS_CHUNK / a->D : 1;
-    const int64_t nchunks = (a->N + rows - 1) / rows;
-    int nt = fnn_threads_for((double)a->N * (double)a->D, LOSS_GRAIN, nthreads);
-    double total = 0.0;
-
-    if (nt > nchunks) {
-        nt = (int)nchunks;
-    }
-    if (nt <= 1) {
-        for (int64_t c = 0; c < nchunks; c++) {
-            const int64_t r0 = c * rows;
-            total += chunk_sum(a, metric, r0, r0 + rows < a->N ? r0 + rows : a->N);
-        }
-    }
-    else {
-        double stack[PARTIALS_ON_STACK];
-        double *part = stack;
-        int64_t c;
-        if (nchunks > PARTIALS_ON_STACK) {
-            part = (double *)malloc((size_t)nchunks * sizeof(double));
-            if (part == NULL) {
-                return FNN_ERR_NOMEM;
-            }
-        }
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (c = 0; c < nchunks; c++) {
-            const int64_t r0 = c * rows;
-            part[c] = chunk_sum(a, metric, r0, r0 + rows < a->N ? r0 + rows : a->N);
-        }
-        for (c = 0; c < nchunks; c++) {
-            total += part[c];
-        }
-        if (part != stack) {
-            free(part);
-        }
-    }
-    *out = total;
-    return FNN_OK;
+    loss_chunks lc;
+    lc.a = a;
+    lc.metric = metric;
+    lc.rows = LOSS_CHUNK / a->D > 0 ? LOSS_CHUNK / a->D : 1;
+    return fnn_ordered_sum(out, 1, (a->N + lc.rows - 1) / lc.rows, loss_chunk, &lc,
+                           fnn_threads_for((double)a->N * (double)a->D, LOSS_GRAIN, nthreads));
 }
 
 /* ---- entry points ------------------------------------------------------- */

@@ -31,10 +31,10 @@
  * order: the same bits on one thread or many.
  */
 #include <math.h>
-#include <stdlib.h>
 
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "fnn_reduce.h"
 
 /* Elements per thread before a second thread pays off (an update streams
  * 3-5 arrays; a helper streams 1), and the block a thread takes at a time. */
@@ -44,7 +44,6 @@
 /* sum_squares: elements per chunk and double lanes per chunk sum. */
 #define SUMSQ_CHUNK 4096
 #define SUMSQ_LANES 8
-#define PARTIALS_ON_STACK 256
 
 /* Run BODY(lo, len) over [0, n) in BLOCK pieces: serially (no parallel
  * region at all) when threads_for says one thread, else statically split. */
@@ -358,46 +357,29 @@ static double sumsq_chunk(const float *restrict x, int64_t n)
     return s;
 }
 
+typedef struct {
+    const float *X;
+    int64_t n;
+} sumsq_chunks;
+
+static void sumsq_chunk_fn(const void *ctx, int64_t chunk, double *out)
+{
+    const sumsq_chunks *sc = (const sumsq_chunks *)ctx;
+    const int64_t lo = chunk * SUMSQ_CHUNK;
+    out[0] = sumsq_chunk(sc->X + lo, sc->n - lo < SUMSQ_CHUNK ? sc->n - lo : SUMSQ_CHUNK);
+}
+
 int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads)
 {
-    const int64_t nchunks = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
-    double total = 0.0;
-    int nt;
+    sumsq_chunks sc;
 
     if (out == NULL || n < 0 || (n > 0 && X == NULL)) {
         return FNN_ERR_ARG;
     }
-    nt = fnn_threads_for((double)n, HELPER_GRAIN, nthreads);
-    if (nt <= 1) {
-        for (int64_t c = 0; c < nchunks; c++) {
-            const int64_t lo = c * SUMSQ_CHUNK;
-            total += sumsq_chunk(X + lo, n - lo < SUMSQ_CHUNK ? n - lo : SUMSQ_CHUNK);
-        }
-    }
-    else {
-        double stack[PARTIALS_ON_STACK];
-        double *part = stack;
-        int64_t c;
-        if (nchunks > PARTIALS_ON_STACK) {
-            part = (double *)malloc((size_t)nchunks * sizeof(double));
-            if (part == NULL) {
-                return FNN_ERR_NOMEM;
-            }
-        }
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (c = 0; c < nchunks; c++) {
-            const int64_t lo = c * SUMSQ_CHUNK;
-            part[c] = sumsq_chunk(X + lo, n - lo < SUMSQ_CHUNK ? n - lo : SUMSQ_CHUNK);
-        }
-        for (c = 0; c < nchunks; c++) {
-            total += part[c];
-        }
-        if (part != stack) {
-            free(part);
-        }
-    }
-    *out = total;
-    return FNN_OK;
+    sc.X = X;
+    sc.n = n;
+    return fnn_ordered_sum(out, 1, (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK, sumsq_chunk_fn, &sc,
+                           fnn_threads_for((double)n, HELPER_GRAIN, nthreads));
 }
 
 static void scale_range(float *restrict x, int64_t n, float s)

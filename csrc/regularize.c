@@ -16,17 +16,16 @@
  * order, on one thread or many. The same bits for any nthreads.
  */
 #include <math.h>
-#include <stdlib.h>
 
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "fnn_reduce.h"
 
 #define REG_CHUNK 4096
 #define REG_LANES 8
 /* Elements per thread before a second thread pays off: one read of W, one
  * read-modify-write of dW. */
 #define REG_GRAIN 65536.0
-#define PARTIALS_ON_STACK 128
 
 /* One chunk of n <= REG_CHUNK elements: dW += l1 sign(W) + l2x2 W (skipped
  * when dW is NULL); s[0] = sum |W|, s[1] = sum W^2 over fixed lanes. */
@@ -65,56 +64,43 @@ static void reg_chunk(float *restrict dW, const float *restrict W, int64_t n, fl
     }
 }
 
+typedef struct {
+    float *dW;
+    const float *W;
+    int64_t n;
+    float l1, l2x2;
+} reg_chunks;
+
+static void reg_chunk_fn(const void *ctx, int64_t chunk, double *out)
+{
+    const reg_chunks *rc = (const reg_chunks *)ctx;
+    const int64_t lo = chunk * REG_CHUNK;
+    reg_chunk(rc->dW ? rc->dW + lo : NULL, rc->W + lo,
+              rc->n - lo < REG_CHUNK ? rc->n - lo : REG_CHUNK, rc->l1, rc->l2x2, out);
+}
+
 /* penalty: scalar out. dW[n] (may be NULL), W[n]. l1, l2 >= 0 and finite. */
 int fnn_regularize_f32(double *penalty, float *dW, const float *W, int64_t n, double l1,
                        double l2, int nthreads)
 {
-    const int64_t nchunks = (n + REG_CHUNK - 1) / REG_CHUNK;
-    const float l1f = (float)l1;
-    const float l2x2f = (float)(2.0 * l2);
-    double sum_abs = 0.0;
-    double sum_sq = 0.0;
-    int nt;
+    reg_chunks rc;
+    double sums[2];
+    int status;
 
     if (penalty == NULL || n < 0 || (n > 0 && W == NULL) || !(l1 >= 0.0) || !(l2 >= 0.0)
         || isinf(l1) || isinf(l2)) {
         return FNN_ERR_ARG;
     }
-    nt = fnn_threads_for((double)n, REG_GRAIN, nthreads);
-    if (nt <= 1) {
-        for (int64_t c = 0; c < nchunks; c++) {
-            const int64_t lo = c * REG_CHUNK;
-            double s[2];
-            reg_chunk(dW ? dW + lo : NULL, W + lo, n - lo < REG_CHUNK ? n - lo : REG_CHUNK,
-                      l1f, l2x2f, s);
-            sum_abs += s[0];
-            sum_sq += s[1];
-        }
+    rc.dW = dW;
+    rc.W = W;
+    rc.n = n;
+    rc.l1 = (float)l1;
+    rc.l2x2 = (float)(2.0 * l2);
+    status = fnn_ordered_sum(sums, 2, (n + REG_CHUNK - 1) / REG_CHUNK, reg_chunk_fn, &rc,
+                             fnn_threads_for((double)n, REG_GRAIN, nthreads));
+    if (status != FNN_OK) {
+        return status;
     }
-    else {
-        double stack[2 * PARTIALS_ON_STACK];
-        double *part = stack;
-        int64_t c;
-        if (nchunks > PARTIALS_ON_STACK) {
-            part = (double *)malloc((size_t)nchunks * 2 * sizeof(double));
-            if (part == NULL) {
-                return FNN_ERR_NOMEM;
-            }
-        }
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (c = 0; c < nchunks; c++) {
-            const int64_t lo = c * REG_CHUNK;
-            reg_chunk(dW ? dW + lo : NULL, W + lo, n - lo < REG_CHUNK ? n - lo : REG_CHUNK,
-                      l1f, l2x2f, part + 2 * c);
-        }
-        for (c = 0; c < nchunks; c++) {
-            sum_abs += part[2 * c];
-            sum_sq += part[2 * c + 1];
-        }
-        if (part != stack) {
-            free(part);
-        }
-    }
-    *penalty = l1 * sum_abs + l2 * sum_sq;
+    *penalty = l1 * sums[0] + l2 * sums[1];
     return FNN_OK;
 }
