@@ -1,16 +1,15 @@
 """Activation kernels: CompiledOps against NumpyOps (float32), odd shapes,
 extreme inputs, in-place calls, 1 vs 2 threads, and bad input."""
-import contextlib
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend import compiled_ops as compiled_module
 from fastnn.backend.ops import ACTIVATIONS, NEEDS_PREACTIVATION
+from testing_utils import num_threads
 
 SHAPES = [(1, 1), (1, 17), (7, 13), (31, 1), (3, 64), (64, 33)]
 # The reference computes gelu's erf in double, the kernels erff in float32:
@@ -30,16 +29,6 @@ def _assert_close(got, ref, slack, msg):
         i = tuple(np.argwhere(bad)[0])
         raise AssertionError(f"{msg}: {bad.sum()} of {bad.size} elements differ; first at {i}: "
                              f"got {got[i]!r}, reference {ref[i]!r}, bound {bound[i]!r}")
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    old = _runtime.settings.num_threads
-    _runtime.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _runtime.settings.num_threads = old
 
 
 def _inputs(rng, shape, scale=3.0):

@@ -1,28 +1,17 @@
 """Dense backward and the column sum: CompiledOps against NumpyOps (float32)
 for every buffer the call writes, odd shapes, 1 vs 2 threads, bad input."""
-import contextlib
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend.ops import ACTIVATIONS
+from testing_utils import num_threads
 
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 9), (3, 5, 1), (13, 17, 11), (32, 64, 10), (2, 3, 31)]
 RTOL, ATOL = 2e-5, 2e-6
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    old = _runtime.settings.num_threads
-    _runtime.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _runtime.settings.num_threads = old
 
 
 def _layer(numpy_ops, rng, n, i, o, activation, bias=True):

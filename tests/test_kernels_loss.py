@@ -1,18 +1,17 @@
 """Losses and metrics: CompiledOps against NumpyOps (float32 inputs) for the
 loss, its gradient and the metric sums; odd shapes, clip boundaries, 1 vs 2
 threads bitwise, bad input."""
-import contextlib
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend.compiled_ops import LOSS_CODES, METRIC_CODES
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import LOSSES, METRICS
+from testing_utils import num_threads
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (13, 17), (64, 10), (3, 31)]
 DENSE_LOSSES = [name for name in LOSSES if name != "sparse_categorical_crossentropy"]
@@ -21,16 +20,6 @@ SPARSE = "sparse_categorical_crossentropy"
 # agrees to double rounding, each gradient element to about one float32 ulp.
 LOSS_RTOL = 1e-9
 GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-12
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    old = _runtime.settings.num_threads
-    _runtime.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _runtime.settings.num_threads = old
 
 
 def _data(rng, name, shape, from_logits):

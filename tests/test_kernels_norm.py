@@ -1,30 +1,18 @@
 """Dropout and batch-normalization kernels: CompiledOps against NumpyOps for
 every buffer a call writes, the mask's definition, 1 vs 2 threads, finite
 differences (float64, NumpyOps) and bad input."""
-import contextlib
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastnn import _runtime
 from fastnn.backend.numpy_ops import NumpyOps
+from testing_utils import num_threads, numeric_grad
 
 MASK64 = (1 << 64) - 1
 SHAPES_1D = [(1,), (2,), (7,), (4099,), (100003,)]           # 100003: parallel path
 BN_SHAPES = [(1, 1), (1, 7), (2, 3), (13, 17), (97, 9), (193, 260), (20011, 3), (300, 131)]
-STEP = 1e-6
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    old = _runtime.settings.num_threads
-    _runtime.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _runtime.settings.num_threads = old
 
 
 def keep_by_definition(seed, rate, n):
@@ -274,20 +262,6 @@ def test_batchnorm_bad_input(ops):
 
 
 # ---- finite differences, float64, the NumPy reference ------------------------
-
-def numeric_grad(f, x):
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + STEP
-        up = f()
-        flat[i] = keep - STEP
-        down = f()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * STEP)
-    return grad
-
 
 @pytest.mark.parametrize("batch_stats", [True, False])
 @pytest.mark.parametrize("shape", [(1, 3), (2, 3), (7, 5)])

@@ -1,7 +1,6 @@
 """Optimizer steps and reductions: hand-computed steps, CompiledOps against
 NumpyOps over several steps (every buffer a step changes), 1 vs 2 threads
 bitwise, bad input."""
-import contextlib
 import multiprocessing
 import os
 
@@ -10,22 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastnn import _runtime
 from fastnn._ext import _core
+from testing_utils import num_threads
 
 SIZES = [1, 7, 17, 1000, 100_003]
 RTOL, ATOL = 1e-6, 1e-7
 f32 = np.float32
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    old = _runtime.settings.num_threads
-    _runtime.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _runtime.settings.num_threads = old
 
 
 def _arr(values):

@@ -4,24 +4,9 @@ import pytest
 
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import ACTIVATIONS, LOSSES, NEEDS_PREACTIVATION
+from testing_utils import numeric_grad
 
 ops = NumpyOps()
-STEP = 1e-6
-
-
-def numeric_grad(f, x):
-    """d f / d x for a scalar function f, by central differences."""
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + STEP
-        up = f()
-        flat[i] = keep - STEP
-        down = f()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * STEP)
-    return grad
 
 
 def away_from_kinks(rng, shape, low=0.1, high=2.0):

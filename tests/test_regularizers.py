@@ -1,24 +1,14 @@
 """Weight regularizers: the API (Keras' names, defaults, configs), the fused
 penalty kernel (CompiledOps vs NumpyOps, threads), and their effect on a
 model (penalty in the reported loss, gradient in the step, frozen layers)."""
-import contextlib
 
 import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _runtime, layers, models, optimizers, regularizers
+from fastnn import layers, models, optimizers, regularizers
 from fastnn._ext import _core
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    old = _runtime.settings.num_threads
-    _runtime.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _runtime.settings.num_threads = old
+from testing_utils import num_threads
 
 
 @pytest.fixture(params=["numpy", "compiled"])
