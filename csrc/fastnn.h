@@ -102,6 +102,38 @@ int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
 /* db[O] = sum over rows of dY[N,O], fixed-chunk order (deterministic). */
 int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads);
 
+/* ---- convolution (conv.c) ---------------------------------------------- */
+/* Geometry of a 2-D convolution over NHWC images: X[N,H,W,C], kernel
+ * W[KH,KW,C,F] (Keras' layout), output Y[N,OH,OW,F]. Output pixel (i, j)
+ * reads X rows i*stride_h + p*dil_h - pad_top and columns j*stride_w +
+ * q*dil_w - pad_left (zero outside X). The caller derives OH, OW and the
+ * padding from Keras' rules; the kernels accept any geometry safely. */
+typedef struct {
+    int64_t N, H, W, C;
+    int64_t KH, KW, F;
+    int64_t OH, OW;
+    int64_t stride_h, stride_w, dil_h, dil_w;
+    int64_t pad_top, pad_left;
+} fnn_conv2d_shape;
+
+/* Y[N,OH,OW,F] = act(Z), Z = conv(X, W) + b (b may be NULL). Z (may be NULL)
+ * receives the pre-activation; softmax runs over F. `work` (work_len floats,
+ * may be NULL) is scratch: used when it holds fnn_conv2d_work_floats(shape,
+ * 0, nthreads) floats (plus 16 for alignment), else the kernel allocates. */
+int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X, const float *Wt,
+                           const float *b, const fnn_conv2d_shape *shape, int64_t work_len,
+                           int act, int nthreads);
+/* Backward of fnn_conv2d_forward_f32: dZ[N,OH,OW,F] (scratch, overwritten) =
+ * dY * act'(Z or Y) (as fnn_dense_backward_f32); dW[KH,KW,C,F] and db[F]
+ * (may be NULL) OVERWRITTEN; dX[N,H,W,C] overwritten (may be NULL to skip).
+ * `work` as for the forward pass, with backward = 1. */
+int fnn_conv2d_backward_f32(float *dX, float *dW, float *db, float *dZ, float *work,
+                            const float *dY, const float *X, const float *Wt, const float *Z,
+                            const float *Y, const fnn_conv2d_shape *shape, int64_t work_len,
+                            int act, int nthreads);
+/* Scratch floats the kernels above use with `nthreads` (0 when none). */
+int64_t fnn_conv2d_work_floats(const fnn_conv2d_shape *shape, int backward, int nthreads);
+
 /* ---- losses (loss.c) --------------------------------------------------- */
 /* Y_pred and the gradient are [N,D]. Targets: [N,D] floats for every loss
  * but sparse categorical, whose targets are N class indices (int64).
@@ -240,6 +272,46 @@ int fnn_avg_pool2d_backward_f32(float *dX, const float *dY,
                                 int64_t N, int64_t H, int64_t W, int64_t C,
                                 int64_t OH, int64_t OW, int64_t KH, int64_t KW,
                                 int64_t SH, int64_t SW, int64_t top, int64_t left, int nthreads);
+
+/* ---- embedding (embedding.c) ------------------------------------------ */
+/* M = N*T lookups idx[M] (int64, each in [0, V), else FNN_ERR_ARG before any
+ * output is written) into table[V,D].
+ *   forward:  Y[M,D] = table[idx[m]]
+ *   backward: dtable[V,D] (OVERWRITTEN) = scatter-add of dY[M,D] rows; each
+ *             thread owns a fixed range of table rows and adds in increasing
+ *             m, so the sums are bitwise the same for any nthreads. */
+int fnn_embedding_forward_f32(float *Y, const int64_t *idx, const float *table,
+                              int64_t M, int64_t V, int64_t D, int nthreads);
+int fnn_embedding_forward_f64(double *Y, const int64_t *idx, const double *table,
+                              int64_t M, int64_t V, int64_t D, int nthreads);
+int fnn_embedding_backward_f32(float *dtable, const float *dY, const int64_t *idx,
+                               int64_t M, int64_t V, int64_t D, int nthreads);
+int fnn_embedding_backward_f64(double *dtable, const double *dY, const int64_t *idx,
+                               int64_t M, int64_t V, int64_t D, int nthreads);
+
+/* ---- recurrent layers (rnn.c) ------------------------------------------- */
+/* Whole sequences in one call. X[N,T,In], W[In,G*U] (Keras' kernel),
+ * R[U,G*U] (recurrent_kernel), b: G*U floats (simple, lstm) or 2*3U (gru:
+ * input bias then recurrent bias, reset_after) or NULL; mask[N,T] (0 = the
+ * step keeps the previous state, indexed by original time) or NULL. Gates
+ * G = 1 (simple), 4 (lstm: i f c o), 3 (gru: z r h); act and ract are
+ * element-wise FNN_ACT_* codes (not softmax). Step k processes time k, or
+ * T-1-k with go_backwards; hs[N,T,U] holds the state after each step, in
+ * processing order. cache: N*T*fnn_rnn_cache_width(cell, U) floats filled
+ * by forward for backward (contents private to rnn.c; NULL in forward for
+ * inference). Backward: dhs[N,T,U] = dLoss/dhs; dW, dR and db (shaped like
+ * W, R, b; db may be NULL) are OVERWRITTEN; dX[N,T,In] (may be NULL) is
+ * overwritten. Bitwise identical for any nthreads. */
+enum { FNN_RNN_SIMPLE = 0, FNN_RNN_LSTM = 1, FNN_RNN_GRU = 2, FNN_RNN_COUNT = 3 };
+int64_t fnn_rnn_cache_width(int cell, int64_t U);   /* 0 for an unknown cell */
+int fnn_rnn_forward_f32(float *hs, float *cache, const float *X, const float *W, const float *R,
+                        const float *b, const uint8_t *mask, int64_t N, int64_t T, int64_t In,
+                        int64_t U, int cell, int act, int ract, int go_backwards, int nthreads);
+int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float *dhs,
+                         const float *X, const float *W, const float *R, const float *hs,
+                         const float *cache, const uint8_t *mask, int64_t N, int64_t T,
+                         int64_t In, int64_t U, int cell, int act, int ract, int go_backwards,
+                         int nthreads);
 
 #ifdef __cplusplus
 }

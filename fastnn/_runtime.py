@@ -17,6 +17,7 @@ class _Settings:
     def __init__(self):
         self.backend = None          # resolved lazily: "compiled" or "numpy"
         self.num_threads = None      # None until first asked: OMP_NUM_THREADS, else the cores
+        self.num_threads_chosen = False  # set_num_threads was called (a default must not override)
         self.forked_child = False    # after fork, OpenMP's pool is unusable: run serially
         self.floatx = "float32"
         self.rng = np.random.default_rng()
@@ -81,6 +82,14 @@ def set_num_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
     settings.num_threads = int(n)
+    settings.num_threads_chosen = True
+
+
+def set_default_num_threads(n):
+    """Use n threads unless set_num_threads or OMP_NUM_THREADS chose the count
+    (fastnn.distributed: the node's cores divided by its ranks)."""
+    if not settings.num_threads_chosen and _omp_env_threads() is None:
+        settings.num_threads = max(1, int(n))
 
 
 def get_num_threads():
@@ -94,10 +103,17 @@ def get_num_threads():
     return settings.num_threads
 
 
-def _default_num_threads():
+def _omp_env_threads():
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) >= 1:
-        return int(env)
+    return int(env) if env.isdigit() and int(env) >= 1 else None
+
+
+def _default_num_threads():
+    return _omp_env_threads() or available_cores()
+
+
+def available_cores():
+    """The cores this process may run on (OpenMP's count when it is built in)."""
     ext = extension()
     if ext is not None and ext.openmp_enabled():
         return ext.num_procs()

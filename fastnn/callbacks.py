@@ -28,6 +28,10 @@ class Callback:
     (as ``ReduceLROnPlateau`` adds ``learning_rate``).
     """
 
+    # True for callbacks that print or write files: in a distributed fit only
+    # the chief (rank 0) runs them.
+    chief_only = False
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -89,14 +93,20 @@ class CallbackList:
     ``add_history`` / ``add_progbar`` append a ``History`` / ``ProgbarLogger``
     after the user's callbacks unless one was given (Keras' order: the user's
     callbacks may add entries to the logs before they are recorded or printed).
+    ``chief=False`` (a distributed fit's other ranks) drops the callbacks whose
+    ``chief_only`` is true: those that print or write files.
     """
 
-    def __init__(self, callbacks, model, params, add_history=False, add_progbar=False):
+    def __init__(self, callbacks, model, params, add_history=False, add_progbar=False,
+                 chief=True):
         self.callbacks = list(callbacks or ())
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be fastnn.callbacks.Callback instances, "
                                 f"got {type(cb).__name__}")
+        if not chief:
+            self.callbacks = [cb for cb in self.callbacks if not cb.chief_only]
+            add_progbar = False
         self.history = next((cb for cb in self.callbacks if isinstance(cb, History)), None)
         if self.history is None and add_history:
             self.history = History()
@@ -185,6 +195,7 @@ class ProgbarLogger(Callback):
     """
 
     _BAR_WIDTH = 30
+    chief_only = True
 
     def __init__(self, verbose=None, stream=None, interval=0.1):
         super().__init__()
@@ -479,6 +490,8 @@ class ModelCheckpoint(_MonitorCallback):
     ``monitor`` warns and skips the save.
     """
 
+    chief_only = True
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):
@@ -719,6 +732,8 @@ class CSVLogger(Callback):
     ``append=True`` rows are added to an existing file and the header is
     written only if the file is empty.
     """
+
+    chief_only = True
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

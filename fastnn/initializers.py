@@ -101,10 +101,23 @@ class Orthogonal(Initializer):
         return {"gain": self.gain}
 
 
+class RandomUniform(Initializer):
+    """Uniform in [minval, maxval) (Keras' defaults -0.05, 0.05; Embedding's "uniform")."""
+
+    def __init__(self, minval=-0.05, maxval=0.05):
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def __call__(self, shape, dtype="float32"):
+        return _runtime.rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval}
+
+
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "glorot_uniform": GlorotUniform,
     "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform,
-    "orthogonal": Orthogonal,
+    "orthogonal": Orthogonal, "uniform": RandomUniform, "random_uniform": RandomUniform,
 }
 
 

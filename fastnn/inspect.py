@@ -19,9 +19,12 @@ def activations(model, X, batch_size=_BATCH):
     outputs = {name: [] for name in names}
     workspaces = [Workspace() for _ in names]
     for start in range(0, x.shape[0], batch_size):
-        out = x[start:start + batch_size]
+        out, mask = x[start:start + batch_size], None
         for layer, ws, name in zip(model.layers, workspaces, names):
+            ws.mask = mask               # a time-step mask travels as in Model._forward
             out = layer.forward(ops, out, False, ws)
+            if mask is not None or layer.makes_mask:
+                mask = layer.output_mask(ws)
             outputs[name].append(out.copy())   # the workspace is reused by the next batch
     return {name: np.concatenate(parts) for name, parts in outputs.items()}
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from fastnn import _runtime
 from fastnn import callbacks as _callbacks
+from fastnn import distributed as _distributed
 from fastnn import losses as _losses
 from fastnn import metrics as _metrics
 from fastnn import optimizers as _optimizers
@@ -226,6 +227,9 @@ class Model:
         if x.shape[1:] != self._input_shape:
             raise ValueError(f"{where}: layer {self._layers[0].name!r} expects inputs of shape "
                              f"{(None,) + self._input_shape}, got {x.shape}")
+        if getattr(self._layers[0], "integer_input", False):
+            # Embedding indices stay integers (design decision 3); it checks them.
+            return self._layers[0].prepare_indices(x, where)
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if not current_ops().all_finite(x):
             raise ValueError(f"{where}: x contains NaN or inf")
@@ -283,8 +287,14 @@ class Model:
 
     # ---- the steps -----------------------------------------------------------
     def _forward(self, ops, x, training, workspaces):
+        # A time-step mask (Embedding(mask_zero=True)) travels in each layer's own
+        # workspace -- per call for predict, so threads never share one.
+        mask = None
         for layer, ws in zip(self._layers, workspaces):
+            ws.mask = mask
             x = layer.forward(ops, x, training, ws)
+            if mask is not None or layer.makes_mask:
+                mask = layer.output_mask(ws)
         return x
 
     def _batch_loss(self, ops, out, y, fused, ws_last, grad_out=None, sample_weight=None):
@@ -296,7 +306,10 @@ class Model:
                         delta=loss.delta, grad_out=grad_out, sample_weight=sample_weight)
 
     def _train_step(self, ops, xb, yb, fused, ranges, metrics, sums, stop_on_nan, epoch, step,
-                    sample_weight=None, regs=()):
+                    sample_weight=None, regs=(), sync=None):
+        # sync: a distributed fit's helper (fastnn.distributed), None otherwise
+        if sync is not None and not len(xb):
+            return sync.empty_step(ranges)      # no sample of the last global batch here
         layers, wss = self._layers, self._train_ws
         out = self._forward(ops, xb, True, wss)
         grad = wss[-1].buffer("dloss", out.shape, out.dtype)
@@ -316,6 +329,8 @@ class Model:
             loss += self._regularize(ops, regs, with_grad=True)
             if stop_on_nan and not math.isfinite(loss):
                 raise self._nan_loss_error(loss, epoch, step)
+        if sync is not None:
+            sync.average_gradients()            # one Allreduce of the flat gradient buffer
         self.optimizer.apply(ops, self._params, self._grads, ranges[0], ranges[1])
         if metrics:
             pred = out.reshape(-1, out.shape[-1])
@@ -431,9 +446,10 @@ class Model:
         return np.ascontiguousarray(w, dtype=self.dtype)
 
     # ---- public loops --------------------------------------------------------
+    @_distributed.ends_job_on_failure
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, stop_on_nan=True):
+            sample_weight=None, initial_epoch=0, stop_on_nan=True, *, distributed=None):
         """Train for ``epochs`` epochs over (x, y) in shuffled batches; return a History.
 
         The last partial batch is trained, not dropped. ``validation_split`` holds
@@ -450,6 +466,9 @@ class Model:
         terminal or in a notebook, just one line per epoch in a log file; 2 one
         line per epoch. ``callbacks``: ``fastnn.callbacks.Callback`` instances;
         validation runs their ``on_test_*`` hooks, as in Keras.
+        ``distributed``: a ``fastnn.distributed.MPI()`` strategy for data-parallel
+        training: every rank passes the same x and y and trains on its slice of
+        each global batch of ``size * batch_size`` (see fastnn.distributed).
         """
         if self._in_fit:
             raise RuntimeError(f"{self.name}: fit() is already running (it is not re-entrant)")
@@ -495,26 +514,31 @@ class Model:
         ranges = self._trainable_ranges()
         regs = self._regularized_ranges()
         n = x.shape[0]
-        steps = -(-n // batch_size)
+        sync = None if distributed is None else distributed._fit_sync(self, ops, n, batch_size)
+        steps = -(-n // batch_size) if sync is None else sync.steps
         if verbose == "auto":
             verbose = 1
         # History and the progress bar come after the user's callbacks (Keras'
         # order), so entries those add to the logs are recorded and printed
         cbs = _callbacks.CallbackList(callbacks, self,
                                       {"epochs": epochs, "steps": steps, "verbose": verbose},
-                                      add_history=True, add_progbar=bool(verbose))
+                                      add_history=True, add_progbar=bool(verbose),
+                                      chief=sync is None or sync.is_chief)
         history = self.history = cbs.history
         self.stop_training = False
         self._in_fit = True
         shuffled = Workspace()
         logs = {}
         try:
+            if sync is not None:
+                sync.begin(cbs, epochs, initial_epoch,
+                           -1 if validation_data is None else len(validation_data[0]))
             cbs.on_train_begin()
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch)
                 if shuffle:
                     # one gather per epoch into buffers reused across epochs
-                    order = _runtime.rng().permutation(n)
+                    order = _runtime.rng().permutation(n) if sync is None else sync.shuffle_order(n)
                     xs = np.take(x, order, axis=0, out=shuffled.buffer("x", x.shape, x.dtype))
                     y_by_sample = y.reshape((n, y_rows) + y.shape[1:])
                     ys = np.take(y_by_sample, order, axis=0,
@@ -528,24 +552,38 @@ class Model:
                 for step in range(steps):
                     start = step * batch_size
                     stop = min(start + batch_size, n)
+                    if sync is not None:
+                        start, stop = sync.local_bounds(step)
                     if cbs.wants_batch_hooks:
                         cbs.on_train_batch_begin(step)
                     loss = self._train_step(ops, xs[start:stop], ys[start * y_rows:stop * y_rows],
                                             fused, ranges, metrics, sums, stop_on_nan, epoch, step,
                                             None if sws is None
-                                            else sws[start * y_rows:stop * y_rows], regs)
+                                            else sws[start * y_rows:stop * y_rows], regs, sync)
                     loss_sum += loss * (stop - start)
                     if cbs.wants_batch_hooks:
                         seen = stop
-                        cbs.on_train_batch_end(step, self._logs(loss_sum, sums, metrics, seen, y_rows))
+                        cbs.on_train_batch_end(step, self._logs(loss_sum, sums, metrics, seen, y_rows)
+                                               if sync is None
+                                               else sync.logs(loss_sum, sums, metrics, step, y_rows))
+                        if sync is not None:
+                            self.stop_training = sync.agree_stop()
                     if self.stop_training:
                         break
-                logs = self._logs(loss_sum, sums, metrics, min(n, (step + 1) * batch_size), y_rows)
+                if sync is None:
+                    logs = self._logs(loss_sum, sums, metrics, min(n, (step + 1) * batch_size), y_rows)
+                else:   # reduced over ranks; moving statistics averaged
+                    logs = sync.end_epoch(loss_sum, sums, metrics, step, y_rows)
                 if validation_data is not None:
-                    val = self._evaluate_prepared(ops, validation_data[0], validation_data[1],
-                                                  batch_size, metrics, fused, cbs, val_sw)
+                    val = (self._evaluate_prepared(ops, validation_data[0], validation_data[1],
+                                                   batch_size, metrics, fused, cbs, val_sw)
+                           if sync is None else
+                           sync.evaluate(validation_data[0], validation_data[1], batch_size,
+                                         metrics, fused, cbs, val_sw))
                     logs.update({"val_" + k: v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
+                if sync is not None:
+                    self.stop_training = sync.agree_stop()
                 if self.stop_training:
                     break
             cbs.on_train_end(logs)

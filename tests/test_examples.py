@@ -1,6 +1,7 @@
 """The examples run, as a newcomer would run them, and say what they did."""
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,28 @@ def run_example(name, *args):
 def test_quickstart():
     out = run_example("quickstart.py")
     assert "Epoch 10/10" in out and "test mse" in out
+
+
+def test_cnn_digits():
+    out = run_example("cnn_digits.py")
+    assert "Conv2D" in out and "test accuracy" in out
+    if importlib.util.find_spec("sklearn") is not None:
+        accuracy = float(out.split("test accuracy")[1].split()[0])
+        assert accuracy >= 0.97, out[-2000:]
+
+
+def test_keras_convnet_runs_with_import_fastnn_as_keras():
+    out = run_example("keras_convnet.py")
+    accuracy = float(out.split("Test accuracy:")[1].split()[0])
+    assert "MaxPooling2D" in out and accuracy > 0.8
+
+
+def test_sequence_sine():
+    out = run_example("sequence_sine.py")
+    assert "Epoch 8/8" in out and "repeating the last reading" in out
+    found = re.search(r"test mse ([0-9.]+) .* gives mse ([0-9.]+)", out)
+    assert found, out[-2000:]
+    assert float(found.group(1)) < 0.5 * float(found.group(2))     # beats the naive guess
 
 
 def test_transfer_learning():

@@ -63,6 +63,21 @@ cdef extern from "fastnn.h" nogil:
                                const float *Z, const float *Y,
                                int64_t N, int64_t In, int64_t O, int act, int nthreads) noexcept
     int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads) noexcept
+    ctypedef struct fnn_conv2d_shape:
+        int64_t N, H, W, C
+        int64_t KH, KW, F
+        int64_t OH, OW
+        int64_t stride_h, stride_w, dil_h, dil_w
+        int64_t pad_top, pad_left
+    int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X,
+                               const float *Wt, const float *b, const fnn_conv2d_shape *shape,
+                               int64_t work_len, int act, int nthreads) noexcept
+    int fnn_conv2d_backward_f32(float *dX, float *dW, float *db, float *dZ, float *work,
+                                const float *dY, const float *X, const float *Wt,
+                                const float *Z, const float *Y, const fnn_conv2d_shape *shape,
+                                int64_t work_len, int act, int nthreads) noexcept
+    int64_t fnn_conv2d_work_floats(const fnn_conv2d_shape *shape, int backward,
+                                   int nthreads) noexcept
 
     enum:
         FNN_LOSS_MSE
@@ -147,3 +162,30 @@ cdef extern from "fastnn.h" nogil:
                                     int64_t OH, int64_t OW, int64_t KH, int64_t KW,
                                     int64_t SH, int64_t SW, int64_t top, int64_t left,
                                     int nthreads) noexcept
+
+cdef extern from "fastnn.h" nogil:
+    int fnn_embedding_forward_f32(float *Y, const int64_t *idx, const float *table,
+                                  int64_t M, int64_t V, int64_t D, int nthreads) noexcept
+    int fnn_embedding_forward_f64(double *Y, const int64_t *idx, const double *table,
+                                  int64_t M, int64_t V, int64_t D, int nthreads) noexcept
+    int fnn_embedding_backward_f32(float *dtable, const float *dY, const int64_t *idx,
+                                   int64_t M, int64_t V, int64_t D, int nthreads) noexcept
+    int fnn_embedding_backward_f64(double *dtable, const double *dY, const int64_t *idx,
+                                   int64_t M, int64_t V, int64_t D, int nthreads) noexcept
+
+cdef extern from "fastnn.h" nogil:
+    enum:
+        FNN_RNN_SIMPLE
+        FNN_RNN_LSTM
+        FNN_RNN_GRU
+        FNN_RNN_COUNT
+    int64_t fnn_rnn_cache_width(int cell, int64_t U) noexcept
+    int fnn_rnn_forward_f32(float *hs, float *cache, const float *X, const float *W,
+                            const float *R, const float *b, const uint8_t *mask, int64_t N,
+                            int64_t T, int64_t In, int64_t U, int cell, int act, int ract,
+                            int go_backwards, int nthreads) noexcept
+    int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float *dhs,
+                             const float *X, const float *W, const float *R, const float *hs,
+                             const float *cache, const uint8_t *mask, int64_t N, int64_t T,
+                             int64_t In, int64_t U, int cell, int act, int ract,
+                             int go_backwards, int nthreads) noexcept

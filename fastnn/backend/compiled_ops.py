@@ -11,8 +11,9 @@ from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import (
-    ACTIVATIONS, LOSSES, METRICS, Ops, check_activation, check_dropout_args, check_gemm_args,
-    dropout_scale, dropout_threshold,
+    ACTIVATIONS, LOSSES, METRICS, RNN_CELLS, Ops, check_activation, check_dropout_args,
+    check_embedding_indices, check_gemm_args, check_rnn_args,
+    conv2d_output_shape, conv2d_padding, dropout_scale, dropout_threshold,
 )
 
 ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
@@ -267,6 +268,223 @@ class CompiledOps(Ops):
                                      bool(batch_stats), _threads())
         return dx_out
 
+    # ---- convolution (NHWC) ---------------------------------------------------
+    # csrc/conv.c: im2col chunks into the GEMM, fused bias + activation. float64
+    # is handed to NumPy (recorded in FALLBACKS).
+    def conv2d_forward(self, x, w, b, *, strides, padding, dilation, activation, out=None,
+                       preact_out=None, cols=None):
+        if getattr(x, "dtype", None) != np.float32:
+            return self._fallback("conv2d_forward", x.dtype).conv2d_forward(
+                x, w, b, strides=strides, padding=padding, dilation=dilation,
+                activation=activation, out=out, preact_out=preact_out, cols=cols)
+        shape, geom = _conv_geometry(x, w, b, strides, padding, dilation, "conv2d_forward")
+        act = ACT_CODES[check_activation(activation)]
+        if out is None:
+            out = np.empty(shape, np.float32)
+        _same_shape(out, out=out, preact_out=preact_out, where="conv2d_forward")
+        if out.shape != shape:
+            raise ValueError(f"conv2d_forward: out must have shape {shape} for x {x.shape} and "
+                             f"w {w.shape}, got {out.shape}")
+        _core.conv2d_forward_f32(out, preact_out, np.ascontiguousarray(x),
+                                 np.ascontiguousarray(w), b, *geom, cols, act, _threads())
+        return out
+
+    def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
+                        dw_out, db_out, dx_out=None, scratch=None, cols=None):
+        if getattr(dy, "dtype", None) != np.float32:
+            return self._fallback("conv2d_backward", dy.dtype).conv2d_backward(
+                dy, x, w, y, preact, strides=strides, padding=padding, dilation=dilation,
+                activation=activation, dw_out=dw_out, db_out=db_out, dx_out=dx_out,
+                scratch=scratch, cols=cols)
+        shape, geom = _conv_geometry(x, w, None, strides, padding, dilation, "conv2d_backward")
+        act = ACT_CODES[check_activation(activation)]
+        if getattr(dy, "shape", None) != shape:
+            raise ValueError(f"conv2d_backward: dy must have shape {shape} for x {x.shape} and "
+                             f"w {w.shape}, got {getattr(dy, 'shape', type(dy).__name__)}")
+        if scratch is None:
+            scratch = np.empty(shape, np.float32)
+        if dx_out is None:
+            dx_out = np.empty(x.shape, np.float32)
+        elif dx_out is False:
+            dx_out = None
+        _core.conv2d_backward_f32(dx_out, dw_out, db_out, scratch, np.ascontiguousarray(dy),
+                                  np.ascontiguousarray(x), np.ascontiguousarray(w), preact, y,
+                                  *geom, cols, act, _threads())
+        return dx_out
+
+    # ---- pooling (NHWC) --------------------------------------------------------
+    def max_pool2d_forward(self, x, *, pool_size, strides, padding, out=None, argmax_out=None):
+        if x.dtype != np.float32:
+            return self._fallback("max_pool2d_forward", x.dtype).max_pool2d_forward(
+                x, pool_size=pool_size, strides=strides, padding=padding, out=out,
+                argmax_out=argmax_out)
+        window, out = _pool_window(x, pool_size, strides, padding, out)
+        _core.max_pool2d_forward_f32(out, argmax_out, np.ascontiguousarray(x), *window,
+                                     _threads())
+        return out
+
+    def max_pool2d_backward(self, dy, argmax, *, input_shape, out=None):
+        if dy.dtype != np.float32:
+            return self._fallback("max_pool2d_backward", dy.dtype).max_pool2d_backward(
+                dy, argmax, input_shape=input_shape, out=out)
+        if out is None:
+            out = np.empty(tuple(input_shape), np.float32)
+        _core.max_pool2d_backward_f32(out, np.ascontiguousarray(dy), argmax, _threads())
+        return out
+
+    def avg_pool2d_forward(self, x, *, pool_size, strides, padding, out=None):
+        if x.dtype != np.float32:
+            return self._fallback("avg_pool2d_forward", x.dtype).avg_pool2d_forward(
+                x, pool_size=pool_size, strides=strides, padding=padding, out=out)
+        window, out = _pool_window(x, pool_size, strides, padding, out)
+        _core.avg_pool2d_forward_f32(out, np.ascontiguousarray(x), *window, _threads())
+        return out
+
+    def avg_pool2d_backward(self, dy, *, input_shape, pool_size, strides, padding, out=None):
+        if dy.dtype != np.float32:
+            return self._fallback("avg_pool2d_backward", dy.dtype).avg_pool2d_backward(
+                dy, input_shape=input_shape, pool_size=pool_size, strides=strides,
+                padding=padding, out=out)
+        if out is None:
+            out = np.empty(tuple(input_shape), np.float32)
+        window, _ = _pool_window(out, pool_size, strides, padding, dy)
+        _core.avg_pool2d_backward_f32(out, np.ascontiguousarray(dy), *window, _threads())
+        return out
+
+    # ---- recurrent layers -------------------------------------------------------
+    # float32 runs csrc/rnn.c: one call for the whole forward, one for the whole
+    # BPTT. float64 is handed to NumPy, visibly; NumPy's cache is narrower than
+    # the compiled one and lives in its leading columns, so one cache shape
+    # serves both dtypes.
+    def rnn_cache_shape(self, cell, n, t, units):
+        return (int(n), int(t), int(_core.rnn_cache_width(_rnn_code(cell), int(units))))
+
+    def rnn_forward(self, cell, x, kernel, recurrent_kernel, bias, *, activation,
+                    recurrent_activation, go_backwards=False, mask=None, hs_out=None,
+                    cache_out=None):
+        n, t, _, u, _ = check_rnn_args(cell, x, kernel, recurrent_kernel, bias, mask,
+                                       "rnn_forward")
+        if x.dtype != np.float32:
+            return self._fallback("rnn_forward", x.dtype).rnn_forward(
+                cell, x, kernel, recurrent_kernel, bias, activation=activation,
+                recurrent_activation=recurrent_activation, go_backwards=go_backwards,
+                mask=mask, hs_out=hs_out,
+                cache_out=self._reference_rnn_cache(cell, cache_out, n, t, u))
+        act = ACT_CODES[check_activation(activation, allow_softmax=False)]
+        ract = ACT_CODES[check_activation(recurrent_activation, allow_softmax=False)]
+        if hs_out is None:
+            hs_out = np.empty((n, t, u), np.float32)
+        _core.rnn_forward_f32(hs_out, cache_out, _contiguous(x), _contiguous(kernel),
+                              _contiguous(recurrent_kernel), _contiguous(bias), _mask_u8(mask),
+                              _rnn_code(cell), act, ract, bool(go_backwards), _threads())
+        return hs_out
+
+    def rnn_backward(self, cell, dhs, x, kernel, recurrent_kernel, bias, hs, cache, *,
+                     activation, recurrent_activation, go_backwards=False, mask=None,
+                     dkernel_out, drecurrent_out, dbias_out, dx_out=None):
+        n, t, _, u, _ = check_rnn_args(cell, x, kernel, recurrent_kernel, bias, mask,
+                                       "rnn_backward")
+        if x.dtype != np.float32:
+            return self._fallback("rnn_backward", x.dtype).rnn_backward(
+                cell, dhs, x, kernel, recurrent_kernel, bias, hs,
+                self._reference_rnn_cache(cell, cache, n, t, u), activation=activation,
+                recurrent_activation=recurrent_activation, go_backwards=go_backwards,
+                mask=mask, dkernel_out=dkernel_out, drecurrent_out=drecurrent_out,
+                dbias_out=dbias_out, dx_out=dx_out)
+        act = ACT_CODES[check_activation(activation, allow_softmax=False)]
+        ract = ACT_CODES[check_activation(recurrent_activation, allow_softmax=False)]
+        if dx_out is None:
+            dx_out = np.empty(x.shape, np.float32)
+        elif dx_out is False:
+            dx_out = None
+        _core.rnn_backward_f32(dx_out, dkernel_out, drecurrent_out, dbias_out,
+                               _contiguous(dhs), _contiguous(x), _contiguous(kernel),
+                               _contiguous(recurrent_kernel), _contiguous(hs), cache,
+                               _mask_u8(mask), _rnn_code(cell), act, ract, bool(go_backwards),
+                               _threads())
+        return dx_out
+
+    def _reference_rnn_cache(self, cell, cache, n, t, u):
+        """The leading columns of a compiled-shape cache that NumpyOps uses (float64)."""
+        if cache is None:
+            return None
+        shape = self.rnn_cache_shape(cell, n, t, u)
+        if not isinstance(cache, np.ndarray) or cache.shape != shape:
+            raise ValueError(f"rnn cache must have shape {shape} for {cell} over x "
+                             f"{(n, t)} with {u} units, got "
+                             f"{getattr(cache, 'shape', type(cache).__name__)}")
+        return cache[..., :self._reference.rnn_cache_shape(cell, n, t, u)[2]]
+
+    # ---- embedding ---------------------------------------------------------------
+    def embedding_forward(self, indices, table, out=None):
+        idx = check_embedding_indices(indices, table.shape[0], "embedding_forward")
+        if out is None:
+            out = np.empty(idx.shape + (table.shape[1],), table.dtype)
+        _core.embedding_forward(out, idx, np.ascontiguousarray(table), _threads())
+        return out
+
+    def embedding_backward(self, dy, indices, dtable_out):
+        idx = check_embedding_indices(indices, dtable_out.shape[0], "embedding_backward")
+        _core.embedding_backward(dtable_out, np.ascontiguousarray(dy), idx, _threads())
+        return dtable_out
+
+
+def _conv_geometry(x, w, b, strides, padding, dilation, where):
+    """Check a convolution's operands; return the output shape (N, OH, OW, F) and the
+    kernel's geometry arguments (strides, dilation, (top, left) padding)."""
+    xs, ws = getattr(x, "shape", None), getattr(w, "shape", None)
+    if xs is None or ws is None or len(xs) != 4 or len(ws) != 4:
+        raise ValueError(f"{where}: x must be 4-D (N, H, W, C) and w 4-D (KH, KW, C, F), got "
+                         f"x {xs} and w {ws}")
+    n, h, wd, c = xs
+    kh, kw, wc, f = ws
+    if wc != c:
+        raise ValueError(f"{where}: x {xs} has {c} channels but w {ws} expects {wc}")
+    if b is not None and getattr(b, "shape", None) != (f,):
+        raise ValueError(f"{where}: b must have shape {(f,)} for w {ws}, got "
+                         f"{getattr(b, 'shape', type(b).__name__)}")
+    try:
+        (sh, sw), (dh, dw) = _ints2(strides, "strides"), _ints2(dilation, "dilation")
+        oh, ow = conv2d_output_shape((h, wd), (kh, kw), (sh, sw), padding, (dh, dw))
+    except ValueError as e:
+        raise ValueError(f"{where}: x {xs}, w {ws}: {e}") from None
+    if oh < 1 or ow < 1 or min(xs[1:]) < 1 or min(ws) < 1:
+        raise ValueError(f"{where}: kernel {(kh, kw)} (dilation {(dh, dw)}) does not fit x {xs} "
+                         f"with {padding!r} padding (w {ws})")
+    top = conv2d_padding(h, kh, sh, padding, dh)[0]
+    left = conv2d_padding(wd, kw, sw, padding, dw)[0]
+    return (n, oh, ow, f), ((sh, sw), (dh, dw), (top, left))
+
+
+def _ints2(value, what):
+    """(a, b) from an int or a pair of ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value), int(value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}") from None
+    return int(a), int(b)
+
+
+def _pool_window(x, pool_size, strides, padding, out):
+    """The kernel's window arguments (kh, kw, sh, sw, top, left) for x (N, H, W, C),
+    and ``out`` (a new (N, OH, OW, C) array when None)."""
+    if x.ndim != 4:
+        raise ValueError(f"pooling: x must be 4-D (N, H, W, C), got shape {x.shape}")
+    (kh, kw), (sh, sw) = pool_size, strides
+    n, h, w, c = x.shape
+    oh, ow = conv2d_output_shape((h, w), (kh, kw), (sh, sw), padding)
+    if out is None:
+        out = np.empty((n, oh, ow, c), x.dtype)
+    elif out.shape != (n, oh, ow, c):
+        raise ValueError(f"pooling: output must have shape {(n, oh, ow, c)} for input "
+                         f"{x.shape}, pool {(kh, kw)}, strides {(sh, sw)}, {padding!r} "
+                         f"padding; got {out.shape}")
+    top = conv2d_padding(h, kh, sh, padding)[0]
+    left = conv2d_padding(w, kw, sw, padding)[0]
+    return (kh, kw, sh, sw, top, left), out
+
 
 def _same_shape(ref, where, **arrays):
     """Raise ValueError unless every given array (None skipped) has ref's shape."""
@@ -291,3 +509,24 @@ def _flat(a):
     if not np.shares_memory(flat, a) and a.size:
         raise ValueError("in-place operations need a C-contiguous array")
     return flat
+
+
+def _rnn_code(cell):
+    """The FNN_RNN_* code of a cell name (ValueError naming the choices)."""
+    if cell not in RNN_CELLS:
+        raise ValueError(f"cell must be one of {RNN_CELLS}, got {cell!r}")
+    return RNN_CELLS.index(cell)
+
+
+def _contiguous(a):
+    """a itself when C-contiguous (or None), else a C-contiguous copy."""
+    return a if a is None or a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def _mask_u8(mask):
+    """A (N, T) bool/uint8 mask as C-contiguous uint8 (a view when possible)."""
+    if mask is None:
+        return None
+    if mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)
+    return _contiguous(mask)

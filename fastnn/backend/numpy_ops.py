@@ -10,7 +10,8 @@ import numpy as np
 
 from fastnn.backend.ops import (
     DROPOUT_GOLDEN, ELU_ALPHA, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops, check_activation,
-    check_batchnorm_args, check_dropout_args, check_gemm_args, conv2d_output_shape,
+    check_batchnorm_args, check_dropout_args, check_embedding_indices, check_gemm_args,
+    check_rnn_args, conv2d_output_shape,
     conv2d_padding, dropout_scale, dropout_threshold, mix64,
 )
 
@@ -424,6 +425,139 @@ class NumpyOps(Ops):
                 dxp[geom.tap(p, q)] += share
         return _write(geom.crop(dxp), out)
 
+    # ---- recurrent layers ----------------------------------------------------------
+    # One readable loop over time steps. The cache keeps, per processed step k,
+    # the pre-activations backward differentiates through (and, for LSTM, the
+    # cell state): simple_rnn [z] (U); lstm [z_i z_f z_c z_o | c] (5U);
+    # gru [z_z z_r | rh | z_h] (4U) with rh = h U_h + b_rec_h (reset_after).
+    def rnn_cache_shape(self, cell, n, t, units):
+        return (int(n), int(t), _RNN_CACHE_WIDTH[cell] * int(units))
+
+    def rnn_forward(self, cell, x, kernel, recurrent_kernel, bias, *, activation,
+                    recurrent_activation, go_backwards=False, mask=None, hs_out=None,
+                    cache_out=None):
+        n, t, _, u, _ = check_rnn_args(cell, x, kernel, recurrent_kernel, bias, mask,
+                                       "rnn_forward")
+        act = check_activation(activation, allow_softmax=False)
+        ract = check_activation(recurrent_activation, allow_softmax=False)
+        hs = np.empty((n, t, u), x.dtype)
+        cache = np.empty(self.rnn_cache_shape(cell, n, t, u), x.dtype)
+        b_in, b_rec = _rnn_biases(cell, bias, kernel.shape[1], x.dtype)
+        h = np.zeros((n, u), x.dtype)
+        c = np.zeros((n, u), x.dtype)          # LSTM's cell state
+        xw_all = x @ kernel + b_in             # the input projection of every step at once
+        for k, step in enumerate(_rnn_steps(t, go_backwards)):
+            xw = xw_all[:, step]
+            if cell == "simple_rnn":
+                z = xw + h @ recurrent_kernel
+                h_new, cache[:, k] = _activate(act, z), z
+            elif cell == "lstm":
+                z = xw + h @ recurrent_kernel
+                i, f, g, o = _lstm_gates(z, u, act, ract)
+                c_new = f * c + i * g
+                h_new = o * _activate(act, c_new)
+                c = _keep_masked(mask, step, c_new, c)
+                cache[:, k, :4 * u], cache[:, k, 4 * u:] = z, c
+            else:
+                hu = h @ recurrent_kernel + b_rec
+                zr = xw[:, :2 * u] + hu[:, :2 * u]
+                zz, rr = _activate(ract, zr[:, :u]), _activate(ract, zr[:, u:])
+                zh = xw[:, 2 * u:] + rr * hu[:, 2 * u:]
+                h_new = zz * h + (1 - zz) * _activate(act, zh)
+                cache[:, k, :2 * u], cache[:, k, 2 * u:3 * u] = zr, hu[:, 2 * u:]
+                cache[:, k, 3 * u:] = zh
+            h = _keep_masked(mask, step, h_new, h)
+            hs[:, k] = h
+        if cache_out is not None:
+            np.copyto(cache_out, cache)
+        return _write(hs, hs_out)
+
+    def rnn_backward(self, cell, dhs, x, kernel, recurrent_kernel, bias, hs, cache, *,
+                     activation, recurrent_activation, go_backwards=False, mask=None,
+                     dkernel_out, drecurrent_out, dbias_out, dx_out=None):
+        n, t, _, u, _ = check_rnn_args(cell, x, kernel, recurrent_kernel, bias, mask,
+                                       "rnn_backward")
+        for name, arr, shape in (("dhs", dhs, (n, t, u)), ("hs", hs, (n, t, u)),
+                                 ("cache", cache, self.rnn_cache_shape(cell, n, t, u))):
+            if not isinstance(arr, np.ndarray) or arr.shape != shape:
+                raise ValueError(f"rnn_backward: {name} must have shape {shape} for x "
+                                 f"{x.shape}, got {getattr(arr, 'shape', type(arr).__name__)}")
+        act = check_activation(activation, allow_softmax=False)
+        ract = check_activation(recurrent_activation, allow_softmax=False)
+        dtype = x.dtype
+        dr = np.zeros(recurrent_kernel.shape, dtype)
+        db_rec = np.zeros(kernel.shape[1], dtype)
+        dxw = np.zeros((n, t, kernel.shape[1]), dtype)    # dL/d(x W + b_in), every step
+        dh_next = np.zeros((n, u), dtype)      # dL/dh flowing back from later steps
+        dc_next = np.zeros((n, u), dtype)      # dL/dc (LSTM)
+        zeros = np.zeros((n, u), dtype)
+        for k, step in reversed(list(enumerate(_rnn_steps(t, go_backwards)))):
+            h_prev = hs[:, k - 1] if k > 0 else zeros
+            dh = dhs[:, k] + dh_next
+            # A masked step copied the state through: its gradient passes straight back.
+            dh_cell, dh_skip = _split_masked(mask, step, dh)
+            if cell == "simple_rnn":
+                z = cache[:, k]
+                dz = _activation_grad(act, dh_cell, z, _activate(act, z))
+                dx_in = dz_rec = dz
+                dh_direct = zeros
+            elif cell == "lstm":
+                z, c_prev = cache[:, k, :4 * u], (cache[:, k - 1, 4 * u:] if k > 0 else zeros)
+                i, f, g, o = _lstm_gates(z, u, act, ract)
+                c_new = f * c_prev + i * g
+                tc = _activate(act, c_new)
+                dc_cell, dc_skip = _split_masked(mask, step, dc_next)
+                dc = dc_cell + _activation_grad(act, dh_cell * o, c_new, tc)
+                dz = np.concatenate([
+                    _activation_grad(ract, dc * g, z[:, :u], i),
+                    _activation_grad(ract, dc * c_prev, z[:, u:2 * u], f),
+                    _activation_grad(act, dc * i, z[:, 2 * u:3 * u], g),
+                    _activation_grad(ract, dh_cell * tc, z[:, 3 * u:], o)], axis=1)
+                dx_in = dz_rec = dz
+                dh_direct = zeros
+                dc_next = dc * f + dc_skip
+            else:
+                zr, rh, zh = cache[:, k, :2 * u], cache[:, k, 2 * u:3 * u], cache[:, k, 3 * u:]
+                zz, rr = _activate(ract, zr[:, :u]), _activate(ract, zr[:, u:])
+                hh = _activate(act, zh)
+                dzh = _activation_grad(act, dh_cell * (1 - zz), zh, hh)
+                dzz = _activation_grad(ract, dh_cell * (h_prev - hh), zr[:, :u], zz)
+                dzr = _activation_grad(ract, dzh * rh, zr[:, u:], rr)
+                dx_in = np.concatenate([dzz, dzr, dzh], axis=1)
+                dz_rec = np.concatenate([dzz, dzr, dzh * rr], axis=1)
+                dh_direct = dh_cell * zz
+            dxw[:, step] = dx_in
+            dr += h_prev.T @ dz_rec
+            db_rec += dz_rec.sum(axis=0)
+            dh_next = dz_rec @ recurrent_kernel.T + dh_direct + dh_skip
+        # The input side of every step at once: one GEMM each for dkernel and dx.
+        dk = x.reshape(-1, x.shape[2]).T @ dxw.reshape(-1, dxw.shape[2])
+        db_in = dxw.reshape(-1, dxw.shape[2]).sum(axis=0)
+        np.copyto(dkernel_out, dk)
+        np.copyto(drecurrent_out, dr)
+        if dbias_out is not None:
+            np.copyto(dbias_out, np.stack([db_in, db_rec]) if cell == "gru" else db_in)
+        if dx_out is False:
+            return None
+        return _write(dxw @ kernel.T, dx_out)
+
+    # ---- embedding ---------------------------------------------------------------
+    def embedding_forward(self, indices, table, out=None):
+        idx = check_embedding_indices(indices, table.shape[0], "embedding_forward")
+        return _write(table[idx], out)
+
+    def embedding_backward(self, dy, indices, dtable_out):
+        v, d = dtable_out.shape
+        idx = check_embedding_indices(indices, v, "embedding_backward")
+        if not isinstance(dy, np.ndarray) or dy.shape != idx.shape + (d,):
+            raise ValueError(f"embedding_backward: dy must have shape {idx.shape + (d,)} for "
+                             f"indices {idx.shape} and a table {dtable_out.shape}, got "
+                             f"{getattr(dy, 'shape', type(dy).__name__)}")
+        dtable_out[...] = 0
+        # np.add.at adds repeated indices one after another, in order
+        np.add.at(dtable_out, idx.reshape(-1), dy.reshape(-1, d))
+        return dtable_out
+
 
 class _ConvGeometry:
     """Index arithmetic of one convolution / pooling window over NHWC inputs."""
@@ -473,6 +607,45 @@ class _ConvGeometry:
         ones = np.pad(np.ones((self.h, self.w), dtype), ((self.top, self.bottom),
                                                          (self.left, self.right)))
         return self.windows(ones, spatial=(0, 1)).sum(axis=(2, 3))[..., None]
+
+
+_RNN_CACHE_WIDTH = {"simple_rnn": 1, "lstm": 5, "gru": 4}
+
+
+def _rnn_steps(t, go_backwards):
+    """The original time index of each processed step, in processing order."""
+    return range(t - 1, -1, -1) if go_backwards else range(t)
+
+
+def _rnn_biases(cell, bias, width, dtype):
+    """(input-side bias, recurrent-side bias), each (G*U,); zeros when absent."""
+    if bias is None:
+        return np.zeros(width, dtype), np.zeros(width, dtype)
+    if cell == "gru":
+        return bias[0], bias[1]
+    return bias, np.zeros(width, dtype)
+
+
+def _lstm_gates(z, u, act, ract):
+    """i, f, g, o from LSTM pre-activations z (N, 4U), Keras' order i, f, c, o."""
+    return (_activate(ract, z[:, :u]), _activate(ract, z[:, u:2 * u]),
+            _activate(act, z[:, 2 * u:3 * u]), _activate(ract, z[:, 3 * u:]))
+
+
+def _keep_masked(mask, step, new, old):
+    """new where the step is unmasked, old (the previous state) where masked."""
+    if mask is None:
+        return new
+    return np.where(mask[:, step, None] != 0, new, old)
+
+
+def _split_masked(mask, step, grad):
+    """(the gradient through the cell, the gradient that skips a masked step)."""
+    if mask is None:
+        return grad, np.zeros_like(grad)
+    keep = mask[:, step, None] != 0
+    zero = grad.dtype.type(0)
+    return np.where(keep, grad, zero), np.where(keep, zero, grad)
 
 
 def _ints2(value):

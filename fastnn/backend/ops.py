@@ -269,6 +269,127 @@ class Ops:
         non-padded elements of its window (1 / count each)."""
         raise NotImplementedError
 
+    # ---- recurrent layers (whole sequences) ------------------------------------
+    # Shapes: x (N, T, I); kernel (I, G*U); recurrent_kernel (U, G*U); G =
+    # RNN_GATES[cell]; Keras' weight layouts and gate orders (LSTM i,f,c,o; GRU z,r,h).
+    def rnn_cache_shape(self, cell, n, t, units):
+        """Shape (a tuple) of the float cache ``rnn_forward`` fills for ``rnn_backward``
+        for a batch of n sequences of t steps and ``units`` units. Its contents are
+        private to the backend; it has x's dtype."""
+        raise NotImplementedError
+
+    def rnn_forward(self, cell, x, kernel, recurrent_kernel, bias, *, activation,
+                    recurrent_activation, go_backwards=False, mask=None, hs_out=None,
+                    cache_out=None):
+        """Run ``cell`` (one of RNN_CELLS) over every step of x (N, T, I); return hs (N, T, U).
+
+        bias: simple_rnn (U,), lstm (4U,), gru (2, 3U) = [input bias; recurrent bias]
+        (Keras reset_after=True); None when the layer has no bias. The initial state
+        is zeros. Steps are processed in order t = 0..T-1, or T-1..0 with
+        ``go_backwards``; hs[:, k] is the hidden state after the k-th PROCESSED step
+        (Keras' return_sequences output, reversed in time when go_backwards).
+        ``mask`` (N, T) uint8/bool or None, indexed by the ORIGINAL time axis: where
+        0, the step keeps the previous state (h and, for LSTM, c) and its output is
+        the previous output (Keras).
+          simple_rnn: h = act(x W + h U + b)
+          lstm: z = x W + h U + b; i = ra(z_i), f = ra(z_f), g = act(z_c), o = ra(z_o);
+                c = f*c + i*g; h = o*act(c)
+          gru (reset_after): xz, xr, xh = x W + b_in; rz, rr, rh = h U + b_rec;
+                z = ra(xz + rz); r = ra(xr + rr); hh = act(xh + r*rh);
+                h = z*h_prev + (1 - z)*hh
+        act = ``activation`` (Keras' default tanh), ra = ``recurrent_activation``
+        (default sigmoid): element-wise activation names, not softmax. ``cache_out``,
+        when given, is an array of ``rnn_cache_shape(...)`` filled for backward.
+        """
+        raise NotImplementedError
+
+    def rnn_backward(self, cell, dhs, x, kernel, recurrent_kernel, bias, hs, cache, *,
+                     activation, recurrent_activation, go_backwards=False, mask=None,
+                     dkernel_out, drecurrent_out, dbias_out, dx_out=None):
+        """Back-propagation through time of ``rnn_forward`` (same arguments).
+
+        dhs (N, T, U) is dLoss/dhs (zeros but the last processed step when the layer
+        returns only the last state); hs and cache are what forward returned and
+        filled. ``dkernel_out`` (I, G*U), ``drecurrent_out`` (U, G*U) and ``dbias_out``
+        (bias's shape, or None) are OVERWRITTEN. Returns dx (N, T, I) in ``dx_out``
+        or a new array; None when ``dx_out is False``.
+        """
+        raise NotImplementedError
+
+    # ---- embedding ---------------------------------------------------------------
+    def embedding_forward(self, indices, table, out=None):
+        """Return y (N, T, D) with y[n, t] = table[indices[n, t]] for indices (N, T)
+        int64 in [0, V) and table (V, D) (ValueError before any access otherwise)."""
+        raise NotImplementedError
+
+    def embedding_backward(self, dy, indices, dtable_out):
+        """OVERWRITE ``dtable_out`` (V, D) with the scatter-add of dy (N, T, D) rows:
+        dtable[v] = sum of dy[n, t] over indices[n, t] == v, summed in (n, t) order
+        (deterministic whatever the thread count); returns it."""
+        raise NotImplementedError
+
+
+RNN_CELLS = ("simple_rnn", "lstm", "gru")
+RNN_GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}    # G: kernel columns per unit
+
+
+def check_rnn_args(cell, x, kernel, recurrent_kernel, bias, mask, where):
+    """Validate rnn_forward/backward operands; return (N, T, I, U, G).
+
+    ValueError names the operand and the shapes involved (x must be (N, T, I)
+    with T >= 1; kernel (I, G*U); recurrent_kernel (U, G*U); bias as documented
+    in Ops.rnn_forward or None; mask (N, T) or None).
+    """
+    if cell not in RNN_CELLS:
+        raise ValueError(f"{where}: cell must be one of {RNN_CELLS}, got {cell!r}")
+    g = RNN_GATES[cell]
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError(f"{where}: x must be a 3-D (batch, time, features) array, got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{where}: x must be float32 or float64, got {x.dtype}")
+    n, t, i = x.shape
+    if t < 1:
+        raise ValueError(f"{where}: sequences must have at least one step, got x {x.shape}")
+    if not isinstance(recurrent_kernel, np.ndarray) or recurrent_kernel.ndim != 2 \
+            or recurrent_kernel.shape[1] != g * recurrent_kernel.shape[0]:
+        raise ValueError(f"{where}: recurrent_kernel must be (U, {g}*U) for {cell}, got "
+                         f"{getattr(recurrent_kernel, 'shape', type(recurrent_kernel).__name__)}")
+    u = recurrent_kernel.shape[0]
+    if not isinstance(kernel, np.ndarray) or kernel.shape != (i, g * u):
+        raise ValueError(f"{where}: kernel must have shape {(i, g * u)} for x {x.shape} and "
+                         f"{u} units, got {getattr(kernel, 'shape', type(kernel).__name__)}")
+    bias_shape = (2, 3 * u) if cell == "gru" else (g * u,)
+    if bias is not None and (not isinstance(bias, np.ndarray) or bias.shape != bias_shape):
+        raise ValueError(f"{where}: bias must have shape {bias_shape} for {cell} with {u} "
+                         f"units, got {getattr(bias, 'shape', type(bias).__name__)}")
+    for name, arr in (("kernel", kernel), ("recurrent_kernel", recurrent_kernel), ("bias", bias)):
+        if arr is not None and arr.dtype != x.dtype:
+            raise TypeError(f"{where}: {name} must be {x.dtype} like x, got {arr.dtype}")
+    if mask is not None and (not isinstance(mask, np.ndarray) or mask.shape != (n, t)
+                             or mask.dtype not in (np.uint8, np.bool_)):
+        raise ValueError(f"{where}: mask must be a uint8 or bool array of shape {(n, t)} for "
+                         f"x {x.shape}, got {getattr(mask, 'dtype', type(mask).__name__)} "
+                         f"{getattr(mask, 'shape', '')}")
+    return n, t, i, u, g
+
+
+def check_embedding_indices(indices, vocab, where):
+    """Validate embedding indices: an integer array with every value in [0, vocab).
+
+    Returns them as C-contiguous int64. ValueError (never an out-of-bounds read)
+    for a float or bool array, a negative index or one >= vocab.
+    """
+    if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
+        raise ValueError(f"{where}: indices must be an integer array, got "
+                         f"{getattr(indices, 'dtype', type(indices).__name__)}")
+    if indices.size:
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= vocab:
+            raise ValueError(f"{where}: indices {indices.shape} must lie in [0, {vocab}) "
+                             f"for a table of {vocab} rows, got values in [{lo}, {hi}]")
+    return np.ascontiguousarray(indices, dtype=np.int64)
+
 
 DROPOUT_GOLDEN = 0x9E3779B97F4A7C15    # splitmix64's increment
 MASK64 = (1 << 64) - 1

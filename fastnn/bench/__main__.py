@@ -9,7 +9,7 @@ from fastnn.bench.timing import compiled_available, compiled_import_error, machi
 
 DESCRIPTION = """\
 Benchmark fastnn: each workload of workloads.md (W1 train, W1-infer predict,
-W2 train, W5 GEMM) on each backend (compiled, numpy) and thread count, plus
+W2 train, W3 CNN train, W5 GEMM) on each backend (compiled, numpy) and thread count, plus
 PyTorch rows when torch is installed. Throughput is samples/s over one full
 shuffled epoch (model.fit) or one predict pass, after a warm-up, median of
 the repeats; W5 is GFLOP/s of fastnn.ops.gemm vs NumPy's A @ B. Every

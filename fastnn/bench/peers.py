@@ -21,10 +21,26 @@ def torch_available():
 
 
 def supports(model):
-    """Whether ``torch_mlp`` can mirror ``model`` (Dense layers, relu/linear/softmax)."""
-    return all(type(layer).__name__ == "Dense"
-               and layer.activation in ("relu", "linear", "softmax")
-               for layer in model.layers)
+    """Whether ``torch_mlp`` can mirror ``model``: Dense layers (relu/linear/softmax),
+    and for CNNs (W3) Conv2D (relu/linear; "valid", or "same" at stride 1),
+    "valid" MaxPooling2D and Flatten."""
+    return all(_supported_layer(layer) for layer in model.layers)
+
+
+def _supported_layer(layer):
+    kind = type(layer).__name__
+    if kind == "Dense":
+        return layer.activation in ("relu", "linear", "softmax")
+    if kind == "Conv2D":
+        return (layer.activation in ("relu", "linear")
+                and (layer.padding == "valid" or max(layer.strides) == 1))
+    if kind == "MaxPooling2D":
+        return layer.padding == "valid"
+    if kind in ("SimpleRNN", "LSTM"):      # W4: torch.nn.RNN / LSTM, last state
+        return (layer.activation == "tanh" and layer.use_bias and not layer.go_backwards
+                and not layer.return_sequences and layer.dropout == 0.0
+                and getattr(layer, "recurrent_activation", "sigmoid") == "sigmoid")
+    return kind == "Flatten"
 
 
 def torch_mlp(model):
@@ -32,11 +48,44 @@ def torch_mlp(model):
     import torch
     from torch import nn
 
-    modules = []
+    class Permute(nn.Module):
+        """fastnn is NHWC, torch's convolutions NCHW: convert at the boundaries."""
+
+        def __init__(self, *dims):
+            super().__init__()
+            self.dims = dims
+
+        def forward(self, x):
+            return x.permute(*self.dims)
+
+    modules, images = [], False
     for layer in model.layers:
-        linear = nn.Linear(layer.kernel.shape[0], layer.units, bias=layer.use_bias)
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "MaxPooling2D") and not images:
+            modules.append(Permute(0, 3, 1, 2))
+            images = True
+        if kind == "Flatten":
+            if images:       # flatten in fastnn's (H, W, C) order
+                modules.append(Permute(0, 2, 3, 1))
+                images = False
+            modules.append(nn.Flatten())
+            continue
+        if kind == "MaxPooling2D":
+            modules.append(nn.MaxPool2d(layer.pool_size, layer.strides))
+            continue
+        if kind in ("SimpleRNN", "LSTM"):
+            modules.append(_torch_recurrent(layer))
+            continue
+        if kind == "Conv2D":
+            kernel = layer.kernel.value.transpose(3, 2, 0, 1)       # (F, C, KH, KW)
+            linear = nn.Conv2d(kernel.shape[1], layer.filters, layer.kernel_size,
+                               stride=layer.strides, dilation=layer.dilation_rate,
+                               padding=layer.padding, bias=layer.use_bias)
+        else:
+            kernel = layer.kernel.value.T
+            linear = nn.Linear(layer.kernel.shape[0], layer.units, bias=layer.use_bias)
         with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(layer.kernel.value.T.copy()))
+            linear.weight.copy_(torch.from_numpy(kernel.copy()))
             if layer.use_bias:
                 linear.bias.copy_(torch.from_numpy(layer.bias.value.copy()))
         modules.append(linear)
@@ -111,3 +160,31 @@ def check_torch(runner, fastnn_outputs, xb, label):
     """Do the PyTorch model's outputs for xb match fastnn's (same weights)?"""
     return compare({"outputs": runner.outputs(xb)}, {"outputs": fastnn_outputs},
                    f"{label} {PEER} vs numpy")
+
+
+def _torch_recurrent(layer):
+    """A torch module equal to a fastnn SimpleRNN / LSTM returning its last state.
+
+    torch's LSTM gates are i, f, g, o -- Keras' i, f, c, o -- so kernels copy
+    as their transposes; fastnn's one bias goes to bias_ih, bias_hh is zero.
+    """
+    import torch
+    from torch import nn
+
+    cls = nn.LSTM if type(layer).__name__ == "LSTM" else nn.RNN
+    rnn = cls(layer.kernel.shape[0], layer.units, batch_first=True)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(layer.kernel.value.T.copy()))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(layer.recurrent_kernel.value.T.copy()))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(layer.bias.value.copy()))
+        rnn.bias_hh_l0.zero_()
+
+    class LastState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x):
+            return self.rnn(x)[0][:, -1]
+
+    return LastState()

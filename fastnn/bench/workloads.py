@@ -61,6 +61,22 @@ def build_w2():
     return model
 
 
+def build_w3():
+    """W3: Conv2D 32 3x3 relu -> Conv2D 64 3x3 relu -> MaxPool 2x2 -> Flatten -> Dense 128
+    relu -> Dense 10 softmax on 28x28x1 images, categorical cross-entropy, Adam."""
+    model = models.Sequential([
+        layers.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer=optimizers.Adam(learning_rate=1e-3),
+                  loss="categorical_crossentropy")
+    return model
+
+
 # ---- data ------------------------------------------------------------------------
 
 def regression_data(n, rng, features=10):
@@ -79,6 +95,12 @@ def classification_data(n, rng, features=784, classes=10):
     return x, y
 
 
+def image_data(n, rng, side=28, classes=10):
+    """float32 NHWC images (n, side, side, 1) in [0, 1) and one-hot targets (n, classes)."""
+    x, y = classification_data(n, rng, features=side * side, classes=classes)
+    return x.reshape(n, side, side, 1), y
+
+
 register(ModelWorkload(
     "W1", "MLP 10-64-32-1, MSE, Adam, train", build_w1, regression_data,
     batch_size=32, n_full=8192, n_quick=4096))
@@ -88,6 +110,35 @@ register(ModelWorkload(
 register(ModelWorkload(
     "W2", "MLP 784-512-512-10, softmax CE, Adam, train", build_w2, classification_data,
     batch_size=128, n_full=8192, n_quick=2048))
+register(ModelWorkload(
+    "W3", "CNN conv32-conv64-pool-128-10 on 28x28x1, softmax CE, Adam, train", build_w3,
+    image_data, batch_size=64, n_full=2048, n_quick=64))
+
+
+def build_w4(recurrent="SimpleRNN"):
+    """W4: SimpleRNN(128, tanh) (or LSTM(128)) over 50 steps of 32 features, last
+    state -> Dense 10 softmax, categorical cross-entropy, Adam."""
+    model = models.Sequential([
+        getattr(layers, recurrent)(128, input_shape=(50, 32)),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer=optimizers.Adam(learning_rate=1e-3),
+                  loss="categorical_crossentropy")
+    return model
+
+
+def sequence_data(n, rng, steps=50, features=32, classes=10):
+    """float32 sequences (n, steps, features) in [0, 1) and one-hot targets (n, classes)."""
+    x, y = classification_data(n, rng, features=steps * features, classes=classes)
+    return x.reshape(n, steps, features), y
+
+
+register(ModelWorkload(
+    "W4-rnn", "SimpleRNN(128) over 50x32 -> Dense 10, softmax CE, Adam, train", build_w4,
+    sequence_data, batch_size=64, n_full=2048, n_quick=128))
+register(ModelWorkload(
+    "W4-lstm", "LSTM(128) over 50x32 -> Dense 10, softmax CE, Adam, train",
+    lambda: build_w4("LSTM"), sequence_data, batch_size=64, n_full=2048, n_quick=64))
 
 
 # ---- W5: GEMM shapes ---------------------------------------------------------------

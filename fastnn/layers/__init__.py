@@ -3,9 +3,23 @@ from fastnn.layers.base import Layer
 from fastnn.layers.core import Activation, Dense, Flatten, Input, InputLayer, Reshape
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.regularization import Dropout
+from fastnn.layers.embedding import Embedding
+from fastnn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
+from fastnn.layers.pooling import (
+    AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D,
+)
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Flatten", "Reshape",
-           "Dropout", "BatchNormalization"]
+           "Dropout", "BatchNormalization", "Embedding", "SimpleRNN", "LSTM", "GRU",
+           "Bidirectional",
+           "Conv1D", "Conv2D", "Convolution1D", "Convolution2D",
+           "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
+           "GlobalAveragePooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
+           "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D"]
 
 # The layer types a saved model may name, by class name: fastnn.saving builds
 # only these (plus a caller's own custom_objects), so a file can never make
@@ -20,4 +34,19 @@ LAYER_CLASSES = {
     "Reshape": Reshape,
     "Dropout": Dropout,
     "BatchNormalization": BatchNormalization,
+    "Embedding": Embedding,
+    "SimpleRNN": SimpleRNN,
+    "LSTM": LSTM,
+    "GRU": GRU,
+    "Bidirectional": Bidirectional,
+    "Conv2D": Conv2D,
+    "Conv1D": Conv1D,
+    "MaxPooling2D": MaxPooling2D,
+    "AveragePooling2D": AveragePooling2D,
+    "GlobalMaxPooling2D": GlobalMaxPooling2D,
+    "GlobalAveragePooling2D": GlobalAveragePooling2D,
+    "MaxPooling1D": MaxPooling1D,
+    "AveragePooling1D": AveragePooling1D,
+    "GlobalMaxPooling1D": GlobalMaxPooling1D,
+    "GlobalAveragePooling1D": GlobalAveragePooling1D,
 }

@@ -35,7 +35,8 @@ def unique_name(prefix):
 
 
 def snake_case(name):
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+    # A digit does not start a word (Keras: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d).
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 class Weight:
@@ -66,11 +67,14 @@ class Workspace:
     workspace serves one caller at a time (training, or one predict call).
     """
 
-    __slots__ = ("_buffers", "saved", "param_grads")
+    __slots__ = ("_buffers", "saved", "param_grads", "mask")
 
     def __init__(self, param_grads=True):
         self._buffers = {}
         self.saved = None     # what forward keeps for backward
+        # The (N, T) time-step mask reaching this layer's input (set by the model
+        # before each forward; None: no masking, the common case).
+        self.mask = None
         # False: backward writes weight gradients into scratch, not the model's
         # gradient buffer (inspection, which needs only input gradients).
         self.param_grads = param_grads
@@ -81,6 +85,14 @@ class Workspace:
             buf = np.empty(shape, dtype=dtype)
             self._buffers[key] = buf
         return buf[:shape[0]] if buf.shape[0] != shape[0] else buf
+
+    def child(self, key):
+        """A nested Workspace kept under ``key``, for a layer that runs layers of its
+        own (Bidirectional); it shares this one's caller and ``param_grads``."""
+        ws = self._buffers.get(("child", key))
+        if ws is None:
+            ws = self._buffers[("child", key)] = Workspace(self.param_grads)
+        return ws
 
 
 class Layer:
@@ -124,6 +136,18 @@ class Layer:
         """Write this layer's weight gradients (overwriting them) and return dL/dx
         (None when ``need_dx`` is False)."""
         raise NotImplementedError
+
+    # ---- masking (Keras': a mask over time steps, from Embedding(mask_zero=True)) --
+    # Whether this layer's output may carry a mask when its input carries none.
+    makes_mask = False
+    # Whether an input mask passes through this layer unchanged (element-wise
+    # and per-step layers); other layers consume or drop it.
+    supports_masking = False
+
+    def output_mask(self, ws):
+        """The (N, T) mask leaving this layer after ``forward`` with ``ws`` (whose
+        ``mask`` holds the input's), or None."""
+        return ws.mask if self.supports_masking else None
 
     def get_config(self):
         config = {"name": self.name, "trainable": self._trainable, "dtype": self.dtype.name}

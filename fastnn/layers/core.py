@@ -40,6 +40,8 @@ class Dense(Layer):
     Inputs of rank > 2 are treated as a batch of rows over their last axis.
     """
 
+    supports_masking = True     # per step on sequences: a time-step mask passes through
+
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs):
@@ -118,6 +120,8 @@ class Dense(Layer):
 
 class Activation(Layer):
     """Applies an activation function (Keras names) element-wise; softmax over the last axis."""
+
+    supports_masking = True     # element-wise: a time-step mask passes through
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

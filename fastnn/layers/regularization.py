@@ -23,6 +23,8 @@ class Dropout(Layer):
     at every time step.
     """
 
+    supports_masking = True     # element-wise: a time-step mask passes through
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating))
