@@ -330,7 +330,7 @@ class Model:
             if stop_on_nan and not math.isfinite(loss):
                 raise self._nan_loss_error(loss, epoch, step)
         if sync is not None:
-            sync.average_gradients()            # one Allreduce of the flat gradient buffer
+            sync.average_gradients()            # distributed: one Allreduce of the gradients
         self.optimizer.apply(ops, self._params, self._grads, ranges[0], ranges[1])
         if metrics:
             pred = out.reshape(-1, out.shape[-1])
@@ -514,31 +514,30 @@ class Model:
         ranges = self._trainable_ranges()
         regs = self._regularized_ranges()
         n = x.shape[0]
-        sync = None if distributed is None else distributed._fit_sync(self, ops, n, batch_size)
-        steps = -(-n // batch_size) if sync is None else sync.steps
+        sync = (_LocalFit(self, ops, n, batch_size) if distributed is None
+                else distributed._fit_sync(self, ops, n, batch_size))
         if verbose == "auto":
             verbose = 1
         # History and the progress bar come after the user's callbacks (Keras'
         # order), so entries those add to the logs are recorded and printed
         cbs = _callbacks.CallbackList(callbacks, self,
-                                      {"epochs": epochs, "steps": steps, "verbose": verbose},
+                                      {"epochs": epochs, "steps": sync.steps, "verbose": verbose},
                                       add_history=True, add_progbar=bool(verbose),
-                                      chief=sync is None or sync.is_chief)
+                                      chief=sync.is_chief)
         history = self.history = cbs.history
         self.stop_training = False
         self._in_fit = True
         shuffled = Workspace()
         logs = {}
         try:
-            if sync is not None:
-                sync.begin(cbs, epochs, initial_epoch,
-                           -1 if validation_data is None else len(validation_data[0]))
+            sync.begin(cbs, epochs, initial_epoch,
+                       -1 if validation_data is None else len(validation_data[0]))
             cbs.on_train_begin()
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch)
                 if shuffle:
                     # one gather per epoch into buffers reused across epochs
-                    order = _runtime.rng().permutation(n) if sync is None else sync.shuffle_order(n)
+                    order = sync.shuffle_order(n)
                     xs = np.take(x, order, axis=0, out=shuffled.buffer("x", x.shape, x.dtype))
                     y_by_sample = y.reshape((n, y_rows) + y.shape[1:])
                     ys = np.take(y_by_sample, order, axis=0,
@@ -549,11 +548,8 @@ class Model:
                 else:
                     xs, ys, sws = x, y, sw
                 loss_sum, sums = 0.0, [0.0] * len(metrics)
-                for step in range(steps):
-                    start = step * batch_size
-                    stop = min(start + batch_size, n)
-                    if sync is not None:
-                        start, stop = sync.local_bounds(step)
+                for step in range(sync.steps):
+                    start, stop = sync.local_bounds(step)
                     if cbs.wants_batch_hooks:
                         cbs.on_train_batch_begin(step)
                     loss = self._train_step(ops, xs[start:stop], ys[start * y_rows:stop * y_rows],
@@ -562,28 +558,18 @@ class Model:
                                             else sws[start * y_rows:stop * y_rows], regs, sync)
                     loss_sum += loss * (stop - start)
                     if cbs.wants_batch_hooks:
-                        seen = stop
-                        cbs.on_train_batch_end(step, self._logs(loss_sum, sums, metrics, seen, y_rows)
-                                               if sync is None
-                                               else sync.logs(loss_sum, sums, metrics, step, y_rows))
-                        if sync is not None:
-                            self.stop_training = sync.agree_stop()
+                        cbs.on_train_batch_end(step, sync.logs(loss_sum, sums, metrics, step,
+                                                               y_rows))
+                        self.stop_training = sync.agree_stop()
                     if self.stop_training:
                         break
-                if sync is None:
-                    logs = self._logs(loss_sum, sums, metrics, min(n, (step + 1) * batch_size), y_rows)
-                else:   # reduced over ranks; moving statistics averaged
-                    logs = sync.end_epoch(loss_sum, sums, metrics, step, y_rows)
+                logs = sync.end_epoch(loss_sum, sums, metrics, step, y_rows)
                 if validation_data is not None:
-                    val = (self._evaluate_prepared(ops, validation_data[0], validation_data[1],
-                                                   batch_size, metrics, fused, cbs, val_sw)
-                           if sync is None else
-                           sync.evaluate(validation_data[0], validation_data[1], batch_size,
-                                         metrics, fused, cbs, val_sw))
+                    val = sync.evaluate(validation_data[0], validation_data[1], batch_size,
+                                        metrics, fused, cbs, val_sw)
                     logs.update({"val_" + k: v for k, v in val.items()})
                 cbs.on_epoch_end(epoch, logs)
-                if sync is not None:
-                    self.stop_training = sync.agree_stop()
+                self.stop_training = sync.agree_stop()
                 if self.stop_training:
                     break
             cbs.on_train_end(logs)
@@ -784,6 +770,44 @@ class Model:
         """A new, uncompiled model from ``get_config()``'s dict (fastnn's own layer
         types, plus ``custom_objects``: class name -> class)."""
         return _saving.model_from_config(config, custom_objects, model_class=cls)
+
+
+class _LocalFit:
+    """The hook points of one single-process ``fit``: the same interface as a
+    distributed fit's helper (fastnn.distributed), with nothing to exchange."""
+
+    is_chief = True
+
+    def __init__(self, model, ops, n, batch_size):
+        self.model, self.ops = model, ops
+        self.n, self.batch_size = n, batch_size
+        self.steps = -(-n // batch_size)
+
+    def begin(self, cbs, epochs, initial_epoch, n_val):
+        pass
+
+    def shuffle_order(self, n):
+        return _runtime.rng().permutation(n)
+
+    def local_bounds(self, step):
+        start = step * self.batch_size
+        return start, min(start + self.batch_size, self.n)
+
+    def average_gradients(self):
+        pass
+
+    def logs(self, loss_sum, sums, metrics, step, y_rows):
+        seen = min(self.n, (step + 1) * self.batch_size)
+        return self.model._logs(loss_sum, sums, metrics, seen, y_rows)
+
+    end_epoch = logs
+
+    def agree_stop(self):
+        return self.model.stop_training
+
+    def evaluate(self, x, y, batch_size, metrics, fused, cbs, sample_weight):
+        return self.model._evaluate_prepared(self.ops, x, y, batch_size, metrics, fused, cbs,
+                                             sample_weight)
 
 
 class Sequential(Model):
