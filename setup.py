@@ -108,7 +108,11 @@ class BuildExt(build_ext):
                 extra_postargs=flags,
                 macros=macros,
             )
+        headers = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.h"))
         for ext in self.extensions:
+            # relink whenever a C source or header changed, not only a .pyx/.pxi
+            ext.depends = list(ext.depends or []) + [str(src.relative_to(ROOT)) for src in sources] \
+                + headers + [str(p.relative_to(ROOT)) for p in (ROOT / "fastnn" / "_ext").glob("*.p*")]
             ext.extra_objects = objects + list(ext.extra_objects or [])
             ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_omp
             ext.extra_link_args = list(ext.extra_link_args or []) + link_omp
