@@ -69,6 +69,7 @@
 #endif
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -475,7 +476,11 @@ static int rnn_threads(double flops, int64_t N, int nthreads)
     return nt < 1 ? 1 : nt;
 }
 
-/* Run `body` on rows split evenly between nt threads (one region). */
+/* Run `body_call` on rows [r0, r1) split evenly between nt threads, in ONE
+ * parallel region with no barrier inside. The thread that finishes first
+ * waits for the others at the region's end: that wait is what a thread the
+ * OS descheduled costs, so it is reported to the oversubscription guard
+ * (fnn_omp.h), whichever thread it was. */
 #define RNN_SPLIT_ROWS(pl, nt, body_call)                                               \
     do {                                                                                \
         if ((nt) <= 1) {                                                                \
@@ -484,11 +489,12 @@ static int rnn_threads(double flops, int64_t N, int nthreads)
             status = (body_call);                                                       \
         }                                                                               \
         else {                                                                          \
-            int64_t start = fnn_now_ns(), master_done = 0, end;                         \
+            int64_t start = fnn_now_ns(), first_done = INT64_MAX, end;                  \
             _Pragma("omp parallel num_threads(nt)")                                     \
             {                                                                           \
                 const int tid = fnn_omp_thread_num();                                   \
                 const int got = fnn_omp_num_threads();                                  \
+                int64_t done;                                                           \
                 int c;                                                                  \
                 for (c = tid; c < (nt); c += got) {                                     \
                     const int64_t r0 = (pl)->N * c / (nt), r1 = (pl)->N * (c + 1) / (nt); \
@@ -498,12 +504,16 @@ static int rnn_threads(double flops, int64_t N, int nthreads)
                         status = st;                                                    \
                     }                                                                   \
                 }                                                                       \
-                if (tid == 0) {                                                         \
-                    master_done = fnn_now_ns();                                         \
+                done = fnn_now_ns();                                                    \
+                _Pragma("omp critical(fnn_rnn_done)")                                   \
+                {                                                                       \
+                    if (done < first_done) {                                            \
+                        first_done = done;                                              \
+                    }                                                                   \
                 }                                                                       \
             }                                                                           \
             end = fnn_now_ns();                                                         \
-            fnn_report_team_wait(end - master_done, end - start);                       \
+            fnn_report_team_wait(end - first_done, end - start);                        \
         }                                                                               \
     } while (0)
 
