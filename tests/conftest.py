@@ -39,6 +39,16 @@ def ops(request):
     return NumpyOps() if request.param == "numpy" else _compiled()
 
 
+@pytest.fixture(params=["numpy", "compiled"])
+def backend(request):
+    """Run a model-level test once per backend (restoring the previous one)."""
+    import fastnn
+    previous = fastnn.get_backend()
+    fastnn.set_backend(request.param)
+    yield request.param
+    fastnn.set_backend(previous)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

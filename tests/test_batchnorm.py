@@ -17,14 +17,6 @@ def restore_backend():
     fastnn.set_backend(previous)
 
 
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
-
-
 def by_hand(x, gamma, beta, mean, var, eps):
     return gamma * (x - mean) / np.sqrt(var + eps) + beta
 

@@ -9,14 +9,6 @@ import fastnn
 from fastnn import layers, losses, models, optimizers
 
 
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
-
-
 def built(layer, input_shape):
     layer.build(input_shape)
     return layer

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import callbacks, distributed, layers, models, optimizers
+from fastnn import callbacks, distributed, models
 
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 needs_mpi = pytest.mark.skipif(not HAVE_MPI4PY, reason="needs mpi4py (pip install '.[mpich]')")

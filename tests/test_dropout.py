@@ -10,14 +10,6 @@ from fastnn.backend import get_ops
 from fastnn.layers.base import Workspace
 
 
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
-
-
 def built(layer, input_shape):
     layer.build(input_shape)
     return layer

@@ -4,14 +4,7 @@ import pytest
 
 import fastnn
 from fastnn import inspect, layers, models
-
-
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
+from testing_utils import numeric_grad
 
 
 def classifier(dtype="float64"):
@@ -22,19 +15,6 @@ def classifier(dtype="float64"):
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model
-
-
-def numeric_input_grad(f, x, step=1e-6):
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        keep = x[idx]
-        x[idx] = keep + step
-        up = f(x)
-        x[idx] = keep - step
-        down = f(x)
-        x[idx] = keep
-        grad[idx] = (up - down) / (2 * step)
-    return grad
 
 
 def test_activations_lists_every_layer_in_order(backend):
@@ -54,8 +34,9 @@ def test_target_gradient_matches_finite_differences(backend):
     grads = inspect.input_gradients(model, x, target=target)
     assert grads.shape == x.shape
     for i in range(6):
-        numeric = numeric_input_grad(lambda v: model.predict(v[None])[0, target[i]], x[i].copy())
-        np.testing.assert_allclose(grads[i], numeric, rtol=1e-5, atol=1e-8)
+        sample = x[i:i + 1].copy()
+        numeric = numeric_grad(lambda: model.predict(sample)[0, target[i]], sample)
+        np.testing.assert_allclose(grads[i:i + 1], numeric, rtol=1e-5, atol=1e-8)
 
 
 def test_default_is_top_unit_and_loss_gradient_is_per_sample(backend):
@@ -68,9 +49,9 @@ def test_default_is_top_unit_and_loss_gradient_is_per_sample(backend):
     labels = rng.integers(0, 4, size=5)
     grads = inspect.input_gradients(model, x, y=labels)
     for i in range(5):
-        numeric = numeric_input_grad(
-            lambda v: model.evaluate(v[None], labels[i:i + 1], verbose=0), x[i].copy())
-        np.testing.assert_allclose(grads[i], numeric, rtol=1e-5, atol=1e-8)
+        sample = x[i:i + 1].copy()
+        numeric = numeric_grad(lambda: model.evaluate(sample, labels[i:i + 1], verbose=0), sample)
+        np.testing.assert_allclose(grads[i:i + 1], numeric, rtol=1e-5, atol=1e-8)
 
 
 def test_inspection_leaves_training_state_alone(backend):

@@ -9,14 +9,6 @@ import fastnn
 from fastnn import callbacks, layers, losses, models, optimizers
 
 
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
-
-
 def regression_data(n=512, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 10)).astype(np.float32)

@@ -8,16 +8,9 @@ import fastnn
 from fastnn import layers, models, regularizers
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.layers.base import Workspace
+from testing_utils import numeric_grad
 
 RECURRENT = [layers.SimpleRNN, layers.LSTM, layers.GRU]
-
-
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
 
 
 def seq(n=4, t=5, i=3, seed=0):
@@ -83,20 +76,6 @@ def test_bidirectional_merges_forward_and_reversed_backward(merge_mode, return_s
     want = {"concat": np.concatenate([yf, yb], axis=-1), "sum": yf + yb, "mul": yf * yb,
             "ave": (yf + yb) / 2}[merge_mode]
     np.testing.assert_allclose(bi.predict(x, verbose=0), want, rtol=1e-5, atol=1e-7)
-
-
-def numeric_grad(f, x, step=1e-6):
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + step
-        up = f()
-        flat[i] = keep - step
-        down = f()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * step)
-    return grad
 
 
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])

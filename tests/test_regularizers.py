@@ -11,14 +11,6 @@ from fastnn._ext import _core
 from testing_utils import num_threads
 
 
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
-
-
 # ---- API --------------------------------------------------------------------------
 
 def test_defaults_and_strings_follow_keras():

@@ -8,25 +8,11 @@ import pytest
 
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import RNN_CELLS, RNN_GATES
+from testing_utils import numeric_grad
 
 ops = NumpyOps()
-STEP = 1e-6
 N, T, I, U = 2, 3, 2, 3
 MASK = np.array([[1, 0, 1], [0, 1, 1]], np.uint8)    # a first step and a middle step masked
-
-
-def numeric_grad(f, x):
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + STEP
-        up = f()
-        flat[i] = keep - STEP
-        down = f()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * STEP)
-    return grad
 
 
 def operands(cell, rng, use_bias=True, n=N, t=T, i=I, u=U):

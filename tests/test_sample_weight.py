@@ -8,14 +8,6 @@ import fastnn
 from fastnn import layers, models, optimizers
 
 
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
-
-
 def _regression(n=16, seed=1):
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((n, 3)).astype(np.float32),

@@ -18,14 +18,6 @@ import fastnn
 from fastnn import layers, losses, metrics, models, optimizers, saving
 
 
-@pytest.fixture(params=["numpy", "compiled"])
-def backend(request):
-    previous = fastnn.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(previous)
-
-
 def data(n=96, features=6, outputs=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, features)).astype(np.float32)
