@@ -14,7 +14,7 @@ from fastnn.backend.ops import conv2d_cols_size
 
 # (N, H, W, C, KH, KW, F, activation): W3's convolutions.
 CASES = [(64, 28, 28, 1, 3, 3, 32, "relu"), (64, 26, 26, 32, 3, 3, 64, "relu")]
-GEOM = dict(strides=(1, 1), padding="valid", dilation=(1, 1))
+GEOM = {"strides": (1, 1), "padding": "valid", "dilation": (1, 1)}
 
 
 def _id(case):
@@ -23,7 +23,7 @@ def _id(case):
 
 
 def _layer(rng, case):
-    n, h, w, c, kh, kw, f, act = case
+    n, h, w, c, kh, kw, f, _act = case
     x = rng.uniform(-1, 1, size=(n, h, w, c)).astype(np.float32)
     wt = rng.uniform(-0.5, 0.5, size=(kh, kw, c, f)).astype(np.float32) / np.float32(kh * kw)
     b = rng.uniform(-0.1, 0.1, size=f).astype(np.float32)

@@ -46,8 +46,8 @@
  * machine does not hold the others up). Results are bitwise identical for any
  * nthreads. Work below a few MFLOP runs on one thread; there are no nested
  * parallel regions (inside a parallel loop, the GEMM runs on one thread).
- * Each parallel loop reports its master's final wait to the oversubscription
- * guard (fnn_omp.h), as the GEMM does.
+ * Each parallel loop reports the final wait of its first thread to run out of
+ * work to the oversubscription guard (fnn_omp.h).
  *
  * Scratch: `work` (work_len floats) when it holds fnn_conv2d_work_floats(),
  * else one aligned allocation per call (FNN_ERR_NOMEM if that fails).
@@ -141,13 +141,25 @@ static int threads_for_units(double flops, int64_t units, int nthreads)
     return nt < 1 ? 1 : nt;
 }
 
-/* The oversubscription guard (fnn_omp.h): the master's wait at the end of a
- * team's loop, from the moment it found no chunk left, is time another
- * thread was still working -- long when the OS descheduled it. */
-static void report_team_wait(int64_t start, int64_t master_done)
+/* The oversubscription guard (fnn_omp.h): the wait of the first thread to
+ * find no work left, until the team's end, is time another thread was still
+ * working -- long when the OS descheduled it, whichever thread that was. */
+static void report_team_wait(int64_t start, int64_t first_done)
 {
     const int64_t end = fnn_now_ns();
-    fnn_report_team_wait(end - master_done, end - start);
+    fnn_report_team_wait(end - first_done, end - start);
+}
+
+/* Record the moment this thread ran out of work, if it is the first. */
+static void note_done(int64_t *first_done)
+{
+    const int64_t now = fnn_now_ns();
+#pragma omp critical(fnn_conv_done)
+    {
+        if (now < *first_done) {
+            *first_done = now;
+        }
+    }
 }
 
 /* ---- scratch layout ------------------------------------------------------ */
@@ -407,7 +419,7 @@ int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X, cons
     }
     else {
         int64_t c;
-        int64_t start = fnn_now_ns(), master_done = start;
+        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #pragma omp parallel num_threads(nt)
         {
             float *cols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(&pl);
@@ -421,11 +433,9 @@ int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X, cons
                     status = st;
                 }
             }
-            if (fnn_omp_thread_num() == 0) {
-                master_done = fnn_now_ns();
-            }
+            note_done(&first_done);
         }
-        report_team_wait(start, master_done);
+        report_team_wait(start, first_done);
     }
     free(heap);
     return status;
@@ -489,7 +499,7 @@ static int backward_filter(float *dW, float *part, float *buf, const float *X, c
     }
     else {
         int64_t g;
-        int64_t start = fnn_now_ns(), master_done = start;
+        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #pragma omp parallel num_threads(nt)
         {
             float *cols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(pl);
@@ -502,11 +512,9 @@ static int backward_filter(float *dW, float *part, float *buf, const float *X, c
                     status = st;
                 }
             }
-            if (fnn_omp_thread_num() == 0) {
-                master_done = fnn_now_ns();
-            }
+            note_done(&first_done);
         }
-        report_team_wait(start, master_done);
+        report_team_wait(start, first_done);
     }
     if (status != FNN_OK) {
         return status;
@@ -530,7 +538,7 @@ static int backward_data(float *dX, float *buf, const float *dZ, const float *WT
     }
     else {
         int64_t n;
-        int64_t start = fnn_now_ns(), master_done = start;
+        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #pragma omp parallel num_threads(nt)
         {
             float *dcols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(pl);
@@ -542,11 +550,9 @@ static int backward_data(float *dX, float *buf, const float *dZ, const float *WT
                     status = st;
                 }
             }
-            if (fnn_omp_thread_num() == 0) {
-                master_done = fnn_now_ns();
-            }
+            note_done(&first_done);
         }
-        report_team_wait(start, master_done);
+        report_team_wait(start, first_done);
     }
     return status;
 }

@@ -78,9 +78,9 @@ def _compare(numpy_ops, compiled_ops, rng, shape, geom, activation, bias=True, w
 
 
 def _geom(strides=1, padding="valid", dilation=1):
-    return dict(strides=(strides, strides) if isinstance(strides, int) else strides,
-                padding=padding,
-                dilation=(dilation, dilation) if isinstance(dilation, int) else dilation)
+    return {"strides": (strides, strides) if isinstance(strides, int) else strides,
+                "padding": padding,
+                "dilation": (dilation, dilation) if isinstance(dilation, int) else dilation}
 
 
 # ---- the grid: every kernel x stride x padding x dilation ---------------------------
@@ -230,16 +230,16 @@ def _call_forward(ops, x=None, wt=None, b=None, **geom):
 
 
 @pytest.mark.parametrize("change, match", [
-    (dict(x=np.zeros((6, 6, 3), np.float32)), r"\(6, 6, 3\)"),                 # rank
-    (dict(wt=np.zeros((3, 3, 4), np.float32)), r"\(3, 3, 4\)"),
-    (dict(wt=np.zeros((3, 3, 2, 4), np.float32)), r"\(3, 3, 2, 4\)"),          # channels
-    (dict(wt=np.zeros((7, 3, 3, 4), np.float32)), r"\(2, 6, 6, 3\)"),          # kernel > input
-    (dict(wt=np.zeros((3, 3, 3, 4), np.float32), dilation=(3, 1)), r"\(2, 6, 6, 3\)"),
-    (dict(strides=(0, 1)), r"\(2, 6, 6, 3\)"),                                 # stride 0
-    (dict(strides=(1, -2)), r"\(2, 6, 6, 3\)"),
-    (dict(dilation=(1, 0)), r"\(2, 6, 6, 3\)"),
-    (dict(padding="full"), r"\(2, 6, 6, 3\)"),
-    (dict(b=np.zeros(3, np.float32)), r"\(4,\)"),
+    ({"x": np.zeros((6, 6, 3), np.float32)}, r"\(6, 6, 3\)"),                 # rank
+    ({"wt": np.zeros((3, 3, 4), np.float32)}, r"\(3, 3, 4\)"),
+    ({"wt": np.zeros((3, 3, 2, 4), np.float32)}, r"\(3, 3, 2, 4\)"),          # channels
+    ({"wt": np.zeros((7, 3, 3, 4), np.float32)}, r"\(2, 6, 6, 3\)"),          # kernel > input
+    ({"wt": np.zeros((3, 3, 3, 4), np.float32), "dilation": (3, 1)}, r"\(2, 6, 6, 3\)"),
+    ({"strides": (0, 1)}, r"\(2, 6, 6, 3\)"),                                 # stride 0
+    ({"strides": (1, -2)}, r"\(2, 6, 6, 3\)"),
+    ({"dilation": (1, 0)}, r"\(2, 6, 6, 3\)"),
+    ({"padding": "full"}, r"\(2, 6, 6, 3\)"),
+    ({"b": np.zeros(3, np.float32)}, r"\(4,\)"),
 ])
 def test_forward_bad_input(compiled_ops, change, match):
     with pytest.raises(ValueError, match=match):
