@@ -10,7 +10,7 @@ backward-filter, two for the full backward).
 import numpy as np
 import pytest
 
-from fastnn.backend.ops import conv2d_cols_size
+from fastnn.backend import get_ops
 
 # (N, H, W, C, KH, KW, F, activation): W3's convolutions.
 CASES = [(64, 28, 28, 1, 3, 3, 32, "relu"), (64, 26, 26, 32, 3, 3, 64, "relu")]
@@ -27,7 +27,7 @@ def _layer(rng, case):
     x = rng.uniform(-1, 1, size=(n, h, w, c)).astype(np.float32)
     wt = rng.uniform(-0.5, 0.5, size=(kh, kw, c, f)).astype(np.float32) / np.float32(kh * kw)
     b = rng.uniform(-0.1, 0.1, size=f).astype(np.float32)
-    cols = np.empty(conv2d_cols_size(x.shape, wt.shape, **GEOM), np.float32)
+    cols = np.empty(get_ops("compiled").conv2d_scratch_size(x, wt, **GEOM), np.float32)
     return x, wt, b, cols
 
 

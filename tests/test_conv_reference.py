@@ -9,7 +9,7 @@ import pytest
 from testing_utils import numeric_grad
 
 from fastnn.backend.numpy_ops import NumpyOps
-from fastnn.backend.ops import conv2d_cols_size, conv2d_output_shape, conv2d_padding
+from fastnn.backend.ops import conv2d_output_shape, conv2d_padding
 
 ops = NumpyOps()
 
@@ -148,11 +148,6 @@ def test_output_shape_rejects_bad_arguments():
         conv2d_output_shape((5, 5), (3, 3), (0, 1), "valid")
     with pytest.raises(ValueError, match="pair"):
         conv2d_output_shape((5, 5), (3.5, 3), (1, 1), "valid")
-
-
-def test_cols_size_is_the_im2col_matrix():
-    assert conv2d_cols_size((2, 28, 28, 3), (3, 3, 3, 8), (1, 1), "valid") == 2 * 26 * 26 * 27
-    assert conv2d_cols_size((1, 5, 5, 2), (2, 2, 2, 4), (2, 2), "same", (1, 1)) == 9 * 8
 
 
 def test_max_pool_ties_go_to_the_first_element():

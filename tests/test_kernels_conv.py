@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend import compiled_ops as compiled_ops_module
-from fastnn.backend.ops import ACTIVATIONS, conv2d_cols_size
+from fastnn.backend.ops import ACTIVATIONS
 
 RTOL = 2e-5
 
@@ -177,8 +177,9 @@ def test_cols_scratch_changes_nothing(compiled_ops, rng):
     x, wt, b = _problem(rng, *shape)
     y = compiled_ops.conv2d_forward(x, wt, b, activation="tanh", **geom)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    size = conv2d_cols_size(x.shape, wt.shape, geom["strides"], geom["padding"],
-                            geom["dilation"])
+    size = compiled_ops.conv2d_scratch_size(x, wt, strides=geom["strides"],
+                                            padding=geom["padding"], dilation=geom["dilation"])
+    assert size > 0
     plain = _all_outputs(compiled_ops, x, wt, b, geom, "tanh", dy)
     for cols in (np.full(size, np.nan, np.float32), np.zeros(7, np.float32),
                  np.full(size + 1000, np.nan, np.float32)[3:]):     # misaligned, too small
@@ -196,6 +197,16 @@ def test_work_size_is_bounded():
     for backward in (False, True):
         size = _core.conv2d_work_floats(x, w, y, (1, 1), (1, 1), (0, 0), backward, 2)
         assert 0 < size < 1_000_000
+
+
+def test_scratch_size_per_backend(numpy_ops, compiled_ops):
+    x = np.empty((64, 26, 26, 32), np.float32)
+    w = np.empty((3, 3, 32, 64), np.float32)
+    geom = {"strides": (1, 1), "padding": "valid", "dilation": (1, 1)}
+    assert numpy_ops.conv2d_scratch_size(x, w, **geom) == 0
+    assert 0 < compiled_ops.conv2d_scratch_size(x, w, **geom) < 1_000_000
+    assert compiled_ops.conv2d_scratch_size(x.astype(np.float64), w.astype(np.float64),
+                                            **geom) == 0
 
 
 def test_empty_batch(compiled_ops):

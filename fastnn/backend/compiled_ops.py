@@ -289,6 +289,16 @@ class CompiledOps(Ops):
                                  np.ascontiguousarray(w), b, *geom, cols, act, _threads())
         return out
 
+    def conv2d_scratch_size(self, x, w, *, strides, padding, dilation):
+        if getattr(x, "dtype", None) != np.float32:
+            return 0
+        shape, geom = _conv_geometry(x, w, None, strides, padding, dilation,
+                                     "conv2d_scratch_size")
+        y = np.broadcast_to(np.float32(0), shape)     # only its shape is read
+        threads = _threads()
+        return max(_core.conv2d_work_floats(x, w, y, *geom, backward, threads)
+                   for backward in (False, True))
+
     def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
                         dw_out, db_out, dx_out=None, scratch=None, cols=None):
         if getattr(dy, "dtype", None) != np.float32:

@@ -360,6 +360,9 @@ class NumpyOps(Ops):
             _write(z, preact_out)
         return _write(_activate(activation, z), out)
 
+    def conv2d_scratch_size(self, x, w, *, strides, padding, dilation):
+        return 0        # the reference needs no im2col scratch
+
     def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
                         dw_out, db_out, dx_out=None, scratch=None, cols=None):
         dz = _activation_grad(check_activation(activation), dy, preact, y)

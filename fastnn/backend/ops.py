@@ -224,8 +224,14 @@ class Ops:
         ``preact_out`` (N,OH,OW,F), when given, receives conv + b (as dense_forward);
         it must be given when the activation needs the pre-activation or is softmax.
         ``cols``: optional 1-D float scratch of x's dtype with at least
-        conv2d_cols_size(...) elements that a kernel may use (im2col); NumPy ignores it.
+        ``conv2d_scratch_size(...)`` elements, reused across calls (a kernel that
+        needs more allocates its own).
         """
+        raise NotImplementedError
+
+    def conv2d_scratch_size(self, x, w, *, strides, padding, dilation):
+        """Elements of the ``cols`` scratch this backend's conv2d_forward and
+        conv2d_backward use for these operands (0: none)."""
         raise NotImplementedError
 
     def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
@@ -529,15 +535,6 @@ def conv2d_output_shape(input_hw, kernel_hw, strides, padding, dilation=(1, 1)):
         else:
             dims.append(max(-(-(size - (k - 1) * d) // s), 0))
     return tuple(dims)
-
-
-def conv2d_cols_size(x_shape, kernel_shape, strides, padding, dilation=(1, 1)):
-    """Elements of the im2col matrix (N*OH*OW, KH*KW*C) of x (N,H,W,C) and a kernel
-    (KH,KW,C,F): the size a ``cols`` scratch passed to the conv2d ops must have."""
-    n, h, w, c = (int(d) for d in x_shape)
-    kh, kw = int(kernel_shape[0]), int(kernel_shape[1])
-    oh, ow = conv2d_output_shape((h, w), (kh, kw), strides, padding, dilation)
-    return n * oh * ow * kh * kw * c
 
 
 def check_out(out, shape, dtype, where):

@@ -141,14 +141,14 @@ class _Conv(Layer):
     def _kernel_2d(self, a):
         return a if self.rank == 2 else a.reshape((1,) + a.shape)
 
-    def _cols(self, ws, n):
-        """im2col scratch from the workspace: (n, per-sample size) flattened, so a
-        smaller batch uses a prefix of the buffer allocated for the largest."""
+    def _cols(self, ops, ws, x2, w2, strides, dilation):
+        """The backend's im2col scratch, from the workspace (reused across steps;
+        bounded: the compiled kernels work on cache-sized chunks)."""
         if ws is None:
             return None
-        oh_ow = int(np.prod(self.output_shape[:-1]))
-        per_sample = oh_ow * int(np.prod(self.kernel_size)) * self.input_shape[-1]
-        return ws.buffer("cols", (n, per_sample), self.dtype).reshape(-1)
+        size = ops.conv2d_scratch_size(x2, w2, strides=strides, padding=self.padding,
+                                       dilation=dilation)
+        return ws.buffer("cols", (size,), self.dtype) if size else None
 
     def _check_input(self, x):
         if x.shape[1:] != self.input_shape:
@@ -166,12 +166,13 @@ class _Conv(Layer):
             out = ws.buffer("y", shape, self.dtype)
             z = ws.buffer("z", shape, self.dtype) if keep_z else None
         _, strides, dilation = self._geometry()
+        x2, w2 = self._as_2d(x), self._kernel_2d(self.kernel.value)
         y = ops.conv2d_forward(
-            self._as_2d(x), self._kernel_2d(self.kernel.value),
-            self.bias.value if self.use_bias else None, strides=strides, padding=self.padding,
-            dilation=dilation, activation=self.activation,
+            x2, w2, self.bias.value if self.use_bias else None, strides=strides,
+            padding=self.padding, dilation=dilation, activation=self.activation,
             out=None if out is None else self._as_2d(out),
-            preact_out=None if z is None else self._as_2d(z), cols=self._cols(ws, x.shape[0]))
+            preact_out=None if z is None else self._as_2d(z),
+            cols=self._cols(ops, ws, x2, w2, strides, dilation))
         y = y.reshape(shape)
         if ws is not None:
             ws.saved = (x, y, z)
@@ -188,13 +189,14 @@ class _Conv(Layer):
         dx = self._as_2d(ws.buffer("dx", x.shape, self.dtype)) if need_dx else False
         scratch = ws.buffer("dz", dy.shape, self.dtype)
         _, strides, dilation = self._geometry()
+        x2, w2 = self._as_2d(x), self._kernel_2d(self.kernel.value)
         dx = ops.conv2d_backward(
-            self._as_2d(dy), self._as_2d(x), self._kernel_2d(self.kernel.value),
-            self._as_2d(y), None if z is None else self._as_2d(z), strides=strides,
-            padding=self.padding, dilation=dilation, activation=activation,
+            self._as_2d(dy), x2, w2, self._as_2d(y), None if z is None else self._as_2d(z),
+            strides=strides, padding=self.padding, dilation=dilation, activation=activation,
             dw_out=self._kernel_2d(self.grad_of(self.kernel, ws)),
             db_out=self.grad_of(self.bias, ws) if self.use_bias else None,
-            dx_out=dx, scratch=self._as_2d(scratch), cols=self._cols(ws, x.shape[0]))
+            dx_out=dx, scratch=self._as_2d(scratch),
+            cols=self._cols(ops, ws, x2, w2, strides, dilation))
         return None if dx is None else dx.reshape(x.shape)
 
     def get_config(self):
