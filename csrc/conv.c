@@ -141,27 +141,6 @@ static int threads_for_units(double flops, int64_t units, int nthreads)
     return nt < 1 ? 1 : nt;
 }
 
-/* The oversubscription guard (fnn_omp.h): the wait of the first thread to
- * find no work left, until the team's end, is time another thread was still
- * working -- long when the OS descheduled it, whichever thread that was. */
-static void report_team_wait(int64_t start, int64_t first_done)
-{
-    const int64_t end = fnn_now_ns();
-    fnn_report_team_wait(end - first_done, end - start);
-}
-
-/* Record the moment this thread ran out of work, if it is the first. */
-static void note_done(int64_t *first_done)
-{
-    const int64_t now = fnn_now_ns();
-#pragma omp critical(fnn_conv_done)
-    {
-        if (now < *first_done) {
-            *first_done = now;
-        }
-    }
-}
-
 /* ---- scratch layout ------------------------------------------------------ */
 
 /* Floats of one thread's chunk buffer (cols or dcols). */
@@ -433,9 +412,9 @@ int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X, cons
                     status = st;
                 }
             }
-            note_done(&first_done);
+            fnn_team_note_done(&first_done, 0);
         }
-        report_team_wait(start, first_done);
+        fnn_team_report(start, first_done);
     }
     free(heap);
     return status;
@@ -512,9 +491,9 @@ static int backward_filter(float *dW, float *part, float *buf, const float *X, c
                     status = st;
                 }
             }
-            note_done(&first_done);
+            fnn_team_note_done(&first_done, 0);
         }
-        report_team_wait(start, first_done);
+        fnn_team_report(start, first_done);
     }
     if (status != FNN_OK) {
         return status;
@@ -550,9 +529,9 @@ static int backward_data(float *dX, float *buf, const float *dZ, const float *WT
                     status = st;
                 }
             }
-            note_done(&first_done);
+            fnn_team_note_done(&first_done, 0);
         }
-        report_team_wait(start, first_done);
+        fnn_team_report(start, first_done);
     }
     return status;
 }

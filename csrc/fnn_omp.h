@@ -30,6 +30,14 @@ static inline int fnn_omp_num_procs(void) { return 1; }
 int fnn_oversubscribed(void);                       /* 1 while backing off */
 void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns);
 int64_t fnn_now_ns(void);                           /* monotonic clock */
+/* How a parallel region measures its wait: start = fnn_now_ns() and
+ * first_done = INT64_MAX before it; each thread calls fnn_team_note_done
+ * when it runs out of work (own_wait_ns: time it already spent at the
+ * region's inner barriers); after it, fnn_team_report(start, first_done).
+ * The thread that finished first waited longest for the others -- long when
+ * the OS descheduled one of them, whichever it was. */
+void fnn_team_note_done(int64_t *first_done, int64_t own_wait_ns);
+void fnn_team_report(int64_t start, int64_t first_done);
 
 /* Threads worth using for `work` units (FLOPs or elements) when each thread
  * should get at least `grain` of them: small problems stay on one thread,

@@ -274,8 +274,8 @@ static void pack_a_block_f32(float *dst, const gemm_f32_plan *pl, int64_t i0, in
     }
 }
 
-/* A team barrier. `wait` (the master's, else NULL) accumulates the time spent
- * in it, for the oversubscription guard (fnn_omp.h). */
+/* A team barrier. `wait` (the calling thread's, else NULL) accumulates the
+ * time spent in it, for the oversubscription guard (fnn_omp.h). */
 static void barrier(int nt, int64_t *wait)
 {
 #ifdef _OPENMP
@@ -385,8 +385,8 @@ static void run_unit(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, float *apac
 
 /* The loops, run by thread `tid` of a team of `nt` (nt == 1: serial, called
  * outside any parallel region). Each (N block, K block) is a phase: pack the
- * B block, wait, compute every unit, wait. `wait` (the master's, else NULL)
- * accumulates the time spent at barriers. */
+ * B block, wait, compute every unit, wait. `wait` (NULL when serial)
+ * accumulates this thread's time at barriers. */
 static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt, int64_t *wait)
 {
     const int64_t nr = pl->ker.nr;
@@ -593,24 +593,18 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
         gemm_f32_worker(&pl, 0, 1, NULL);
     }
     else {
-        int64_t start = fnn_now_ns(), master_done = 0, wait = 0;
+        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
         {
             /* The runtime may give fewer threads than asked: the units are
              * shared out dynamically, so any team size computes the same. */
-            const int tid = fnn_omp_thread_num();
-            gemm_f32_worker(&pl, tid, fnn_omp_num_threads(), tid == 0 ? &wait : NULL);
-            if (tid == 0) {
-                master_done = fnn_now_ns();
-            }
+            int64_t wait = 0;
+            gemm_f32_worker(&pl, fnn_omp_thread_num(), fnn_omp_num_threads(), &wait);
+            fnn_team_note_done(&first_done, wait);
         }
-        /* The region's closing barrier is waiting too. */
-        {
-            const int64_t end = fnn_now_ns();
-            fnn_report_team_wait(wait + (end - master_done), end - start);
-        }
+        fnn_team_report(start, first_done);
     }
     free(heap);
     return FNN_OK;

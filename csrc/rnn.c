@@ -489,12 +489,11 @@ static int rnn_threads(double flops, int64_t N, int nthreads)
             status = (body_call);                                                       \
         }                                                                               \
         else {                                                                          \
-            int64_t start = fnn_now_ns(), first_done = INT64_MAX, end;                  \
+            int64_t start = fnn_now_ns(), first_done = INT64_MAX;                       \
             _Pragma("omp parallel num_threads(nt)")                                     \
             {                                                                           \
                 const int tid = fnn_omp_thread_num();                                   \
                 const int got = fnn_omp_num_threads();                                  \
-                int64_t done;                                                           \
                 int c;                                                                  \
                 for (c = tid; c < (nt); c += got) {                                     \
                     const int64_t r0 = (pl)->N * c / (nt), r1 = (pl)->N * (c + 1) / (nt); \
@@ -504,16 +503,9 @@ static int rnn_threads(double flops, int64_t N, int nthreads)
                         status = st;                                                    \
                     }                                                                   \
                 }                                                                       \
-                done = fnn_now_ns();                                                    \
-                _Pragma("omp critical(fnn_rnn_done)")                                   \
-                {                                                                       \
-                    if (done < first_done) {                                            \
-                        first_done = done;                                              \
-                    }                                                                   \
-                }                                                                       \
+                fnn_team_note_done(&first_done, 0);                                     \
             }                                                                           \
-            end = fnn_now_ns();                                                         \
-            fnn_report_team_wait(end - first_done, end - start);                        \
+            fnn_team_report(start, first_done);                                         \
         }                                                                               \
     } while (0)
 

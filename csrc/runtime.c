@@ -78,3 +78,20 @@ void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns)
         __atomic_store_n(&backoff_len_ns, BACKOFF_MIN_NS, __ATOMIC_RELAXED);
     }
 }
+
+void fnn_team_note_done(int64_t *first_done, int64_t own_wait_ns)
+{
+    /* An inner-barrier wait counts as if this thread had finished that much earlier. */
+    const int64_t mine = fnn_now_ns() - own_wait_ns;
+    int64_t seen = __atomic_load_n(first_done, __ATOMIC_RELAXED);
+    while (mine < seen
+           && !__atomic_compare_exchange_n(first_done, &seen, mine, 0, __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED)) {
+    }
+}
+
+void fnn_team_report(int64_t start, int64_t first_done)
+{
+    const int64_t end = fnn_now_ns();
+    fnn_report_team_wait(end - first_done, end - start);
+}
