@@ -28,6 +28,7 @@ static inline int fnn_omp_num_procs(void) { return 1; }
  * runs well) and tries again. Results do not depend on the thread count, so
  * this changes only speed. */
 int fnn_oversubscribed(void);                       /* 1 while backing off */
+void fnn_oversubscription_reset(void);              /* forget past reports */
 void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns);
 int64_t fnn_now_ns(void);                           /* monotonic clock */
 /* How a parallel region measures its wait: start = fnn_now_ns() and

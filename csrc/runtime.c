@@ -16,10 +16,15 @@
 #define BACKOFF_MIN_NS 20000000LL      /* 20 ms of single-threaded kernels */
 #define BACKOFF_MAX_NS 1000000000LL    /* at most 1 s between tries */
 
+/* A region starting this long after the previous team's end found OpenMP's
+ * threads asleep: its wait is their wake-up, not another process. */
+#define IDLE_GAP_NS 2000000LL
+
 /* Shared by every calling thread; relaxed atomics suffice: a stale value only
  * means one more or one fewer threaded call. */
 static int64_t backoff_until_ns;
 static int64_t backoff_len_ns = BACKOFF_MIN_NS;
+static int64_t last_team_end_ns;
 
 const char *fnn_strerror(int status)
 {
@@ -66,11 +71,22 @@ int fnn_oversubscribed(void)
     return until != 0 && fnn_now_ns() < until;
 }
 
+void fnn_oversubscription_reset(void)
+{
+    __atomic_store_n(&backoff_until_ns, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&backoff_len_ns, BACKOFF_MIN_NS, __ATOMIC_RELAXED);
+}
+
 void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns)
 {
+    const int64_t now = fnn_now_ns();
+    const int64_t previous_end = __atomic_exchange_n(&last_team_end_ns, now, __ATOMIC_RELAXED);
     int64_t len = __atomic_load_n(&backoff_len_ns, __ATOMIC_RELAXED);
+    if (now - wall_ns - previous_end > IDLE_GAP_NS) {
+        return;
+    }
     if (wait_ns > TEAM_WAIT_LIMIT_NS && 4 * wait_ns > wall_ns) {
-        __atomic_store_n(&backoff_until_ns, fnn_now_ns() + len, __ATOMIC_RELAXED);
+        __atomic_store_n(&backoff_until_ns, now + len, __ATOMIC_RELAXED);
         __atomic_store_n(&backoff_len_ns, len < BACKOFF_MAX_NS ? 2 * len : len,
                          __ATOMIC_RELAXED);
     }

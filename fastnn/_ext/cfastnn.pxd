@@ -17,6 +17,7 @@ cdef extern from "fastnn.h" nogil:
 
 cdef extern from "fnn_omp.h" nogil:
     int fnn_oversubscribed() noexcept
+    void fnn_oversubscription_reset() noexcept
     void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns) noexcept
 
 cdef extern from "fastnn.h" nogil:

@@ -52,6 +52,11 @@ def oversubscribed():
     return bool(fnn_oversubscribed())
 
 
+def reset_oversubscription():
+    """Forget past oversubscription reports: kernels use all their threads again."""
+    fnn_oversubscription_reset()
+
+
 def _report_team_wait(int64_t wait_ns, int64_t wall_ns):
     """Feed the oversubscription guard one team's barrier wait (for tests)."""
     fnn_report_team_wait(wait_ns, wall_ns)

@@ -21,6 +21,33 @@ def median(values):
     return statistics.median(values)
 
 
+def settle(max_s=3.0, window_s=0.02):
+    """Wait until this process's threads are idle, then clear fastnn's
+    oversubscription back-off, so each row is timed in a steady state.
+
+    A library's worker threads keep spinning after its last call (OpenBLAS's
+    for a few hundred milliseconds here): a row timed sooner would share the
+    cores with the previous row's threads -- and fastnn's kernels, seeing
+    their team wait, would rightly fall back to one thread. Idle means the
+    process used under 10% of one core over a ``window_s`` window.
+    """
+    deadline = time.perf_counter() + max_s
+    while time.perf_counter() < deadline:
+        before = time.process_time()
+        time.sleep(window_s)
+        if time.process_time() - before < 0.1 * window_s:
+            break
+    _forget_warmup()
+
+
+def _forget_warmup():
+    """Clear the oversubscription back-off: a warm-up's first parallel regions
+    wait for threads to start or wake, which is not another process's load."""
+    ext = _runtime.extension()
+    if ext is not None:
+        ext.reset_oversubscription()
+
+
 def measure(fn, repeats, warmup=1):
     """Call ``fn()`` ``warmup`` times untimed, then ``repeats`` times timed.
 
@@ -29,8 +56,10 @@ def measure(fn, repeats, warmup=1):
     """
     if repeats < 1:
         raise ValueError(f"measure: repeats must be >= 1, got {repeats}")
+    settle()
     for _ in range(warmup):
         fn()
+    _forget_warmup()
     times = []
     for _ in range(repeats):
         times.append(_timed(fn, 1))
@@ -46,7 +75,9 @@ def measure_per_call(fn, repeats, min_sample_s=0.02):
     """
     if repeats < 1:
         raise ValueError(f"measure_per_call: repeats must be >= 1, got {repeats}")
+    settle()
     first = _timed(fn, 1)
+    _forget_warmup()
     loops = max(1, math.ceil(min_sample_s / max(first, 1e-9)))
     return [_timed(fn, loops) / loops for _ in range(repeats)]
 
