@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import tempfile
+import types
 
 import numpy as np
 import pytest
@@ -57,7 +58,8 @@ def fake_compiled(monkeypatch):
     from fastnn import backend
 
     def install(ops):
-        monkeypatch.setattr(_runtime, "extension", lambda: object())
+        fake_extension = types.SimpleNamespace(reset_oversubscription=lambda: None)
+        monkeypatch.setattr(_runtime, "extension", lambda: fake_extension)
         monkeypatch.setitem(backend._instances, "compiled", ops)
     return install
 

@@ -200,8 +200,8 @@ def test_work_size_is_bounded():
 
 
 def test_scratch_size_per_backend(numpy_ops, compiled_ops):
-    x = np.empty((64, 26, 26, 32), np.float32)
-    w = np.empty((3, 3, 32, 64), np.float32)
+    x = np.zeros((64, 26, 26, 32), np.float32)
+    w = np.zeros((3, 3, 32, 64), np.float32)
     geom = {"strides": (1, 1), "padding": "valid", "dilation": (1, 1)}
     assert numpy_ops.conv2d_scratch_size(x, w, **geom) == 0
     assert 0 < compiled_ops.conv2d_scratch_size(x, w, **geom) < 1_000_000
