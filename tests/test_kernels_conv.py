@@ -2,7 +2,6 @@
 for every buffer a call writes -- forward (y, preact), backward (dw, db, dx, dz)
 -- over a grid of geometries and every activation, hypothesis-drawn shapes,
 1 vs 2 threads bitwise, the cols scratch, and bad input."""
-import contextlib
 import itertools
 
 import numpy as np
@@ -10,22 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend import compiled_ops as compiled_ops_module
 from fastnn.backend.ops import ACTIVATIONS
+from testing_utils import num_threads
 
 RTOL = 2e-5
-
-
-@contextlib.contextmanager
-def num_threads(n):
-    old = _runtime.settings.num_threads
-    _runtime.set_num_threads(n)
-    try:
-        yield
-    finally:
-        _runtime.settings.num_threads = old
 
 
 def _close(got, want, what):

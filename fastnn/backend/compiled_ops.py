@@ -13,7 +13,7 @@ from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import (
     ACTIVATIONS, LOSSES, METRICS, RNN_CELLS, Ops, check_activation, check_dropout_args,
     check_embedding_indices, check_gemm_args, check_rnn_args,
-    conv2d_output_shape, conv2d_padding, dropout_scale, dropout_threshold,
+    conv2d_output_shape, conv2d_padding, dropout_scale, dropout_threshold, int_pair,
 )
 
 ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
@@ -454,7 +454,7 @@ def _conv_geometry(x, w, b, strides, padding, dilation, where):
         raise ValueError(f"{where}: b must have shape {(f,)} for w {ws}, got "
                          f"{getattr(b, 'shape', type(b).__name__)}")
     try:
-        (sh, sw), (dh, dw) = _ints2(strides, "strides"), _ints2(dilation, "dilation")
+        (sh, sw), (dh, dw) = int_pair(strides, "strides"), int_pair(dilation, "dilation")
         oh, ow = conv2d_output_shape((h, wd), (kh, kw), (sh, sw), padding, (dh, dw))
     except ValueError as e:
         raise ValueError(f"{where}: x {xs}, w {ws}: {e}") from None
@@ -464,17 +464,6 @@ def _conv_geometry(x, w, b, strides, padding, dilation, where):
     top = conv2d_padding(h, kh, sh, padding, dh)[0]
     left = conv2d_padding(wd, kw, sw, padding, dw)[0]
     return (n, oh, ow, f), ((sh, sw), (dh, dw), (top, left))
-
-
-def _ints2(value, what):
-    """(a, b) from an int or a pair of ints."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value), int(value)
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}") from None
-    return int(a), int(b)
 
 
 def _pool_window(x, pool_size, strides, padding, out):

@@ -12,7 +12,7 @@ from fastnn.backend.ops import (
     DROPOUT_GOLDEN, ELU_ALPHA, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops, check_activation,
     check_batchnorm_args, check_dropout_args, check_embedding_indices, check_gemm_args,
     check_rnn_args, conv2d_output_shape,
-    conv2d_padding, dropout_scale, dropout_threshold, mix64,
+    conv2d_padding, dropout_scale, dropout_threshold, int_pair, mix64,
 )
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -568,8 +568,8 @@ class _ConvGeometry:
     def __init__(self, x_shape, kernel_hw, strides, padding, dilation):
         self.n, self.h, self.w, self.c = (int(d) for d in x_shape)
         self.kh, self.kw = (int(d) for d in kernel_hw)
-        self.sh, self.sw = _ints2(strides)
-        self.dh, self.dw = _ints2(dilation)
+        self.sh, self.sw = int_pair(strides, "strides")
+        self.dh, self.dw = int_pair(dilation, "dilation")
         self.oh, self.ow = conv2d_output_shape((self.h, self.w), (self.kh, self.kw),
                                                (self.sh, self.sw), padding, (self.dh, self.dw))
         if self.oh < 1 or self.ow < 1:
@@ -649,13 +649,6 @@ def _split_masked(mask, step, grad):
     keep = mask[:, step, None] != 0
     zero = grad.dtype.type(0)
     return np.where(keep, grad, zero), np.where(keep, zero, grad)
-
-
-def _ints2(value):
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    a, b = value
-    return int(a), int(b)
 
 
 def _dropout_keep(seed, rate, n):

@@ -485,8 +485,8 @@ def check_gemm_args(a, b, transpose_a, transpose_b, beta, bias, activation, out)
     return m, n, k, a.dtype
 
 
-def _pair(value, what):
-    """(a, b) of ints from an int or a 2-sequence of ints."""
+def int_pair(value, what):
+    """(a, b) of ints from an int or a 2-sequence of ints (ValueError naming ``what``)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value), int(value)
     try:
@@ -525,8 +525,8 @@ def conv2d_output_shape(input_hw, kernel_hw, strides, padding, dilation=(1, 1)):
     if padding not in ("valid", "same"):
         raise ValueError(f'padding must be "valid" or "same", got {padding!r}')
     dims = []
-    for size, k, s, d in zip(_pair(input_hw, "input size"), _pair(kernel_hw, "kernel size"),
-                             _pair(strides, "strides"), _pair(dilation, "dilation")):
+    for size, k, s, d in zip(int_pair(input_hw, "input size"), int_pair(kernel_hw, "kernel size"),
+                             int_pair(strides, "strides"), int_pair(dilation, "dilation")):
         if k < 1 or s < 1 or d < 1:
             raise ValueError(f"kernel size, strides and dilation must be >= 1, got "
                              f"kernel {kernel_hw}, strides {strides}, dilation {dilation}")
