@@ -54,10 +54,12 @@ static void owned_rows(int64_t V, int tid, int nt, int64_t *v0, int64_t *v1)
     *v1 = V * (tid + 1) / nt;
 }
 
-int fnn_embedding_forward_f32(float *Y, const int64_t *idx, const float *table,
-                              int64_t M, int64_t V, int64_t D, int nthreads)
+/* The forward pass copies rows, whatever their type: one byte-level version. */
+static int gather_rows(char *Y, const int64_t *idx, const char *table, int64_t M, int64_t V,
+                       int64_t D, size_t elem, int nthreads)
 {
     const int status = check_sizes(idx, M, V, D);
+    const size_t row = (size_t)D * elem;
     int nt;
 
     if (status != FNN_OK) {
@@ -66,26 +68,21 @@ int fnn_embedding_forward_f32(float *Y, const int64_t *idx, const float *table,
     nt = fnn_threads_for((double)M * (double)D, EMB_GRAIN, nthreads);
     #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t m = 0; m < M; m++) {
-        memcpy(Y + m * D, table + idx[m] * D, (size_t)D * sizeof(float));
+        memcpy(Y + (size_t)m * row, table + (size_t)idx[m] * row, row);
     }
     return FNN_OK;
+}
+
+int fnn_embedding_forward_f32(float *Y, const int64_t *idx, const float *table,
+                              int64_t M, int64_t V, int64_t D, int nthreads)
+{
+    return gather_rows((char *)Y, idx, (const char *)table, M, V, D, sizeof(float), nthreads);
 }
 
 int fnn_embedding_forward_f64(double *Y, const int64_t *idx, const double *table,
                               int64_t M, int64_t V, int64_t D, int nthreads)
 {
-    const int status = check_sizes(idx, M, V, D);
-    int nt;
-
-    if (status != FNN_OK) {
-        return status;
-    }
-    nt = fnn_threads_for((double)M * (double)D, EMB_GRAIN, nthreads);
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t m = 0; m < M; m++) {
-        memcpy(Y + m * D, table + idx[m] * D, (size_t)D * sizeof(double));
-    }
-    return FNN_OK;
+    return gather_rows((char *)Y, idx, (const char *)table, M, V, D, sizeof(double), nthreads);
 }
 
 int fnn_embedding_backward_f32(float *dtable, const float *dY, const int64_t *idx,
