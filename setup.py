@@ -15,9 +15,7 @@ as complete as the installed package.
 """
 import os
 import platform
-import shutil
 import subprocess
-import sys
 import tempfile
 import warnings
 from pathlib import Path
