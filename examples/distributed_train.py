@@ -11,7 +11,6 @@ progress. Without mpi4py the script trains in one process, without MPI.
 """
 import sys
 
-
 import fastnn
 from fastnn import layers, models, utils
 
