@@ -74,16 +74,49 @@ static int threads_for(const pool_geom *g, int nthreads)
 {
     const double work = (double)g->N * (double)g->OH * (double)g->OW * (double)g->C
                         * (double)(g->KH * g->KW);
-    const int64_t units = units_of(g);
-    int nt = fnn_threads_for(work, POOL_GRAIN, nthreads);
-    return units < nt ? (int)units : nt;
+    return fnn_threads_for(work, POOL_GRAIN, nthreads);
+}
+
+/* One kernel call: its arrays and geometry, for the per-unit workers below. */
+typedef struct {
+    float *out;                 /* Y, or dX */
+    const float *in;            /* X, or dY */
+    int64_t *argmax_out;        /* max forward (may be NULL) */
+    const int64_t *argmax_in;   /* max backward */
+    pool_geom g;
+} pool_call;
+
+typedef void (*pool_unit_fn)(const pool_call *call, int64_t unit);
+
+/* Every unit of work (one image's block of channels) on `nt` threads; each
+ * unit's outputs are its own, so any thread count gives the same bits. */
+static void run_units(pool_unit_fn fn, const pool_call *call, int nt)
+{
+    const int64_t units = units_of(&call->g);
+    int64_t u;
+    if (nt > units) {
+        nt = (int)units;
+    }
+    if (nt <= 1) {
+        for (u = 0; u < units; u++) {
+            fn(call, u);
+        }
+        return;
+    }
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (u = 0; u < units; u++) {
+        fn(call, u);
+    }
 }
 
 /* ---- max pooling ---------------------------------------------------------- */
 
-static void max_forward_unit(float *Y, int64_t *argmax, const float *X, const pool_geom *g,
-                             int64_t unit)
+static void max_forward_unit(const pool_call *call, int64_t unit)
 {
+    const pool_geom *g = &call->g;
+    float *Y = call->out;
+    int64_t *argmax = call->argmax_out;
+    const float *X = call->in;
     const int64_t cblocks = (g->C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t n = unit / cblocks;
     const int64_t c0 = (unit % cblocks) * POOL_CBLOCK;
@@ -133,8 +166,7 @@ int fnn_max_pool2d_forward_f32(float *Y, int64_t *argmax, const float *X,
                                int64_t SH, int64_t SW, int64_t top, int64_t left, int nthreads)
 {
     const pool_geom g = {N, H, W, C, OH, OW, KH, KW, SH, SW, top, left};
-    int64_t units, u;
-    int nt, status = geom_check(&g);
+    const int status = geom_check(&g);
 
     if (status != FNN_OK || N * C * OH * OW == 0) {
         return status;
@@ -142,18 +174,9 @@ int fnn_max_pool2d_forward_f32(float *Y, int64_t *argmax, const float *X,
     if (Y == NULL || X == NULL) {
         return FNN_ERR_ARG;
     }
-    units = units_of(&g);
-    nt = threads_for(&g, nthreads);
-    if (nt <= 1) {
-        for (u = 0; u < units; u++) {
-            max_forward_unit(Y, argmax, X, &g, u);
-        }
-    }
-    else {
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < units; u++) {
-            max_forward_unit(Y, argmax, X, &g, u);
-        }
+    {
+        const pool_call call = {Y, X, argmax, NULL, g};
+        run_units(max_forward_unit, &call, threads_for(&g, nthreads));
     }
     return FNN_OK;
 }
@@ -171,9 +194,12 @@ static void zero_unit(float *dX, const pool_geom *g, int64_t n, int64_t c0, int6
     }
 }
 
-static void max_backward_unit(float *dX, const float *dY, const int64_t *argmax,
-                              const pool_geom *g, int64_t unit)
+static void max_backward_unit(const pool_call *call, int64_t unit)
 {
+    const pool_geom *g = &call->g;
+    float *dX = call->out;
+    const float *dY = call->in;
+    const int64_t *argmax = call->argmax_in;
     const int64_t cblocks = (g->C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t n = unit / cblocks;
     const int64_t c0 = (unit % cblocks) * POOL_CBLOCK;
@@ -202,8 +228,6 @@ int fnn_max_pool2d_backward_f32(float *dX, const float *dY, const int64_t *argma
 {
     /* The window size only sets the thread count here: use 1x1. */
     const pool_geom g = {N, H, W, C, OH, OW, 1, 1, 1, 1, 0, 0};
-    int64_t units, u;
-    int nt;
 
     if (N < 0 || H < 0 || W < 0 || C < 0 || OH < 0 || OW < 0) {
         return FNN_ERR_ARG;
@@ -214,28 +238,22 @@ int fnn_max_pool2d_backward_f32(float *dX, const float *dY, const int64_t *argma
     if (dX == NULL || (N * C * OH * OW > 0 && (dY == NULL || argmax == NULL))) {
         return FNN_ERR_ARG;
     }
-    units = units_of(&g);
-    nt = fnn_threads_for((double)N * (double)(H * W + OH * OW) * (double)C, POOL_GRAIN,
-                         nthreads);
-    nt = units < nt ? (int)units : nt;
-    if (nt <= 1) {
-        for (u = 0; u < units; u++) {
-            max_backward_unit(dX, dY, argmax, &g, u);
-        }
-    }
-    else {
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < units; u++) {
-            max_backward_unit(dX, dY, argmax, &g, u);
-        }
+    {
+        const pool_call call = {dX, dY, NULL, argmax, g};
+        run_units(max_backward_unit, &call,
+                  fnn_threads_for((double)N * (double)(H * W + OH * OW) * (double)C,
+                                  POOL_GRAIN, nthreads));
     }
     return FNN_OK;
 }
 
 /* ---- average pooling ------------------------------------------------------ */
 
-static void avg_forward_unit(float *Y, const float *X, const pool_geom *g, int64_t unit)
+static void avg_forward_unit(const pool_call *call, int64_t unit)
 {
+    const pool_geom *g = &call->g;
+    float *Y = call->out;
+    const float *X = call->in;
     const int64_t cblocks = (g->C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t n = unit / cblocks;
     const int64_t c0 = (unit % cblocks) * POOL_CBLOCK;
@@ -277,8 +295,7 @@ int fnn_avg_pool2d_forward_f32(float *Y, const float *X,
                                int64_t SH, int64_t SW, int64_t top, int64_t left, int nthreads)
 {
     const pool_geom g = {N, H, W, C, OH, OW, KH, KW, SH, SW, top, left};
-    int64_t units, u;
-    int nt, status = geom_check(&g);
+    const int status = geom_check(&g);
 
     if (status != FNN_OK || N * C * OH * OW == 0) {
         return status;
@@ -286,24 +303,18 @@ int fnn_avg_pool2d_forward_f32(float *Y, const float *X,
     if (Y == NULL || X == NULL) {
         return FNN_ERR_ARG;
     }
-    units = units_of(&g);
-    nt = threads_for(&g, nthreads);
-    if (nt <= 1) {
-        for (u = 0; u < units; u++) {
-            avg_forward_unit(Y, X, &g, u);
-        }
-    }
-    else {
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < units; u++) {
-            avg_forward_unit(Y, X, &g, u);
-        }
+    {
+        const pool_call call = {Y, X, NULL, NULL, g};
+        run_units(avg_forward_unit, &call, threads_for(&g, nthreads));
     }
     return FNN_OK;
 }
 
-static void avg_backward_unit(float *dX, const float *dY, const pool_geom *g, int64_t unit)
+static void avg_backward_unit(const pool_call *call, int64_t unit)
 {
+    const pool_geom *g = &call->g;
+    float *dX = call->out;
+    const float *dY = call->in;
     const int64_t cblocks = (g->C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t n = unit / cblocks;
     const int64_t c0 = (unit % cblocks) * POOL_CBLOCK;
@@ -343,8 +354,7 @@ int fnn_avg_pool2d_backward_f32(float *dX, const float *dY,
                                 int64_t SH, int64_t SW, int64_t top, int64_t left, int nthreads)
 {
     const pool_geom g = {N, H, W, C, OH, OW, KH, KW, SH, SW, top, left};
-    int64_t units, u;
-    int nt, status = geom_check(&g);
+    const int status = geom_check(&g);
 
     if (status != FNN_OK || N * H * W * C == 0) {
         return status;
@@ -352,18 +362,9 @@ int fnn_avg_pool2d_backward_f32(float *dX, const float *dY,
     if (dX == NULL || (N * C * OH * OW > 0 && dY == NULL)) {
         return FNN_ERR_ARG;
     }
-    units = units_of(&g);
-    nt = threads_for(&g, nthreads);
-    if (nt <= 1) {
-        for (u = 0; u < units; u++) {
-            avg_backward_unit(dX, dY, &g, u);
-        }
-    }
-    else {
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < units; u++) {
-            avg_backward_unit(dX, dY, &g, u);
-        }
+    {
+        const pool_call call = {dX, dY, NULL, NULL, g};
+        run_units(avg_backward_unit, &call, threads_for(&g, nthreads));
     }
     return FNN_OK;
 }
