@@ -16,6 +16,7 @@ import numpy as np
 
 from fastnn import _runtime
 from fastnn import initializers as _initializers
+from fastnn import regularizers as _regularizers
 
 _name_counters = defaultdict(itertools.count)
 
@@ -257,3 +258,31 @@ def _as_shape(shape, where):
         raise ValueError(f"{where}: input_shape must be a non-empty tuple of positive "
                          f"integers, got {shape}")
     return shape
+
+
+class KernelBiasLayer(Layer):
+    """A layer with a ``kernel`` and an optional ``bias`` (Dense, Conv): Keras'
+    initializer / regularizer options for both, their weights and config."""
+
+    def _set_kernel_bias_options(self, use_bias, kernel_initializer, bias_initializer,
+                                 kernel_regularizer, bias_regularizer):
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+        self.kernel = self.bias = None
+
+    def _add_kernel_bias(self, kernel_shape, units):
+        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (units,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer)
+
+    def _kernel_bias_config(self):
+        return {"use_bias": self.use_bias,
+                "kernel_initializer": _initializers.serialize(self.kernel_initializer),
+                "bias_initializer": _initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}

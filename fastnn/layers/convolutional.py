@@ -8,10 +8,8 @@ shapes and order: kernel (KH, KW, C, F) or (K, C, F), then bias (F,).
 import numpy as np
 
 from fastnn import activations as _activations
-from fastnn import initializers as _initializers
-from fastnn import regularizers as _regularizers
 from fastnn.backend.ops import NEEDS_PREACTIVATION, conv2d_output_shape
-from fastnn.layers.base import Layer
+from fastnn.layers.base import KernelBiasLayer
 
 PADDINGS = ("valid", "same")
 
@@ -65,7 +63,7 @@ def spatial_output(layer, input_shape, window, strides, padding, dilation):
     return out
 
 
-class _Conv(Layer):
+class _Conv(KernelBiasLayer):
     """Shared by Conv1D (rank 1) and Conv2D (rank 2)."""
 
     rank = 2
@@ -90,12 +88,8 @@ class _Conv(Layer):
                              f"dilation_rate > 1 (Keras' rule); got strides {self.strides}, "
                              f"dilation_rate {self.dilation_rate}")
         self.activation = _activations.name_of(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = _initializers.get(kernel_initializer)
-        self.bias_initializer = _initializers.get(bias_initializer)
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
-        self.bias_regularizer = _regularizers.get(bias_regularizer)
-        self.kernel = self.bias = None
+        self._set_kernel_bias_options(use_bias, kernel_initializer, bias_initializer,
+                                      kernel_regularizer, bias_regularizer)
 
     # The 2-D geometry the ops see: Conv1D prepends a unit axis.
     def _geometry(self):
@@ -114,12 +108,7 @@ class _Conv(Layer):
                              f"{(None,) + input_shape}"
                              + (" (add a channels axis of size 1 for single-channel images)"
                                 if self.rank == 2 and len(input_shape) == 2 else ""))
-        self.kernel = self.add_weight(
-            "kernel", self.kernel_size + (input_shape[-1], self.filters), self.kernel_initializer,
-            regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                        regularizer=self.bias_regularizer)
+        self._add_kernel_bias(self.kernel_size + (input_shape[-1], self.filters), self.filters)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -204,11 +193,7 @@ class _Conv(Layer):
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
                 "padding": self.padding, "data_format": "channels_last",
                 "dilation_rate": list(self.dilation_rate), "activation": self.activation,
-                "use_bias": self.use_bias,
-                "kernel_initializer": _initializers.serialize(self.kernel_initializer),
-                "bias_initializer": _initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}
+                **self._kernel_bias_config()}
 
 
 class Conv2D(_Conv):

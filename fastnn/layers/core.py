@@ -2,10 +2,8 @@
 import numpy as np
 
 from fastnn import activations as _activations
-from fastnn import initializers as _initializers
-from fastnn import regularizers as _regularizers
 from fastnn.backend.ops import NEEDS_PREACTIVATION
-from fastnn.layers.base import Layer, _as_shape
+from fastnn.layers.base import KernelBiasLayer, Layer, _as_shape
 
 
 class InputLayer(Layer):
@@ -33,7 +31,7 @@ def Input(shape=None, batch_size=None, dtype=None, name=None):
     return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name)
 
 
-class Dense(Layer):
+class Dense(KernelBiasLayer):
     """``output = activation(inputs @ kernel + bias)`` over the last axis.
 
     Weights (Keras' shapes and order): kernel (input_dim, units), bias (units,).
@@ -50,22 +48,14 @@ class Dense(Layer):
             raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
         self.units = int(units)
         self.activation = _activations.name_of(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = _initializers.get(kernel_initializer)
-        self.bias_initializer = _initializers.get(bias_initializer)
-        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
-        self.bias_regularizer = _regularizers.get(bias_regularizer)
-        self.kernel = self.bias = None
+        self._set_kernel_bias_options(use_bias, kernel_initializer, bias_initializer,
+                                      kernel_regularizer, bias_regularizer)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) < 1:
             raise ValueError(f"{self.name}: needs inputs of rank >= 2, got shape (None,)")
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
-                                        regularizer=self.bias_regularizer)
+        self._add_kernel_bias((input_shape[-1], self.units), self.units)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -111,11 +101,7 @@ class Dense(Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias,
-                "kernel_initializer": _initializers.serialize(self.kernel_initializer),
-                "bias_initializer": _initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}
+                **self._kernel_bias_config()}
 
 
 class Activation(Layer):
