@@ -313,6 +313,80 @@ int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float
                          int64_t In, int64_t U, int cell, int act, int ract, int go_backwards,
                          int nthreads);
 
+/* ---- broadcast element-wise binary ops (elementwise.c) ----------------- */
+/* Y = A <op> B with NumPy's broadcasting, described by the caller: Y is
+ * C-contiguous of shape[ndim] (1 <= ndim <= FNN_MAX_DIMS, every shape[d] >= 1:
+ * empty outputs are the caller's), and the operand element read at output
+ * index (i_0, .., i_{ndim-1}) is A[sum_d i_d * as[d]] (likewise B with bs):
+ * element strides, 0 on an axis the operand is broadcast along. The caller
+ * collapses adjacent axes first (same-shape calls become one axis, row and
+ * column broadcasts two), so the inner loop runs over a contiguous (stride 1)
+ * or repeated (stride 0) operand. maximum/minimum propagate NaN (NumPy's
+ * np.maximum / np.minimum); nothing checks for NaN or inf.
+ *   forward:  Y = A <op> B. Y may equal A or B when that operand has Y's
+ *             layout (in place); no other overlap.
+ *   backward: dA (laid out by `as`, like A: A C-contiguous) = the sum of
+ *             dY * d(A <op> B)/dA over the output elements that read each A
+ *             element (broadcast axes summed), OVERWRITTEN; dB likewise with
+ *             `bs`. Either may be NULL (skipped). maximum: A gets dY where
+ *             A >= B, B elsewhere; minimum: A where A <= B, B elsewhere
+ *             (TensorFlow's rule for ties). divide: dA = dY / B, dB = -dY A / B^2.
+ *             A and B are read only for multiply, divide, maximum and minimum.
+ *   sum_to_shape: Y (laid out by `ys`, 0 on the axes summed) = X summed over
+ *             those axes; X C-contiguous of shape[ndim]. OVERWRITTEN.
+ * Sums run in double; each output element is summed by one thread in a fixed
+ * order (the output's axes in C order), so results are bitwise identical for
+ * any nthreads. */
+enum {
+    FNN_BINARY_ADD = 0, FNN_BINARY_SUBTRACT = 1, FNN_BINARY_MULTIPLY = 2,
+    FNN_BINARY_DIVIDE = 3, FNN_BINARY_MAXIMUM = 4, FNN_BINARY_MINIMUM = 5, FNN_BINARY_COUNT = 6
+};
+#define FNN_MAX_DIMS 64
+int fnn_binary_forward_f32(float *Y, const float *A, const float *B, int ndim,
+                           const int64_t *shape, const int64_t *as, const int64_t *bs, int op,
+                           int nthreads);
+int fnn_binary_forward_f64(double *Y, const double *A, const double *B, int ndim,
+                           const int64_t *shape, const int64_t *as, const int64_t *bs, int op,
+                           int nthreads);
+int fnn_binary_backward_f32(float *dA, float *dB, const float *dY, const float *A,
+                            const float *B, int ndim, const int64_t *shape, const int64_t *as,
+                            const int64_t *bs, int op, int nthreads);
+int fnn_binary_backward_f64(double *dA, double *dB, const double *dY, const double *A,
+                            const double *B, int ndim, const int64_t *shape, const int64_t *as,
+                            const int64_t *bs, int op, int nthreads);
+int fnn_sum_to_shape_f32(float *Y, const float *X, int ndim, const int64_t *shape,
+                         const int64_t *ys, int nthreads);
+int fnn_sum_to_shape_f64(double *Y, const double *X, int ndim, const int64_t *shape,
+                         const int64_t *ys, int nthreads);
+
+/* ---- concatenation (concat.c) ------------------------------------------ */
+/* Concatenation of k pieces along one axis, every array C-contiguous and
+ * viewed as `outer` rows (the product of the axes before the concatenation
+ * axis): piece i's rows hold widths[i] elements (its size along the axis
+ * times the product of the axes after it), Y's rows hold W = sum of widths,
+ * and piece i sits at column off_i = widths[0] + .. + widths[i-1] of them.
+ * Pure copies of `elem`-byte elements: one version serves every dtype.
+ *   forward:  Y[o, off_i + j] = X_i[o, j]
+ *   backward: dX_i[o, j] = dY[o, off_i + j]   (dX_i NULL: piece skipped)
+ * Returns FNN_ERR_NOMEM when k > 64 and its offset table cannot be allocated. */
+int fnn_concat_forward(void *Y, const void *const *X, const int64_t *widths, int64_t k,
+                       int64_t outer, int64_t elem, int nthreads);
+int fnn_concat_backward(void *const *dX, const void *dY, const int64_t *widths, int64_t k,
+                        int64_t outer, int64_t elem, int nthreads);
+
+/* ---- batched matrix product (batch_matmul.c) --------------------------- */
+/* C[b] = op(A[b]) @ op(B[b]) for b < batch, each product one fnn_gemm_<f32|f64>
+ * call (alpha 1, beta 0, no bias, linear): A (batch, M, K), or (batch, K, M)
+ * when trans_a; B (batch, K, N), or (batch, N, K) when trans_b; C (batch, M, N);
+ * all C-contiguous, C overlapping neither. Small products run one per thread,
+ * large ones one after another on all threads: bitwise identical for any
+ * nthreads either way. */
+int fnn_batch_matmul_f32(float *C, const float *A, const float *B, int64_t batch, int64_t M,
+                         int64_t N, int64_t K, int trans_a, int trans_b, int nthreads);
+int fnn_batch_matmul_f64(double *C, const double *A, const double *B, int64_t batch,
+                         int64_t M, int64_t N, int64_t K, int trans_a, int trans_b,
+                         int nthreads);
+
 #ifdef __cplusplus
 }
 #endif

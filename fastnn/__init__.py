@@ -13,13 +13,14 @@ import importlib
 
 from fastnn import (  # noqa: F401
     activations, callbacks, initializers, layers, losses, metrics, models, optimizers,
-    regularizers, utils,
+    preprocessing, regularizers, saving, utils,
 )
 from fastnn._runtime import (  # noqa: F401
     floatx, get_backend, get_num_threads, set_backend, set_floatx, set_num_threads, set_seed,
 )
 from fastnn._version import __version__  # noqa: F401
 from fastnn.config import show_config  # noqa: F401
+from fastnn.graph.tensor import KerasTensor  # noqa: F401
 from fastnn.layers import Input  # noqa: F401
 from fastnn.models import Model, Sequential  # noqa: F401
 

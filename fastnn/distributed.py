@@ -226,7 +226,7 @@ class _FitSync:
         # every rank must call the batch hooks when any does
         cbs.wants_batch_hooks = self.strategy._agree(cbs.wants_batch_hooks)
         model, optimizer = self.model, self.model.optimizer
-        self.strategy._bcast(model._params)
+        self.strategy._bcast(model.buffers.params)
         for name in sorted(optimizer._slots):
             self.strategy._bcast(optimizer._slots[name])
         step = np.array([optimizer.iterations], dtype=np.int64)
@@ -238,7 +238,7 @@ class _FitSync:
         names = ("samples", "batch_size", "epochs", "initial_epoch", "validation samples",
                  "parameters", "optimizer state arrays")
         facts = np.array([self.n, self.batch_size, epochs, initial_epoch, n_val,
-                          self.model._params.size, len(self.model.optimizer._slots)],
+                          self.model.buffers.size, len(self.model.optimizer._slots)],
                          dtype=np.int64)
         low, high = facts.copy(), facts.copy()
         self.strategy._allreduce(low, self.strategy._mpi.MIN)
@@ -250,20 +250,15 @@ class _FitSync:
                              + ", ".join(differ))
 
     # ---- non-trainable state (BatchNorm moving statistics) ---------------------------
-    def _state_weights(self, changing_only):
-        # weights created non-trainable; a frozen layer's never change
-        return [w for layer in self.model.layers if layer.trainable or not changing_only
-                for w in layer._weights if not w.trainable]
-
     def _bcast_state(self):
-        weights = self._state_weights(changing_only=False)
+        weights = self.model.state_weights(changing_only=False)
         if weights:
             staged = self._stage(weights)
             self.strategy._bcast(staged)
             self._unstage(weights, staged)
 
     def _average_state(self):
-        weights = self._state_weights(changing_only=True)
+        weights = self.model.state_weights(changing_only=True)
         if weights:
             # float64 staging: the sum of equal float32 values is exact, so
             # ranks that agree keep their values bit for bit
@@ -303,7 +298,7 @@ class _FitSync:
     def average_gradients(self):
         """Make the flat gradient buffer the global batch's mean gradient on every
         rank: scale by local_n / global_n, then one in-place Allreduce SUM."""
-        grads = self.model._grads
+        grads = self.model.buffers.grads
         if self._weight != 1.0:
             self.ops.scale_(grads, self._weight)
         self.strategy._allreduce(grads)
@@ -311,48 +306,42 @@ class _FitSync:
     def empty_step(self, ranges):
         """A step on a rank with no sample of the (last) global batch: a zero
         gradient in the Allreduce, then the same update as every other rank."""
-        model = self.model
-        model._grads.fill(0)
-        self.strategy._allreduce(model._grads)
-        model.optimizer.apply(self.ops, model._params, model._grads, ranges[0], ranges[1])
+        buffers = self.model.buffers
+        buffers.grads.fill(0)
+        self.strategy._allreduce(buffers.grads)
+        self.model.optimizer.apply(self.ops, buffers.params, buffers.grads, ranges[0], ranges[1])
         return 0.0
 
-    def logs(self, loss_sum, sums, metrics, step, y_rows):
+    def logs(self, run, sums, step, rows):
         """The loss and metrics over every rank's samples up to ``step``: rank-local
-        sums (the loss times the local batch size) summed, divided by the count."""
-        totals = np.array([loss_sum, *sums], dtype=np.float64)
+        sums (each value times the local batch size) summed, divided by the count."""
+        totals = np.array(sums, dtype=np.float64)
         self.strategy._allreduce(totals)
         seen = min(self.n, (step + 1) * self.size * self.batch_size)
-        return self.model._logs(float(totals[0]), [float(t) for t in totals[1:]], metrics,
-                                seen, y_rows)
+        return run.logs([float(t) for t in totals], seen, rows)
 
-    def end_epoch(self, loss_sum, sums, metrics, step, y_rows):
+    def end_epoch(self, run, sums, step, rows):
         """The epoch's reduced logs; also averages the moving statistics, so
         validation and checkpoints see the same model on every rank."""
         self._average_state()
-        return self.logs(loss_sum, sums, metrics, step, y_rows)
+        return self.logs(run, sums, step, rows)
 
     def agree_stop(self):
         """Whether any rank's callbacks asked to stop (then every rank stops)."""
         return self.strategy._agree(self.model.stop_training)
 
-    def evaluate(self, x, y, batch_size, metrics, fused, cbs, sample_weight):
-        """Validation: each rank evaluates an even share of (x, y); the shares'
+    def evaluate(self, run, data, batch_size, cbs):
+        """Validation: each rank evaluates an even share of ``data``; the shares'
         means are combined weighted by their sizes. Runs the callbacks'
         ``on_test_begin`` / ``on_test_end`` (not the per-batch test hooks)."""
-        n = x.shape[0]
-        y_rows = y.shape[0] // n
+        n = data.n
         start, count = split_evenly(n, self.size, self.rank)
-        stop = start + count
         if cbs is not None:
             cbs.on_test_begin()
         if count:
-            sw = None if sample_weight is None else sample_weight[start * y_rows:stop * y_rows]
-            logs = self.model._evaluate_prepared(self.ops, x[start:stop],
-                                                 y[start * y_rows:stop * y_rows], batch_size,
-                                                 metrics, fused, None, sw)
+            logs = run.evaluate(data.slice(start, start + count), batch_size)
         else:                           # fewer samples than ranks: the same keys, zeros
-            logs = self.model._logs(0.0, [0.0] * len(metrics), metrics, 1, y_rows)
+            logs = run.logs(run.zero_sums(), 1, data.rows)
         totals = np.array([value * count for value in logs.values()], dtype=np.float64)
         self.strategy._allreduce(totals)
         logs = {key: float(total / n) for key, total in zip(logs, totals)}

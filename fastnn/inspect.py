@@ -1,87 +1,116 @@
-"""Looking inside a model: each layer's outputs, and saliency (input gradients).
+"""Looking inside a model: every layer call's outputs, and saliency (input gradients).
 
 Both run in inference mode, in batches, with scratch of their own: they never
-touch the model's training workspaces or its gradient buffer.
+touch the model's training workspaces or its gradient buffer. They reuse the
+model's executor (fastnn.graph.plan), so they see any graph: shared layers,
+several inputs and outputs, nested models.
 """
 import numpy as np
 
+from fastnn import data_prep as _data_prep
 from fastnn.backend import current_ops
-from fastnn.layers.base import Workspace
 
 _BATCH = 256
 
 
 def activations(model, X, batch_size=_BATCH):
-    """Return {layer name: that layer's output for X}, in layer order (inference mode)."""
-    x = model._prepare_x(X, "activations")
-    ops = current_ops()
-    names = [layer.name for layer in model.layers]
-    outputs = {name: [] for name in names}
-    workspaces = [Workspace() for _ in names]
-    for start in range(0, x.shape[0], batch_size):
-        out, mask = x[start:start + batch_size], None
-        for layer, ws, name in zip(model.layers, workspaces, names):
-            ws.mask = mask               # a time-step mask travels as in Model._forward
-            out = layer.forward(ops, out, False, ws)
-            if mask is not None or layer.makes_mask:
-                mask = layer.output_mask(ws)
-            outputs[name].append(out.copy())   # the workspace is reused by the next batch
-    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+    """Return {name: output} for every layer call of the model's graph, in order
+    (inference mode): the layer's name, with ``:1``, ``:2``... for its second,
+    third... call. A nested model's entry is its output."""
+    inputs = _data_prep.prepare_inputs(model, X, "activations")
+    ops, plan = current_ops(), model.plan()
+    calls, seen = [], {}
+    for node in model.graph.nodes:
+        count = seen.get(id(node.operation), 0)
+        seen[id(node.operation)] = count + 1
+        name = node.operation.name if count == 0 else f"{node.operation.name}:{count}"
+        calls.append((name, plan.node_slots[node]))
+    outputs = {name: [] for name, _ in calls}
+    scratch = plan.scratch(param_grads=False)
+    n = inputs[0].shape[0]
+    for start in range(0, n, batch_size):
+        values = plan.forward_all(ops, [x[start:start + batch_size] for x in inputs], False,
+                                  scratch)
+        for name, slots in calls:
+            # copies: the workspaces are reused by the next batch
+            outputs[name].append([values[s].copy() for s in slots])
+    result = {}
+    for name, parts in outputs.items():
+        joined = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+        result[name] = joined[0] if len(joined) == 1 else joined
+    return result
 
 
-def input_gradients(model, X, target=None, y=None, batch_size=_BATCH):
-    """Saliency: gradients with respect to the inputs, shaped like X (inference mode).
+def input_gradients(model, X, target=None, y=None, batch_size=_BATCH, output=0):
+    """Saliency: gradients with respect to the inputs, shaped like X (a list for a
+    model with several inputs; None for an input of integer indices), in
+    inference mode.
 
     - ``target`` (an int, or one int per sample) indexes each sample's
-      flattened output: the gradient of that output unit;
-    - ``y`` (targets, as for ``evaluate``): the gradient of each sample's loss,
-      not divided by the batch size (needs a compiled model);
-    - neither: the gradient of each sample's top-scoring output unit.
+      flattened ``output`` (its index or name): the gradient of that unit;
+    - ``y`` (targets, as for ``evaluate``): the gradient of each sample's loss
+      (every output's, weighted as compiled), not divided by the batch size
+      (needs a compiled model);
+    - neither: the gradient of each sample's top-scoring unit of ``output``.
     """
     if target is not None and y is not None:
         raise ValueError("input_gradients: pass target or y, not both")
-    x = model._prepare_x(X, "input_gradients")
-    n = x.shape[0]
-    out_size = int(np.prod(model.layers[-1].output_shape))
-    targets = None
-    if target is not None:
-        targets = _check_targets(target, n, out_size)
+    inputs = _data_prep.prepare_inputs(model, X, "input_gradients")
+    ops, plan = current_ops(), model.plan()
+    n = inputs[0].shape[0]
+    out_k = _output_index(model, output)
+    out_size = int(np.prod(model.outputs[out_k].shape[1:]))
+    targets = None if target is None else _check_targets(target, n, out_size)
+    run = data = None
     if y is not None:
-        if model.loss is None:
+        if model.optimizer is None or model.objectives() is None or all(
+                o.loss is None for o in model.objectives()):
             raise ValueError("input_gradients: y= needs a model compiled with a loss")
-        y = model._prepare_y(y, n, "input_gradients")
-    ops = current_ops()
-    fused = model._fused_output() if y is not None else False
-    y_rows = 0 if y is None else y.shape[0] // n
-    workspaces = [Workspace(param_grads=False) for _ in model.layers]
-    grads = np.empty(x.shape, dtype=x.dtype)
+        from fastnn.trainer import Run     # the loss computation fit and evaluate use
+        run = Run(model, ops)
+        objectives = model.objectives()
+        data = _data_prep.prepare_targets(model, objectives, y, n, "input_gradients")
+        schedule = plan.schedule([run.slots[k] for k, _, _ in run.losses], run.fused_slots(),
+                                 inputs_need_grad=True)
+    else:
+        schedule = plan.schedule([plan.output_slots[out_k]], inputs_need_grad=True)
+    scratch = plan.scratch(param_grads=False)
+    grads = [np.zeros(x.shape, dtype=x.dtype) if x.dtype.kind == "f" else None for x in inputs]
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        out = model._forward(ops, x[start:stop], False, workspaces)
-        flat = out.reshape(stop - start, -1)
-        if y is not None:
-            dout = np.empty_like(out)
-            model._batch_loss(ops, out, y[start * y_rows:stop * y_rows], fused, workspaces[-1],
-                              dout.reshape(-1, out.shape[-1]))
-            dout *= stop - start        # per-sample losses, not their batch mean
+        outs = plan.forward(ops, [x[start:stop] for x in inputs], False, scratch)
+        if run is not None:
+            rows = [0 if t is None else t.shape[0] // n for t in data]
+            batch_targets = [None if t is None else t[start * r:stop * r]
+                             for t, r in zip(data, rows)]
+            _, douts = run.batch_losses(outs, batch_targets, [None] * len(data), stop - start,
+                                        scratch, run.zero_sums(), with_grad=True)
+            for d in douts:
+                d *= stop - start        # per-sample losses, not their batch mean
         else:
+            flat = outs[out_k].reshape(stop - start, -1)
             chosen = flat.argmax(axis=1) if targets is None else targets[start:stop]
             dout = np.zeros_like(flat)
             dout[np.arange(stop - start), chosen] = 1
-            dout = dout.reshape(out.shape)
-        grads[start:stop] = _backward(model, ops, dout, workspaces, fused and y is not None)
-    return grads
+            douts = [dout.reshape(outs[out_k].shape)]
+        slot_grads = plan.backward(ops, schedule, douts, scratch)
+        for grad, slot in zip(grads, plan.input_slots):
+            if grad is not None and slot_grads[slot] is not None:
+                grad[start:stop] = slot_grads[slot]
+    return grads[0] if len(grads) == 1 else grads
 
 
-def _backward(model, ops, dout, workspaces, fused):
-    layers = model.layers
-    d = dout
-    for i in range(len(layers) - 1, -1, -1):
-        if i == len(layers) - 1 and fused:
-            d = layers[i].backward(ops, d, workspaces[i], True, from_preact=True)
-        else:
-            d = layers[i].backward(ops, d, workspaces[i], True)
-    return d
+def _output_index(model, output):
+    names = model.output_names
+    if isinstance(output, str):
+        if output not in names:
+            raise ValueError(f"input_gradients: no output named {output!r}; outputs are {names}")
+        return names.index(output)
+    if isinstance(output, bool) or not isinstance(output, (int, np.integer)) \
+            or not 0 <= output < len(names):
+        raise ValueError(f"input_gradients: output must be an output's name or index in "
+                         f"[0, {len(names)}), got {output!r}")
+    return int(output)
 
 
 def _check_targets(target, n, out_size):

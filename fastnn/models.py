@@ -1,633 +1,542 @@
-"""Models: ``Model`` (a chain of layers with compile / fit / evaluate / predict)
-and ``Sequential`` (built with a list or ``add``).
+"""Models: ``Model`` (a graph of layer calls -- Keras' functional API) and
+``Sequential`` (a chain of layers, the graph's special case).
 
-Design decision 1: ``compile`` packs every layer's weights into one flat
-parameter buffer and one flat gradient buffer; layers keep views into them.
-One optimizer call then updates all parameters. Training scratch lives in
-one Workspace per layer, reused every step; ``predict`` and ``evaluate`` use
-scratch of their own per call, so several threads may predict at once.
+A model is a layer: it can be called on new symbolic inputs (nested models,
+shared feature extractors) and is then inlined into the caller's graph, so
+its layers keep one set of weights wherever they are used.
+
+Design decision 1: ``compile`` packs every weight into one flat parameter
+buffer and one flat gradient buffer (fastnn.packing); layers keep views into
+them. The loops (fit, evaluate, predict) live in fastnn.trainer, the graph
+executor in fastnn.graph.plan, saving in fastnn.saving.
 """
-import math
+import itertools
 
 import numpy as np
 
 from fastnn import _runtime
-from fastnn import callbacks as _callbacks
-from fastnn import data_prep as _data_prep
+from fastnn import compile_utils as _compile_utils
 from fastnn import distributed as _distributed
 from fastnn import losses as _losses
-from fastnn import metrics as _metrics
 from fastnn import optimizers as _optimizers
 from fastnn import saving as _saving
-from fastnn.backend import current_ops
-from fastnn.layers.base import Layer, Workspace, unique_name
+from fastnn import trainer as _trainer
+from fastnn.graph.graph import Graph
+from fastnn.graph.node import Node
+from fastnn.graph.plan import Plan
+from fastnn.graph.tensor import KerasTensor, any_symbolic, flatten_structure
+from fastnn.layers.base import Layer, shapes_compatible, unique_name
 from fastnn.layers.core import InputLayer
+from fastnn.packing import FlatBuffers
 from fastnn.saving import load_model  # noqa: F401  (Keras: models.load_model(path))
 
-# Last-layer activation -> losses that can take its logits instead (Keras on
-# TensorFlow does the same): the loss fuses the activation, exactly and stably.
-_FUSABLE = {
-    "softmax": ("categorical_crossentropy", "sparse_categorical_crossentropy"),
-    "sigmoid": ("binary_crossentropy",),
-}
+# Bumped whenever a Sequential model gains or loses a layer: models built on it
+# (nested) rebuild their execution plan and notice the change at fit.
+_structure_version = itertools.count()
+_current_version = [next(_structure_version)]
 
 
-class Model:
-    """A chain of layers, trained as one: the base class of Sequential."""
+def _structure_changed():
+    _current_version[0] = next(_structure_version)
 
-    def __init__(self, layers=None, name=None):
-        self.name = name or unique_name("sequential" if isinstance(self, Sequential) else "model")
-        self._layers = []
-        self._input_shape = None      # batch axis excluded
+
+class Model(Layer):
+    """A model: ``Model(inputs, outputs, name=None)`` with ``inputs`` / ``outputs``
+    symbolic tensors (one, a list or a dict), trained as one.
+
+    ``inputs`` come from ``keras.Input`` (or are intermediate tensors of another
+    model: a feature extractor sharing its weights); ``outputs`` are layers'
+    outputs computed from them. The graph between them is sorted once, here;
+    an input no output uses, or an output that needs a tensor that is not an
+    input, is a ValueError naming the tensors.
+    """
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
+        self._init_model(name, trainable, "functional")
+        if inputs is None or outputs is None:
+            raise TypeError("Model(inputs, outputs) takes the model's input tensors "
+                            "(keras.Input) and the output tensors computed from them; "
+                            "for a chain of layers use Sequential")
+        self._set_graph(inputs, outputs)
+
+    def _init_model(self, name, trainable, default_name):
+        self.name = name if name is not None else unique_name(default_name)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a model's name must be a non-empty string, got {name!r}")
+        self._trainable = bool(trainable)
+        self._inbound_nodes = []
+        self._weights = []            # a model's weights are its layers'
+        self.input_shape_hint = None
         self.optimizer = None
         self.loss = None
+        self._compile_args = None     # (loss, loss_weights, metrics) as compile got them
         self._metric_ids = []
-        self._compiled_layers = None  # the layer chain compile() packed
-        self._params = self._grads = None
-        self._weight_ranges = []      # (start, stop, weight) per weight, in packing order
-        self._train_ws = []
+        self._buffers = None          # FlatBuffers once packed
+        self._compiled_layers = None  # the leaf layers compile() packed
+        self._train_scratch = None    # training workspaces, reused every step
         self._in_fit = False
         self.stop_training = False
         self.history = None
-        for layer in layers or ():
-            self.add(layer)
+        self._graph = None
+        self._plan = None
+        self._plan_version = None
+        self._input_keys = self._output_keys = None
+        self._single_input = self._single_output = True
 
-    # ---- structure -----------------------------------------------------------
+    # ---- the graph -------------------------------------------------------------------
+    def _set_graph(self, inputs, outputs):
+        where = f"Model {self.name!r}"
+        self._single_input = isinstance(inputs, KerasTensor)
+        self._single_output = isinstance(outputs, KerasTensor)
+        self._input_keys = list(inputs) if isinstance(inputs, dict) else None
+        self._output_keys = list(outputs) if isinstance(outputs, dict) else None
+        flat_in, flat_out = flatten_structure(inputs), flatten_structure(outputs)
+        flat_in, flat_out = _with_input_layers(flat_in, flat_out, where)
+        graph = Graph(flat_in, flat_out, where)
+        names = {}
+        for layer in graph.layers():
+            if names.setdefault(layer.name, layer) is not layer:
+                raise ValueError(f"{where}: two different layers are named {layer.name!r}; "
+                                 "layer names must be unique within a model")
+        self._graph = graph
+
+    def _graph_for_plan(self):
+        """The graph the executor inlines where this model is called (fastnn.graph.plan)."""
+        if self._graph is None:
+            raise ValueError(f"{self.name}: the model is not built yet (give its first "
+                             "layer an input shape, or start it with keras.Input)")
+        return self._graph
+
     @property
-    def layers(self):
-        return list(self._layers)
+    def graph(self):
+        """The model's graph (fastnn.graph.Graph): its input and output tensors and
+        the layer calls between them, sorted."""
+        return self._graph_for_plan()
+
+    def plan(self):
+        """The executor of the model's graph (fastnn.graph.plan.Plan), built once per
+        structure (again only after a Sequential model inside changes)."""
+        if self._plan is None or self._plan_version != _current_version[0]:
+            self._plan = Plan(self._graph_for_plan())
+            self._plan_version = _current_version[0]
+        return self._plan
 
     @property
     def built(self):
-        return self._input_shape is not None
+        return self._graph is not None or getattr(self, "_chain_out", None) is not None
 
     @property
-    def dtype(self):
-        return self._layers[0].dtype if self._layers else np.dtype(_runtime.floatx())
+    def layers(self):
+        """The model's layers: its Input layers first, then each layer once, in the
+        order of its first call."""
+        return self._graph_for_plan().layers() if self.built else []
+
+    @property
+    def inputs(self):
+        return list(self._graph_for_plan().inputs)
+
+    @property
+    def outputs(self):
+        return list(self._graph_for_plan().outputs)
+
+    @property
+    def input(self):
+        inputs = self.inputs
+        return inputs[0] if self._single_input else inputs
+
+    @property
+    def output(self):
+        outputs = self.outputs
+        return outputs[0] if self._single_output else outputs
+
+    @property
+    def input_names(self):
+        """Names that key ``x`` when it is a dict: the dict's keys when the model was
+        built from a dict of inputs, else the Input layers' names."""
+        if self._input_keys is not None:
+            return list(self._input_keys)
+        return [t.node.operation.name if t.node is not None else t.name for t in self.inputs]
+
+    @property
+    def output_names(self):
+        """Names of the outputs (Keras'): the dict's keys when the model was built
+        from a dict of outputs, else the names of the layers that make them."""
+        if self._output_keys is not None:
+            return list(self._output_keys)
+        return [t.node.operation.name if t.node is not None else t.name for t in self.outputs]
 
     @property
     def input_shape(self):
-        return None if self._input_shape is None else (None,) + self._input_shape
+        if not self.built:
+            return None
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_shape(self):
-        if not self.built or not self._layers:
+        if not self.built:
             return None
-        return (None,) + self._layers[-1].output_shape
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
-    def add(self, layer):
-        """Append a layer (an ``Input`` may only come first)."""
-        if isinstance(layer, InputLayer):
-            if self._layers or self._input_shape is not None:
-                raise ValueError(f"{self.name}: an Input must be the first thing added")
-            self._input_shape = layer.input_shape_hint
-            return
-        if not isinstance(layer, Layer):
-            raise TypeError(f"{self.name}: add() takes a fastnn layer, got {type(layer).__name__}")
-        if any(existing.name == layer.name for existing in self._layers):
-            raise ValueError(f"{self.name}: a layer named {layer.name!r} is already in the model; "
-                             "layer names must be unique")
-        if layer in self._layers:
-            raise ValueError(f"{self.name}: layer {layer.name!r} is already in the model")
-        if not self._layers and self._input_shape is None and layer.input_shape_hint is not None:
-            self._input_shape = layer.input_shape_hint
-        self._layers.append(layer)
-        if self._input_shape is not None:
-            try:
-                self._build_layers(self._input_shape)
-            except Exception:
-                self._layers.pop()
-                raise
+    @property
+    def dtype(self):
+        """The float dtype of the model's layers (float32 unless set otherwise)."""
+        for layer in self._leaf_layers():
+            if not isinstance(layer, InputLayer):
+                return layer.dtype
+        return np.dtype(_runtime.floatx())
 
-    def pop(self):
-        """Remove and return the last layer (compile again before training)."""
-        if not self._layers:
-            raise ValueError(f"{self.name}: pop() on a model with no layers")
-        return self._layers.pop()
+    def _leaf_layers(self):
+        return self.plan().layers if self.built else []
 
     def get_layer(self, name=None, index=None):
-        """A layer by name or by index."""
+        """A layer by name or by index (in ``model.layers``)."""
+        layers = self.layers
         if index is not None:
-            return self._layers[index]
-        for layer in self._layers:
+            return layers[index]
+        for layer in layers:
             if layer.name == name:
                 return layer
         raise ValueError(f"{self.name}: no layer named {name!r}; layers are "
-                         f"{[layer.name for layer in self._layers]}")
+                         f"{[layer.name for layer in layers]}")
 
     def build(self, input_shape):
-        """Build every layer for inputs of ``input_shape`` (with or without the batch axis None)."""
-        shape = tuple(input_shape)
-        if shape and shape[0] is None:
-            shape = shape[1:]
-        self._build_layers(tuple(int(d) for d in shape))
-        self._input_shape = tuple(int(d) for d in shape)
+        """A functional model is built by construction: check ``input_shape``."""
+        if not self.built:
+            raise ValueError(f"{self.name}: cannot build a model without a graph")
 
-    def _build_layers(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in self._layers:
-            if not layer.built:
-                layer.build(shape)
-            elif layer.input_shape != shape:
-                raise ValueError(f"layer {layer.name!r} was built for inputs {(None,) + layer.input_shape}"
-                                 f" but receives {(None,) + shape} here")
-            shape = layer.output_shape
-        return shape
+    # ---- calling the model as a layer ------------------------------------------------
+    def __call__(self, inputs, training=None, **kwargs):
+        """On symbolic tensors: a node of an enclosing graph (the model is inlined
+        there, its weights shared). On arrays: the outputs for that batch
+        (inference unless ``training=True``), as ``predict_on_batch``."""
+        if kwargs:
+            raise TypeError(f"{self.name}: unexpected call arguments {sorted(kwargs)}")
+        if training is not None and not isinstance(training, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: training must be True, False or None, got "
+                            f"{training!r}")
+        if any_symbolic(inputs):
+            return self._symbolic_call(inputs, None if training is None else bool(training))
+        return _trainer.call_on_arrays(self, inputs, bool(training))
 
-    # ---- compile and packing -------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        """Set the optimizer, loss and metrics, and pack the weights into flat buffers."""
+    def _symbolic_call(self, inputs, training):
+        tensors = self.match_inputs(inputs, "call")
+        for t in tensors:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(f"{self.name}: called on a mix of symbolic tensors and "
+                                f"{type(t).__name__}")
+        if not self.built:
+            self.build(tensors[0].shape)
+        for mine, given in zip(self.inputs, tensors):
+            if not shapes_compatible(mine.shape[1:], given.shape[1:]):
+                raise ValueError(f"model {self.name!r} takes inputs {mine.shape} but is called "
+                                 f"on {given.shape}")
+        batches = {t.shape[0] for t in tensors}
+        batch = batches.pop() if len(batches) == 1 else None
+        outputs = [KerasTensor((batch,) + t.shape[1:], t.dtype, name=self.name)
+                   for t in self.outputs]
+        Node(self, tensors, outputs, list_input=len(tensors) > 1, training=training)
+        return self.pack_outputs(outputs)
+
+    def match_inputs(self, inputs, where):
+        """``inputs`` (one value, a list, or a dict by input name) as a list in input order."""
+        names = self.input_names if self.built else None
+        count = len(names) if names is not None else 1
+        if isinstance(inputs, dict):
+            if names is None:
+                raise ValueError(f"{where}: {self.name} is not built; pass an array, not a dict")
+            unknown = [k for k in inputs if k not in names]
+            missing = [k for k in names if k not in inputs]
+            if unknown or missing:
+                raise ValueError(f"{where}: inputs are keyed by the model's input names "
+                                 f"{names}; got keys {list(inputs)}"
+                                 + (f" (missing {missing})" if missing else ""))
+            return [inputs[k] for k in names]
+        if count > 1:
+            if not isinstance(inputs, (list, tuple)) or len(inputs) != count:
+                got = (f"a list of {len(inputs)}" if isinstance(inputs, (list, tuple))
+                       else type(inputs).__name__)
+                raise ValueError(f"{where}: model {self.name!r} has {count} inputs {names}: "
+                                 f"pass a list in that order or a dict keyed by those names, "
+                                 f"got {got}")
+            return list(inputs)
+        # One input: a one-item list of an array is that array (a plain nested list of
+        # numbers is data, not a structure).
+        if isinstance(inputs, (list, tuple)) and inputs and all(
+                isinstance(item, (np.ndarray, KerasTensor)) for item in inputs):
+            if len(inputs) != 1:
+                raise ValueError(f"{where}: model {self.name!r} has one input, got a list of "
+                                 f"{len(inputs)}")
+            return [inputs[0]]
+        return [inputs]
+
+    def pack_outputs(self, values):
+        """Output values in the structure the model was built with (one, list, dict)."""
+        if self._output_keys is not None:
+            return dict(zip(self._output_keys, values))
+        if self._single_output:
+            return values[0]
+        return list(values)
+
+    def compute_output_shape(self, input_shape):
+        shapes = [t.shape[1:] for t in self.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    # ---- weights ----------------------------------------------------------------------
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        # Keras 3: freezing a model freezes every layer in it (no recompile needed)
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = value
+
+    @property
+    def weights(self):
+        """Every weight of the model, each once, layer by layer (Keras' order)."""
+        return _unique(w for layer in self.layers for w in layer.weights)
+
+    @property
+    def trainable_weights(self):
+        if not self._trainable:
+            return []
+        return _unique(w for layer in self.layers for w in layer.trainable_weights)
+
+    @property
+    def non_trainable_weights(self):
+        trainable = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in trainable]
+
+    def count_params(self):
+        return sum(w.size for w in self.weights)
+
+    def get_weights(self):
+        """Copies of every weight, in ``model.weights`` order (Keras' shapes)."""
+        return [w.value.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Set every weight from a list in get_weights' order and shapes."""
+        targets = self.weights
+        weights = list(weights)
+        if len(weights) != len(targets):
+            raise ValueError(f"{self.name}: expected {len(targets)} weight arrays, got "
+                             f"{len(weights)}")
+        arrays = []
+        for weight, new in zip(targets, weights):
+            new = np.asarray(new)
+            if new.shape != weight.shape:
+                raise ValueError(f"{self.name}: weight {weight.name!r} has shape "
+                                 f"{weight.shape}, got {new.shape}")
+            if new.dtype.kind not in "fiu" or not np.all(np.isfinite(new)):
+                raise ValueError(f"{self.name}: weight {weight.name!r} must be finite numbers")
+            arrays.append(new)
+        for weight, new in zip(targets, arrays):
+            np.copyto(weight.value, new, casting="unsafe")
+
+    def state_weights(self, changing_only=False):
+        """Weights created non-trainable (BatchNormalization's moving statistics);
+        ``changing_only``: those of trainable layers only (a frozen layer's never move)."""
+        return [w for layer in self._leaf_layers() if layer.trainable or not changing_only
+                for w in layer.weights if not w.trainable]
+
+    # ---- compile and packing -----------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                run_eagerly=None, steps_per_execution=1, jit_compile=None):
+        """Set the optimizer, the loss (one for every output, a list, or a dict by
+        output name), ``loss_weights`` and ``metrics`` (likewise per output), and
+        pack the weights into flat buffers. ``run_eagerly``, ``steps_per_execution``
+        and ``jit_compile`` are accepted for Keras compatibility: fastnn always runs
+        its compiled graph one step at a time."""
+        if steps_per_execution != 1 and not isinstance(steps_per_execution, (int, np.integer)):
+            raise ValueError(f"compile: steps_per_execution must be an integer, got "
+                             f"{steps_per_execution!r}")
         self.optimizer = _optimizers.get(optimizer)
-        self.loss = None if loss is None else _losses.get(loss)
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, (str, _metrics.Metric)):
-            metrics = [metrics]
-        for m in metrics:
-            # validate now; "accuracy" is resolved against the data's shapes in fit
-            _metrics.get(m, sparse_targets=False, output_dim=2)
-        self._metric_ids = list(metrics)
-        self._compiled_layers = tuple(self._layers)
-        self._params = None
+        _compile_utils.check_compile_args(loss, loss_weights, metrics)
+        # one loss for every output: resolved now (model.loss is that Loss object)
+        if loss is not None and not isinstance(loss, (list, tuple, dict)):
+            loss = _losses.get(loss)
+        self.loss = loss
+        self._compile_args = (loss, loss_weights, metrics)
+        self._metric_ids = ([] if metrics is None else [metrics]
+                            if isinstance(metrics, str) else metrics)
+        self._buffers = None
+        self._compiled_layers = None
         if self.built:
             self._pack()
 
+    def get_compile_config(self):
+        """What compile was given: (optimizer, loss, loss_weights, metrics), or None."""
+        if self.optimizer is None:
+            return None
+        loss, loss_weights, metrics = self._compile_args
+        return {"optimizer": self.optimizer, "loss": loss, "loss_weights": loss_weights,
+                "metrics": metrics}
+
+    def objectives(self):
+        """One compile_utils.Objective per output (loss, weight, metrics)."""
+        loss, loss_weights, metrics = self._compile_args or (None, None, None)
+        return _compile_utils.resolve(loss, loss_weights, metrics, self.output_names)
+
+    @property
+    def buffers(self):
+        """The packed parameter and gradient buffers (fastnn.packing.FlatBuffers), or
+        None before compile."""
+        return self._buffers
+
     def _pack(self):
-        if not self._layers:
+        leaves = self._leaf_layers()
+        if not leaves:
             raise ValueError(f"{self.name}: the model has no layers")
         dtype = self.dtype
-        for layer in self._layers:
+        for layer in leaves:
             if layer.dtype != dtype:
                 raise ValueError(f"{self.name}: layer {layer.name!r} is {layer.dtype} but the "
                                  f"model is {dtype}; every layer must share one dtype")
         # Only variables created trainable live in the flat buffers; state such as
         # BatchNorm's moving statistics stays beside them (design decision 1).
-        weights = [w for layer in self._layers for w in layer._weights if w.trainable]
-        total = sum(w.size for w in weights)
-        params = np.empty(total, dtype=dtype)
-        grads = np.zeros(total, dtype=dtype)
-        ranges, offset = [], 0
-        for w in weights:
-            stop = offset + w.size
-            params[offset:stop] = w.value.reshape(-1)
-            w.value = params[offset:stop].reshape(w.shape)
-            w.grad = grads[offset:stop].reshape(w.shape)
-            ranges.append((offset, stop, w))
-            offset = stop
-        for layer in self._layers:
+        self._buffers = FlatBuffers([w for w in self.weights if w.trainable], dtype)
+        for layer in leaves:
             layer._packed_into = self
-        self._params, self._grads, self._weight_ranges = params, grads, ranges
-        self._train_ws = [Workspace() for _ in self._layers]
+        self._compiled_layers = tuple(leaves)
+        self._train_scratch = None
         self.optimizer._slots = {}
-        self.optimizer.build(total, dtype)
+        self.optimizer.build(self._buffers.size, dtype)
 
-    def _trainable_ranges(self):
-        """Merged (start, stop) ranges of trainable weights, and each such weight's range."""
-        trainable = {id(w) for layer in self._layers for w in layer.trainable_weights}
-        per_weight = [(s, e) for s, e, w in self._weight_ranges if id(w) in trainable and e > s]
-        merged = []
-        for s, e in per_weight:
-            if merged and merged[-1][1] == s:
-                merged[-1] = (merged[-1][0], e)
-            else:
-                merged.append((s, e))
-        return merged, per_weight
+    def is_packed(self):
+        """Whether the flat buffers still hold exactly this model's layers (no layer
+        added or removed since compile, none packed into another model since)."""
+        if self._buffers is None or tuple(self._leaf_layers()) != self._compiled_layers:
+            return False
+        return all(getattr(layer, "_packed_into", None) is self for layer in self._compiled_layers)
 
-    def _check_ready_to_train(self, x_shape):
+    def check_ready_to_train(self):
+        """Raise the error that says what to do when the model cannot train now."""
         if self.optimizer is None:
             raise RuntimeError(f"{self.name}: call compile() before training")
-        if self.loss is None:
+        if self._compile_args is None or all(o.loss is None for o in self.objectives()):
             raise ValueError(f"{self.name}: compile() was called without a loss; pass "
                              "loss=... to compile() before training or evaluating")
-        if tuple(self._layers) != self._compiled_layers:
+        if self._compiled_layers is not None and \
+                tuple(self._leaf_layers()) != self._compiled_layers:
             raise RuntimeError(f"{self.name}: layers were added or removed after compile(); "
                                "call compile() again")
-        if not self.built:
-            self.build(x_shape[1:])
-        if self._params is None:
+        if self._buffers is None:
             self._pack()
-        for layer in self._layers:
+        for layer in self._compiled_layers:
             if getattr(layer, "_packed_into", None) is not self:
                 raise RuntimeError(f"{self.name}: layer {layer.name!r} now belongs to another "
                                    "compiled model; call compile() on this model again")
 
-    # ---- data ----------------------------------------------------------------
-    def _prepare_x(self, x, where):
-        return _data_prep.prepare_x(self, x, where)
-
-    def _prepare_y(self, y, n, where):
-        return _data_prep.prepare_y(self, y, n, where)
-
-    def _prepare_sample_weight(self, sample_weight, class_weight, y, n, where):
-        return _data_prep.prepare_sample_weight(self, sample_weight, class_weight, y, n, where)
-
-    def _sparse_targets(self):
-        return self.loss is not None and self.loss.kernel == "sparse_categorical_crossentropy"
-
-    def _resolve_metrics(self):
-        out_dim = self._layers[-1].output_shape[-1]
-        return [_metrics.get(m, sparse_targets=self._sparse_targets(), output_dim=out_dim)
-                for m in self._metric_ids]
-
-    def _fused_output(self):
-        """Whether the loss takes the last layer's logits (see _FUSABLE)."""
-        last = self._layers[-1]
-        fusable = _FUSABLE.get(getattr(last, "activation", None), ())
-        fused = (self.loss is not None and not self.loss.from_logits
-                 and self.loss.kernel in fusable and hasattr(last, "logits"))
-        last.keep_logits = fused
-        return fused
-
-    # ---- the steps -----------------------------------------------------------
-    def _forward(self, ops, x, training, workspaces):
-        # A time-step mask (Embedding(mask_zero=True)) travels in each layer's own
-        # workspace -- per call for predict, so threads never share one.
-        mask = None
-        for layer, ws in zip(self._layers, workspaces):
-            ws.mask = mask
-            x = layer.forward(ops, x, training, ws)
-            if mask is not None or layer.makes_mask:
-                mask = layer.output_mask(ws)
-        return x
-
-    def _batch_loss(self, ops, out, y, fused, ws_last, grad_out=None, sample_weight=None):
-        """Mean loss of a batch from its outputs (or the last layer's logits);
-        ``sample_weight`` (one weight per target row, or None) weights each row."""
-        loss = self.loss
-        pred = (self._layers[-1].logits(ws_last) if fused else out).reshape(-1, out.shape[-1])
-        return ops.loss(loss.kernel, pred, y, from_logits=loss.from_logits or fused,
-                        delta=loss.delta, grad_out=grad_out, sample_weight=sample_weight)
-
-    def _train_step(self, ops, xb, yb, fused, ranges, metrics, sums, stop_on_nan, epoch, step,
-                    sample_weight=None, regs=(), sync=None):
-        # sync: a distributed fit's helper (fastnn.distributed), None otherwise
-        if sync is not None and not len(xb):
-            return sync.empty_step(ranges)      # no sample of the last global batch here
-        layers, wss = self._layers, self._train_ws
-        out = self._forward(ops, xb, True, wss)
-        grad = wss[-1].buffer("dloss", out.shape, out.dtype)
-        loss = self._batch_loss(ops, out, yb, fused, wss[-1], grad.reshape(-1, out.shape[-1]),
-                                sample_weight)
-        if stop_on_nan and not math.isfinite(loss):
-            raise self._nan_loss_error(loss, epoch, step)
-        d = grad
-        last = len(layers) - 1
-        for i in range(last, -1, -1):
-            if i == last and fused:
-                d = layers[i].backward(ops, d, wss[i], i > 0, from_preact=True)
-            else:
-                d = layers[i].backward(ops, d, wss[i], i > 0)
-        if regs:
-            # Keras adds the weights' penalties to the loss it reports and trains on.
-            loss += self._regularize(ops, regs, with_grad=True)
-            if stop_on_nan and not math.isfinite(loss):
-                raise self._nan_loss_error(loss, epoch, step)
-        if sync is not None:
-            sync.average_gradients()            # distributed: one Allreduce of the gradients
-        self.optimizer.apply(ops, self._params, self._grads, ranges[0], ranges[1])
-        if metrics:
-            pred = out.reshape(-1, out.shape[-1])
-            for k, metric in enumerate(metrics):
-                sums[k] += ops.metric_sum(metric.kernel, pred, yb)
-        return loss
-
-    def _nan_loss_error(self, loss, epoch, step):
-        where = "train_on_batch" if epoch is None else f"epoch {epoch + 1}, batch {step + 1}"
-        return FloatingPointError(f"{self.name}: the loss became {loss} at {where}; the "
-                                  "update was not applied, so the weights are the last finite "
-                                  "ones (lower the learning rate, or clip gradients)")
-
-    # ---- regularizers (penalties of trainable weights) -----------------------
-    def _regularized_ranges(self):
-        """(start, stop, l1, l2) of each trainable weight with a nonzero regularizer,
-        neighbours with equal factors merged: empty when nothing is regularized, so
-        an unregularized model pays nothing. Computed at the start of every fit, as
-        the trainable ranges are (Keras counts trainable weights' penalties only)."""
-        trainable = {id(w) for layer in self._layers for w in layer.trainable_weights}
-        regs = []
-        for start, stop, w in self._weight_ranges:
-            reg = getattr(w, "regularizer", None)
-            if reg is None or reg.is_zero or id(w) not in trainable or stop == start:
-                continue
-            if regs and regs[-1][1] == start and regs[-1][2:] == (reg.l1, reg.l2):
-                regs[-1] = (regs[-1][0], stop, reg.l1, reg.l2)
-            else:
-                regs.append((start, stop, reg.l1, reg.l2))
-        return tuple(regs)
-
-    def _regularize(self, ops, regs, with_grad):
-        """The summed penalty over ``regs``; with_grad adds its gradient to the
-        flat gradient buffer (after backward, before clipping and the update)."""
-        params, grads = self._params, self._grads
-        penalty = 0.0
-        for start, stop, l1, l2 in regs:
-            penalty += ops.regularize_(grads[start:stop] if with_grad else None,
-                                       params[start:stop], l1, l2)
-        return penalty
-
-    # ---- public loops --------------------------------------------------------
+    # ---- the loops (fastnn.trainer) -------------------------------------------------
     @_distributed.ends_job_on_failure
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, stop_on_nan=True, *, distributed=None):
         """Train for ``epochs`` epochs over (x, y) in shuffled batches; return a History.
 
-        The last partial batch is trained, not dropped. ``validation_split`` holds
-        out the last fraction of the data (before shuffling); ``validation_data``
-        is an (x, y) or (x, y, sample_weight) tuple; both add ``val_*`` entries to
-        the history. ``sample_weight`` (one weight >= 0 per sample) or ``class_weight``
-        ({class index: weight}; not both, as Keras 3) weights each sample's loss,
-        still divided by the batch size; metrics stay unweighted (Keras' ``metrics=``).
-        validation_split splits sample_weight like x and y. Weight regularizers'
-        penalties are added to the reported loss and trained on. A NaN or inf
-        loss raises FloatingPointError before that step's update unless
-        ``stop_on_nan=False`` (then ``callbacks.TerminateOnNaN`` can stop training).
-        ``verbose``: 0 silent; 1 (or "auto") a progress bar redrawn in place on a
-        terminal or in a notebook, just one line per epoch in a log file; 2 one
-        line per epoch. ``callbacks``: ``fastnn.callbacks.Callback`` instances;
-        validation runs their ``on_test_*`` hooks, as in Keras.
+        ``x``: an array (one input), a list of arrays (in input order) or a dict
+        keyed by input name; ``y`` likewise per output. The last partial batch
+        is trained, not dropped. ``validation_split`` holds out the last
+        fraction of the data (before shuffling); ``validation_data`` is an (x, y)
+        or (x, y, sample_weight) tuple; both add ``val_*`` entries to the
+        history. ``sample_weight`` (one weight >= 0 per sample; a list or dict
+        per output) or ``class_weight`` ({class index: weight}; one output only;
+        not both, as Keras 3) weights each sample's loss, still divided by the
+        batch size; metrics stay unweighted (Keras' ``metrics=``). Weight
+        regularizers' penalties are added to the reported loss and trained on.
+        A NaN or inf loss raises FloatingPointError before that step's update
+        unless ``stop_on_nan=False`` (then ``callbacks.TerminateOnNaN`` can stop
+        training). ``verbose``: 0 silent; 1 (or "auto") a progress bar redrawn
+        in place on a terminal or in a notebook, one line per epoch in a log
+        file; 2 one line per epoch. ``callbacks``: ``fastnn.callbacks.Callback``
+        instances; validation runs their ``on_test_*`` hooks, as in Keras.
         ``distributed``: a ``fastnn.distributed.MPI()`` strategy for data-parallel
         training: every rank passes the same x and y and trains on its slice of
         each global batch of ``size * batch_size`` (see fastnn.distributed).
         """
-        if self._in_fit:
-            raise RuntimeError(f"{self.name}: fit() is already running (it is not re-entrant)")
-        batch_size = _check_batch_size(batch_size, "fit")
-        epochs = _check_count(epochs, "epochs")
-        initial_epoch = _check_count(initial_epoch, "initial_epoch")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
-        if validation_split and validation_data is not None:
-            raise ValueError("fit: pass validation_split or validation_data, not both")
-        x = self._prepare_x(x, "fit")
-        self._check_ready_to_train(x.shape)
-        y = self._prepare_y(y, x.shape[0], "fit")
-        y_rows = y.shape[0] // x.shape[0]     # target rows per sample (sequence outputs)
-        sw = self._prepare_sample_weight(sample_weight, class_weight, y, x.shape[0], "fit")
-        val_sw = None
-        if validation_split:
-            n_val = int(x.shape[0] * validation_split)
-            if n_val == 0 or n_val == x.shape[0]:
-                raise ValueError(f"fit: validation_split={validation_split} of {x.shape[0]} "
-                                 "samples leaves an empty training or validation set")
-            split = x.shape[0] - n_val
-            validation_data = (x[split:], y[split * y_rows:], "prepared")
-            x, y = x[:split], y[:split * y_rows]
-            if sw is not None and sample_weight is not None:
-                # Keras splits sample_weight with x and y; class_weight stays with training.
-                val_sw = sw[split * y_rows:]
-            sw = None if sw is None else sw[:split * y_rows]
-        elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("fit: validation_data must be a pair (x_val, y_val) or a "
-                                 "triple (x_val, y_val, val_sample_weight)")
-            vx = self._prepare_x(validation_data[0], "fit (validation_data)")
-            vy = self._prepare_y(validation_data[1], vx.shape[0], "fit (validation_data)")
-            if len(validation_data) == 3:
-                val_sw = self._prepare_sample_weight(validation_data[2], None, vy, vx.shape[0],
-                                                     "fit (validation_data)")
-            validation_data = (vx, vy, "prepared")
-
-        ops = current_ops()
-        metrics = self._resolve_metrics()
-        fused = self._fused_output()
-        ranges = self._trainable_ranges()
-        regs = self._regularized_ranges()
-        n = x.shape[0]
-        sync = (_LocalFit(self, ops, n, batch_size) if distributed is None
-                else distributed._fit_sync(self, ops, n, batch_size))
-        if verbose == "auto":
-            verbose = 1
-        # History and the progress bar come after the user's callbacks (Keras'
-        # order), so entries those add to the logs are recorded and printed
-        cbs = _callbacks.CallbackList(callbacks, self,
-                                      {"epochs": epochs, "steps": sync.steps, "verbose": verbose},
-                                      add_history=True, add_progbar=bool(verbose),
-                                      chief=sync.is_chief)
-        history = self.history = cbs.history
-        self.stop_training = False
-        self._in_fit = True
-        shuffled = Workspace()
-        logs = {}
-        try:
-            sync.begin(cbs, epochs, initial_epoch,
-                       -1 if validation_data is None else len(validation_data[0]))
-            cbs.on_train_begin()
-            for epoch in range(initial_epoch, epochs):
-                cbs.on_epoch_begin(epoch)
-                if shuffle:
-                    # one gather per epoch into buffers reused across epochs
-                    order = sync.shuffle_order(n)
-                    xs = np.take(x, order, axis=0, out=shuffled.buffer("x", x.shape, x.dtype))
-                    y_by_sample = y.reshape((n, y_rows) + y.shape[1:])
-                    ys = np.take(y_by_sample, order, axis=0,
-                                 out=shuffled.buffer("y", y_by_sample.shape, y.dtype)).reshape(y.shape)
-                    sws = None if sw is None else np.take(
-                        sw.reshape(n, y_rows), order, axis=0,
-                        out=shuffled.buffer("sw", (n, y_rows), sw.dtype)).reshape(-1)
-                else:
-                    xs, ys, sws = x, y, sw
-                loss_sum, sums = 0.0, [0.0] * len(metrics)
-                for step in range(sync.steps):
-                    start, stop = sync.local_bounds(step)
-                    if cbs.wants_batch_hooks:
-                        cbs.on_train_batch_begin(step)
-                    loss = self._train_step(ops, xs[start:stop], ys[start * y_rows:stop * y_rows],
-                                            fused, ranges, metrics, sums, stop_on_nan, epoch, step,
-                                            None if sws is None
-                                            else sws[start * y_rows:stop * y_rows], regs, sync)
-                    loss_sum += loss * (stop - start)
-                    if cbs.wants_batch_hooks:
-                        cbs.on_train_batch_end(step, sync.logs(loss_sum, sums, metrics, step,
-                                                               y_rows))
-                        self.stop_training = sync.agree_stop()
-                    if self.stop_training:
-                        break
-                logs = sync.end_epoch(loss_sum, sums, metrics, step, y_rows)
-                if validation_data is not None:
-                    val = sync.evaluate(validation_data[0], validation_data[1], batch_size,
-                                        metrics, fused, cbs, val_sw)
-                    logs.update({"val_" + k: v for k, v in val.items()})
-                cbs.on_epoch_end(epoch, logs)
-                self.stop_training = sync.agree_stop()
-                if self.stop_training:
-                    break
-            cbs.on_train_end(logs)
-        finally:
-            self._in_fit = False
-        return history
-
-    def _logs(self, loss_sum, sums, metrics, seen, y_rows):
-        logs = {"loss": loss_sum / seen}
-        for metric, total in zip(metrics, sums):
-            logs[metric.name] = total / (seen * y_rows)
-        return logs
-
-    def _evaluate_prepared(self, ops, x, y, batch_size, metrics, fused, cbs=None,
-                           sample_weight=None):
-        n = x.shape[0]
-        y_rows = y.shape[0] // n
-        wss = [Workspace() for _ in self._layers]
-        loss_sum, sums = 0.0, [0.0] * len(metrics)
-        batch_hooks = cbs is not None and cbs.wants_test_batch_hooks
-        if cbs is not None:
-            cbs.on_test_begin()
-        for step, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            if batch_hooks:
-                cbs.on_test_batch_begin(step)
-            yb = y[start * y_rows:stop * y_rows]
-            wb = None if sample_weight is None else sample_weight[start * y_rows:stop * y_rows]
-            out = self._forward(ops, x[start:stop], False, wss)
-            loss_sum += self._batch_loss(ops, out, yb, fused, wss[-1], None, wb) * (stop - start)
-            pred = out.reshape(-1, out.shape[-1])
-            for k, metric in enumerate(metrics):
-                sums[k] += ops.metric_sum(metric.kernel, pred, yb)
-            if batch_hooks:
-                cbs.on_test_batch_end(step, self._logs(loss_sum, sums, metrics, stop, y_rows))
-        logs = self._logs(loss_sum, sums, metrics, n, y_rows)
-        regs = self._regularized_ranges()
-        if regs:
-            # Keras' test step adds the trainable weights' penalties to the loss too.
-            logs["loss"] += self._regularize(ops, regs, with_grad=False)
-        if cbs is not None:
-            cbs.on_test_end(logs)
-        return logs
+        return _trainer.fit(self, x, y, batch_size, epochs, verbose, callbacks,
+                            validation_split, validation_data, shuffle, class_weight,
+                            sample_weight, initial_epoch, stop_on_nan, distributed)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  return_dict=False, callbacks=None):
-        """Return the mean loss over (x, y), or ``[loss, *metrics]`` when metrics were compiled.
+        """Return the mean loss over (x, y), or ``[loss, *per-output losses, *metrics]``
+        when there are several (the history's keys, in order).
 
         ``callbacks`` get ``on_test_begin``, ``on_test_batch_begin/end`` and ``on_test_end``.
         ``sample_weight`` (one weight >= 0 per sample) weights each sample's loss
         (still divided by the number of samples, as Keras); metrics stay unweighted.
         The loss includes the trainable weights' regularization penalties (Keras).
         """
-        batch_size = _check_batch_size(batch_size, "evaluate")
-        x = self._prepare_x(x, "evaluate")
-        self._check_ready_to_train(x.shape)
-        y = self._prepare_y(y, x.shape[0], "evaluate")
-        sw = self._prepare_sample_weight(sample_weight, None, y, x.shape[0], "evaluate")
-        metrics = self._resolve_metrics()
-        cbs = None if callbacks is None else _callbacks.CallbackList(
-            callbacks, self, {"epochs": 1, "steps": -(-x.shape[0] // batch_size),
-                              "verbose": verbose})
-        logs = self._evaluate_prepared(current_ops(), x, y, batch_size, metrics,
-                                       self._fused_output(), cbs, sw)
-        if verbose in (1, 2):
-            print(" - ".join(f"{k}: {v:.4g}" for k, v in logs.items()))
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        return _trainer.evaluate(self, x, y, batch_size, verbose, sample_weight, return_dict,
+                                 callbacks)
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
-        """Return the model's outputs for x, computed in batches (inference mode).
+        """Return the model's outputs for x, computed in batches (inference mode): an
+        array, or the outputs' structure (a list or dict) for several outputs.
 
         Safe to call from several threads at once: each call has its own scratch.
         ``callbacks`` get ``on_predict_begin``, ``on_predict_batch_begin/end``
         (logs ``{"outputs": batch outputs}``) and ``on_predict_end``.
         """
-        batch_size = _check_batch_size(batch_size, "predict")
-        x = self._prepare_x(x, "predict")
-        ops = current_ops()
-        n = x.shape[0]
-        out = np.empty((n,) + self._layers[-1].output_shape, dtype=self.dtype)
-        wss = [Workspace() for _ in self._layers]
-        cbs = None if callbacks is None else _callbacks.CallbackList(
-            callbacks, self, {"epochs": 1, "steps": -(-n // batch_size), "verbose": verbose})
-        batch_hooks = cbs is not None and cbs.wants_predict_batch_hooks
-        if cbs is not None:
-            cbs.on_predict_begin()
-        for step, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            if batch_hooks:
-                cbs.on_predict_batch_begin(step)
-            out[start:stop] = self._forward(ops, x[start:stop], False, wss)
-            if batch_hooks:
-                cbs.on_predict_batch_end(step, {"outputs": out[start:stop]})
-        if cbs is not None:
-            cbs.on_predict_end()
-        return out
+        return _trainer.predict(self, x, batch_size, verbose, callbacks)
 
     def predict_on_batch(self, x):
         """The outputs for one batch x (all of it at once)."""
-        x_arr = np.asarray(x)
-        return self.predict(x_arr, batch_size=max(1, x_arr.shape[0] if x_arr.ndim else 1))
-
-    def __call__(self, x, training=False):
-        """Keras' ``model(x)``: the outputs for x as one batch (inference mode)."""
-        return self.predict_on_batch(x)
+        return _trainer.predict_on_batch(self, x)
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
-        """One training step on (x, y); returns the loss, or [loss, *metrics]."""
-        x = self._prepare_x(x, "train_on_batch")
-        self._check_ready_to_train(x.shape)
-        y = self._prepare_y(y, x.shape[0], "train_on_batch")
-        sw = self._prepare_sample_weight(sample_weight, class_weight, y, x.shape[0],
-                                         "train_on_batch")
-        if self._in_fit:
-            raise RuntimeError(f"{self.name}: train_on_batch() inside fit() is not supported")
-        metrics = self._resolve_metrics()
-        sums = [0.0] * len(metrics)
-        loss = self._train_step(current_ops(), x, y, self._fused_output(),
-                                self._trainable_ranges(), metrics, sums, True, None, None,
-                                sw, self._regularized_ranges())
-        if not metrics:
-            return loss
-        return [loss] + [total / y.shape[0] for total in sums]
+        """One training step on (x, y); returns the loss, or [loss, ...] as evaluate."""
+        return _trainer.train_on_batch(self, x, y, sample_weight, class_weight)
 
     def test_on_batch(self, x, y, sample_weight=None):
-        """The loss (or [loss, *metrics]) on one batch, without training."""
-        x_arr = np.asarray(x)
-        return self.evaluate(x, y, batch_size=max(1, x_arr.shape[0] if x_arr.ndim else 1),
-                             verbose=0, sample_weight=sample_weight)
+        """The loss (or [loss, ...]) on one batch, without training."""
+        return _trainer.test_on_batch(self, x, y, sample_weight)
 
-    # ---- weights and description ---------------------------------------------
-    def get_weights(self):
-        """Copies of every layer's weights, in order (Keras' shapes)."""
-        return [w for layer in self._layers for w in layer.get_weights()]
-
-    def set_weights(self, weights):
-        """Set every layer's weights from a list in get_weights' order and shapes."""
-        weights = list(weights)
-        expected = sum(len(layer._weights) for layer in self._layers)
-        if len(weights) != expected:
-            raise ValueError(f"{self.name}: expected {expected} weight arrays, got {len(weights)}")
-        at = 0
-        for layer in self._layers:
-            k = len(layer._weights)
-            layer.set_weights(weights[at:at + k])
-            at += k
-
-    def count_params(self):
-        return sum(layer.count_params() for layer in self._layers)
-
+    # ---- description and saving ----------------------------------------------------
     def summary(self, print_fn=None):
-        """Print each layer's type, output shape and parameter count, and the totals."""
+        """Print each layer's type, output shape, parameter count and (for a graph)
+        what it is connected to, then the totals."""
         print_fn = print_fn or print
-        rows = [("Layer (type)", "Output Shape", "Param #")]
-        for layer in self._layers:
-            shape = (None,) + layer.output_shape if layer.built else "?"
-            rows.append((f"{layer.name} ({type(layer).__name__})", str(shape),
-                         f"{layer.count_params():,}"))
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        graph = self._graph_for_plan() if self.built else None
+        connected = graph is not None and not isinstance(self, Sequential)
+        rows = [("Layer (type)", "Output Shape", "Param #")
+                + (("Connected to",) if connected else ())]
+        for layer in self.layers:
+            nodes = graph.nodes_of(layer) if graph is not None else []
+            if isinstance(layer, InputLayer):
+                shape = layer.shape
+            elif len(nodes) == 1:
+                outs = nodes[0].outputs
+                shape = outs[0].shape if len(outs) == 1 else [t.shape for t in outs]
+            else:
+                shape = "multiple" if nodes else "?"
+            row = (f"{layer.name} ({type(layer).__name__})", str(shape),
+                   f"{layer.count_params():,}")
+            if connected:
+                row += (", ".join(_inbound_names(node) for node in nodes) or "-",)
+            rows.append(row)
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
         line = "-" * sum(widths)
         print_fn(f'Model: "{self.name}"')
         print_fn(line)
         for i, row in enumerate(rows):
             print_fn("".join(cell.ljust(w) for cell, w in zip(row, widths)))
             print_fn("=" * sum(widths) if i == 0 else line)
-        trainable = sum(w.size for layer in self._layers for w in layer.trainable_weights)
+        trainable = sum(w.size for w in self.trainable_weights)
         total = self.count_params()
         print_fn(f"Total params: {total:,}")
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {total - trainable:,}")
 
-    # ---- saving (design decision 9; fastnn.saving does the work) ------------
     def save(self, filepath, overwrite=True):
-        """Write the model to one file (any extension; ``.fnn`` recommended): architecture,
-        weights, compile config and optimizer state. Read it with ``models.load_model``."""
+        """Write the model to one file (any extension; ``.fnn`` recommended): architecture
+        (the graph as data), weights, compile config and optimizer state. Read it with
+        ``models.load_model``."""
         _saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True):
@@ -637,12 +546,13 @@ class Model:
     def load_weights(self, filepath):
         """Copy the weights of a file from ``save_weights`` (or ``save``) into this model.
 
-        The architecture must match; on any mismatch nothing is changed (ValueError).
+        Weights are matched by layer name (then in order); on any mismatch nothing
+        is changed (ValueError).
         """
         _saving.load_weights(self, filepath)
 
     def get_config(self):
-        """The architecture as JSON-able data: name, input shape, each layer's class and config."""
+        """The architecture as JSON-able data: the layers and the graph of their calls."""
         return _saving.model_config(self)
 
     @classmethod
@@ -651,58 +561,159 @@ class Model:
         types, plus ``custom_objects``: class name -> class)."""
         return _saving.model_from_config(config, custom_objects, model_class=cls)
 
-
-class _LocalFit:
-    """The hook points of one single-process ``fit``: the same interface as a
-    distributed fit's helper (fastnn.distributed), with nothing to exchange."""
-
-    is_chief = True
-
-    def __init__(self, model, ops, n, batch_size):
-        self.model, self.ops = model, ops
-        self.n, self.batch_size = n, batch_size
-        self.steps = -(-n // batch_size)
-
-    def begin(self, cbs, epochs, initial_epoch, n_val):
-        pass
-
-    def shuffle_order(self, n):
-        return _runtime.rng().permutation(n)
-
-    def local_bounds(self, step):
-        start = step * self.batch_size
-        return start, min(start + self.batch_size, self.n)
-
-    def average_gradients(self):
-        pass
-
-    def logs(self, loss_sum, sums, metrics, step, y_rows):
-        seen = min(self.n, (step + 1) * self.batch_size)
-        return self.model._logs(loss_sum, sums, metrics, seen, y_rows)
-
-    end_epoch = logs
-
-    def agree_stop(self):
-        return self.model.stop_training
-
-    def evaluate(self, x, y, batch_size, metrics, fused, cbs, sample_weight):
-        return self.model._evaluate_prepared(self.ops, x, y, batch_size, metrics, fused, cbs,
-                                             sample_weight)
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
 
 
 class Sequential(Model):
-    """A linear stack of layers: ``Sequential([Dense(...), ...])`` or ``.add(layer)``."""
+    """A linear stack of layers: ``Sequential([Dense(...), ...])`` or ``.add(layer)``.
+
+    Its graph is a chain; it is built as soon as the input shape is known (an
+    ``Input`` first, ``input_shape=`` on the first layer, ``build``, or the
+    first data it sees).
+    """
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        self._init_model(name, trainable, "sequential")
+        self._layers = []
+        self._input = None          # the Input tensor the chain starts from
+        self._chain_out = None      # the last layer's output tensor (when built)
+        for layer in layers or ():
+            self.add(layer)
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def _graph_for_plan(self):
+        if self._graph is None:
+            if self._chain_out is None:
+                raise ValueError(f"{self.name}: the model is not built yet (give its first "
+                                 "layer input_shape=, start it with keras.Input, or call "
+                                 "build)")
+            self._graph = Graph([self._input], [self._chain_out], f"Sequential {self.name!r}")
+        return self._graph
+
+    def add(self, layer):
+        """Append a layer (a ``keras.Input`` may only come first)."""
+        if isinstance(layer, KerasTensor):
+            if layer.node is None or not layer.node.is_input:
+                raise TypeError(f"{self.name}: add() takes a layer or a keras.Input tensor, "
+                                "got another layer's output")
+            layer = layer.node.operation
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input is not None:
+                raise ValueError(f"{self.name}: an Input must be the first thing added")
+            self._input = self._chain_out = layer.output
+            self._changed()
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: add() takes a fastnn layer, got "
+                            f"{type(layer).__name__}")
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"{self.name}: a layer named {layer.name!r} is already in the "
+                             "model; layer names must be unique")
+        if any(existing is layer for existing in self._layers):
+            raise ValueError(f"{self.name}: layer {layer.name!r} is already in the model")
+        if not self._layers and self._input is None and layer.input_shape_hint is not None:
+            self._start_chain(layer.input_shape_hint, layer.dtype)
+        self._layers.append(layer)
+        if self._chain_out is not None:
+            try:
+                self._chain_out = layer(self._chain_out)
+            except Exception:
+                self._layers.pop()
+                raise
+        self._changed()
+
+    def pop(self):
+        """Remove and return the last layer (compile again before training)."""
+        if not self._layers:
+            raise ValueError(f"{self.name}: pop() on a model with no layers")
+        layer = self._layers.pop()
+        out = self._chain_out
+        if out is not None and out.node is not None and out.node.operation is layer:
+            out.node.detach()
+            self._chain_out = out.node.inputs[0]
+        self._changed()
+        return layer
+
+    def build(self, input_shape):
+        """Build every layer for inputs of ``input_shape``: the shape of one sample,
+        or Keras' form with the batch axis first as None."""
+        shape = tuple(input_shape)
+        if shape and shape[0] is None:
+            shape = shape[1:]
+        if self._chain_out is not None:
+            if not shapes_compatible(self._input.shape[1:], shape):
+                raise ValueError(f"{self.name}: was built for inputs {self._input.shape}, "
+                                 f"cannot build it for {(None,) + shape}")
+            return
+        self._start_chain(shape, self._layers[0].dtype if self._layers else None)
+        out = self._chain_out
+        for layer in self._layers:
+            try:
+                out = layer(out)
+            except Exception:
+                self._input = self._chain_out = None
+                raise
+        self._chain_out = out
+        self._changed()
+
+    def _start_chain(self, shape, dtype):
+        self._input = self._chain_out = InputLayer(shape=shape, dtype=dtype).output
+
+    def _changed(self):
+        self._graph = None
+        _structure_changed()
 
 
-def _check_batch_size(batch_size, where):
-    if batch_size is None:
-        return 32
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"{where}: batch_size must be an integer >= 1, got {batch_size!r}")
-    return int(batch_size)
+def _with_input_layers(inputs, outputs, where):
+    """Inputs that are not ``keras.Input`` tensors (a model built on another's
+    intermediate tensors: a feature extractor) get Input layers of their own, and
+    the nodes between them and the outputs are recorded again on those (the same
+    layers, so the same weights), as Keras does. Returns (inputs, outputs)."""
+    if all(t.node is not None and t.node.is_input for t in inputs
+           if isinstance(t, KerasTensor)):
+        return inputs, outputs
+    graph = Graph(inputs, outputs, where)
+    mapping = {}
+    new_inputs = []
+    for t in inputs:
+        if t.node is not None and t.node.is_input:
+            new_inputs.append(t)
+            continue
+        new = InputLayer(batch_shape=t.shape, dtype=t.dtype,
+                         name=unique_name(f"{t.name or 'tensor'}_input")).output
+        mapping[id(t)] = new
+        new_inputs.append(new)
+    for node in graph.nodes:
+        new_in = [mapping.get(id(t), t) for t in node.inputs]
+        if all(a is b for a, b in zip(new_in, node.inputs)):
+            continue
+        new_out = [KerasTensor(t.shape, t.dtype, name=t.name) for t in node.outputs]
+        Node(node.operation, new_in, new_out, node.list_input, node.training)
+        for old, new in zip(node.outputs, new_out):
+            mapping[id(old)] = new
+    return new_inputs, [mapping.get(id(t), t) for t in outputs]
 
 
-def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"fit: {name} must be an integer >= 0, got {value!r}")
-    return int(value)
+def _inbound_names(node):
+    """'dense[0][0], input_layer[0][0]' -- what a node reads, as Keras' summary shows it."""
+    parts = []
+    for t in node.inputs:
+        history = t._keras_history
+        if history is None:
+            parts.append(str(t.shape))
+        else:
+            parts.append(f"{history.operation.name}[{history.node_index}][{history.tensor_index}]")
+    return ", ".join(parts)
+
+
+def _unique(items):
+    out, seen = [], set()
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out

@@ -1,4 +1,4 @@
-"""Utilities with Keras' names: to_categorical, set_random_seed."""
+"""Utilities with Keras' names: to_categorical, pad_sequences, set_random_seed."""
 import numpy as np
 
 from fastnn._runtime import set_seed
@@ -28,3 +28,50 @@ def to_categorical(y, num_classes=None, dtype="float32"):
 def set_random_seed(seed):
     """Seed fastnn's generator (initializers, shuffling, dropout); an alias of fastnn.set_seed."""
     set_seed(seed)
+
+
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",
+                  value=0.0):
+    """Pad (and cut) sequences of different lengths to one array (Keras').
+
+    ``sequences``: a list of sequences (lists or arrays; each step a number or an
+    array of one shape). Returns an array of shape (len(sequences), maxlen) +
+    step shape, ``maxlen`` defaulting to the longest sequence. Shorter ones are
+    filled with ``value`` before ("pre") or after ("post") their steps; longer
+    ones lose their first ("pre") or last ("post") steps.
+    """
+    if padding not in ("pre", "post"):
+        raise ValueError(f'pad_sequences: padding must be "pre" or "post", got {padding!r}')
+    if truncating not in ("pre", "post"):
+        raise ValueError(f'pad_sequences: truncating must be "pre" or "post", got '
+                         f"{truncating!r}")
+    if not hasattr(sequences, "__len__"):
+        raise ValueError("pad_sequences: sequences must be a list of sequences (iterables)")
+    lengths, step_shape = [], None
+    for i, seq in enumerate(sequences):
+        if not hasattr(seq, "__len__"):
+            raise ValueError(f"pad_sequences: sequence {i} is not a sequence: {seq!r}")
+        lengths.append(len(seq))
+        if step_shape is None and len(seq):
+            step_shape = np.asarray(seq).shape[1:]
+    if maxlen is None:
+        maxlen = max(lengths, default=0)
+    elif isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 0:
+        raise ValueError(f"pad_sequences: maxlen must be an integer >= 0 or None, got {maxlen!r}")
+    step_shape = step_shape or ()
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu" and isinstance(value, str):
+        raise ValueError(f"pad_sequences: dtype {dtype} cannot hold the padding value {value!r}")
+    out = np.full((len(lengths), int(maxlen)) + step_shape, value, dtype=dtype)
+    for i, seq in enumerate(sequences):
+        if not len(seq) or not maxlen:
+            continue
+        kept = np.asarray(seq[-maxlen:] if truncating == "pre" else seq[:maxlen], dtype=dtype)
+        if kept.shape[1:] != step_shape:
+            raise ValueError(f"pad_sequences: the steps of sequence {i} have shape "
+                             f"{kept.shape[1:]}, expected {step_shape} like the first sequence's")
+        if padding == "post":
+            out[i, :len(kept)] = kept
+        else:
+            out[i, maxlen - len(kept):] = kept
+    return out

@@ -51,7 +51,7 @@ def test_weights_in_keras_order_and_shapes(center, scale, names):
     model.summary(print_fn=lines.append)
     assert "Non-trainable params: 12" in lines[-1]
     # moving statistics stay outside the flat buffers (design decision 1)
-    assert model._params.size == 3 * 6 + 6 + 6 * (int(center) + int(scale))
+    assert model.buffers.size == 3 * 6 + 6 + 6 * (int(center) + int(scale))
 
 
 @pytest.mark.parametrize("input_shape", [(7,), (4, 5, 3), (2, 3)])

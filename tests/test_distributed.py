@@ -43,6 +43,22 @@ def mlp(seed, batchnorm=False):
                               + [layers.Dense(2)])
     model.compile(optimizer=optimizers.Adam(learning_rate=0.01), loss="mse", metrics=["mae"])
     return model
+
+def two_towers(seed):
+    # a graph: two inputs through one shared layer, two weighted outputs
+    fastnn.set_seed(seed)
+    a, b = fastnn.Input(shape=(3,), name="a"), fastnn.Input(shape=(3,), name="b")
+    shared = layers.Dense(8, activation="tanh")
+    h = layers.concatenate([shared(a), shared(b)])
+    model = fastnn.Model([a, b], [layers.Dense(1, name="first")(h),
+                                  layers.Dense(1, name="second")(h)])
+    model.compile(optimizer=optimizers.Adam(learning_rate=0.01), loss=["mse", "mse"],
+                  loss_weights=[1.0, 0.5], metrics=[["mae"], None])
+    return model
+
+def tower_data(n):
+    x, y = data(n)
+    return [x[:, :3], x[:, 3:]], [y[:, :1], y[:, 1:]]
 """
 
 WORKER = COMMON + """
@@ -79,6 +95,13 @@ elif mode == "equivalence":
     x, y = data(97)             # 97 = 6 global batches of 16, then 1 sample: rank 1 has none
     vx, vy = data(11, seed=1)
     history = model.fit(x, y, batch_size=8, epochs=3, validation_data=(vx, vy), verbose=0,
+                        distributed=strategy)
+    save(model, history)
+elif mode == "graph":
+    fastnn.set_floatx("float64")
+    model = two_towers(seed=3)
+    x, y = tower_data(97)
+    history = model.fit(x, y, batch_size=8, epochs=2, validation_split=0.2, verbose=0,
                         distributed=strategy)
     save(model, history)
 elif mode == "fail":
@@ -303,6 +326,29 @@ def test_two_ranks_at_batch_b_equal_one_process_at_2b(tmp_path):
         history = model.fit(x, y, batch_size=16, epochs=3, validation_data=(vx, vy), verbose=0)
     finally:
         fastnn.set_floatx("float32")
+    for i, w in enumerate(model.get_weights()):
+        assert r0[f"w{i}"].tobytes() == r1[f"w{i}"].tobytes()
+        np.testing.assert_allclose(r0[f"w{i}"], w, rtol=1e-9, atol=1e-12)
+    for key, values in history.history.items():
+        np.testing.assert_allclose(r0["h_" + key], values, rtol=1e-9, err_msg=key)
+
+
+@needs_mpi
+def test_a_graph_model_trains_on_two_ranks_like_one_process(tmp_path):
+    result = run_workers(tmp_path, "graph")
+    assert result.returncode == 0, result.stderr[-3000:]
+    r0, r1 = load_rank(tmp_path, 0), load_rank(tmp_path, 1)
+    ns = common()
+    fastnn.set_floatx("float64")
+    try:
+        model = ns["two_towers"](seed=3)
+        x, y = ns["tower_data"](97)
+        history = model.fit(x, y, batch_size=16, epochs=2, validation_split=0.2, verbose=0)
+    finally:
+        fastnn.set_floatx("float32")
+    assert set(history.history) == {"loss", "first_loss", "second_loss", "first_mae",
+                                     "val_loss", "val_first_loss", "val_second_loss",
+                                     "val_first_mae"}
     for i, w in enumerate(model.get_weights()):
         assert r0[f"w{i}"].tobytes() == r1[f"w{i}"].tobytes()
         np.testing.assert_allclose(r0[f"w{i}"], w, rtol=1e-9, atol=1e-12)

@@ -57,3 +57,11 @@ def test_saliency_writes_png(tmp_path):
     target = tmp_path / "saliency.png"
     run_example("saliency.py", str(target))
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_functional_api_guide_models_train():
+    out = run_example("functional_api.py")
+    assert "Connected to" in out and "add_1 (Add)" in out
+    assert float(out.split("toy ResNet test accuracy")[1].split()[0]) > 0.8
+    found = re.search(r"ticket model loss ([0-9.]+) -> ([0-9.]+)", out)
+    assert found and float(found.group(2)) < float(found.group(1)), out[-2000:]

@@ -59,10 +59,10 @@ def test_inspection_leaves_training_state_alone(backend):
     x = np.random.default_rng(3).standard_normal((20, 5)).astype(np.float32)
     labels = np.arange(20) % 4
     model.fit(x, labels, epochs=1, verbose=0)
-    grads_before = model._grads.copy()
+    grads_before = model.buffers.grads.copy()
     weights = model.get_weights()
     inspect.input_gradients(model, x, y=labels)
-    np.testing.assert_array_equal(model._grads, grads_before)
+    np.testing.assert_array_equal(model.buffers.grads, grads_before)
     for a, b in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(a, b)
 

@@ -214,12 +214,16 @@ def test_frozen_layer_has_no_penalty_and_no_push(backend):
         np.testing.assert_array_equal(before, after)
 
 
+def _regularized_ranges(model):
+    return model.buffers.regularized_ranges({id(w) for w in model.trainable_weights})
+
+
 def test_unregularized_model_has_no_ranges():
-    assert _model()._regularized_ranges() == ()
-    assert _model(regularizers.L1L2())._regularized_ranges() == ()      # zero penalty skipped
+    assert _regularized_ranges(_model()) == ()
+    assert _regularized_ranges(_model(regularizers.L1L2())) == ()      # zero penalty skipped
     # Kernel and bias with equal factors are one fused range.
     model = _model(regularizers.L2(0.1), regularizers.L2(0.1))
-    (start, stop, l1, l2), = model._regularized_ranges()
+    (start, stop, l1, l2), = _regularized_ranges(model)
     assert (stop - start, l1, l2) == (5 * 2 + 2, 0.0, 0.1)
 
 

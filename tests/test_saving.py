@@ -150,9 +150,10 @@ def test_file_is_one_zip_of_json_and_plain_npy_arrays(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]     # no temporary file left
     with zipfile.ZipFile(path) as archive:
         document = json.loads(archive.read("model.json"))
-        assert document["format"] == "fastnn" and document["format_version"] == 1
-        assert document["compile"]["metrics"] == [
-            "accuracy", {"class_name": "SparseCategoricalAccuracy", "config": {"name": "sca"}}]
+        assert document["format"] == "fastnn"
+        assert document["format_version"] == saving.FORMAT_VERSION == 2
+        assert document["compile"]["metrics"] == {"kind": "list", "value": [
+            "accuracy", {"class_name": "SparseCategoricalAccuracy", "config": {"name": "sca"}}]}
         names = archive.namelist()
         arrays = [n for n in names if n.endswith(".npy")]
         assert len(arrays) == len(model.get_weights()) + len(model.optimizer.variables())
@@ -179,8 +180,8 @@ def test_a_failed_save_leaves_the_previous_file_untouched(tmp_path, monkeypatch)
             raise OSError("disk full (simulated)")
         return original(archive, name, *args)
 
-    original = saving._write_entry
-    monkeypatch.setattr(saving, "_write_entry", failing_write_entry)
+    original = saving.archive._write_entry
+    monkeypatch.setattr(saving.archive, "_write_entry", failing_write_entry)
     model.fit(*data(), epochs=1, verbose=0)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
@@ -372,7 +373,9 @@ def npy_bytes(array, allow_pickle=False):
 
 
 def first_layer(document):
-    return document["model"]["config"]["layers"][0]
+    """The first layer after the Input layer (format 2 lists the Input first)."""
+    return [layer for layer in document["model"]["config"]["layers"]
+            if layer["class_name"] != "InputLayer"][0]
 
 
 def set_entry(name, payload, compression=zipfile.ZIP_STORED):
@@ -383,7 +386,7 @@ def set_entry(name, payload, compression=zipfile.ZIP_STORED):
 
 BAD_DOCUMENTS = {
     "wrong format": (lambda d: d.update(format="keras"), "not a fastnn model file"),
-    "newer version": (lambda d: d.update(format_version=2), "version 2 is not supported"),
+    "newer version": (lambda d: d.update(format_version=3), "version 3 is not supported"),
     "version as text": (lambda d: d.update(format_version="1"), "format_version must be"),
     "version as bool": (lambda d: d.update(format_version=True), "format_version must be"),
     "unknown kind": (lambda d: d.update(kind="pickle"), "kind must be"),
@@ -395,13 +398,13 @@ BAD_DOCUMENTS = {
                    "unknown layer class 'Layer'"),
     "non-string class": (lambda d: first_layer(d).update(class_name=["Dense"]),
                          "class_name must be a string"),
-    "unknown model": (lambda d: d["model"].update(class_name="Functional"),
+    "unknown model": (lambda d: d["model"].update(class_name="Pipeline"),
                       "unknown model class"),
     "unknown optimizer": (lambda d: d["compile"]["optimizer"].update(class_name="Lion"),
                           "unknown optimizer class 'Lion'"),
     "optimizer base": (lambda d: d["compile"]["optimizer"].update(class_name="Optimizer"),
                        "unknown optimizer class"),
-    "unknown loss": (lambda d: d["compile"]["loss"].update(class_name="eval"),
+    "unknown loss": (lambda d: d["compile"]["loss"]["value"].update(class_name="eval"),
                      "unknown loss class 'eval'"),
     "unknown metric": (lambda d: d["compile"].update(metrics=["__import__('os')"]),
                        "unknown metric"),
@@ -451,7 +454,7 @@ def test_an_architecture_bigger_than_the_stored_weights_allocates_nothing(tmp_pa
     """Units and input shape say 10^12 kernel values; the file holds ~100. The
     layer is refused before its weights are allocated."""
     def edit(document):
-        document["model"]["config"]["input_shape"] = [10 ** 6]
+        document["model"]["config"]["layers"][0]["config"]["shape"] = [10 ** 6]   # the Input
         first_layer(document)["config"]["units"] = 10 ** 6
     path = tampered(tmp_path, edit_document=edit)
     with pytest.raises(ValueError, match="needs more values than the file holds"):
@@ -541,7 +544,7 @@ def test_an_unknown_layer_is_refused_without_importing_anything(tmp_path):
 def test_oversized_model_json_is_refused_before_reading(tmp_path, monkeypatch):
     path = tampered(tmp_path, edit_entries=set_entry(
         "model.json", b" " * 5000 + b"{}", zipfile.ZIP_DEFLATED))   # a tiny zip bomb
-    monkeypatch.setattr(saving, "_MAX_JSON_BYTES", 4096)
+    monkeypatch.setattr(saving.archive, "_MAX_JSON_BYTES", 4096)
     with pytest.raises(ValueError, match="declares 5002 bytes, over the 4096-byte limit"):
         models.load_model(path)
 

@@ -31,3 +31,25 @@ def numeric_grad(f, x, step=1e-6):
         flat[i] = keep
         gflat[i] = (up - down) / (2 * step)
     return grad
+
+
+def model_gradient(model, x, y):
+    """The flat gradient of a compiled model's loss on all of (x, y) as one batch,
+    leaving its weights as they were (one step of plain SGD with rate 0)."""
+    optimizer = model.optimizer
+    rate = optimizer.learning_rate
+    optimizer.learning_rate = 0.0
+    try:
+        model.train_on_batch(x, y)
+    finally:
+        optimizer.learning_rate = rate
+    return model.buffers.grads.copy()
+
+
+def model_numeric_gradient(model, x, y, step=1e-6):
+    """The same gradient by central differences of ``test_on_batch`` over every
+    packed parameter (float64 models)."""
+    def loss():
+        value = model.test_on_batch(x, y)
+        return float(value[0] if isinstance(value, list) else value)
+    return numeric_grad(loss, model.buffers.params, step)

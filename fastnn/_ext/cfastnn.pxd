@@ -190,3 +190,44 @@ cdef extern from "fastnn.h" nogil:
                              const float *cache, const uint8_t *mask, int64_t N, int64_t T,
                              int64_t In, int64_t U, int cell, int act, int ract,
                              int go_backwards, int nthreads) noexcept
+
+cdef extern from "fastnn.h" nogil:
+    enum:
+        FNN_BINARY_ADD
+        FNN_BINARY_SUBTRACT
+        FNN_BINARY_MULTIPLY
+        FNN_BINARY_DIVIDE
+        FNN_BINARY_MAXIMUM
+        FNN_BINARY_MINIMUM
+        FNN_BINARY_COUNT
+        FNN_MAX_DIMS
+    int fnn_binary_forward_f32(float *Y, const float *A, const float *B, int ndim,
+                               const int64_t *shape, const int64_t *as_, const int64_t *bs,
+                               int op, int nthreads) noexcept
+    int fnn_binary_forward_f64(double *Y, const double *A, const double *B, int ndim,
+                               const int64_t *shape, const int64_t *as_, const int64_t *bs,
+                               int op, int nthreads) noexcept
+    int fnn_binary_backward_f32(float *dA, float *dB, const float *dY, const float *A,
+                                const float *B, int ndim, const int64_t *shape,
+                                const int64_t *as_, const int64_t *bs, int op,
+                                int nthreads) noexcept
+    int fnn_binary_backward_f64(double *dA, double *dB, const double *dY, const double *A,
+                                const double *B, int ndim, const int64_t *shape,
+                                const int64_t *as_, const int64_t *bs, int op,
+                                int nthreads) noexcept
+    int fnn_sum_to_shape_f32(float *Y, const float *X, int ndim, const int64_t *shape,
+                             const int64_t *ys, int nthreads) noexcept
+    int fnn_sum_to_shape_f64(double *Y, const double *X, int ndim, const int64_t *shape,
+                             const int64_t *ys, int nthreads) noexcept
+
+    int fnn_concat_forward(void *Y, const void *const *X, const int64_t *widths, int64_t k,
+                           int64_t outer, int64_t elem, int nthreads) noexcept
+    int fnn_concat_backward(void *const *dX, const void *dY, const int64_t *widths, int64_t k,
+                            int64_t outer, int64_t elem, int nthreads) noexcept
+
+    int fnn_batch_matmul_f32(float *C, const float *A, const float *B, int64_t batch,
+                             int64_t M, int64_t N, int64_t K, int trans_a, int trans_b,
+                             int nthreads) noexcept
+    int fnn_batch_matmul_f64(double *C, const double *A, const double *B, int64_t batch,
+                             int64_t M, int64_t N, int64_t K, int trans_a, int trans_b,
+                             int nthreads) noexcept

@@ -1,7 +1,8 @@
 """CompiledOps: the Ops contract on fastnn's C kernels (fastnn._ext._core).
 
-float32 is the fast path and runs compiled. float64 runs compiled for GEMM
-and dense forward; its other operations are handed to NumpyOps, visibly: each
+float32 is the fast path and runs compiled. float64 runs compiled for GEMM,
+dense forward, embedding, the broadcast element-wise ops, concatenate / split
+and batch_matmul; its other operations are handed to NumpyOps, visibly: each
 such hand-off is recorded once in ``FALLBACKS`` and shown by
 ``fastnn.show_config()``.
 """
@@ -11,14 +12,17 @@ from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import (
-    ACTIVATIONS, LOSSES, METRICS, RNN_CELLS, Ops, check_activation, check_dropout_args,
-    check_embedding_indices, check_gemm_args, check_rnn_args,
+    ACTIVATIONS, BINARY_OPS, LOSSES, METRICS, RNN_CELLS, Ops, check_activation,
+    check_batch_matmul_args, check_binary_args, check_binary_backward_args, check_dropout_args,
+    check_embedding_indices, check_gemm_args, check_rnn_args, check_split_args,
+    check_sum_to_shape_args,
     conv2d_output_shape, conv2d_padding, dropout_scale, dropout_threshold, int_pair,
 )
 
 ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
 METRIC_CODES = {name: code for code, name in enumerate(METRICS)}
+BINARY_CODES = {name: code for code, name in enumerate(BINARY_OPS)}
 
 _GEMM_KERNELS = {np.dtype(np.float32): _core.gemm_f32, np.dtype(np.float64): _core.gemm_f64}
 _GEMM_ACT_CODES = {None: ACT_CODES["linear"], **{name: code for name, code in ACT_CODES.items()
@@ -437,6 +441,53 @@ class CompiledOps(Ops):
         idx = check_embedding_indices(indices, dtable_out.shape[0], "embedding_backward")
         _core.embedding_backward(dtable_out, np.ascontiguousarray(dy), idx, _threads())
         return dtable_out
+
+    # ---- broadcast element-wise ops, concatenation, batched matmul -------------
+    # csrc/elementwise.c, concat.c, batch_matmul.c, float32 and float64 (no
+    # NumPy fallback). Merges and gradient sums of small tensors run every
+    # step, so the path is short: a dict lookup and type tests here, the shared
+    # checks only when those fail; the wrappers check shapes, dtypes and
+    # overlaps (same errors as the shared checks) and allocate the outputs.
+    def binary(self, op, a, b, out=None):
+        code = BINARY_CODES.get(op) if type(op) is str else None
+        if code is None or type(a) is not np.ndarray or type(b) is not np.ndarray:
+            check_binary_args(op, a, b, out)
+            code = BINARY_CODES[op]
+        return _core.binary_forward(out, a, b, code, _threads())
+
+    def binary_backward(self, op, dy, a, b, da_out=None, db_out=None):
+        code = BINARY_CODES.get(op) if type(op) is str else None
+        if (code is None or type(a) is not np.ndarray or type(b) is not np.ndarray
+                or type(dy) is not np.ndarray):
+            check_binary_backward_args(op, dy, a, b, da_out, db_out)
+            code = BINARY_CODES[op]
+        return _core.binary_backward(da_out, db_out, dy, a, b, code, _threads())
+
+    def sum_to_shape(self, x, shape, out=None):
+        if type(x) is not np.ndarray:
+            shape = check_sum_to_shape_args(x, shape, out)
+        return _core.sum_to_shape(out, x, shape, _threads())
+
+    def concatenate(self, xs, axis, out=None):
+        return _core.concat_forward(out, xs, axis, _threads())
+
+    def split(self, x, sizes, axis, outs=None):
+        if type(x) is not np.ndarray:
+            check_split_args(x, sizes, axis, outs)
+        return _core.concat_backward(outs, x, sizes, axis, _threads())
+
+    def batch_matmul(self, a, b, *, transpose_a=False, transpose_b=False, out=None):
+        if type(a) is not np.ndarray or type(b) is not np.ndarray:
+            check_batch_matmul_args(a, b, transpose_a, transpose_b, out)
+        return _core.batch_matmul(out, a, b, bool(transpose_a), bool(transpose_b), _threads())
+
+    # ---- L2 normalization: rare (Dot(normalize=True)), handed to NumPy visibly ------
+    def l2_normalize(self, x, axis, out=None):
+        return self._fallback("l2_normalize", x.dtype).l2_normalize(x, axis, out)
+
+    def l2_normalize_backward(self, dy, x, axis, out=None):
+        return self._fallback("l2_normalize_backward", x.dtype).l2_normalize_backward(
+            dy, x, axis, out)
 
 
 def _conv_geometry(x, w, b, strides, padding, dilation, where):

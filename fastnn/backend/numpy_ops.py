@@ -9,13 +9,19 @@ import math
 import numpy as np
 
 from fastnn.backend.ops import (
-    DROPOUT_GOLDEN, ELU_ALPHA, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops, check_activation,
-    check_batchnorm_args, check_dropout_args, check_embedding_indices, check_gemm_args,
-    check_rnn_args, conv2d_output_shape,
+    DROPOUT_GOLDEN, ELU_ALPHA, L2_NORM_FLOOR, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops,
+    check_activation,
+    check_batch_matmul_args, check_batchnorm_args, check_binary_args,
+    check_binary_backward_args, check_concatenate_args, check_dropout_args,
+    check_embedding_indices, check_gemm_args, check_rnn_args, check_split_args,
+    check_sum_to_shape_args, conv2d_output_shape,
     conv2d_padding, dropout_scale, dropout_threshold, int_pair, mix64,
 )
 
 _erf = np.frompyfunc(math.erf, 1, 1)
+
+_BINARY_UFUNCS = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
+                  "divide": np.divide, "maximum": np.maximum, "minimum": np.minimum}
 
 
 def _erf_array(x):
@@ -92,6 +98,16 @@ def _write(result, out):
         return result
     np.copyto(out, result, casting="same_kind")
     return out
+
+
+def _gradient(ops, g, shape, out):
+    """binary_backward's gradient: g summed to ``shape``, in ``out`` or a new array
+    (never g itself); None when ``out is False``."""
+    if out is False:
+        return None
+    if out is None:
+        out = np.empty(shape, g.dtype)
+    return ops.sum_to_shape(g, shape, out=out)
 
 
 class NumpyOps(Ops):
@@ -560,6 +576,77 @@ class NumpyOps(Ops):
         # np.add.at adds repeated indices one after another, in order
         np.add.at(dtable_out, idx.reshape(-1), dy.reshape(-1, d))
         return dtable_out
+
+    # ---- broadcast element-wise ops, concatenation, batched matmul -------------
+    # NaN and inf propagate without NumPy's warnings (the kernels check nothing).
+    def binary(self, op, a, b, out=None):
+        shape, dtype = check_binary_args(op, a, b, out)
+        if out is None:
+            out = np.empty(shape, dtype)
+        with np.errstate(all="ignore"):
+            _BINARY_UFUNCS[op](a, b, out=out)      # exact aliasing (out is a) is fine
+        return out
+
+    def binary_backward(self, op, dy, a, b, da_out=None, db_out=None):
+        check_binary_backward_args(op, dy, a, b, da_out, db_out)
+        with np.errstate(all="ignore"):
+            if op == "add":
+                ga, gb = dy, dy
+            elif op == "subtract":
+                ga, gb = dy, -dy
+            elif op == "multiply":
+                ga, gb = dy * b, dy * a
+            elif op == "divide":
+                ga, gb = dy / b, (-dy * a) / (b * b)
+            else:
+                # TF's rule: a takes dy where it wins (ties included), b the rest.
+                wins = a >= b if op == "maximum" else a <= b
+                zero = dy.dtype.type(0)
+                ga, gb = np.where(wins, dy, zero), np.where(wins, zero, dy)
+        # (arithmetic on 0-d arrays gives NumPy scalars: back to arrays)
+        return (_gradient(self, np.asarray(ga), a.shape, da_out),
+                _gradient(self, np.asarray(gb), b.shape, db_out))
+
+    def sum_to_shape(self, x, shape, out=None):
+        shape = check_sum_to_shape_args(x, shape, out)
+        if shape == x.shape:
+            return x if out is None else _write(x, out)
+        lead = x.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                          if n == 1 and x.shape[lead + i] != 1)
+        total = np.asarray(x.sum(axis=axes, dtype=np.float64)).reshape(shape)
+        return _write(total.astype(x.dtype), out)
+
+    def concatenate(self, xs, axis, out=None):
+        axis, _, _ = check_concatenate_args(xs, axis, out)
+        return np.concatenate(xs, axis=axis, out=out)
+
+    def split(self, x, sizes, axis, outs=None):
+        axis, sizes = check_split_args(x, sizes, axis, outs)
+        pieces = np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+        outs = [None] * len(sizes) if outs is None else outs
+        return [None if o is False else p.copy() if o is None else _write(p, o)
+                for p, o in zip(pieces, outs)]
+
+    def batch_matmul(self, a, b, *, transpose_a=False, transpose_b=False, out=None):
+        check_batch_matmul_args(a, b, transpose_a, transpose_b, out)
+        result = np.matmul(a.transpose(0, 2, 1) if transpose_a else a,
+                           b.transpose(0, 2, 1) if transpose_b else b)
+        return _write(result, out)
+
+    # ---- L2 normalization ----------------------------------------------------------
+    def l2_normalize(self, x, axis, out=None):
+        squares = np.sum(x * x, axis=axis, keepdims=True)
+        scale = 1.0 / np.sqrt(np.maximum(squares, x.dtype.type(L2_NORM_FLOOR)))
+        return _write(x * scale, out)
+
+    def l2_normalize_backward(self, dy, x, axis, out=None):
+        squares = np.sum(x * x, axis=axis, keepdims=True)
+        free = squares > L2_NORM_FLOOR          # where the norm is not clamped
+        scale = 1.0 / np.sqrt(np.maximum(squares, x.dtype.type(L2_NORM_FLOOR)))
+        y = x * scale
+        along = np.sum(dy * y, axis=axis, keepdims=True)
+        return _write(scale * (dy - np.where(free, y * along, 0)), out)
 
 
 class _ConvGeometry:

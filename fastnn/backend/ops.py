@@ -16,6 +16,8 @@ Conventions for every method:
 - Reductions are deterministic: the same inputs give bitwise the same result
   whatever the thread count.
 """
+import operator
+
 import numpy as np
 
 ACTIVATIONS = (
@@ -32,6 +34,10 @@ LOSSES = (
 )
 METRICS = ("mae", "mse", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy")
 PROB_EPSILON = 1e-7      # Keras' backend epsilon: probabilities are clipped to [eps, 1 - eps]
+L2_NORM_FLOOR = PROB_EPSILON ** 2   # Keras' normalize clamps the squared norm here
+
+# Ops.binary's ops, in the kernels' code order (FNN_BINARY_* in csrc/fastnn.h).
+BINARY_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
 
 
 class Ops:
@@ -334,6 +340,81 @@ class Ops:
         (deterministic whatever the thread count); returns it."""
         raise NotImplementedError
 
+    # ---- broadcast element-wise ops, concatenation, batched matmul -------------
+    # Merge layers (Add, Multiply, Concatenate, Dot, ...), the graph's gradient
+    # sums and fastnn.ops' primitives. float32 or float64, NumPy's broadcasting;
+    # NaN and inf propagate unchecked.
+    def binary(self, op, a, b, out=None):
+        """Return ``a <op> b`` (``op`` one of BINARY_OPS) with NumPy's broadcasting rules.
+
+        ``a`` and ``b`` are float32 or float64 arrays of one dtype (any rank, 0-d
+        included). ``out`` (the broadcast shape, the same dtype, C-contiguous,
+        writable) may be ``a`` or ``b`` itself when that operand already has the
+        output's shape (in place); it may not otherwise share memory with them.
+        maximum / minimum return NaN where either operand is NaN (np.maximum's rule).
+        """
+        raise NotImplementedError
+
+    def binary_backward(self, op, dy, a, b, da_out=None, db_out=None):
+        """The gradients of ``y = a <op> b`` given dy (y's shape): returns (da, db).
+
+        Each is summed over the axes broadcasting added or stretched, so each has
+        its operand's shape (deterministic, fixed order). ``da_out``/``db_out``: an
+        array of the operand's shape and dtype to write into (OVERWRITTEN; sharing
+        no memory with dy, a, b or each other), None to allocate, or False to skip
+        that gradient (None is returned in its place). add: dy, dy; subtract: dy,
+        -dy; multiply: dy * b, dy * a; divide: da = dy / b, db = -dy * a / b**2.
+        maximum: a gets dy where a >= b, b where a < b; minimum: a gets dy where
+        a <= b, b where a > b (TensorFlow's rule, which Keras on TF follows, for
+        ties; where the comparison is NaN, b gets dy, as TF's does).
+        """
+        raise NotImplementedError
+
+    def sum_to_shape(self, x, shape, out=None):
+        """Sum x over the axes broadcasting from ``shape`` to x.shape added (leading)
+        or stretched (size 1 in ``shape``): the backward of broadcasting.
+
+        ``shape`` (a tuple of ints) must broadcast to x.shape. Returns an array of
+        ``shape`` (x itself, or a copy into out, when shape == x.shape). Sums are
+        accumulated in float64 and deterministic.
+        """
+        raise NotImplementedError
+
+    def concatenate(self, xs, axis, out=None):
+        """Concatenate the arrays ``xs`` (a non-empty list or tuple; one float dtype,
+        equal shapes but along ``axis``, at least 1-D) along ``axis`` (negative
+        counts from the end). Returns a C-contiguous array (``out`` when given,
+        which must share no memory with ``xs``)."""
+        raise NotImplementedError
+
+    def split(self, x, sizes, axis, outs=None):
+        """The backward of concatenate: x cut along ``axis`` into C-contiguous pieces
+        of ``sizes`` (non-negative ints summing to x.shape[axis]). ``outs``, when
+        given, has one entry per piece: an array of the piece's shape to write into,
+        None to allocate, or False to skip that piece (None in its place). Returns
+        the list; the pieces never share memory with x."""
+        raise NotImplementedError
+
+    def batch_matmul(self, a, b, *, transpose_a=False, transpose_b=False, out=None):
+        """``op(a[i]) @ op(b[i])`` for every i: a (B, M, K) (or (B, K, M) with
+        transpose_a), b (B, K, N) (or (B, N, K) with transpose_b) -> (B, M, N);
+        float32 or float64 of one dtype; bitwise identical for any thread count.
+        ``out`` (B, M, N), when given, must share no memory with a or b."""
+        raise NotImplementedError
+
+    # ---- L2 normalization (Dot(normalize=True)) --------------------------------------
+    def l2_normalize(self, x, axis, out=None):
+        """Keras' ``ops.normalize(x, axis)``: ``x * rsqrt(max(sum(x**2, axis), 1e-14))``
+        (the sum kept as an axis; 1e-14 is Keras' epsilon 1e-7 squared, so a zero
+        vector stays finite). x float32 or float64; ``out`` x's shape and dtype."""
+        raise NotImplementedError
+
+    def l2_normalize_backward(self, dy, x, axis, out=None):
+        """The gradient of l2_normalize for dy (x's shape): with r the rsqrt above,
+        ``r * (dy - y * sum(dy * y, axis))`` where the squared norm exceeds 1e-14,
+        ``r * dy`` where it is clamped."""
+        raise NotImplementedError
+
 
 RNN_CELLS = ("simple_rnn", "lstm", "gru")
 RNN_GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}    # G: kernel columns per unit
@@ -547,3 +628,197 @@ def check_out(out, shape, dtype, where):
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{where}: out must be C-contiguous and writable")
     return out
+
+
+# ---- broadcast element-wise ops, concatenation, batched matmul: shared checks --
+# Both backends raise the same errors: NumpyOps calls these on every call,
+# CompiledOps when its fast path's preconditions fail (its kernel wrappers
+# check the rest, with the same error types and wording).
+_FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def _check_array_out(arr, name, shape, dtype, where, why=""):
+    """Validate an output array named ``name``: type, shape, dtype, layout."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{where}: {name} must be a numpy array, got {type(arr).__name__}")
+    if arr.shape != tuple(shape) or arr.dtype != dtype:
+        raise ValueError(f"{where}: {name} must have shape {tuple(shape)} and dtype {dtype}"
+                         f"{why}, got {arr.shape} {arr.dtype}")
+    if not arr.flags.c_contiguous or not arr.flags.writeable:
+        raise ValueError(f"{where}: {name} must be C-contiguous and writable")
+    return arr
+
+
+def _is_alias(out, x):
+    """True when x is out itself: the same C-contiguous memory with the same shape."""
+    return (out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+            and out.shape == x.shape and x.flags.c_contiguous)
+
+
+def check_binary_args(op, a, b, out, where="binary"):
+    """Validate Ops.binary's arguments; return (shape, dtype) of the result."""
+    if not isinstance(op, str) or op not in BINARY_OPS:
+        raise ValueError(f"{where}: op must be one of {BINARY_OPS}, got {op!r}")
+    where = f"{where} {op}"
+    for arg, label in ((a, "a"), (b, "b")):
+        if not isinstance(arg, np.ndarray):
+            raise TypeError(f"{where}: {label} must be a numpy array, got {type(arg).__name__}")
+    if a.dtype != b.dtype or a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{where}: a and b must share a float32 or float64 dtype, got "
+                        f"{a.dtype} and {b.dtype}")
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{where}: a {a.shape} and b {b.shape} do not broadcast") from None
+    if out is not None:
+        _check_array_out(out, "out", shape, a.dtype, where, f" for a {a.shape} and b {b.shape}")
+        for arg in (a, b):
+            if np.may_share_memory(out, arg) and not _is_alias(out, arg):
+                raise ValueError(f"{where}: out {out.shape} shares memory with a {a.shape} or "
+                                 f"b {b.shape} without being that operand itself")
+    return shape, a.dtype
+
+
+def check_binary_backward_args(op, dy, a, b, da_out, db_out):
+    """Validate Ops.binary_backward's arguments; return (shape, dtype) of dy."""
+    shape, dtype = check_binary_args(op, a, b, None, "binary_backward")
+    where = f"binary_backward {op}"
+    if not isinstance(dy, np.ndarray):
+        raise TypeError(f"{where}: dy must be a numpy array, got {type(dy).__name__}")
+    if dy.dtype != dtype:
+        raise TypeError(f"{where}: dy must be {dtype} like a and b, got {dy.dtype}")
+    if dy.shape != shape:
+        raise ValueError(f"{where}: dy must have shape {shape}, the broadcast of a {a.shape} "
+                         f"and b {b.shape}, got {dy.shape}")
+    given = []
+    for g, name, operand, label in ((da_out, "da_out", a, "a"), (db_out, "db_out", b, "b")):
+        if g is None or g is False:
+            continue
+        _check_array_out(g, name, operand.shape, dtype, where, f" like {label} {operand.shape}")
+        if any(np.may_share_memory(g, x) for x in [dy, a, b, *given]):
+            raise ValueError(f"{where}: da_out and db_out must not share memory with dy, a, "
+                             f"b or each other")
+        given.append(g)
+    return shape, dtype
+
+
+def check_sum_to_shape_args(x, shape, out):
+    """Validate Ops.sum_to_shape's arguments; return ``shape`` as a tuple of ints."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"sum_to_shape: x must be a numpy array, got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"sum_to_shape: x must be float32 or float64, got {x.dtype}")
+    shape = tuple(operator.index(n) for n in shape)
+    lead = x.ndim - len(shape)
+    if lead < 0 or any(n != x.shape[lead + i] and n != 1 for i, n in enumerate(shape)):
+        raise ValueError(f"sum_to_shape: shape {shape} does not broadcast to x {x.shape}")
+    if out is not None:
+        _check_array_out(out, "out", shape, x.dtype, "sum_to_shape", f" for x {x.shape}")
+        if np.may_share_memory(out, x) and not (shape == x.shape and _is_alias(out, x)):
+            raise ValueError(f"sum_to_shape: out {out.shape} must not share memory with x "
+                             f"{x.shape}")
+    return shape
+
+
+def _check_axis(axis, ndim, where):
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{where}: axis {axis} is out of range for {ndim}-D arrays")
+    return axis % ndim
+
+
+def check_concatenate_args(xs, axis, out):
+    """Validate Ops.concatenate's arguments; return (axis >= 0, shape, dtype) of the result."""
+    if not isinstance(xs, (list, tuple)) or len(xs) == 0:
+        raise ValueError(f"concatenate: xs must be a non-empty list or tuple of arrays, got "
+                         f"{xs!r:.80}")
+    for i, x in enumerate(xs):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"concatenate: xs[{i}] must be a numpy array, got "
+                            f"{type(x).__name__}")
+    x0 = xs[0]
+    if x0.ndim == 0:
+        raise ValueError("concatenate: 0-d arrays cannot be concatenated")
+    axis = _check_axis(axis, x0.ndim, "concatenate")
+    for i, x in enumerate(xs):
+        if x.dtype != x0.dtype or x0.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"concatenate: the arrays must share a float32 or float64 dtype, "
+                            f"got xs[0] {x0.dtype} and xs[{i}] {x.dtype}")
+        if x.ndim != x0.ndim or any(n != m for d, (n, m) in enumerate(zip(x.shape, x0.shape))
+                                    if d != axis):
+            raise ValueError(f"concatenate: every array must have the shape of xs[0] "
+                             f"{x0.shape} but along axis {axis}, got xs[{i}] {x.shape}")
+    shape = list(x0.shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    shape = tuple(shape)
+    if out is not None:
+        _check_array_out(out, "out", shape, x0.dtype, "concatenate")
+        for i, x in enumerate(xs):
+            if np.may_share_memory(out, x):
+                raise ValueError(f"concatenate: out {out.shape} must not share memory with "
+                                 f"xs[{i}] {x.shape}")
+    return axis, shape, x0.dtype
+
+
+def check_split_args(x, sizes, axis, outs):
+    """Validate Ops.split's arguments; return (axis >= 0, sizes as a tuple of ints)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"split: x must be a numpy array, got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"split: x must be float32 or float64, got {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError("split: a 0-d array cannot be split")
+    axis = _check_axis(axis, x.ndim, "split")
+    if not isinstance(sizes, (list, tuple)) or len(sizes) == 0:
+        raise ValueError(f"split: sizes must be a non-empty list of ints, got {sizes!r:.80}")
+    try:
+        ints = tuple(operator.index(n) for n in sizes)
+    except TypeError:
+        ints = None
+    if ints is None or min(ints) < 0 or sum(ints) != x.shape[axis]:
+        raise ValueError(f"split: sizes {list(sizes)} must be non-negative ints summing to "
+                         f"x.shape[{axis}] = {x.shape[axis]} (x {x.shape})")
+    if outs is not None:
+        if not isinstance(outs, (list, tuple)) or len(outs) != len(ints):
+            raise ValueError(f"split: outs must be None or a list of {len(ints)} entries, got "
+                             f"{outs!r:.80}")
+        given = []
+        for i, (o, n) in enumerate(zip(outs, ints)):
+            if o is None or o is False:
+                continue
+            shape = x.shape[:axis] + (n,) + x.shape[axis + 1:]
+            _check_array_out(o, f"outs[{i}]", shape, x.dtype, "split",
+                             f" for piece {i} of x {x.shape}")
+            if np.may_share_memory(o, x):
+                raise ValueError(f"split: outs[{i}] must not share memory with x")
+            if any(np.may_share_memory(o, g) for g in given):
+                raise ValueError(f"split: outs[{i}] shares memory with another piece")
+            given.append(o)
+    return axis, ints
+
+
+def check_batch_matmul_args(a, b, transpose_a, transpose_b, out):
+    """Validate Ops.batch_matmul's arguments; return ((B, M, N), dtype) of the result."""
+    for arg, label in ((a, "a"), (b, "b")):
+        if not isinstance(arg, np.ndarray):
+            raise TypeError(f"batch_matmul: {label} must be a numpy array, got "
+                            f"{type(arg).__name__}")
+    if a.dtype != b.dtype or a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"batch_matmul: a and b must share a float32 or float64 dtype, got "
+                        f"{a.dtype} and {b.dtype}")
+    if a.ndim != 3 or b.ndim != 3:
+        raise ValueError(f"batch_matmul: a and b must be 3-D (batch, rows, columns), got a "
+                         f"{a.shape} and b {b.shape}")
+    batch, m, k = (a.shape[0], a.shape[2], a.shape[1]) if transpose_a else a.shape
+    batch_b, k2, n = (b.shape[0], b.shape[2], b.shape[1]) if transpose_b else b.shape
+    if batch_b != batch or k2 != k:
+        raise ValueError(f"batch_matmul: op(a) is {(batch, m, k)} and op(b) is "
+                         f"{(batch_b, k2, n)}: the batch sizes and inner dimensions must "
+                         f"match (a {a.shape}, transpose_a={bool(transpose_a)}; b {b.shape}, "
+                         f"transpose_b={bool(transpose_b)})")
+    if out is not None:
+        _check_array_out(out, "out", (batch, m, n), a.dtype, "batch_matmul",
+                         f" for op(a) {(batch, m, k)} @ op(b) {(batch, k, n)}")
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            raise ValueError("batch_matmul: out must not share memory with a or b")
+    return (batch, m, n), a.dtype

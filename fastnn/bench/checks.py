@@ -73,9 +73,8 @@ def model_snapshot(workload, backend, xb, yb, seed):
             return snap
         fresh_optimizer = copy.deepcopy(model.optimizer)
         snap["loss"] = np.asarray(model.train_on_batch(xb, yb))
-        grads = getattr(model, "_grads", None)       # the flat gradient buffer (design 1)
-        if grads is not None:
-            snap["gradients"] = grads.copy()
+        if model.buffers is not None:                # the flat gradient buffer (design 1)
+            snap["gradients"] = model.buffers.grads.copy()
         snap["optimizer steps"] = optimizer_steps(fresh_optimizer, model.count_params(),
                                                   model.dtype, seed)
         return snap

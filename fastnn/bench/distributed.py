@@ -61,7 +61,7 @@ def worker(args):
                   "seconds": elapsed, "comm_seconds": strategy.comm_seconds,
                   "samples_per_s": args.n * args.epochs / elapsed,
                   "steps": -(-args.n // (strategy.size * w2.batch_size)) * args.epochs,
-                  "parameters": int(model._params.size)}
+                  "parameters": int(model.buffers.size)}
         Path(args.worker).write_text(json.dumps(result))
 
 

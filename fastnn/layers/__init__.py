@@ -6,6 +6,10 @@ from fastnn.layers.regularization import Dropout
 from fastnn.layers.embedding import Embedding
 from fastnn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
+from fastnn.layers.merging import (
+    Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
+    concatenate, dot, maximum, minimum, multiply, subtract,
+)
 from fastnn.layers.pooling import (
     AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
@@ -19,7 +23,9 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Flatten", "Re
            "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
-           "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D"]
+           "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
+           "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot"]
 
 # The layer types a saved model may name, by class name: fastnn.saving builds
 # only these (plus a caller's own custom_objects), so a file can never make
@@ -49,4 +55,12 @@ LAYER_CLASSES = {
     "AveragePooling1D": AveragePooling1D,
     "GlobalMaxPooling1D": GlobalMaxPooling1D,
     "GlobalAveragePooling1D": GlobalAveragePooling1D,
+    "Add": Add,
+    "Subtract": Subtract,
+    "Multiply": Multiply,
+    "Average": Average,
+    "Maximum": Maximum,
+    "Minimum": Minimum,
+    "Concatenate": Concatenate,
+    "Dot": Dot,
 }

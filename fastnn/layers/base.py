@@ -17,6 +17,7 @@ import numpy as np
 from fastnn import _runtime
 from fastnn import initializers as _initializers
 from fastnn import regularizers as _regularizers
+from fastnn.graph import calls as _calls
 
 _name_counters = defaultdict(itertools.count)
 
@@ -68,7 +69,7 @@ class Workspace:
     workspace serves one caller at a time (training, or one predict call).
     """
 
-    __slots__ = ("_buffers", "saved", "param_grads", "mask")
+    __slots__ = ("_buffers", "saved", "param_grads", "mask", "accumulate", "pending")
 
     def __init__(self, param_grads=True):
         self._buffers = {}
@@ -79,6 +80,12 @@ class Workspace:
         # False: backward writes weight gradients into scratch, not the model's
         # gradient buffer (inspection, which needs only input gradients).
         self.param_grads = param_grads
+        # True: this is a second (third...) call of a layer in one backward pass:
+        # its weight gradients go to scratch (``pending``) and are then added to
+        # the first call's by ``flush_accumulated`` (a shared layer's gradient is
+        # the sum over its calls).
+        self.accumulate = False
+        self.pending = []
 
     def buffer(self, key, shape, dtype):
         buf = self._buffers.get(key)
@@ -89,11 +96,19 @@ class Workspace:
 
     def child(self, key):
         """A nested Workspace kept under ``key``, for a layer that runs layers of its
-        own (Bidirectional); it shares this one's caller and ``param_grads``."""
+        own (Bidirectional); it shares this one's caller, ``param_grads`` and
+        gradient accumulation."""
         ws = self._buffers.get(("child", key))
         if ws is None:
             ws = self._buffers[("child", key)] = Workspace(self.param_grads)
+        ws.accumulate, ws.pending = self.accumulate, self.pending
         return ws
+
+    def flush_accumulated(self, ops):
+        """Add the weight gradients kept in ``pending`` to the model's buffer."""
+        for weight, grad in self.pending:
+            ops.binary("add", weight.grad, grad, out=weight.grad)
+        self.pending.clear()
 
 
 class Layer:
@@ -112,11 +127,52 @@ class Layer:
             input_shape = tuple(batch_input_shape)[1:]
         if input_dim is not None:
             input_shape = (input_dim,)
-        self.input_shape_hint = None if input_shape is None else _as_shape(input_shape, self.name)
+        self.input_shape_hint = (None if input_shape is None
+                                 else _as_shape(input_shape, self.name, "input_shape"))
         self._weights = []
+        self._inbound_nodes = []   # one Node per call on symbolic tensors
         self.built = False
         self.input_shape = None    # excluding the batch axis, set by build
         self.output_shape = None
+
+    # ---- calling (Keras'): symbolic tensors record a node, arrays compute now --
+    # Merge layers take a list of inputs; every other layer takes one tensor.
+    takes_list = False
+
+    def __call__(self, inputs, training=None, **kwargs):
+        """On symbolic tensors (``keras.Input``, another layer's output): build the
+        layer for their shapes, record the call and return symbolic outputs. On
+        arrays: the outputs for that batch, now (inference unless ``training``)."""
+        if kwargs:
+            raise TypeError(f"{self.name}: unexpected call arguments {sorted(kwargs)}; a "
+                            "layer is called on its inputs, with an optional training=")
+        return _calls.call_layer(self, inputs, training)
+
+    @property
+    def input(self):
+        """The input tensor(s) of this layer's first call on symbolic tensors."""
+        return self._first_node("input").inputs_as_called()
+
+    @property
+    def output(self):
+        """The output tensor(s) of this layer's first call on symbolic tensors."""
+        outputs = self._first_node("output").outputs
+        return outputs[0] if len(outputs) == 1 else list(outputs)
+
+    def _first_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"layer {self.name!r} has never been called on symbolic "
+                                 f"tensors and thus has no defined {what}")
+        return self._inbound_nodes[0]
+
+    def check_input_shape(self, input_shape):
+        """Raise ValueError (naming the layer and the shapes) unless this built layer
+        can take inputs of ``input_shape`` (batch axis excluded): the default is the
+        built shape, where both sizes are known. Layers with free axes override it."""
+        if not shapes_compatible(self.input_shape, input_shape):
+            raise ValueError(f"layer {self.name!r} was built for inputs "
+                             f"{(None,) + tuple(self.input_shape)} but is called on inputs "
+                             f"{(None,) + tuple(input_shape)}")
 
     # ---- lifecycle -----------------------------------------------------------
     def build(self, input_shape):
@@ -174,12 +230,19 @@ class Layer:
         self._weights.append(weight)
         return weight
 
-    def grad_of(self, weight, ws):
-        """Where backward writes ``weight``'s gradient: the model's gradient buffer,
-        or scratch in ``ws`` when it asks for no parameter gradients."""
-        if ws.param_grads:
-            return weight.grad
-        return ws.buffer("grad:" + weight.name, weight.shape, self.dtype)
+    def grad_of(self, weight, ws, optional=False):
+        """Where backward writes ``weight``'s gradient: the model's gradient buffer;
+        scratch when ``ws`` asks for no parameter gradients (None instead when
+        ``optional``: the layer may then skip computing it); scratch that is
+        added to the buffer afterwards when ``ws`` accumulates (a shared layer)."""
+        if not ws.param_grads:
+            return None if optional else ws.buffer("grad:" + weight.name, weight.shape,
+                                                   self.dtype)
+        if ws.accumulate:
+            grad = ws.buffer("acc:" + weight.name, weight.shape, self.dtype)
+            ws.pending.append((weight, grad))
+            return grad
+        return weight.grad
 
     @property
     def trainable(self):
@@ -246,18 +309,33 @@ def _charge_weight_budget(layer_name, weight_name, shape):
     return True
 
 
-def _as_shape(shape, where):
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
+def _as_shape(shape, where, what="shape"):
+    """A shape (batch axis excluded) as a tuple of positive ints, None where a size
+    is left free (a variable-length time axis)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        raise TypeError(f"{where}: {what} must be a tuple, got the integer {shape!r} "
+                        f"(write ({shape},))")
     try:
-        shape = tuple(int(d) for d in shape)
+        shape = tuple(None if d is None else _positive_int(d) for d in shape)
     except (TypeError, ValueError):
-        raise TypeError(f"{where}: input_shape must be a tuple of positive integers, "
-                        f"got {shape!r}") from None
-    if not shape or any(d < 1 for d in shape):
-        raise ValueError(f"{where}: input_shape must be a non-empty tuple of positive "
-                         f"integers, got {shape}")
+        raise TypeError(f"{where}: {what} must be a tuple of positive integers (or None "
+                        f"for a free size), got {shape!r}") from None
+    if not shape or any(d is not None and d < 1 for d in shape):
+        raise ValueError(f"{where}: {what} must be a non-empty tuple of positive "
+                         f"integers (or None for a free size), got {shape}")
     return shape
+
+
+def _positive_int(d):
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+        raise TypeError(d)
+    return int(d)
+
+
+def shapes_compatible(a, b):
+    """Whether two shapes (batch axis excluded) agree wherever both sizes are known."""
+    a, b = tuple(a), tuple(b)
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
 class KernelBiasLayer(Layer):

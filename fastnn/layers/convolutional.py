@@ -9,7 +9,7 @@ import numpy as np
 
 from fastnn import activations as _activations
 from fastnn.backend.ops import NEEDS_PREACTIVATION, conv2d_output_shape
-from fastnn.layers.base import KernelBiasLayer
+from fastnn.layers.base import KernelBiasLayer, shapes_compatible
 
 PADDINGS = ("valid", "same")
 
@@ -52,15 +52,31 @@ def _is_int(v):
 
 def spatial_output(layer, input_shape, window, strides, padding, dilation):
     """The 2-D view's (OH, OW) for ``input_shape`` (batch excluded; Conv1D's gets a
-    unit height), by Keras' formula; ValueError naming the layer and the shapes
-    when the (dilated) window does not fit a "valid" input."""
+    unit height), by Keras' formula; None along an axis whose size is free.
+    ValueError naming the layer and the shapes when the (dilated) window does
+    not fit a "valid" input."""
     spatial = (1,) * (2 - layer.rank) + tuple(input_shape[:-1])
-    out = conv2d_output_shape(spatial, window, strides, padding, dilation)
+    free = [d is None for d in spatial]
+    # A free axis is sized as the dilated window for the formula, then reported as None.
+    sized = tuple((k - 1) * d + 1 if f else n
+                  for n, k, d, f in zip(spatial, window, dilation, free))
+    out = conv2d_output_shape(sized, window, strides, padding, dilation)
     if min(out) < 1:
         raise ValueError(f"{layer.name}: the window {window[2 - layer.rank:]} "
                          f"(dilation {dilation[2 - layer.rank:]}) is larger than the input "
                          f"{(None,) + tuple(input_shape)} with padding='valid'")
-    return out
+    return tuple(None if f else o for o, f in zip(out, free))
+
+
+def check_channels_last(layer, input_shape, expected):
+    """Built layers with spatial axes (conv, pooling) take any spatial size of the
+    same rank with the same channels."""
+    channels = layer.input_shape[-1]
+    if len(input_shape) != layer.rank + 1 or not shapes_compatible((channels,),
+                                                                    (input_shape[-1],)):
+        raise ValueError(f"layer {layer.name!r} expects inputs of shape {expected} with "
+                         f"{channels} channels, but is called on inputs "
+                         f"{(None,) + tuple(input_shape)}")
 
 
 class _Conv(KernelBiasLayer):
@@ -108,6 +124,9 @@ class _Conv(KernelBiasLayer):
                              f"{(None,) + input_shape}"
                              + (" (add a channels axis of size 1 for single-channel images)"
                                 if self.rank == 2 and len(input_shape) == 2 else ""))
+        if input_shape[-1] is None:
+            raise ValueError(f"{self.name}: the channels axis of its inputs must have a known "
+                             f"size, got inputs {(None,) + input_shape}")
         self._add_kernel_bias(self.kernel_size + (input_shape[-1], self.filters), self.filters)
         super().build(input_shape)
 
@@ -139,15 +158,13 @@ class _Conv(KernelBiasLayer):
                                        dilation=dilation)
         return ws.buffer("cols", (size,), self.dtype) if size else None
 
-    def _check_input(self, x):
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(f"{self.name}: expects inputs of shape "
-                             f"{(None,) + self.input_shape}, got {x.shape}")
+    def check_input_shape(self, input_shape):
+        check_channels_last(self, input_shape, self._expected())
 
     def forward(self, ops, x, training=False, ws=None):
-        self._check_input(x)
+        self.check_input_shape(x.shape[1:])
         x = np.ascontiguousarray(x)
-        shape = (x.shape[0],) + self.output_shape
+        shape = (x.shape[0],) + self.compute_output_shape(x.shape[1:])
         keep_z = self._keeps_preactivation()
         if ws is None:
             out, z = None, (np.empty(shape, self.dtype) if keep_z else None)

@@ -1,34 +1,65 @@
 """Core layers: Input, Dense, Activation, Flatten, Reshape."""
 import numpy as np
 
+from fastnn import _runtime
 from fastnn import activations as _activations
 from fastnn.backend.ops import NEEDS_PREACTIVATION
-from fastnn.layers.base import KernelBiasLayer, Layer, _as_shape
+from fastnn.graph.node import Node
+from fastnn.graph.tensor import KerasTensor
+from fastnn.layers.base import KernelBiasLayer, Layer, _as_shape, unique_name
+
+
+# dtypes an Input may declare: floats, or integers (token indices for Embedding).
+INPUT_DTYPES = ("float32", "float64", "int32", "int64", "int16", "int8", "uint8", "uint16",
+                "uint32", "uint64")
 
 
 class InputLayer(Layer):
-    """Declares a model's input shape (batch axis excluded); it computes nothing."""
+    """A model's entry point: it makes the symbolic tensor ``keras.Input`` returns
+    (shape with the batch axis first) and computes nothing."""
 
-    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, input_shape=None):
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, input_shape=None,
+                 batch_shape=None):
+        if batch_shape is not None:
+            batch_shape = tuple(batch_shape)
+            if not batch_shape:
+                raise ValueError("Input: batch_shape must include the batch axis")
+            batch_size, shape = batch_shape[0], batch_shape[1:]
         shape = shape if shape is not None else input_shape
         if shape is None:
             raise ValueError("Input: shape is required, e.g. Input(shape=(10,))")
-        super().__init__(name=name, dtype=dtype)
+        super().__init__(name=name if name is not None else unique_name("input_layer"))
         self.input_shape_hint = _as_shape(shape, self.name)
-        self.batch_size = batch_size
+        dtype = np.dtype(dtype if dtype is not None else _runtime.floatx())
+        if dtype.name not in INPUT_DTYPES:
+            raise ValueError(f"{self.name}: dtype must be one of {INPUT_DTYPES}, got {dtype}")
+        self.dtype = dtype
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+                batch_size, (int, np.integer)) or batch_size < 1):
+            raise ValueError(f"{self.name}: batch_size must be a positive integer or None, "
+                             f"got {batch_size!r}")
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.input_shape = self.output_shape = self.input_shape_hint
+        self.built = True
+        Node(self, [], [KerasTensor(self.shape, self.dtype, name=self.name)])
 
     @property
     def shape(self):
-        """The input shape with the batch axis as None (Keras' KerasTensor.shape)."""
+        """The input shape with the batch axis first (None unless batch_size was given)."""
         return (self.batch_size,) + self.input_shape_hint
 
     def get_config(self):
-        return {"name": self.name, "shape": list(self.input_shape_hint), "dtype": self.dtype.name}
+        return {"name": self.name, "shape": list(self.input_shape_hint), "dtype": self.dtype.name,
+                "batch_size": self.batch_size}
 
 
-def Input(shape=None, batch_size=None, dtype=None, name=None):
-    """Start a Sequential model with inputs of ``shape`` (batch axis excluded)."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name)
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None):
+    """A symbolic input tensor of ``shape`` (batch axis excluded; None for a free
+    size such as a variable-length time axis): the start of a functional model
+    (``keras.Model(inputs, outputs)``) or of a Sequential one. ``dtype``: a float
+    dtype, or an integer one for token indices that feed an Embedding."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name,
+                      batch_shape=batch_shape).output
 
 
 class Dense(KernelBiasLayer):
@@ -55,8 +86,18 @@ class Dense(KernelBiasLayer):
         input_shape = tuple(input_shape)
         if len(input_shape) < 1:
             raise ValueError(f"{self.name}: needs inputs of rank >= 2, got shape (None,)")
+        if input_shape[-1] is None:
+            raise ValueError(f"{self.name}: the last axis of its inputs must have a known "
+                             f"size, got inputs {(None,) + input_shape}")
         self._add_kernel_bias((input_shape[-1], self.units), self.units)
         super().build(input_shape)
+
+    def check_input_shape(self, input_shape):
+        # Keras' rule: any rank >= 2, the last axis the kernel's input size.
+        if len(input_shape) < 1 or input_shape[-1] != self.kernel.shape[0]:
+            raise ValueError(f"layer {self.name!r} expects inputs whose last axis is "
+                             f"{self.kernel.shape[0]}, but is called on inputs "
+                             f"{(None,) + tuple(input_shape)}")
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -113,6 +154,9 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation = _activations.name_of(activation)
 
+    def check_input_shape(self, input_shape):
+        pass                     # element-wise: any shape
+
     def forward(self, ops, x, training=False, ws=None):
         out = None if ws is None else ws.buffer("y", x.shape, self.dtype)
         y = ops.activation_forward(self.activation, x, out)
@@ -140,6 +184,8 @@ class Flatten(Layer):
     """Flattens each sample to one axis: (N, d1, d2, ...) -> (N, d1*d2*...)."""
 
     def compute_output_shape(self, input_shape):
+        if any(d is None for d in input_shape):
+            return (None,)
         return (int(np.prod(input_shape)),)
 
     def forward(self, ops, x, training=False, ws=None):
@@ -163,6 +209,9 @@ class Reshape(Layer):
         self.target_shape = target
 
     def compute_output_shape(self, input_shape):
+        if any(d is None for d in input_shape):
+            # sizes known only per batch: the free axis (-1) is too
+            return tuple(None if d == -1 else d for d in self.target_shape)
         size = int(np.prod(input_shape))
         known = int(np.prod([d for d in self.target_shape if d != -1]))
         if -1 in self.target_shape:
@@ -178,7 +227,7 @@ class Reshape(Layer):
     def forward(self, ops, x, training=False, ws=None):
         if ws is not None:
             ws.saved = x.shape
-        return x.reshape((x.shape[0],) + self.output_shape)
+        return x.reshape((x.shape[0],) + self.compute_output_shape(x.shape[1:]))
 
     def backward(self, ops, dy, ws, need_dx=True):
         return dy.reshape(ws.saved) if need_dx else None

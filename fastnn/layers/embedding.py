@@ -43,6 +43,9 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
+    def check_input_shape(self, input_shape):
+        pass                     # indices of any shape
+
     def prepare_indices(self, x, where):
         """x as C-contiguous int64 indices, or ValueError naming the layer and shapes
         (a float that is not a whole number, a negative index, one >= input_dim)."""

@@ -54,6 +54,9 @@ class BatchNormalization(Layer):
             raise ValueError(f"{self.name}: only the last axis (channels-last) can be "
                              f"normalised; got axis={self.axis} for inputs "
                              f"{(None,) + input_shape}")
+        if input_shape[-1] is None:
+            raise ValueError(f"{self.name}: the channels axis of its inputs must have a known "
+                             f"size, got inputs {(None,) + input_shape}")
         channels = (input_shape[-1],)
         if self.scale:
             self.gamma = self.add_weight("gamma", channels, self.gamma_initializer)
@@ -64,6 +67,13 @@ class BatchNormalization(Layer):
         self.moving_variance = self.add_weight("moving_variance", channels,
                                                self.moving_variance_initializer, trainable=False)
         super().build(input_shape)
+
+    def check_input_shape(self, input_shape):
+        # any sizes but the channels (the normalised last axis), same rank
+        if len(input_shape) != len(self.input_shape) or input_shape[-1] != self.input_shape[-1]:
+            raise ValueError(f"layer {self.name!r} was built for inputs "
+                             f"{(None,) + tuple(self.input_shape)} but is called on inputs "
+                             f"{(None,) + tuple(input_shape)}")
 
     def forward(self, ops, x, training=False, ws=None):
         channels = self.input_shape[-1]
@@ -111,9 +121,9 @@ class BatchNormalization(Layer):
 
     def _grad(self, weight, ws):
         """Where the weight's gradient goes; None (not computed) when nobody wants it."""
-        if weight is None or not ws.param_grads or weight.grad is None:
+        if weight is None or (ws.param_grads and weight.grad is None):
             return None
-        return weight.grad
+        return self.grad_of(weight, ws, optional=True)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

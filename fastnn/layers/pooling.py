@@ -5,9 +5,10 @@ All of them run on the backend's 2-D pooling ops: 1-D inputs are viewed as
 (N, 1, T, C), and global pooling is one window the size of the whole plane.
 Max pooling keeps each window's argmax for its backward pass.
 """
-from fastnn.backend.ops import conv2d_output_shape
 from fastnn.layers.base import Layer
-from fastnn.layers.convolutional import check_data_format, normalize_padding, normalize_tuple
+from fastnn.layers.convolutional import (
+    check_channels_last, check_data_format, normalize_padding, normalize_tuple, spatial_output,
+)
 
 
 class _Pooling(Layer):
@@ -33,28 +34,26 @@ class _Pooling(Layer):
         super().build(input_shape)
 
     def _pooled_shape(self, input_shape):
-        """(OH, OW) of the 2-D view, checked to be non-empty."""
+        """(OH, OW) of the 2-D view (None along a free axis), checked to be non-empty."""
         pool, strides, padding = self._window(input_shape)
-        spatial = (1,) * (2 - self.rank) + tuple(input_shape[:-1])
-        out = conv2d_output_shape(spatial, pool, strides, padding)
-        if min(out) < 1:
+        try:
+            return spatial_output(self, input_shape, pool, strides, padding, (1, 1))
+        except ValueError:
             raise ValueError(f"{self.name}: pool_size {pool[2 - self.rank:]} is larger than "
-                             f"the input {(None,) + tuple(input_shape)} with padding='valid'")
-        return out
+                             f"the input {(None,) + tuple(input_shape)} with "
+                             "padding='valid'") from None
 
     def _as_2d(self, a):
         return a if self.rank == 2 else a.reshape((a.shape[0], 1) + a.shape[1:])
 
-    def _check_input(self, x):
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(f"{self.name}: expects inputs of shape "
-                             f"{(None,) + self.input_shape}, got {x.shape}")
+    def check_input_shape(self, input_shape):
+        check_channels_last(self, input_shape, self._expected())
 
     def forward(self, ops, x, training=False, ws=None):
-        self._check_input(x)
+        self.check_input_shape(x.shape[1:])
         x2 = self._as_2d(x)
-        pool, strides, padding = self._window(self.input_shape)
-        shape2 = (x.shape[0],) + self._pooled_shape(self.input_shape) + (x.shape[-1],)
+        pool, strides, padding = self._window(x.shape[1:])
+        shape2 = (x.shape[0],) + self._pooled_shape(x.shape[1:]) + (x.shape[-1],)
         out = None if ws is None else ws.buffer("y", shape2, self.dtype)
         if self.mode == "max":
             # The argmax is kept whenever there is a workspace: backward may run
@@ -67,22 +66,22 @@ class _Pooling(Layer):
             y = ops.avg_pool2d_forward(x2, pool_size=pool, strides=strides, padding=padding,
                                        out=out)
         if ws is not None:
-            ws.saved = (x2.shape, y.shape, argmax)
-        return y.reshape((x.shape[0],) + self.output_shape)
+            ws.saved = (x.shape, x2.shape, y.shape, argmax)
+        return y.reshape((x.shape[0],) + self.compute_output_shape(x.shape[1:]))
 
     def backward(self, ops, dy, ws, need_dx=True):
         if not need_dx:
             return None
-        x2_shape, y2_shape, argmax = ws.saved
+        x_shape, x2_shape, y2_shape, argmax = ws.saved
         dy2 = dy.reshape(y2_shape)
         dx = ws.buffer("dx", x2_shape, self.dtype)
         if self.mode == "max":
             dx = ops.max_pool2d_backward(dy2, argmax, input_shape=x2_shape, out=dx)
         else:
-            pool, strides, padding = self._window(self.input_shape)
+            pool, strides, padding = self._window(x_shape[1:])
             dx = ops.avg_pool2d_backward(dy2, input_shape=x2_shape, pool_size=pool,
                                          strides=strides, padding=padding, out=dx)
-        return dx.reshape((x2_shape[0],) + self.input_shape)
+        return dx.reshape(x_shape)
 
 
 class _WindowPooling(_Pooling):
@@ -119,7 +118,9 @@ class _GlobalPooling(_Pooling):
         self.keepdims = bool(keepdims)
 
     def _window(self, input_shape):
-        plane = (1,) * (2 - self.rank) + tuple(int(d) for d in input_shape[:-1])
+        # the whole plane (a free axis: one position, for shape inference only)
+        plane = (1,) * (2 - self.rank) + tuple(1 if d is None else int(d)
+                                                for d in input_shape[:-1])
         return plane, plane, "valid"
 
     def compute_output_shape(self, input_shape):

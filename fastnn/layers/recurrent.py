@@ -61,9 +61,12 @@ class _Recurrent(Layer):
         if len(input_shape) != 2:
             raise ValueError(f"{self.name}: expects 3-D inputs (batch, time, features), got "
                              f"inputs of shape {(None,) + input_shape}")
-        if input_shape[0] < 1:
+        if input_shape[0] is not None and input_shape[0] < 1:
             raise ValueError(f"{self.name}: sequences need at least one time step, got inputs "
                              f"of shape {(None,) + input_shape}")
+        if input_shape[1] is None:
+            raise ValueError(f"{self.name}: the features axis of its inputs must have a known "
+                             f"size, got inputs {(None,) + input_shape}")
         width = self.gates * self.units
         self.kernel = self.add_weight("kernel", (input_shape[1], width), self.kernel_initializer,
                                       regularizer=self.kernel_regularizer)
@@ -89,6 +92,13 @@ class _Recurrent(Layer):
     def output_mask(self, ws):
         # The sequence output keeps the input's mask; the last state consumes it.
         return ws.mask if self.return_sequences else None
+
+    def check_input_shape(self, input_shape):
+        # any number of time steps; the features the kernel was built for
+        features = self.kernel.shape[0]
+        if len(input_shape) != 2 or input_shape[1] != features:
+            raise ValueError(f"layer {self.name!r} expects inputs (batch, time, {features}), "
+                             f"but is called on inputs {(None,) + tuple(input_shape)}")
 
     # ---- forward and backward --------------------------------------------------
     def _check_input(self, x):
@@ -331,6 +341,9 @@ class Bidirectional(Layer):
         self.backward_layer.build(input_shape)
         self._weights = self.forward_layer._weights + self.backward_layer._weights
         super().build(input_shape)
+
+    def check_input_shape(self, input_shape):
+        self.forward_layer.check_input_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
         shape = self.forward_layer.compute_output_shape(input_shape)

@@ -51,6 +51,10 @@ class Dropout(Layer):
                                      f"broadcast to inputs {(None,) + tuple(input_shape)}")
         super().build(input_shape)
 
+    def check_input_shape(self, input_shape):
+        if self.noise_shape is not None:        # element-wise: any shape, unless a noise
+            super().check_input_shape(input_shape)  # shape ties it to the built rank
+
     def _step_seed(self):
         """A fresh 64-bit seed for this step's mask."""
         gen = self._rng if self._rng is not None else _runtime.rng()

@@ -1,0 +1,534 @@
+"""The loops: fit, evaluate, predict and their one-batch forms, over any model.
+
+Every loop runs the model's execution plan (fastnn.graph.plan): forward over
+the graph, the losses of the outputs that have one, backward in reverse
+order into the flat gradient buffer, one optimizer call. What one call
+computes with (the plan, the outputs' losses and metrics, which outputs take
+their layer's logits) is a ``Run``; the arrays it works on are a ``Data``.
+
+A fit talks to its surroundings through a small protocol (``FitSync``): the
+single-process ``LocalSync`` here, and fastnn.distributed's MPI helper, which
+exchanges gradients and logs at the same hook points.
+"""
+import math
+from typing import Protocol
+
+import numpy as np
+
+from fastnn import _runtime
+from fastnn import callbacks as _callbacks
+from fastnn import data_prep as _data_prep
+from fastnn.backend import current_ops
+from fastnn.compile_utils import FUSABLE
+from fastnn.layers.base import Workspace
+
+
+# ---- the arrays of one call ----------------------------------------------------------
+class Data:
+    """Prepared ``inputs`` (one array per model input), ``targets`` (one per output
+    with a loss or metrics: rows of targets, or None) and ``weights`` (one weight
+    per target row, or None), for ``n`` samples."""
+
+    __slots__ = ("inputs", "targets", "weights", "n", "rows")
+
+    def __init__(self, inputs, targets=(), weights=()):
+        self.inputs, self.targets = list(inputs), list(targets)
+        self.weights = list(weights) or [None] * len(self.targets)
+        self.n = self.inputs[0].shape[0]
+        # target rows per sample (time steps for sequence outputs), per target
+        self.rows = [0 if t is None or not self.n else t.shape[0] // self.n
+                     for t in self.targets]
+
+    def slice(self, start, stop):
+        """Samples [start, stop) of every array (views)."""
+        return Data([x[start:stop] for x in self.inputs],
+                    [_rows(t, start, stop, r) for t, r in zip(self.targets, self.rows)],
+                    [_rows(w, start, stop, r) for w, r in zip(self.weights, self.rows)])
+
+    def shuffled(self, order, buffers):
+        """Every array gathered in ``order`` into ``buffers`` (a Workspace reused
+        every epoch: one gather per array per epoch, no allocation after the first)."""
+        def take(a, key, rows):
+            if a is None:
+                return None
+            per_sample = a.reshape((self.n, rows) + a.shape[1:]) if rows else a
+            out = buffers.buffer(key, per_sample.shape, a.dtype)
+            return np.take(per_sample, order, axis=0, out=out).reshape(a.shape)
+        return Data([take(x, ("x", i), 0) for i, x in enumerate(self.inputs)],
+                    [take(t, ("y", i), r) for i, (t, r) in enumerate(zip(self.targets,
+                                                                         self.rows))],
+                    [take(w, ("w", i), r) for i, (w, r) in enumerate(zip(self.weights,
+                                                                         self.rows))])
+
+
+def _rows(a, start, stop, rows):
+    return None if a is None else a[start * rows:stop * rows]
+
+
+# ---- what one call computes with ------------------------------------------------------
+class Run:
+    """One fit / evaluate / train_on_batch call's view of the model: the plan,
+    the outputs with losses (and whether each takes its layer's logits) and the
+    metrics, with the logs' names in order."""
+
+    def __init__(self, model, ops):
+        self.model, self.ops = model, ops
+        self.plan = plan = model.plan()
+        objectives = _data_prep.target_objectives(model.objectives())
+        self.out_index = [o.index for o in objectives]   # target k -> model output
+        self.losses = []            # (target index, objective, fused step index or None)
+        self.metrics = []           # (target index, metric)
+        loss_slots = [plan.output_slots[o.index] for o in objectives if o.loss is not None]
+        for k, objective in enumerate(objectives):
+            if objective.loss is not None:
+                self.losses.append((k, objective, self._fused_step(objective, loss_slots)))
+            out_dim = model.outputs[objective.index].shape[-1]
+            for metric in objective.resolve_metrics(out_dim):
+                self.metrics.append((k, metric))
+        self.slots = [plan.output_slots[o.index] for o in objectives]
+        several_outputs = len(model.output_names) > 1
+        self.names = ["loss"]
+        if len(self.losses) > 1:
+            self.names += [f"{objective.name}_loss" for _, objective, _ in self.losses]
+        self.names += [f"{objectives[k].name}_{m.name}" if several_outputs else m.name
+                       for k, m in self.metrics]
+        self.loss_names = len(self.losses) if len(self.losses) > 1 else 0
+
+    def _fused_step(self, objective, loss_slots):
+        """The step whose layer's logits this output's loss takes (softmax / sigmoid
+        fused into cross-entropy, as Keras on TensorFlow does), or None. Only an
+        output nothing else reads, made by a layer called once, is fused."""
+        plan, loss = self.plan, objective.loss
+        slot = plan.output_slots[objective.index]
+        k = plan.producer(slot)
+        if k is None:
+            return None
+        layer = plan.steps[k].layer
+        fused = (not loss.from_logits and hasattr(layer, "logits")
+                 and loss.kernel in FUSABLE.get(getattr(layer, "activation", None), ())
+                 and not plan.consumers(slot) and loss_slots.count(slot) == 1
+                 and sum(st.layer is layer for st in plan.steps) == 1)
+        if hasattr(layer, "keep_logits"):
+            layer.keep_logits = fused
+        return k if fused else None
+
+    def fused_slots(self):
+        return [self.slots[k] for k, _, step in self.losses if step is not None]
+
+    def schedule(self):
+        """The backward pass of this run's losses (fixed for the run: which layers
+        are frozen is read now, as Keras reads it at compile / fit)."""
+        schedule = self.plan.schedule([self.slots[k] for k, _, _ in self.losses],
+                                      self.fused_slots())
+        for layer in schedule.unreached:        # no gradient reaches them: zeros, not stale
+            for w in layer.trainable_weights:
+                if w.grad is not None:
+                    w.grad.fill(0)
+        return schedule
+
+    def zero_sums(self):
+        return [0.0] * len(self.names)
+
+    def batch_losses(self, outs, targets, weights, b, scratch, sums, with_grad):
+        """The batch's total (weighted) loss; adds each output's loss times the batch
+        size ``b`` to ``sums``; with_grad also returns the gradients of the loss
+        outputs (in the order of ``self.losses``)."""
+        ops, total, grads = self.ops, 0.0, []
+        for j, (k, objective, step) in enumerate(self.losses):
+            out = outs[self.out_index[k]]
+            pred = out if step is None else self.plan.steps[step].layer.logits(
+                scratch.steps[step])
+            width = out.shape[-1]
+            grad = scratch.own.buffer(("dloss", k), out.shape, out.dtype) if with_grad else None
+            loss = objective.loss
+            value = ops.loss(loss.kernel, pred.reshape(-1, width), targets[k],
+                             from_logits=loss.from_logits or step is not None, delta=loss.delta,
+                             grad_out=None if grad is None else grad.reshape(-1, width),
+                             sample_weight=weights[k])
+            if objective.weight != 1.0:
+                if grad is not None:
+                    ops.scale_(grad.reshape(-1), objective.weight)
+                total += objective.weight * value
+            else:
+                total += value
+            if self.loss_names:
+                sums[1 + j] += value * b
+            grads.append(grad)
+        return total, grads
+
+    def add_metrics(self, outs, targets, sums):
+        first = 1 + self.loss_names
+        for j, (k, metric) in enumerate(self.metrics):
+            if targets[k] is None:
+                continue
+            out = outs[self.out_index[k]]
+            sums[first + j] += self.ops.metric_sum(metric.kernel, out.reshape(-1, out.shape[-1]),
+                                                   targets[k])
+
+    def logs(self, sums, seen, rows):
+        """The logs dict of ``sums`` over ``seen`` samples (``rows``: target rows per
+        sample of the data, per target)."""
+        logs = {"loss": sums[0] / seen}
+        for j, (_, objective, _) in enumerate(self.losses[:self.loss_names]):
+            logs[self.names[1 + j]] = sums[1 + j] / seen
+        first = 1 + self.loss_names
+        for j, (k, _) in enumerate(self.metrics):
+            logs[self.names[first + j]] = sums[first + j] / (seen * max(rows[k], 1))
+        return logs
+
+    def evaluate(self, data, batch_size, cbs=None):
+        """The logs over ``data`` in inference mode, with callbacks' test hooks."""
+        return _evaluate_data(self, data, batch_size, cbs)
+
+
+# ---- fit -----------------------------------------------------------------------------
+class FitSync(Protocol):
+    """The hook points of one fit; LocalSync (one process) and fastnn.distributed's
+    MPI helper implement them. ``steps`` and ``is_chief`` are attributes."""
+
+    def begin(self, cbs, epochs, initial_epoch, n_val): ...
+    def shuffle_order(self, n): ...
+    def local_bounds(self, step): ...
+    def average_gradients(self): ...
+    def empty_step(self, ranges): ...
+    def logs(self, run, sums, step, rows): ...
+    def end_epoch(self, run, sums, step, rows): ...
+    def agree_stop(self): ...
+    def evaluate(self, run, data, batch_size, cbs): ...
+
+
+class LocalSync:
+    """A single-process fit: the FitSync hooks with nothing to exchange."""
+
+    is_chief = True
+
+    def __init__(self, model, ops, n, batch_size):
+        self.model, self.ops = model, ops
+        self.n, self.batch_size = n, batch_size
+        self.steps = -(-n // batch_size)
+
+    def begin(self, cbs, epochs, initial_epoch, n_val):
+        pass
+
+    def shuffle_order(self, n):
+        return _runtime.rng().permutation(n)
+
+    def local_bounds(self, step):
+        start = step * self.batch_size
+        return start, min(start + self.batch_size, self.n)
+
+    def average_gradients(self):
+        pass
+
+    def empty_step(self, ranges):
+        raise AssertionError("a single-process fit has no empty steps")
+
+    def logs(self, run, sums, step, rows):
+        return run.logs(sums, min(self.n, (step + 1) * self.batch_size), rows)
+
+    end_epoch = logs
+
+    def agree_stop(self):
+        return self.model.stop_training
+
+    def evaluate(self, run, data, batch_size, cbs):
+        return run.evaluate(data, batch_size, cbs)
+
+
+def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+        validation_data, shuffle, class_weight, sample_weight, initial_epoch, stop_on_nan,
+        distributed):
+    """Model.fit (see its docstring)."""
+    if model._in_fit:
+        raise RuntimeError(f"{model.name}: fit() is already running (it is not re-entrant)")
+    batch_size = check_batch_size(batch_size, "fit")
+    epochs = _check_count(epochs, "epochs")
+    initial_epoch = _check_count(initial_epoch, "initial_epoch")
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
+    if validation_split and validation_data is not None:
+        raise ValueError("fit: pass validation_split or validation_data, not both")
+    data = _prepare(model, x, y, sample_weight, class_weight, "fit")
+    val = None
+    if validation_split:
+        n_val = int(data.n * validation_split)
+        if n_val == 0 or n_val == data.n:
+            raise ValueError(f"fit: validation_split={validation_split} of {data.n} "
+                             "samples leaves an empty training or validation set")
+        split = data.n - n_val
+        val = data.slice(split, data.n)
+        if sample_weight is None:
+            # Keras splits sample_weight with x and y; class_weight stays with training.
+            val.weights = [None] * len(val.targets)
+        data = data.slice(0, split)
+    elif validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("fit: validation_data must be a pair (x_val, y_val) or a "
+                             "triple (x_val, y_val, val_sample_weight)")
+        val = _prepare(model, validation_data[0], validation_data[1],
+                       validation_data[2] if len(validation_data) == 3 else None, None,
+                       "fit (validation_data)")
+
+    ops = current_ops()
+    run = Run(model, ops)
+    schedule = run.schedule()
+    scratch = _training_scratch(model, run.plan)
+    buffers = model.buffers
+    trainable = {id(w) for w in model.trainable_weights}
+    ranges = buffers.trainable_ranges(trainable)
+    regs = buffers.regularized_ranges(trainable)
+    sync = (LocalSync(model, ops, data.n, batch_size) if distributed is None
+            else distributed._fit_sync(model, ops, data.n, batch_size))
+    if verbose == "auto":
+        verbose = 1
+    # History and the progress bar come after the user's callbacks (Keras'
+    # order), so entries those add to the logs are recorded and printed
+    cbs = _callbacks.CallbackList(callbacks, model,
+                                  {"epochs": epochs, "steps": sync.steps, "verbose": verbose},
+                                  add_history=True, add_progbar=bool(verbose),
+                                  chief=sync.is_chief)
+    history = model.history = cbs.history
+    model.stop_training = False
+    model._in_fit = True
+    shuffled = Workspace()
+    logs = {}
+    step_fn = _TrainStep(run, schedule, scratch, ranges, regs, stop_on_nan, sync)
+    try:
+        sync.begin(cbs, epochs, initial_epoch, -1 if val is None else val.n)
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            epoch_data = data.shuffled(sync.shuffle_order(data.n), shuffled) if shuffle else data
+            xs, ys, sws, rows = (epoch_data.inputs, epoch_data.targets, epoch_data.weights,
+                                 epoch_data.rows)
+            weighted = any(w is not None for w in sws)
+            sums = run.zero_sums()
+            for step in range(sync.steps):
+                start, stop = sync.local_bounds(step)
+                if cbs.wants_batch_hooks:
+                    cbs.on_train_batch_begin(step)
+                step_fn([x[start:stop] for x in xs],
+                        [y if y is None else y[start * r:stop * r] for y, r in zip(ys, rows)],
+                        [w if w is None else w[start * r:stop * r] for w, r in zip(sws, rows)]
+                        if weighted else sws, stop - start, sums, epoch, step)
+                if cbs.wants_batch_hooks:
+                    cbs.on_train_batch_end(step, sync.logs(run, sums, step, data.rows))
+                    model.stop_training = sync.agree_stop()
+                if model.stop_training:
+                    break
+            logs = sync.end_epoch(run, sums, step, data.rows)
+            if val is not None:
+                val_logs = sync.evaluate(run, val, batch_size, cbs)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            cbs.on_epoch_end(epoch, logs)
+            model.stop_training = sync.agree_stop()
+            if model.stop_training:
+                break
+        cbs.on_train_end(logs)
+    finally:
+        model._in_fit = False
+    return history
+
+
+class _TrainStep:
+    """One training step: forward, losses, backward, penalties, the update."""
+
+    def __init__(self, run, schedule, scratch, ranges, regs, stop_on_nan, sync=None):
+        self.run, self.schedule, self.scratch = run, schedule, scratch
+        self.ranges, self.regs = ranges, regs
+        self.stop_on_nan, self.sync = stop_on_nan, sync
+        self.buffers, self.optimizer = run.model.buffers, run.model.optimizer
+
+    def __call__(self, inputs, targets, weights, b, sums, epoch, step):
+        """Train on one batch of ``b`` samples; adds its loss times b to ``sums``."""
+        run, sync, scratch = self.run, self.sync, self.scratch
+        ops = run.ops
+        if sync is not None and not b:
+            return sync.empty_step(self.ranges)   # no sample of the last global batch here
+        outs = run.plan.forward(ops, inputs, True, scratch)
+        loss, grads = run.batch_losses(outs, targets, weights, b, scratch, sums, True)
+        if self.stop_on_nan and not math.isfinite(loss):
+            raise _nan_loss_error(run.model, loss, epoch, step)
+        run.plan.backward(ops, self.schedule, grads, scratch)
+        if self.regs:
+            # Keras adds the weights' penalties to the loss it reports and trains on.
+            loss += self.buffers.regularize(ops, self.regs, with_grad=True)
+            if self.stop_on_nan and not math.isfinite(loss):
+                raise _nan_loss_error(run.model, loss, epoch, step)
+        if sync is not None:
+            sync.average_gradients()            # distributed: one Allreduce of the gradients
+        self.optimizer.apply(ops, self.buffers.params, self.buffers.grads, self.ranges[0],
+                             self.ranges[1])
+        if run.metrics:
+            run.add_metrics(outs, targets, sums)
+        sums[0] += loss * b
+        return loss
+
+
+def _training_scratch(model, plan):
+    """The model's training workspaces, reused every step of every fit."""
+    held = model._train_scratch
+    if held is None or held[0] is not plan:
+        held = model._train_scratch = (plan, plan.scratch())
+    return held[1]
+
+
+def _nan_loss_error(model, loss, epoch, step):
+    where = "train_on_batch" if epoch is None else f"epoch {epoch + 1}, batch {step + 1}"
+    return FloatingPointError(f"{model.name}: the loss became {loss} at {where}; the "
+                              "update was not applied, so the weights are the last finite "
+                              "ones (lower the learning rate, or clip gradients)")
+
+
+def _prepare(model, x, y, sample_weight, class_weight, where):
+    """The Data of (x, y, weights), after the checks that the model can train."""
+    inputs = _data_prep.prepare_inputs(model, x, where)
+    model.check_ready_to_train()
+    objectives = model.objectives()
+    n = inputs[0].shape[0]
+    targets = _data_prep.prepare_targets(model, objectives, y, n, where)
+    weights = _data_prep.prepare_sample_weights(model, objectives, targets, sample_weight,
+                                                class_weight, n, where)
+    return Data(inputs, targets, weights)
+
+
+# ---- evaluate ------------------------------------------------------------------------
+def _evaluate_data(run, data, batch_size, cbs):
+    plan, ops = run.plan, run.ops
+    scratch = plan.scratch(param_grads=False)
+    sums = run.zero_sums()
+    batch_hooks = cbs is not None and cbs.wants_test_batch_hooks
+    if cbs is not None:
+        cbs.on_test_begin()
+    for step, start in enumerate(range(0, data.n, batch_size)):
+        stop = min(start + batch_size, data.n)
+        if batch_hooks:
+            cbs.on_test_batch_begin(step)
+        batch = data.slice(start, stop)
+        outs = plan.forward(ops, batch.inputs, False, scratch)
+        loss, _ = run.batch_losses(outs, batch.targets, batch.weights, batch.n, scratch, sums,
+                                   with_grad=False)
+        sums[0] += loss * batch.n
+        run.add_metrics(outs, batch.targets, sums)
+        if batch_hooks:
+            cbs.on_test_batch_end(step, run.logs(sums, stop, data.rows))
+    logs = run.logs(sums, data.n, data.rows)
+    model = run.model
+    regs = model.buffers.regularized_ranges({id(w) for w in model.trainable_weights})
+    if regs:
+        # Keras' test step adds the trainable weights' penalties to the loss too.
+        logs["loss"] += model.buffers.regularize(ops, regs, with_grad=False)
+    if cbs is not None:
+        cbs.on_test_end(logs)
+    return logs
+
+
+def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, callbacks):
+    """Model.evaluate (see its docstring)."""
+    batch_size = check_batch_size(batch_size, "evaluate")
+    data = _prepare(model, x, y, sample_weight, None, "evaluate")
+    return _evaluate_logs(model, data, batch_size, verbose, return_dict, callbacks)
+
+
+def test_on_batch(model, x, y, sample_weight):
+    """Model.test_on_batch: evaluate on all of (x, y) as one batch."""
+    data = _prepare(model, x, y, sample_weight, None, "test_on_batch")
+    return _evaluate_logs(model, data, data.n, 0, False, None)
+
+
+def _evaluate_logs(model, data, batch_size, verbose, return_dict, callbacks):
+    cbs = None if callbacks is None else _callbacks.CallbackList(
+        callbacks, model, {"epochs": 1, "steps": -(-data.n // batch_size), "verbose": verbose})
+    run = Run(model, current_ops())
+    logs = run.evaluate(data, batch_size, cbs)
+    if verbose in (1, 2):
+        print(" - ".join(f"{k}: {v:.4g}" for k, v in logs.items()))
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def train_on_batch(model, x, y, sample_weight, class_weight):
+    """Model.train_on_batch: one training step on (x, y); the loss, or [loss, ...]."""
+    if model._in_fit:
+        raise RuntimeError(f"{model.name}: train_on_batch() inside fit() is not supported")
+    data = _prepare(model, x, y, sample_weight, class_weight, "train_on_batch")
+    ops = current_ops()
+    run = Run(model, ops)
+    trainable = {id(w) for w in model.trainable_weights}
+    step = _TrainStep(run, run.schedule(), _training_scratch(model, run.plan),
+                      model.buffers.trainable_ranges(trainable),
+                      model.buffers.regularized_ranges(trainable), True)
+    sums = run.zero_sums()
+    step(data.inputs, data.targets, data.weights, data.n, sums, None, None)
+    values = list(run.logs(sums, data.n, data.rows).values())
+    return values[0] if len(values) == 1 else values
+
+
+# ---- predict -------------------------------------------------------------------------
+def predict(model, x, batch_size, verbose, callbacks):
+    """Model.predict (see its docstring)."""
+    batch_size = check_batch_size(batch_size, "predict")
+    inputs = _data_prep.prepare_inputs(model, x, "predict")
+    return _predict_arrays(model, inputs, batch_size, verbose, callbacks)
+
+
+def predict_on_batch(model, x):
+    """Model.predict_on_batch: the outputs for all of x as one batch."""
+    inputs = _data_prep.prepare_inputs(model, x, "predict_on_batch")
+    return _predict_arrays(model, inputs, inputs[0].shape[0], 0, None)
+
+
+def call_on_arrays(model, x, training):
+    """``model(x)`` on arrays: one batch, in training mode when asked (BatchNorm's
+    batch statistics, dropout), without touching the model's training scratch."""
+    inputs = _data_prep.prepare_inputs(model, x, "call")
+    if not training:
+        return _predict_arrays(model, inputs, inputs[0].shape[0], 0, None)
+    plan = model.plan()
+    outs = plan.forward(current_ops(), inputs, True, plan.scratch(param_grads=False))
+    return model.pack_outputs([np.array(o) for o in outs])
+
+
+def _predict_arrays(model, inputs, batch_size, verbose, callbacks):
+    ops, plan = current_ops(), model.plan()
+    n = inputs[0].shape[0]
+    scratch = plan.scratch(param_grads=False)
+    cbs = None if callbacks is None else _callbacks.CallbackList(
+        callbacks, model, {"epochs": 1, "steps": -(-n // batch_size), "verbose": verbose})
+    batch_hooks = cbs is not None and cbs.wants_predict_batch_hooks
+    if cbs is not None:
+        cbs.on_predict_begin()
+    results = None
+    for step, start in enumerate(range(0, n, batch_size)):
+        stop = min(start + batch_size, n)
+        if batch_hooks:
+            cbs.on_predict_batch_begin(step)
+        outs = plan.forward(ops, [x[start:stop] for x in inputs], False, scratch)
+        if results is None:
+            results = [np.empty((n,) + o.shape[1:], dtype=o.dtype) for o in outs]
+        for result, out in zip(results, outs):
+            result[start:stop] = out
+        if batch_hooks:
+            batch_out = [r[start:stop] for r in results]
+            cbs.on_predict_batch_end(step, {"outputs": model.pack_outputs(batch_out)})
+    if cbs is not None:
+        cbs.on_predict_end()
+    return model.pack_outputs(results)
+
+
+# ---- argument checks -----------------------------------------------------------------
+def check_batch_size(batch_size, where):
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"{where}: batch_size must be an integer >= 1, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"fit: {name} must be an integer >= 0, got {value!r}")
+    return int(value)
