@@ -93,10 +93,10 @@ def input_gradients(model, X, target=None, y=None, batch_size=_BATCH, output=0):
             dout = np.zeros_like(flat)
             dout[np.arange(stop - start), chosen] = 1
             douts = [dout.reshape(outs[out_k].shape)]
-        slot_grads = plan.backward(ops, schedule, douts, scratch)
-        for grad, slot in zip(grads, plan.input_slots):
-            if grad is not None and slot_grads[slot] is not None:
-                grad[start:stop] = slot_grads[slot]
+        input_grads = plan.backward(ops, schedule, douts, scratch)
+        for grad, part in zip(grads, input_grads):
+            if grad is not None and part is not None:
+                grad[start:stop] = part
     return grads[0] if len(grads) == 1 else grads
 
 

@@ -19,6 +19,7 @@ from fastnn import compile_utils as _compile_utils
 from fastnn import distributed as _distributed
 from fastnn import losses as _losses
 from fastnn import optimizers as _optimizers
+from fastnn import registry as _registry
 from fastnn import saving as _saving
 from fastnn import trainer as _trainer
 from fastnn.graph.graph import Graph
@@ -70,6 +71,7 @@ class Model(Layer):
         self.optimizer = None
         self.loss = None
         self._compile_args = None     # (loss, loss_weights, metrics) as compile got them
+        self._objectives = None       # (plan, their resolution per output)
         self._metric_ids = []
         self._buffers = None          # FlatBuffers once packed
         self._compiled_layers = None  # the leaf layers compile() packed
@@ -271,6 +273,12 @@ class Model(Layer):
             return [inputs[0]]
         return [inputs]
 
+    def io_structure(self):
+        """How the model was built from its tensors: the dict keys of its inputs and
+        outputs (or None) and whether each was a single tensor (for saving)."""
+        return {"input_keys": self._input_keys, "output_keys": self._output_keys,
+                "single_input": self._single_input, "single_output": self._single_output}
+
     def pack_outputs(self, values):
         """Output values in the structure the model was built with (one, list, dict)."""
         if self._output_keys is not None:
@@ -361,6 +369,7 @@ class Model(Layer):
             loss = _losses.get(loss)
         self.loss = loss
         self._compile_args = (loss, loss_weights, metrics)
+        self._objectives = None
         self._metric_ids = ([] if metrics is None else [metrics]
                             if isinstance(metrics, str) else metrics)
         self._buffers = None
@@ -377,9 +386,14 @@ class Model(Layer):
                 "metrics": metrics}
 
     def objectives(self):
-        """One compile_utils.Objective per output (loss, weight, metrics)."""
-        loss, loss_weights, metrics = self._compile_args or (None, None, None)
-        return _compile_utils.resolve(loss, loss_weights, metrics, self.output_names)
+        """One compile_utils.Objective per output (loss, weight, metrics), resolved
+        once per compile and structure."""
+        plan = self.plan()
+        if self._objectives is None or self._objectives[0] is not plan:
+            loss, loss_weights, metrics = self._compile_args or (None, None, None)
+            self._objectives = (plan, _compile_utils.resolve(loss, loss_weights, metrics,
+                                                             self.output_names))
+        return self._objectives[1]
 
     @property
     def buffers(self):
@@ -717,3 +731,8 @@ def _unique(items):
             seen.add(id(item))
             out.append(item)
     return out
+
+
+# What a saved file may name (a functional Model is "Functional", as in Keras).
+for _name, _cls in (("Sequential", Sequential), ("Functional", Model), ("Model", Model)):
+    _registry.register("model", _name, _cls)

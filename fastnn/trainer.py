@@ -93,6 +93,7 @@ class Run:
         self.names += [f"{objectives[k].name}_{m.name}" if several_outputs else m.name
                        for k, m in self.metrics]
         self.loss_names = len(self.losses) if len(self.losses) > 1 else 0
+        self.batch_losses = self._make_batch_losses()
 
     def _fused_step(self, objective, loss_slots):
         """The step whose layer's logits this output's loss takes (softmax / sigmoid
@@ -129,32 +130,44 @@ class Run:
     def zero_sums(self):
         return [0.0] * len(self.names)
 
-    def batch_losses(self, outs, targets, weights, b, scratch, sums, with_grad):
-        """The batch's total (weighted) loss; adds each output's loss times the batch
-        size ``b`` to ``sums``; with_grad also returns the gradients of the loss
-        outputs (in the order of ``self.losses``)."""
-        ops, total, grads = self.ops, 0.0, []
-        for j, (k, objective, step) in enumerate(self.losses):
-            out = outs[self.out_index[k]]
-            pred = out if step is None else self.plan.steps[step].layer.logits(
-                scratch.steps[step])
-            width = out.shape[-1]
-            grad = scratch.own.buffer(("dloss", k), out.shape, out.dtype) if with_grad else None
-            loss = objective.loss
-            value = ops.loss(loss.kernel, pred.reshape(-1, width), targets[k],
-                             from_logits=loss.from_logits or step is not None, delta=loss.delta,
-                             grad_out=None if grad is None else grad.reshape(-1, width),
-                             sample_weight=weights[k])
-            if objective.weight != 1.0:
-                if grad is not None:
-                    ops.scale_(grad.reshape(-1), objective.weight)
-                total += objective.weight * value
-            else:
-                total += value
-            if self.loss_names:
-                sums[1 + j] += value * b
-            grads.append(grad)
-        return total, grads
+    def _make_batch_losses(self):
+        """``batch_losses(outs, targets, weights, b, scratch, sums, with_grad)``: the
+        batch's total (weighted) loss, each output's loss times the batch size
+        ``b`` added to ``sums``; with_grad also gives the gradients of the loss
+        outputs (in the order of ``self.losses``). Built once per run, with every
+        lookup done here (W1's step is ~20 us; this runs in every one)."""
+        ops, per_output = self.ops, bool(self.loss_names)
+        terms = [(j, k, self.out_index[k], objective.loss.kernel, objective.loss.from_logits,
+                  objective.loss.delta, objective.weight,
+                  None if step is None else self.plan.steps[step].layer, step, f"dloss{k}")
+                 for j, (k, objective, step) in enumerate(self.losses)]
+
+        def batch_losses(outs, targets, weights, b, scratch, sums, with_grad):
+            total, grads = 0.0, []
+            for j, k, output, kernel, from_logits, delta, weight, fused, step, key in terms:
+                out = outs[output]
+                width = out.shape[-1]
+                grad = scratch.own.buffer(key, out.shape, out.dtype) if with_grad else None
+                if fused is None:
+                    pred = out
+                else:
+                    pred, from_logits = fused.logits(scratch.steps[step]), True
+                value = ops.loss(kernel, pred.reshape(-1, width), targets[k],
+                                 from_logits=from_logits, delta=delta,
+                                 grad_out=None if grad is None else grad.reshape(-1, width),
+                                 sample_weight=weights[k])
+                if weight != 1.0:
+                    if grad is not None:
+                        ops.scale_(grad.reshape(-1), weight)
+                    value_weighted = weight * value
+                else:
+                    value_weighted = value
+                total += value_weighted
+                if per_output:
+                    sums[1 + j] += value * b
+                grads.append(grad)
+            return total, grads
+        return batch_losses
 
     def add_metrics(self, outs, targets, sums):
         first = 1 + self.loss_names
@@ -292,25 +305,21 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
     model._in_fit = True
     shuffled = Workspace()
     logs = {}
-    step_fn = _TrainStep(run, schedule, scratch, ranges, regs, stop_on_nan, sync)
+    step_fn = _train_step(run, schedule, scratch, ranges, regs, stop_on_nan, sync)
     try:
         sync.begin(cbs, epochs, initial_epoch, -1 if val is None else val.n)
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             epoch_data = data.shuffled(sync.shuffle_order(data.n), shuffled) if shuffle else data
-            xs, ys, sws, rows = (epoch_data.inputs, epoch_data.targets, epoch_data.weights,
-                                 epoch_data.rows)
-            weighted = any(w is not None for w in sws)
+            batch_of = _slicer(epoch_data)
             sums = run.zero_sums()
             for step in range(sync.steps):
                 start, stop = sync.local_bounds(step)
                 if cbs.wants_batch_hooks:
                     cbs.on_train_batch_begin(step)
-                step_fn([x[start:stop] for x in xs],
-                        [y if y is None else y[start * r:stop * r] for y, r in zip(ys, rows)],
-                        [w if w is None else w[start * r:stop * r] for w, r in zip(sws, rows)]
-                        if weighted else sws, stop - start, sums, epoch, step)
+                inputs, targets, weights = batch_of(start, stop)
+                step_fn(inputs, targets, weights, stop - start, sums, epoch, step)
                 if cbs.wants_batch_hooks:
                     cbs.on_train_batch_end(step, sync.logs(run, sums, step, data.rows))
                     model.stop_training = sync.agree_stop()
@@ -330,39 +339,57 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
     return history
 
 
-class _TrainStep:
-    """One training step: forward, losses, backward, penalties, the update."""
+def _slicer(data):
+    """``batch_of(start, stop)`` -> (inputs, targets, weights) of samples [start, stop)
+    of ``data`` (views); the common one-input, one-target, unweighted case costs
+    no more than two slices."""
+    xs, ys, ws, rows = data.inputs, data.targets, data.weights, data.rows
+    if len(xs) == 1 and len(ys) == 1 and ws[0] is None and ys[0] is not None:
+        x0, y0, r0 = xs[0], ys[0], rows[0]
+        return lambda start, stop: ([x0[start:stop]], [y0[start * r0:stop * r0]], ws)
 
-    def __init__(self, run, schedule, scratch, ranges, regs, stop_on_nan, sync=None):
-        self.run, self.schedule, self.scratch = run, schedule, scratch
-        self.ranges, self.regs = ranges, regs
-        self.stop_on_nan, self.sync = stop_on_nan, sync
-        self.buffers, self.optimizer = run.model.buffers, run.model.optimizer
+    def batch_of(start, stop):
+        return ([x[start:stop] for x in xs],
+                [None if y is None else y[start * r:stop * r] for y, r in zip(ys, rows)],
+                [None if w is None else w[start * r:stop * r] for w, r in zip(ws, rows)])
+    return batch_of
 
-    def __call__(self, inputs, targets, weights, b, sums, epoch, step):
-        """Train on one batch of ``b`` samples; adds its loss times b to ``sums``."""
-        run, sync, scratch = self.run, self.sync, self.scratch
-        ops = run.ops
-        if sync is not None and not b:
-            return sync.empty_step(self.ranges)   # no sample of the last global batch here
-        outs = run.plan.forward(ops, inputs, True, scratch)
-        loss, grads = run.batch_losses(outs, targets, weights, b, scratch, sums, True)
-        if self.stop_on_nan and not math.isfinite(loss):
-            raise _nan_loss_error(run.model, loss, epoch, step)
-        run.plan.backward(ops, self.schedule, grads, scratch)
-        if self.regs:
+
+def _train_step(run, schedule, scratch, ranges, regs, stop_on_nan, sync=None):
+    """The training step of one fit: ``step(inputs, targets, weights, b, sums, epoch,
+    index)`` runs forward, the losses, backward, the penalties and the update on
+    one batch of ``b`` samples, adds its loss times b to ``sums`` and returns the
+    loss. Everything it uses is looked up once, here: W1's steps take ~20 us."""
+    model, ops, plan = run.model, run.ops, run.plan
+    forward, backward = plan.forward, plan.backward
+    batch_losses, add_metrics, with_metrics = run.batch_losses, run.add_metrics, bool(run.metrics)
+    buffers = model.buffers
+    params, grads, regularize = buffers.params, buffers.grads, buffers.regularize
+    apply = model.optimizer.apply
+    merged, per_weight = ranges
+    exchange = sync is not None and not isinstance(sync, LocalSync)
+
+    def step(inputs, targets, weights, b, sums, epoch, index):
+        if exchange and not b:
+            return sync.empty_step(ranges)        # no sample of the last global batch here
+        outs = forward(ops, inputs, True, scratch)
+        loss, out_grads = batch_losses(outs, targets, weights, b, scratch, sums, True)
+        if stop_on_nan and not math.isfinite(loss):
+            raise _nan_loss_error(model, loss, epoch, index)
+        backward(ops, schedule, out_grads, scratch)
+        if regs:
             # Keras adds the weights' penalties to the loss it reports and trains on.
-            loss += self.buffers.regularize(ops, self.regs, with_grad=True)
-            if self.stop_on_nan and not math.isfinite(loss):
-                raise _nan_loss_error(run.model, loss, epoch, step)
-        if sync is not None:
+            loss += regularize(ops, regs, with_grad=True)
+            if stop_on_nan and not math.isfinite(loss):
+                raise _nan_loss_error(model, loss, epoch, index)
+        if exchange:
             sync.average_gradients()            # distributed: one Allreduce of the gradients
-        self.optimizer.apply(ops, self.buffers.params, self.buffers.grads, self.ranges[0],
-                             self.ranges[1])
-        if run.metrics:
-            run.add_metrics(outs, targets, sums)
+        apply(ops, params, grads, merged, per_weight)
+        if with_metrics:
+            add_metrics(outs, targets, sums)
         sums[0] += loss * b
         return loss
+    return step
 
 
 def _training_scratch(model, plan):
@@ -457,9 +484,9 @@ def train_on_batch(model, x, y, sample_weight, class_weight):
     ops = current_ops()
     run = Run(model, ops)
     trainable = {id(w) for w in model.trainable_weights}
-    step = _TrainStep(run, run.schedule(), _training_scratch(model, run.plan),
-                      model.buffers.trainable_ranges(trainable),
-                      model.buffers.regularized_ranges(trainable), True)
+    step = _train_step(run, run.schedule(), _training_scratch(model, run.plan),
+                       model.buffers.trainable_ranges(trainable),
+                       model.buffers.regularized_ranges(trainable), True)
     sums = run.zero_sums()
     step(data.inputs, data.targets, data.weights, data.n, sums, None, None)
     values = list(run.logs(sums, data.n, data.rows).values())

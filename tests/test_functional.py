@@ -320,3 +320,66 @@ def test_graph_training_is_bitwise_deterministic_across_thread_counts(backend):
             results.append(model.get_weights())
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- PyTorch (optional): the same graph, weights copied, forward and gradients -------
+def branchy_model():
+    """A residual block, two branches, every merge kind; float64."""
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input(shape=(5,), dtype="float64")
+    h = layers.Dense(4, activation="tanh", name="h", **f64)(inputs)
+    r = layers.Dense(4, activation="sigmoid", name="r", **f64)(h)
+    s = layers.add([h, r], **f64)                                  # residual
+    branch = layers.Dense(4, activation="elu", name="branch", **f64)(inputs)
+    merged = layers.concatenate([s, layers.subtract([branch, s], **f64),
+                                 layers.maximum([branch, h], **f64),
+                                 layers.multiply([s, branch], **f64),
+                                 layers.average([h, r, branch], **f64)], **f64)
+    sim = layers.dot([s, branch], axes=1, **f64)
+    out = layers.Dense(2, name="out", **f64)(layers.concatenate([merged, sim], **f64))
+    return keras.Model(inputs, out)
+
+
+def torch_branchy(model, x):
+    """The same computation in PyTorch from the model's weights (Keras' kernel is
+    the transpose of torch's Linear weight)."""
+    import torch
+    params = {layer.name: [torch.tensor(w, requires_grad=True) for w in layer.get_weights()]
+              for layer in model.layers if layer.get_weights()}
+
+    def dense(name, v, act=None):
+        kernel, bias = params[name]
+        z = v @ kernel + bias
+        return act(z) if act else z
+
+    xt = torch.tensor(x)
+    h = dense("h", xt, torch.tanh)
+    r = dense("r", h, torch.sigmoid)
+    s = h + r
+    branch = dense("branch", xt, torch.nn.functional.elu)
+    merged = torch.cat([s, branch - s, torch.maximum(branch, h), s * branch,
+                        (h + r + branch) / 3], dim=1)
+    sim = (s * branch).sum(dim=1, keepdim=True)
+    return dense("out", torch.cat([merged, sim], dim=1)), params
+
+
+def test_graph_forward_and_gradients_match_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    previous = fastnn.get_backend()
+    fastnn.set_backend("numpy")
+    try:
+        fastnn.set_seed(12)
+        model = branchy_model()
+        model.compile(optimizer=optimizers.SGD(0.0), loss="mse")
+        x, y = rng.standard_normal((7, 5)), rng.standard_normal((7, 2))
+        ours = model.predict(x, verbose=0)
+        grads = model_gradient(model, x, y)
+    finally:
+        fastnn.set_backend(previous)
+    theirs, params = torch_branchy(model, x)
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+    torch.nn.functional.mse_loss(theirs, torch.tensor(y)).backward()
+    # the flat gradient buffer packs the weights in model.weights order
+    expected = np.concatenate([p.grad.numpy().reshape(-1) for layer in model.layers
+                               if layer.get_weights() for p in params[layer.name]])
+    np.testing.assert_allclose(grads, expected, rtol=1e-9, atol=1e-12)

@@ -78,3 +78,45 @@ def test_bad_arguments():
         inspect.input_gradients(model, x, target=[0, 1])
     with pytest.raises(ValueError, match=r"\(None, 5\)"):
         inspect.activations(model, np.zeros((3, 4)))
+
+
+def two_input_graph():
+    fastnn.set_seed(4)
+    a = fastnn.Input(shape=(3,), dtype="float64", name="a")
+    b = fastnn.Input(shape=(3,), dtype="float64", name="b")
+    shared = layers.Dense(4, activation="tanh", name="shared", dtype="float64")
+    merged = layers.multiply([shared(a), shared(b)], name="mul", dtype="float64")
+    out = layers.Dense(2, activation="softmax", name="out", dtype="float64")(merged)
+    model = fastnn.Model([a, b], out)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_activations_of_a_graph_name_every_call(backend):
+    model = two_input_graph()
+    rng = np.random.default_rng(4)
+    xa, xb = rng.standard_normal((9, 3)), rng.standard_normal((9, 3))
+    acts = inspect.activations(model, [xa, xb], batch_size=4)
+    assert list(acts) == ["shared", "shared:1", "mul", "out"]
+    np.testing.assert_allclose(acts["shared:1"], model.get_layer("shared")(xb), rtol=1e-12)
+    np.testing.assert_allclose(acts["mul"], acts["shared"] * acts["shared:1"], rtol=1e-12)
+    np.testing.assert_allclose(acts["out"], model.predict([xa, xb], verbose=0), rtol=1e-12)
+
+
+def test_input_gradients_of_every_input_match_finite_differences(backend):
+    model = two_input_graph()
+    rng = np.random.default_rng(5)
+    xa, xb = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    labels = rng.integers(0, 2, size=4)
+    for kwargs in ({"target": 1}, {"y": labels}):
+        ga, gb = inspect.input_gradients(model, [xa, xb], **kwargs)
+        for i in range(4):
+            sa, sb = xa[i:i + 1].copy(), xb[i:i + 1].copy()
+            if "y" in kwargs:
+                value = lambda: model.evaluate([sa, sb], labels[i:i + 1], verbose=0)  # noqa: E731
+            else:
+                value = lambda: model.predict([sa, sb], verbose=0)[0, 1]  # noqa: E731
+            np.testing.assert_allclose(ga[i:i + 1], numeric_grad(value, sa), rtol=1e-5,
+                                       atol=1e-8)
+            np.testing.assert_allclose(gb[i:i + 1], numeric_grad(value, sb), rtol=1e-5,
+                                       atol=1e-8)

@@ -42,10 +42,12 @@ class Schedule:
     ``unreached``: layers with weights no gradient reaches (their gradients are
     zeroed once, so the optimizer sees zeros, not stale values)."""
 
-    __slots__ = ("entries", "unreached", "grad_slots")
+    __slots__ = ("entries", "unreached", "grad_slots", "chain")
 
-    def __init__(self, entries, unreached, grad_slots):
+    def __init__(self, entries, unreached, grad_slots, chain):
         self.entries, self.unreached, self.grad_slots = entries, unreached, grad_slots
+        # a chain plan's entries with their layers looked up once (the hot loop)
+        self.chain = chain
 
 
 class Plan:
@@ -63,6 +65,8 @@ class Plan:
         self.layers = _unique(st.layer for st in self.steps)
         self.has_masks = any(st.layer.makes_mask for st in self.steps)
         self.is_chain = self._is_chain()
+        # a chain's forward methods, looked up once (the hot loop of Sequential models)
+        self.chain_forwards = [st.layer.forward for st in self.steps] if self.is_chain else None
 
     # ---- building ----------------------------------------------------------------
     def _new_slot(self, tensor, slot_of):
@@ -119,8 +123,8 @@ class Plan:
         """The output arrays for ``inputs`` (arrays, in input order)."""
         if self.is_chain:
             x = inputs[0]
-            for st, ws in zip(self.steps, scratch.steps):
-                x = st.layer.forward(ops, x, training, ws)
+            for forward, ws in zip(self.chain_forwards, scratch.steps):
+                x = forward(ops, x, training, ws)
             return [x]
         values = self.forward_all(ops, inputs, training, scratch)
         return [values[s] for s in self.output_slots]
@@ -174,27 +178,31 @@ class Plan:
             seen.add(id(st.layer))
         unreached = [layer for layer in self.layers
                      if id(layer) not in seen and layer.trainable_weights]
-        return Schedule(entries, unreached, tuple(grad_slots))
+        chain = None
+        if self.is_chain and list(grad_slots) == self.output_slots:
+            # (backward method, step, need_dx, from logits) with the methods looked up once
+            chain = [(self.steps[k].layer.backward, k, need_dx, from_logits)
+                     for k, need_dx, _, from_logits in entries]
+        return Schedule(entries, unreached, tuple(grad_slots), chain)
 
     def backward(self, ops, schedule, out_grads, scratch):
         """Run ``schedule`` from ``out_grads`` (one array per grad slot, in order);
         weight gradients go to the model's gradient buffer (or scratch when the
-        workspaces were made with param_grads=False). Returns every slot's gradient
-        (None where none arrived)."""
-        grads = [None] * self.n_slots
-        steps, wss = self.steps, scratch.steps
-        if self.is_chain and len(out_grads) == 1:
+        workspaces were made with param_grads=False). Returns the gradient of each
+        model input (None for one no gradient reaches)."""
+        wss = scratch.steps
+        if schedule.chain is not None:
             # each step's input gradient is the previous step's output gradient
             d = out_grads[0]
-            for k, need_dx, _, from_logits in schedule.entries:
+            for backward, k, need_dx, from_logits in schedule.chain:
                 if from_logits:
-                    d = steps[k].layer.backward(ops, d, wss[k], need_dx, from_preact=True)
+                    d = backward(ops, d, wss[k], need_dx, from_preact=True)
                 else:
-                    d = steps[k].layer.backward(ops, d, wss[k], need_dx)
+                    d = backward(ops, d, wss[k], need_dx)
             entries = schedule.entries
-            if entries and entries[-1][0] == 0 and entries[-1][1]:
-                grads[self.input_slots[0]] = d
-            return grads
+            return [d if entries and entries[-1][0] == 0 and entries[-1][1] else None]
+        grads = [None] * self.n_slots
+        steps = self.steps
         for slot, g in zip(schedule.grad_slots, out_grads):
             self._add(ops, grads, slot, g, scratch.own)
         for k, need_dx, accumulate, from_logits in schedule.entries:
@@ -217,7 +225,7 @@ class Plan:
                             self._add(ops, grads, slot, d, scratch.own)
                 elif dx is not None:
                     self._add(ops, grads, st.ins[0], dx, scratch.own)
-        return grads
+        return [grads[s] for s in self.input_slots]
 
     def _add(self, ops, grads, slot, g, own):
         """grads[slot] += g, into a buffer of the plan's own (never into a layer's)."""

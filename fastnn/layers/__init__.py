@@ -1,4 +1,5 @@
 """Keras-style layers."""
+from fastnn import registry as _registry
 from fastnn.layers.base import Layer
 from fastnn.layers.core import Activation, Dense, Flatten, Input, InputLayer, Reshape
 from fastnn.layers.normalization import BatchNormalization
@@ -27,11 +28,11 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Flatten", "Re
            "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
            "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot"]
 
-# The layer types a saved model may name, by class name: fastnn.saving builds
-# only these (plus a caller's own custom_objects), so a file can never make
-# fastnn import or run anything else. Adding a layer type is one line here,
-# e.g. ``"Dropout": Dropout,`` -- its get_config() must return keyword
-# arguments its __init__ (or from_config) accepts.
+# The layer types a saved model may name, by class name (fastnn.registry):
+# fastnn.saving builds only these (plus a caller's own custom_objects), so a
+# file can never make fastnn import or run anything else. Adding a layer type
+# is one line here, e.g. ``"Dropout": Dropout,`` -- its get_config() must
+# return keyword arguments its __init__ (or from_config) accepts.
 LAYER_CLASSES = {
     "InputLayer": InputLayer,
     "Dense": Dense,
@@ -64,3 +65,5 @@ LAYER_CLASSES = {
     "Concatenate": Concatenate,
     "Dot": Dot,
 }
+for _name, _cls in LAYER_CLASSES.items():
+    _registry.register("layer", _name, _cls)

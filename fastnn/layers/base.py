@@ -69,7 +69,7 @@ class Workspace:
     workspace serves one caller at a time (training, or one predict call).
     """
 
-    __slots__ = ("_buffers", "saved", "param_grads", "mask", "accumulate", "pending")
+    __slots__ = ("_buffers", "saved", "param_grads", "mask", "direct", "_accumulate", "pending")
 
     def __init__(self, param_grads=True):
         self._buffers = {}
@@ -80,12 +80,24 @@ class Workspace:
         # False: backward writes weight gradients into scratch, not the model's
         # gradient buffer (inspection, which needs only input gradients).
         self.param_grads = param_grads
-        # True: this is a second (third...) call of a layer in one backward pass:
-        # its weight gradients go to scratch (``pending``) and are then added to
-        # the first call's by ``flush_accumulated`` (a shared layer's gradient is
-        # the sum over its calls).
-        self.accumulate = False
+        self._accumulate = False
         self.pending = []
+        # Whether weight gradients go straight to the model's buffer (the hot case,
+        # one attribute test in grad_of): param_grads and not accumulate.
+        self.direct = param_grads
+
+    @property
+    def accumulate(self):
+        """True for a second (third...) call of a layer in one backward pass: its
+        weight gradients go to scratch (``pending``) and are then added to the
+        first call's by ``flush_accumulated`` (a shared layer's gradient is the
+        sum over its calls)."""
+        return self._accumulate
+
+    @accumulate.setter
+    def accumulate(self, value):
+        self._accumulate = bool(value)
+        self.direct = self.param_grads and not self._accumulate
 
     def buffer(self, key, shape, dtype):
         buf = self._buffers.get(key)
@@ -235,14 +247,14 @@ class Layer:
         scratch when ``ws`` asks for no parameter gradients (None instead when
         ``optional``: the layer may then skip computing it); scratch that is
         added to the buffer afterwards when ``ws`` accumulates (a shared layer)."""
+        if ws.direct:
+            return weight.grad
         if not ws.param_grads:
             return None if optional else ws.buffer("grad:" + weight.name, weight.shape,
                                                    self.dtype)
-        if ws.accumulate:
-            grad = ws.buffer("acc:" + weight.name, weight.shape, self.dtype)
-            ws.pending.append((weight, grad))
-            return grad
-        return weight.grad
+        grad = ws.buffer("acc:" + weight.name, weight.shape, self.dtype)
+        ws.pending.append((weight, grad))
+        return grad
 
     @property
     def trainable(self):

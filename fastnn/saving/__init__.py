@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from fastnn import _version
+from fastnn import registry as _registry
 from fastnn.layers.base import weight_budget
 from fastnn.saving import config as _config
 from fastnn.saving.archive import (
@@ -125,9 +126,9 @@ def model_from_config(config, custom_objects=None, model_class=None):
     """
     custom = _config.check_custom_objects(custom_objects)
     if model_class is None:
-        from fastnn import models
-        model_class = models.Model if isinstance(config, dict) and "nodes" in config \
-            else models.Sequential
+        models = _registry.classes("model")
+        model_class = models["Functional" if isinstance(config, dict) and "nodes" in config
+                             else "Sequential"]
     return _config.model_from_config(model_class, config, custom)
 
 

@@ -9,7 +9,7 @@ Loading replays the nodes in order, so a reference can only name a tensor
 that already exists: a file cannot describe a cycle, and nothing is run but
 fastnn's own constructors.
 
-Only fastnn's own classes (``fastnn.layers.LAYER_CLASSES``, the models, the
+Only fastnn's own classes (those in fastnn.registry: layers and models; the
 optimizer, loss, metric and schedule classes) and the caller's
 ``custom_objects`` are ever built; nothing named in a file is imported or
 evaluated. Any problem is a ValueError saying what is wrong.
@@ -20,6 +20,7 @@ from fastnn import layers as _layers
 from fastnn import losses as _losses
 from fastnn import metrics as _metrics
 from fastnn import optimizers as _optimizers
+from fastnn import registry as _registry
 from fastnn.graph.tensor import flatten_structure
 from fastnn.layers.base import Layer
 
@@ -55,8 +56,7 @@ def model_config(model):
                   for node in graph.nodes],
         "inputs": [ref(t) for t in graph.inputs],
         "outputs": [ref(t) for t in graph.outputs],
-        "input_keys": model._input_keys, "output_keys": model._output_keys,
-        "single_input": model._single_input, "single_output": model._single_output,
+        **model.io_structure(),
     }
 
 
@@ -173,8 +173,7 @@ def _classes_in(module, base):
 
 
 def _model_classes():
-    from fastnn import models       # here: fastnn.models imports this package
-    return {"Sequential": models.Sequential, "Functional": models.Model, "Model": models.Model}
+    return _registry.classes("model")
 
 
 def _schedule_classes():
@@ -270,7 +269,7 @@ def _build_layer(spec, custom, depth):
     name = spec.get("class_name") if isinstance(spec, dict) else None
     if isinstance(name, str) and name in _model_classes() and name not in custom:
         return build_model(spec, custom, depth + 1)
-    cls = class_for("layer", spec, _layers.LAYER_CLASSES, Layer, custom)
+    cls = class_for("layer", spec, _registry.classes("layer"), Layer, custom)
     return _from_config("layer", cls, config_of("layer", spec))
 
 
