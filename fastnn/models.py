@@ -22,7 +22,7 @@ from fastnn import optimizers as _optimizers
 from fastnn import registry as _registry
 from fastnn import saving as _saving
 from fastnn import trainer as _trainer
-from fastnn.graph.graph import Graph
+from fastnn.graph.graph import Graph, unique
 from fastnn.graph.node import Node
 from fastnn.graph.plan import Plan
 from fastnn.graph.tensor import KerasTensor, any_symbolic, flatten_structure
@@ -306,44 +306,13 @@ class Model(Layer):
     @property
     def weights(self):
         """Every weight of the model, each once, layer by layer (Keras' order)."""
-        return _unique(w for layer in self.layers for w in layer.weights)
+        return unique(w for layer in self.layers for w in layer.weights)
 
     @property
     def trainable_weights(self):
         if not self._trainable:
             return []
-        return _unique(w for layer in self.layers for w in layer.trainable_weights)
-
-    @property
-    def non_trainable_weights(self):
-        trainable = {id(w) for w in self.trainable_weights}
-        return [w for w in self.weights if id(w) not in trainable]
-
-    def count_params(self):
-        return sum(w.size for w in self.weights)
-
-    def get_weights(self):
-        """Copies of every weight, in ``model.weights`` order (Keras' shapes)."""
-        return [w.value.copy() for w in self.weights]
-
-    def set_weights(self, weights):
-        """Set every weight from a list in get_weights' order and shapes."""
-        targets = self.weights
-        weights = list(weights)
-        if len(weights) != len(targets):
-            raise ValueError(f"{self.name}: expected {len(targets)} weight arrays, got "
-                             f"{len(weights)}")
-        arrays = []
-        for weight, new in zip(targets, weights):
-            new = np.asarray(new)
-            if new.shape != weight.shape:
-                raise ValueError(f"{self.name}: weight {weight.name!r} has shape "
-                                 f"{weight.shape}, got {new.shape}")
-            if new.dtype.kind not in "fiu" or not np.all(np.isfinite(new)):
-                raise ValueError(f"{self.name}: weight {weight.name!r} must be finite numbers")
-            arrays.append(new)
-        for weight, new in zip(targets, arrays):
-            np.copyto(weight.value, new, casting="unsafe")
+        return unique(w for layer in self.layers for w in layer.trainable_weights)
 
     def state_weights(self, changing_only=False):
         """Weights created non-trainable (BatchNormalization's moving statistics);
@@ -723,14 +692,6 @@ def _inbound_names(node):
             parts.append(f"{history.operation.name}[{history.node_index}][{history.tensor_index}]")
     return ", ".join(parts)
 
-
-def _unique(items):
-    out, seen = [], set()
-    for item in items:
-        if id(item) not in seen:
-            seen.add(id(item))
-            out.append(item)
-    return out
 
 
 # What a saved file may name (a functional Model is "Functional", as in Keras).

@@ -20,7 +20,7 @@ from fastnn import callbacks as _callbacks
 from fastnn import data_prep as _data_prep
 from fastnn.backend import current_ops
 from fastnn.compile_utils import FUSABLE
-from fastnn.layers.base import Workspace
+from fastnn.graph.workspace import Workspace
 
 
 # ---- the arrays of one call ----------------------------------------------------------

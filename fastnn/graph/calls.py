@@ -42,12 +42,7 @@ def _symbolic_call(layer, inputs, training):
             raise TypeError(f"{layer.name}: called on a mix of symbolic tensors and "
                             f"{type(t).__name__}; pass only tensors from keras.Input or "
                             "from other layers")
-    shapes = [t.shape[1:] for t in tensors]
-    shape = shapes if layer.takes_list else shapes[0]
-    if not layer.built:
-        layer.build(shape)
-    else:
-        layer.check_input_shape(shape)
+    shape = _build_or_check(layer, [t.shape[1:] for t in tensors])
     out_shape = tuple(layer.compute_output_shape(shape))
     batches = {t.shape[0] for t in tensors}
     batch = batches.pop() if len(batches) == 1 else None
@@ -56,15 +51,21 @@ def _symbolic_call(layer, inputs, training):
     return output
 
 
-def _eager_call(layer, inputs, training):
-    from fastnn.backend import current_ops
-    arrays = [_as_array(layer, x) for x in layer_inputs(layer, inputs)]
-    shapes = [a.shape[1:] for a in arrays]
+def _build_or_check(layer, shapes):
+    """Build ``layer`` for its inputs' ``shapes`` (batch axis excluded), or check
+    that the built layer takes them; returns the shape argument it was given."""
     shape = shapes if layer.takes_list else shapes[0]
     if not layer.built:
         layer.build(shape)
     else:
         layer.check_input_shape(shape)
+    return shape
+
+
+def _eager_call(layer, inputs, training):
+    from fastnn.backend import current_ops
+    arrays = [_as_array(layer, x) for x in layer_inputs(layer, inputs)]
+    _build_or_check(layer, [a.shape[1:] for a in arrays])
     return layer.forward(current_ops(), arrays if layer.takes_list else arrays[0], training, None)
 
 

@@ -20,6 +20,16 @@ def describe(tensor):
     return f"{node.operation.name!r} {what} {tensor.shape}"
 
 
+def unique(items):
+    """``items`` in order, each object once (by identity)."""
+    out, seen = [], set()
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out
+
+
 class Graph:
     """The sorted nodes of ``outputs`` as functions of ``inputs`` (KerasTensors)."""
 
@@ -67,16 +77,8 @@ class Graph:
     def layers(self):
         """The layers of the graph: the Input layers (in input order), then every other
         operation in the order of its first call, each once (Keras' model.layers)."""
-        ordered, seen = [], set()
-        for t in self.inputs:
-            if t.node is not None and t.node.is_input:
-                ordered.append(t.node.operation)
-                seen.add(id(t.node.operation))
-        for node in self.nodes:
-            if id(node.operation) not in seen:
-                seen.add(id(node.operation))
-                ordered.append(node.operation)
-        return ordered
+        inputs = [t.node.operation for t in self.inputs if t.node is not None and t.node.is_input]
+        return unique(inputs + [node.operation for node in self.nodes])
 
     def nodes_of(self, operation):
         """This graph's calls of ``operation``, in order."""

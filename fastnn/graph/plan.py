@@ -12,7 +12,8 @@ Each step has its own ``Workspace`` (training reuses one set every step;
 predict takes a fresh set per call), so scratch is planned once per input
 signature and nothing is allocated per step once shapes repeat.
 """
-from fastnn.layers.base import Workspace
+from fastnn.graph.graph import unique
+from fastnn.graph.workspace import Workspace
 
 class Step:
     """One call of ``layer``: input slots ``ins``, output slots ``outs``; ``list_in``:
@@ -62,7 +63,7 @@ class Plan:
         self._expand(graph, slot_of, None, top=True)
         self.output_slots = [slot_of[id(t)] for t in graph.outputs]
         self.n_slots = len(self.slot_dtypes)
-        self.layers = _unique(st.layer for st in self.steps)
+        self.layers = unique(st.layer for st in self.steps)
         self.has_masks = any(st.layer.makes_mask for st in self.steps)
         self.is_chain = self._is_chain()
         # a chain's forward methods, looked up once (the hot loop of Sequential models)
@@ -259,11 +260,3 @@ def _input_mask(st, masks):
     chosen = [masks[i] for i in st.ins]
     return None if all(m is None for m in chosen) else chosen
 
-
-def _unique(items):
-    out, seen = [], set()
-    for item in items:
-        if id(item) not in seen:
-            seen.add(id(item))
-            out.append(item)
-    return out

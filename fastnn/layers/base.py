@@ -18,6 +18,7 @@ from fastnn import _runtime
 from fastnn import initializers as _initializers
 from fastnn import regularizers as _regularizers
 from fastnn.graph import calls as _calls
+from fastnn.graph.workspace import Workspace  # noqa: F401  (layers take one per call)
 
 _name_counters = defaultdict(itertools.count)
 
@@ -59,68 +60,6 @@ class Weight:
     @property
     def size(self):
         return int(np.prod(self.shape, dtype=np.int64))
-
-
-class Workspace:
-    """Scratch arrays a layer reuses across steps, sized for the largest batch.
-
-    ``buffer(key, shape)`` returns a C-contiguous array of ``shape``: a prefix
-    of a buffer allocated for the largest leading size seen so far. One
-    workspace serves one caller at a time (training, or one predict call).
-    """
-
-    __slots__ = ("_buffers", "saved", "param_grads", "mask", "direct", "_accumulate", "pending")
-
-    def __init__(self, param_grads=True):
-        self._buffers = {}
-        self.saved = None     # what forward keeps for backward
-        # The (N, T) time-step mask reaching this layer's input (set by the model
-        # before each forward; None: no masking, the common case).
-        self.mask = None
-        # False: backward writes weight gradients into scratch, not the model's
-        # gradient buffer (inspection, which needs only input gradients).
-        self.param_grads = param_grads
-        self._accumulate = False
-        self.pending = []
-        # Whether weight gradients go straight to the model's buffer (the hot case,
-        # one attribute test in grad_of): param_grads and not accumulate.
-        self.direct = param_grads
-
-    @property
-    def accumulate(self):
-        """True for a second (third...) call of a layer in one backward pass: its
-        weight gradients go to scratch (``pending``) and are then added to the
-        first call's by ``flush_accumulated`` (a shared layer's gradient is the
-        sum over its calls)."""
-        return self._accumulate
-
-    @accumulate.setter
-    def accumulate(self, value):
-        self._accumulate = bool(value)
-        self.direct = self.param_grads and not self._accumulate
-
-    def buffer(self, key, shape, dtype):
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
-            buf = np.empty(shape, dtype=dtype)
-            self._buffers[key] = buf
-        return buf[:shape[0]] if buf.shape[0] != shape[0] else buf
-
-    def child(self, key):
-        """A nested Workspace kept under ``key``, for a layer that runs layers of its
-        own (Bidirectional); it shares this one's caller, ``param_grads`` and
-        gradient accumulation."""
-        ws = self._buffers.get(("child", key))
-        if ws is None:
-            ws = self._buffers[("child", key)] = Workspace(self.param_grads)
-        ws.accumulate, ws.pending = self.accumulate, self.pending
-        return ws
-
-    def flush_accumulated(self, ops):
-        """Add the weight gradients kept in ``pending`` to the model's buffer."""
-        for weight, grad in self.pending:
-            ops.binary("add", weight.grad, grad, out=weight.grad)
-        self.pending.clear()
 
 
 class Layer:
@@ -273,37 +212,46 @@ class Layer:
     def trainable_weights(self):
         return [w for w in self._weights if w.trainable and self._trainable]
 
+    # The rest derive from ``weights`` and ``trainable_weights`` (a model overrides those).
     @property
     def non_trainable_weights(self):
-        return [w for w in self._weights if not (w.trainable and self._trainable)]
+        trainable = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in trainable]
 
     def count_params(self):
-        return sum(w.size for w in self._weights)
+        return sum(w.size for w in self.weights)
 
     def get_weights(self):
         """Copies of the weights, in Keras' order and shapes."""
-        return [w.value.copy() for w in self._weights]
+        return [w.value.copy() for w in self.weights]
 
     def set_weights(self, weights):
         """Copy ``weights`` (Keras' order and shapes) into this layer."""
-        weights = list(weights)
-        if len(weights) != len(self._weights):
-            raise ValueError(f"{self.name}: expected {len(self._weights)} weight arrays "
-                             f"({[w.shape for w in self._weights]}), got {len(weights)}")
-        arrays = []
-        for weight, new in zip(self._weights, weights):
-            new = np.asarray(new)
-            if new.shape != weight.shape:
-                raise ValueError(f"{self.name}: weight {weight.name!r} has shape {weight.shape}, "
-                                 f"got {new.shape}")
-            if new.dtype.kind not in "fiu" or not np.all(np.isfinite(new)):
-                raise ValueError(f"{self.name}: weight {weight.name!r} must be finite numbers")
-            arrays.append(new)
-        for weight, new in zip(self._weights, arrays):
-            np.copyto(weight.value, new, casting="unsafe")
+        assign_weights(self.name, self.weights, weights)
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def assign_weights(owner, targets, weights):
+    """Copy the arrays ``weights`` into the Weight objects ``targets`` (of layer or
+    model ``owner``): every one checked (count, shapes, finite numbers) before any
+    is written, so a bad list changes nothing."""
+    weights = list(weights)
+    if len(weights) != len(targets):
+        raise ValueError(f"{owner}: expected {len(targets)} weight arrays "
+                         f"({[w.shape for w in targets]}), got {len(weights)}")
+    arrays = []
+    for weight, new in zip(targets, weights):
+        new = np.asarray(new)
+        if new.shape != weight.shape:
+            raise ValueError(f"{owner}: weight {weight.name!r} has shape {weight.shape}, "
+                             f"got {new.shape}")
+        if new.dtype.kind not in "fiu" or not np.all(np.isfinite(new)):
+            raise ValueError(f"{owner}: weight {weight.name!r} must be finite numbers")
+        arrays.append(new)
+    for weight, new in zip(targets, arrays):
+        np.copyto(weight.value, new, casting="unsafe")
 
 
 def _charge_weight_budget(layer_name, weight_name, shape):
