@@ -8,7 +8,8 @@
  * The element-wise activations take their values from act_scalar.h, the
  * same inline functions the GEMM epilogue uses, so a fused act(X W + b) and
  * a separate act(Z) give bitwise the same Y. Softmax runs over each row of
- * length O, shifted by the row maximum so exp() never overflows.
+ * length O, shifted by the row maximum so exp() never overflows: it is
+ * softmax.c's kernel (rows of a 2-D array), the one Ops.softmax uses too.
  *
  * Backward: relu, leaky_relu, sigmoid, tanh and softmax read Y only; elu,
  * gelu and swish read X (ops.NEEDS_PREACTIVATION). elu's derivative is taken
@@ -16,9 +17,9 @@
  * y + alpha cancels to 0 while exp(x) keeps its relative precision.
  *
  * Threads: element-wise work is split into fixed blocks of contiguous
- * elements, softmax into rows, both schedule(static); every output element
- * is computed by the same code whatever the split, so results do not depend
- * on the thread count. Small calls never enter a parallel region.
+ * elements, softmax into blocks of rows, both schedule(static); every
+ * output element is computed by the same code whatever the split, so results
+ * do not depend on the thread count. Small calls never enter a parallel region.
  */
 #include <math.h>
 #include <string.h>
@@ -166,56 +167,6 @@ static void backward_range(float *dX, const float *dY, const float *X, const flo
     }
 }
 
-/* ---- softmax, row by row ------------------------------------------------ */
-
-/* Y[r, :] = softmax(X[r, :]) for rows [r0, r1) of length O. The row sum is
- * accumulated in double, in column order. Y may equal X. */
-static void softmax_rows(float *Y, const float *X, int64_t r0, int64_t r1, int64_t O)
-{
-    for (int64_t r = r0; r < r1; r++) {
-        const float *x = X + r * O;
-        float *y = Y + r * O;
-        float mx = x[0];
-        double sum = 0.0;
-        for (int64_t j = 1; j < O; j++) {
-            mx = x[j] > mx ? x[j] : mx;
-        }
-        for (int64_t j = 0; j < O; j++) {
-            float e = expf(x[j] - mx);
-            y[j] = e;
-            sum += e;
-        }
-        {
-            /* In double: one rounding per element, as e / sum would give. */
-            const double inv = 1.0 / sum;
-            for (int64_t j = 0; j < O; j++) {
-                y[j] = (float)((double)y[j] * inv);
-            }
-        }
-    }
-}
-
-/* dX[r, :] = Y[r, :] * (dY[r, :] - <dY[r, :], Y[r, :]>) for rows [r0, r1).
- * The dot product is finished before the row is written, so dX may equal dY. */
-static void softmax_backward_rows(float *dX, const float *dY, const float *Y,
-                                  int64_t r0, int64_t r1, int64_t O)
-{
-    for (int64_t r = r0; r < r1; r++) {
-        const float *dy = dY + r * O;
-        const float *y = Y + r * O;
-        float *dx = dX + r * O;
-        double dot = 0.0;
-        float d;
-        for (int64_t j = 0; j < O; j++) {
-            dot += (double)dy[j] * (double)y[j];
-        }
-        d = (float)dot;
-        for (int64_t j = 0; j < O; j++) {
-            dx[j] = y[j] * (dy[j] - d);
-        }
-    }
-}
-
 /* ---- entry points ------------------------------------------------------- */
 
 int fnn_act_forward_f32(float *Y, const float *X, int64_t N, int64_t O, int act, int nthreads)
@@ -233,23 +184,12 @@ int fnn_act_forward_f32(float *Y, const float *X, int64_t N, int64_t O, int act,
     if (Y == NULL || X == NULL) {
         return FNN_ERR_ARG;
     }
+    if (act == FNN_ACT_SOFTMAX) {
+        return fnn_softmax_forward_f32(Y, X, N, O, 1, 0, nthreads);
+    }
     nt = fnn_threads_for((double)n,
                          is_transcendental(act) ? ACT_GRAIN_TRANSCENDENTAL : ACT_GRAIN,
                          nthreads);
-
-    if (act == FNN_ACT_SOFTMAX) {
-        if (nt <= 1) {
-            softmax_rows(Y, X, 0, N, O);
-        }
-        else {
-            int64_t r;
-            #pragma omp parallel for schedule(static) num_threads(nt)
-            for (r = 0; r < N; r++) {
-                softmax_rows(Y, X, r, r + 1, O);
-            }
-        }
-        return FNN_OK;
-    }
 
     if (nt <= 1) {
         forward_range(Y, X, n, act);
@@ -289,23 +229,12 @@ int fnn_act_backward_f32(float *dX, const float *dY, const float *X, const float
             return FNN_ERR_ARG;
         }
     }
+    if (act == FNN_ACT_SOFTMAX) {
+        return fnn_softmax_backward_f32(dX, dY, Y, N, O, 1, 0, nthreads);
+    }
     nt = fnn_threads_for((double)n,
                          is_transcendental(act) ? ACT_GRAIN_TRANSCENDENTAL : ACT_GRAIN,
                          nthreads);
-
-    if (act == FNN_ACT_SOFTMAX) {
-        if (nt <= 1) {
-            softmax_backward_rows(dX, dY, Y, 0, N, O);
-        }
-        else {
-            int64_t r;
-            #pragma omp parallel for schedule(static) num_threads(nt)
-            for (r = 0; r < N; r++) {
-                softmax_backward_rows(dX, dY, Y, r, r + 1, O);
-            }
-        }
-        return FNN_OK;
-    }
 
     if (nt <= 1) {
         backward_range(dX, dY, X, Y, n, act);

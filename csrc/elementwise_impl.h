@@ -1,11 +1,14 @@
 /*
- * elementwise_impl.h -- the loops of elementwise.c, written once over an
- * element type. Private to elementwise.c, which includes it once per type
- * with FNN_T (float or double), FNN_BITS (the unsigned integer of its size)
- * and FNN_EW_SFX (f32 or f64) defined; every name below gets the suffix, so
- * the two copies coexist. No include guard: being included twice is the point.
+ * elementwise_impl.h -- the element-wise loops of elementwise.c (binary,
+ * unary, where), written once over an element type. Private to
+ * elementwise.c, which includes it once per type with FNN_T (float or
+ * double), FNN_BITS (the unsigned integer of its size), FNN_EW_SFX (f32 or
+ * f64) and FNN_M (libm's name for FNN_T: FNN_M(exp) is expf or exp)
+ * defined; every name below gets the suffix, so the two copies coexist. No
+ * include guard: being included twice is the point. reduce_impl.h, included
+ * right after it, uses keep_if.
  *
- * Specialisation without macros: the op / term and the inner strides are
+ * Specialisation without macros: the op and the inner strides are
  * arguments of always-inline functions, and each call site passes constants
  * (a switch over the op, a test of the stride pattern), so the compiler
  * emits one straight, vectorisable loop per case.
@@ -33,6 +36,8 @@ static FNN_EW_INLINE FNN_T FN(apply)(const int op, const FNN_T a, const FNN_T b)
         return (a >= b || a != a) ? a : b;
     case FNN_BINARY_MINIMUM:
         return (a <= b || a != a) ? a : b;
+    case FNN_BINARY_POWER:
+        return FNN_M(pow)(a, b);
     default:
         return a;
     }
@@ -51,37 +56,7 @@ static FNN_EW_INLINE FNN_T FN(keep_if)(const int c, const FNN_T d)
     return r;
 }
 
-/* The rounding sequence of each term matches NumpyOps' expression. */
-static FNN_EW_INLINE FNN_T FN(term)(const int term, const FNN_T dy, const FNN_T a,
-                                    const FNN_T b)
-{
-    switch (term) {
-    case TERM_DY:
-        return dy;
-    case TERM_NEG_DY:
-        return -dy;
-    case TERM_DY_B:
-        return dy * b;
-    case TERM_DY_A:
-        return dy * a;
-    case TERM_DY_OVER_B:
-        return dy / b;
-    case TERM_DIVIDE_B:
-        return (-dy * a) / (b * b);
-    case TERM_A_GE_B:
-        return FN(keep_if)(a >= b, dy);
-    case TERM_A_NOT_GE_B:
-        return FN(keep_if)(!(a >= b), dy);
-    case TERM_A_LE_B:
-        return FN(keep_if)(a <= b, dy);
-    case TERM_A_NOT_LE_B:
-        return FN(keep_if)(!(a <= b), dy);
-    default:
-        return (FNN_T)0;
-    }
-}
-
-/* ---- forward ----------------------------------------------------------------- */
+/* ---- binary: forward ----------------------------------------------------------- */
 
 /* y[i] = a[i*sa] <op> b[i*sb], i < n. `omp simd` is valid with y == a or
  * y == b: iteration i reads element i before writing it and touches no other. */
@@ -154,6 +129,9 @@ static void FN(fwd_range)(int op, FNN_T *Y, const FNN_T *A, const FNN_T *B, int 
     case FNN_BINARY_MINIMUM:
         FN(fwd_range_op)(FNN_BINARY_MINIMUM, Y, A, B, ndim, shape, as, bs, lo, hi);
         break;
+    case FNN_BINARY_POWER:
+        FN(fwd_range_op)(FNN_BINARY_POWER, Y, A, B, ndim, shape, as, bs, lo, hi);
+        break;
     default:
         break;
     }
@@ -175,7 +153,7 @@ int FN(fnn_binary_forward)(FNN_T *Y, const FNN_T *A, const FNN_T *B, int ndim,
         || bs == NULL) {
         return FNN_ERR_ARG;
     }
-    nt = fnn_threads_for((double)n, EW_GRAIN, nthreads);
+    nt = map_threads(n, op == FNN_BINARY_POWER, nthreads);
     if (nt <= 1) {
         FN(fwd_range)(op, Y, A, B, ndim, shape, as, bs, 0, n);
     }
@@ -191,429 +169,313 @@ int FN(fnn_binary_forward)(FNN_T *Y, const FNN_T *A, const FNN_T *B, int ndim,
     return FNN_OK;
 }
 
-/* ---- reductions ---------------------------------------------------------------- */
+/* ---- unary ------------------------------------------------------------------------ */
 
-/* The gradient of an operand with the output's shape sums one term per
- * element: out[i] = term(dy[i], a, b) directly (the same value the
- * accumulators would give, a single term being exact in double). */
-static FNN_EW_INLINE void FN(map_loop)(const int term, FNN_T *out, const FNN_T *dy,
-                                       const FNN_T *a, const FNN_T *b, int64_t n,
-                                       const int64_t sa, const int64_t sb)
+/* np.sign: +-1, +0 for both zeros, NaN for NaN. */
+static FNN_EW_INLINE FNN_T FN(sign)(const FNN_T x)
+{
+    return x > 0 ? (FNN_T)1 : x < 0 ? (FNN_T)-1 : x == 0 ? (FNN_T)0 : x;
+}
+
+static FNN_EW_INLINE FNN_T FN(unary_apply)(const int op, const FNN_T x)
+{
+    switch (op) {
+    case FNN_UNARY_NEGATIVE:
+        return -x;
+    case FNN_UNARY_ABS:
+        return FNN_M(fabs)(x);
+    case FNN_UNARY_SIGN:
+        return FN(sign)(x);
+    case FNN_UNARY_SQUARE:
+        return x * x;
+    case FNN_UNARY_SQRT:
+        return FNN_M(sqrt)(x);
+    case FNN_UNARY_EXP:
+        return FNN_M(exp)(x);
+    case FNN_UNARY_LOG:
+        return FNN_M(log)(x);
+    case FNN_UNARY_LOG1P:
+        return FNN_M(log1p)(x);
+    case FNN_UNARY_RECIPROCAL:
+        return (FNN_T)1 / x;
+    default:
+        return x;
+    }
+}
+
+/* dy * op'(x), from the input x or the output y (fnn_unary_reads says
+ * which); the rounding sequence of each matches NumpyOps' expression. */
+static FNN_EW_INLINE FNN_T FN(unary_deriv)(const int op, const FNN_T dy, const FNN_T x,
+                                           const FNN_T y)
+{
+    switch (op) {
+    case FNN_UNARY_NEGATIVE:
+        return -dy;
+    case FNN_UNARY_ABS:
+        return dy * FN(sign)(x);
+    case FNN_UNARY_SIGN:
+        return (FNN_T)0;
+    case FNN_UNARY_SQUARE:
+        return dy * ((FNN_T)2 * x);
+    case FNN_UNARY_SQRT:
+        return (dy * (FNN_T)0.5) / y;
+    case FNN_UNARY_EXP:
+        return dy * y;
+    case FNN_UNARY_LOG:
+        return dy / x;
+    case FNN_UNARY_LOG1P:
+        return dy / ((FNN_T)1 + x);
+    case FNN_UNARY_RECIPROCAL:
+        return dy * -(y * y);
+    default:
+        return dy;
+    }
+}
+
+/* Y[i] = op(X[i]), i < n (Y may equal X: iteration i reads X[i] first). */
+static FNN_EW_INLINE void FN(unary_loop)(const int op, FNN_T *Y, const FNN_T *X, int64_t n)
 {
     #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
-        out[i] = FN(term)(term, dy[i], a[i * sa], b[i * sb]);
+        Y[i] = FN(unary_apply)(op, X[i]);
     }
 }
 
-static FNN_EW_INLINE void FN(map_row)(const int term, FNN_T *out, const FNN_T *dy,
-                                      const FNN_T *a, const FNN_T *b, int64_t n, int64_t sa,
-                                      int64_t sb)
+static void FN(unary_range)(int op, FNN_T *Y, const FNN_T *X, int64_t n)
 {
-    if (sa == 1 && sb == 1) {
-        FN(map_loop)(term, out, dy, a, b, n, 1, 1);
-    }
-    else if (sa == 1 && sb == 0) {
-        FN(map_loop)(term, out, dy, a, b, n, 1, 0);
-    }
-    else if (sa == 0 && sb == 1) {
-        FN(map_loop)(term, out, dy, a, b, n, 0, 1);
-    }
-    else {
-        FN(map_loop)(term, out, dy, a, b, n, sa, sb);
-    }
-}
-
-/* Output elements [lo, hi) of a gradient with the output's shape (out and dY
- * share the C-contiguous layout; A and B are read through their strides). */
-static FNN_EW_INLINE void FN(map_range_term)(const int term, FNN_T *out, const FNN_T *dy,
-                                             const FNN_T *A, const FNN_T *B, int ndim,
-                                             const int64_t *shape, const int64_t *as,
-                                             const int64_t *bs, int64_t lo, int64_t hi)
-{
-    const int64_t L = shape[ndim - 1], sa = as[ndim - 1], sb = bs[ndim - 1];
-    int64_t idx[FNN_MAX_DIMS], oa, ob;
-    int64_t pos = lo, j = lo % L;
-
-    seek_row(ndim, shape, as, bs, lo / L, idx, &oa, &ob);
-    while (pos < hi) {
-        const int64_t len = min64(L - j, hi - pos);
-        FN(map_row)(term, out + pos, dy + pos, A + oa + j * sa, B + ob + j * sb, len, sa, sb);
-        pos += len;
-        j = 0;
-        next_row(ndim, shape, as, bs, idx, &oa, &ob);
-    }
-}
-
-static void FN(map_range)(int term, FNN_T *out, const FNN_T *dy, const FNN_T *A,
-                          const FNN_T *B, int ndim, const int64_t *shape, const int64_t *as,
-                          const int64_t *bs, int64_t lo, int64_t hi)
-{
-    switch (term) {
-    case TERM_DY:
-        FN(map_range_term)(TERM_DY, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    switch (op) {
+    case FNN_UNARY_NEGATIVE:
+        FN(unary_loop)(FNN_UNARY_NEGATIVE, Y, X, n);
         break;
-    case TERM_NEG_DY:
-        FN(map_range_term)(TERM_NEG_DY, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    case FNN_UNARY_ABS:
+        FN(unary_loop)(FNN_UNARY_ABS, Y, X, n);
         break;
-    case TERM_DY_B:
-        FN(map_range_term)(TERM_DY_B, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    case FNN_UNARY_SIGN:
+        FN(unary_loop)(FNN_UNARY_SIGN, Y, X, n);
         break;
-    case TERM_DY_A:
-        FN(map_range_term)(TERM_DY_A, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    case FNN_UNARY_SQUARE:
+        FN(unary_loop)(FNN_UNARY_SQUARE, Y, X, n);
         break;
-    case TERM_DY_OVER_B:
-        FN(map_range_term)(TERM_DY_OVER_B, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    case FNN_UNARY_SQRT:
+        FN(unary_loop)(FNN_UNARY_SQRT, Y, X, n);
         break;
-    case TERM_DIVIDE_B:
-        FN(map_range_term)(TERM_DIVIDE_B, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    case FNN_UNARY_EXP:
+        FN(unary_loop)(FNN_UNARY_EXP, Y, X, n);
         break;
-    case TERM_A_GE_B:
-        FN(map_range_term)(TERM_A_GE_B, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    case FNN_UNARY_LOG:
+        FN(unary_loop)(FNN_UNARY_LOG, Y, X, n);
         break;
-    case TERM_A_NOT_GE_B:
-        FN(map_range_term)(TERM_A_NOT_GE_B, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    case FNN_UNARY_LOG1P:
+        FN(unary_loop)(FNN_UNARY_LOG1P, Y, X, n);
         break;
-    case TERM_A_LE_B:
-        FN(map_range_term)(TERM_A_LE_B, out, dy, A, B, ndim, shape, as, bs, lo, hi);
-        break;
-    case TERM_A_NOT_LE_B:
-        FN(map_range_term)(TERM_A_NOT_LE_B, out, dy, A, B, ndim, shape, as, bs, lo, hi);
+    case FNN_UNARY_RECIPROCAL:
+        FN(unary_loop)(FNN_UNARY_RECIPROCAL, Y, X, n);
         break;
     default:
         break;
     }
 }
 
-/* acc[j] += term(dy[j], a[j*sa], b[j*sb]), j < w: one row segment into the
- * column accumulators (inner axis kept). */
-static FNN_EW_INLINE void FN(acc_loop)(const int term, double *acc, const FNN_T *dy,
-                                       const FNN_T *a, const FNN_T *b, int64_t w,
-                                       const int64_t sa, const int64_t sb)
+/* dX[i] = dY[i] * op'(X[i] or Y[i]), i < n; dX may equal any input. The
+ * operand not read is passed as dY (in bounds, never used). */
+static FNN_EW_INLINE void FN(unary_bwd_loop)(const int op, FNN_T *dX, const FNN_T *dY,
+                                             const FNN_T *X, const FNN_T *Y, int64_t n)
 {
     #pragma omp simd
-    for (int64_t j = 0; j < w; j++) {
-        acc[j] += (double)FN(term)(term, dy[j], a[j * sa], b[j * sb]);
+    for (int64_t i = 0; i < n; i++) {
+        dX[i] = FN(unary_deriv)(op, dY[i], X[i], Y[i]);
     }
 }
 
-static FNN_EW_INLINE void FN(acc_row)(const int term, double *acc, const FNN_T *dy,
-                                      const FNN_T *a, const FNN_T *b, int64_t w, int64_t sa,
-                                      int64_t sb)
+static void FN(unary_bwd_range)(int op, FNN_T *dX, const FNN_T *dY, const FNN_T *X,
+                                const FNN_T *Y, int64_t n)
 {
-    if (sa == 1 && sb == 1) {
-        FN(acc_loop)(term, acc, dy, a, b, w, 1, 1);
-    }
-    else if (sa == 1 && sb == 0) {
-        FN(acc_loop)(term, acc, dy, a, b, w, 1, 0);
-    }
-    else if (sa == 0 && sb == 1) {
-        FN(acc_loop)(term, acc, dy, a, b, w, 0, 1);
-    }
-    else {
-        FN(acc_loop)(term, acc, dy, a, b, w, sa, sb);
-    }
-}
-
-/* acc[j] += the terms of RED_GROUP row segments, added in segment order: the
- * same additions as RED_GROUP acc_loop calls, with one load and store of
- * acc[j] instead of RED_GROUP (the accumulators' traffic bounds that loop). */
-static FNN_EW_INLINE void FN(acc_group_loop)(const int term, double *acc,
-                                             const FNN_T *const *d, const FNN_T *const *a,
-                                             const FNN_T *const *b, int64_t w,
-                                             const int64_t sa, const int64_t sb)
-{
-    const FNN_T *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3];
-    const FNN_T *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
-    const FNN_T *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
-    #pragma omp simd
-    for (int64_t j = 0; j < w; j++) {
-        double s = acc[j];
-        s += (double)FN(term)(term, d0[j], a0[j * sa], b0[j * sb]);
-        s += (double)FN(term)(term, d1[j], a1[j * sa], b1[j * sb]);
-        s += (double)FN(term)(term, d2[j], a2[j * sa], b2[j * sb]);
-        s += (double)FN(term)(term, d3[j], a3[j * sa], b3[j * sb]);
-        acc[j] = s;
-    }
-}
-
-static FNN_EW_INLINE void FN(acc_group_row)(const int term, double *acc,
-                                            const FNN_T *const *d, const FNN_T *const *a,
-                                            const FNN_T *const *b, int64_t w, int64_t sa,
-                                            int64_t sb)
-{
-    if (sa == 1 && sb == 1) {
-        FN(acc_group_loop)(term, acc, d, a, b, w, 1, 1);
-    }
-    else if (sa == 1 && sb == 0) {
-        FN(acc_group_loop)(term, acc, d, a, b, w, 1, 0);
-    }
-    else if (sa == 0 && sb == 1) {
-        FN(acc_group_loop)(term, acc, d, a, b, w, 0, 1);
-    }
-    else {
-        FN(acc_group_loop)(term, acc, d, a, b, w, sa, sb);
-    }
-}
-
-/* lane[j % 8] += term(dy[j], a[j*sa], b[j*sb]), j < L: one contiguous run
- * summed into the lanes (inner axis summed). The lane of a term depends on
- * j alone, so the sum's grouping is fixed by the shape. */
-static FNN_EW_INLINE void FN(lane_loop)(const int term, double *lane, const FNN_T *dy,
-                                        const FNN_T *a, const FNN_T *b, int64_t L,
-                                        const int64_t sa, const int64_t sb)
-{
-    int64_t j = 0;
-    for (; j + RED_LANES <= L; j += RED_LANES) {
-        #pragma omp simd
-        for (int l = 0; l < RED_LANES; l++) {
-            lane[l] += (double)FN(term)(term, dy[j + l], a[(j + l) * sa], b[(j + l) * sb]);
-        }
-    }
-    for (int l = 0; j + l < L; l++) {
-        lane[l] += (double)FN(term)(term, dy[j + l], a[(j + l) * sa], b[(j + l) * sb]);
-    }
-}
-
-static FNN_EW_INLINE void FN(lane_row)(const int term, double *lane, const FNN_T *dy,
-                                       const FNN_T *a, const FNN_T *b, int64_t L, int64_t sa,
-                                       int64_t sb)
-{
-    if (sa == 1 && sb == 1) {
-        FN(lane_loop)(term, lane, dy, a, b, L, 1, 1);
-    }
-    else if (sa == 1 && sb == 0) {
-        FN(lane_loop)(term, lane, dy, a, b, L, 1, 0);
-    }
-    else if (sa == 0 && sb == 1) {
-        FN(lane_loop)(term, lane, dy, a, b, L, 0, 1);
-    }
-    else {
-        FN(lane_loop)(term, lane, dy, a, b, L, sa, sb);
-    }
-}
-
-/* Unit u of a reduction whose inner axis is kept: kept rows [r0, r1) times
- * columns [c0, c0 + w); each row's columns sum the summed axes in C order. */
-static FNN_EW_INLINE void FN(unit_kept_term)(const int term, FNN_T *out, const FNN_T *dy,
-                                             const FNN_T *a, const FNN_T *b,
-                                             const reduce_plan *p, int64_t u)
-{
-    const int in = p->nd - 1;
-    const int64_t so = p->st[S_OUT][in], sa = p->st[S_A][in], sb = p->st[S_B][in];
-    const int64_t c0 = (u % p->ncb) * p->cols, w = min64(p->cols, p->L - c0);
-    const int64_t r0 = u / p->ncb * p->rows, r1 = min64(r0 + p->rows, p->nkept);
-    double acc[RED_COLS];
-    int64_t kidx[FNN_MAX_DIMS], ridx[FNN_MAX_DIMS], off[S_COUNT], roff[S_COUNT];
-
-    seek_kept(p, r0, kidx, off);
-    for (int r = 0; r < p->nr; r++) {
-        ridx[r] = 0;
-    }
-    for (int64_t row = r0; row < r1; row++) {
-        FNN_T *o = out + off[S_OUT] + c0 * so;
-        int more = 1;
-        for (int64_t j = 0; j < w; j++) {
-            acc[j] = 0.0;
-        }
-        memcpy(roff, off, sizeof(roff));
-        while (more) {
-            /* The next RED_GROUP summed positions (fewer at the end). */
-            const FNN_T *pd[RED_GROUP], *pa[RED_GROUP], *pb[RED_GROUP];
-            int m = 0;
-            do {
-                pd[m] = dy + roff[S_DY] + c0;
-                pa[m] = a + roff[S_A] + c0 * sa;
-                pb[m] = b + roff[S_B] + c0 * sb;
-                m++;
-                more = next_reduced(p, ridx, roff);
-            } while (more && m < RED_GROUP);
-            if (m == RED_GROUP) {
-                FN(acc_group_row)(term, acc, pd, pa, pb, w, sa, sb);
-            }
-            else {
-                for (int i = 0; i < m; i++) {
-                    FN(acc_row)(term, acc, pd[i], pa[i], pb[i], w, sa, sb);
-                }
-            }
-        }
-        for (int64_t j = 0; j < w; j++) {
-            o[j * so] = (FNN_T)acc[j];
-        }
-        next_kept(p, kidx, off);
-    }
-}
-
-/* Unit u of a reduction whose inner axis is summed: elements [e0, e1) of the
- * out array, each the lane sum of its runs, the summed outer axes in C order. */
-static FNN_EW_INLINE void FN(unit_summed_term)(const int term, FNN_T *out, const FNN_T *dy,
-                                               const FNN_T *a, const FNN_T *b,
-                                               const reduce_plan *p, int64_t u)
-{
-    const int in = p->nd - 1;
-    const int64_t sa = p->st[S_A][in], sb = p->st[S_B][in];
-    const int64_t e0 = u * p->rows, e1 = min64(e0 + p->rows, p->nkept);
-    int64_t kidx[FNN_MAX_DIMS], ridx[FNN_MAX_DIMS], off[S_COUNT], roff[S_COUNT];
-
-    seek_kept(p, e0, kidx, off);
-    for (int r = 0; r < p->nr; r++) {
-        ridx[r] = 0;
-    }
-    for (int64_t e = e0; e < e1; e++) {
-        double lane[RED_LANES] = {0.0};
-        memcpy(roff, off, sizeof(roff));
-        do {
-            FN(lane_row)(term, lane, dy + roff[S_DY], a + roff[S_A], b + roff[S_B], p->L, sa,
-                         sb);
-        } while (next_reduced(p, ridx, roff));
-        out[off[S_OUT]] = (FNN_T)(((lane[0] + lane[1]) + (lane[2] + lane[3]))
-                                  + ((lane[4] + lane[5]) + (lane[6] + lane[7])));
-        next_kept(p, kidx, off);
-    }
-}
-
-static FNN_EW_INLINE void FN(unit_term)(const int term, FNN_T *out, const FNN_T *dy,
-                                        const FNN_T *a, const FNN_T *b, const reduce_plan *p,
-                                        int64_t u)
-{
-    if (p->inner_kept) {
-        FN(unit_kept_term)(term, out, dy, a, b, p, u);
-    }
-    else {
-        FN(unit_summed_term)(term, out, dy, a, b, p, u);
-    }
-}
-
-static void FN(unit)(int term, FNN_T *out, const FNN_T *dy, const FNN_T *a, const FNN_T *b,
-                     const reduce_plan *p, int64_t u)
-{
-    switch (term) {
-    case TERM_DY:
-        FN(unit_term)(TERM_DY, out, dy, a, b, p, u);
+    switch (op) {
+    case FNN_UNARY_NEGATIVE:
+        FN(unary_bwd_loop)(FNN_UNARY_NEGATIVE, dX, dY, X, Y, n);
         break;
-    case TERM_NEG_DY:
-        FN(unit_term)(TERM_NEG_DY, out, dy, a, b, p, u);
+    case FNN_UNARY_ABS:
+        FN(unary_bwd_loop)(FNN_UNARY_ABS, dX, dY, X, Y, n);
         break;
-    case TERM_DY_B:
-        FN(unit_term)(TERM_DY_B, out, dy, a, b, p, u);
+    case FNN_UNARY_SIGN:
+        FN(unary_bwd_loop)(FNN_UNARY_SIGN, dX, dY, X, Y, n);
         break;
-    case TERM_DY_A:
-        FN(unit_term)(TERM_DY_A, out, dy, a, b, p, u);
+    case FNN_UNARY_SQUARE:
+        FN(unary_bwd_loop)(FNN_UNARY_SQUARE, dX, dY, X, Y, n);
         break;
-    case TERM_DY_OVER_B:
-        FN(unit_term)(TERM_DY_OVER_B, out, dy, a, b, p, u);
+    case FNN_UNARY_SQRT:
+        FN(unary_bwd_loop)(FNN_UNARY_SQRT, dX, dY, X, Y, n);
         break;
-    case TERM_DIVIDE_B:
-        FN(unit_term)(TERM_DIVIDE_B, out, dy, a, b, p, u);
+    case FNN_UNARY_EXP:
+        FN(unary_bwd_loop)(FNN_UNARY_EXP, dX, dY, X, Y, n);
         break;
-    case TERM_A_GE_B:
-        FN(unit_term)(TERM_A_GE_B, out, dy, a, b, p, u);
+    case FNN_UNARY_LOG:
+        FN(unary_bwd_loop)(FNN_UNARY_LOG, dX, dY, X, Y, n);
         break;
-    case TERM_A_NOT_GE_B:
-        FN(unit_term)(TERM_A_NOT_GE_B, out, dy, a, b, p, u);
+    case FNN_UNARY_LOG1P:
+        FN(unary_bwd_loop)(FNN_UNARY_LOG1P, dX, dY, X, Y, n);
         break;
-    case TERM_A_LE_B:
-        FN(unit_term)(TERM_A_LE_B, out, dy, a, b, p, u);
-        break;
-    case TERM_A_NOT_LE_B:
-        FN(unit_term)(TERM_A_NOT_LE_B, out, dy, a, b, p, u);
+    case FNN_UNARY_RECIPROCAL:
+        FN(unary_bwd_loop)(FNN_UNARY_RECIPROCAL, dX, dY, X, Y, n);
         break;
     default:
         break;
     }
 }
 
-/* out (strides so) = the sum of term(dY, A, B) over the axes where so is 0.
- * The units are independent and each is computed the same way by any thread. */
-static void FN(reduce)(int term, FNN_T *out, const FNN_T *dy, const FNN_T *a,
-                       const int64_t *sa, const FNN_T *b, const int64_t *sb, int ndim,
-                       const int64_t *shape, const int64_t *so, int64_t n, int nthreads)
+/* Y[n] = op(X[n]). */
+int FN(fnn_unary_forward)(FNN_T *Y, const FNN_T *X, int64_t n, int op, int nthreads)
 {
-    reduce_plan p;
-    int nt = fnn_threads_for((double)n, EW_GRAIN, nthreads);
+    int nt;
 
-    if (sums_nothing(ndim, shape, so)) {
-        if (nt <= 1) {
-            FN(map_range)(term, out, dy, a, b, ndim, shape, sa, sb, 0, n);
-        }
-        else {
-            const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
-            int64_t blk;
-            #pragma omp parallel for schedule(static) num_threads(nt)
-            for (blk = 0; blk < nblocks; blk++) {
-                const int64_t lo = blk * EW_BLOCK;
-                FN(map_range)(term, out, dy, a, b, ndim, shape, sa, sb, lo,
-                              min64(lo + EW_BLOCK, n));
-            }
-        }
-        return;
+    if (n < 0 || op < 0 || op >= FNN_UNARY_COUNT) {
+        return FNN_ERR_ARG;
     }
-    plan_reduce(&p, ndim, shape, so, sa, sb);
-    if (nt > p.nunits) {
-        nt = (int)p.nunits;
+    if (n == 0) {
+        return FNN_OK;
     }
+    if (Y == NULL || X == NULL) {
+        return FNN_ERR_ARG;
+    }
+    nt = map_threads(n, unary_is_transcendental(op), nthreads);
     if (nt <= 1) {
-        for (int64_t u = 0; u < p.nunits; u++) {
-            FN(unit)(term, out, dy, a, b, &p, u);
-        }
+        FN(unary_range)(op, Y, X, n);
     }
     else {
-        int64_t u;
+        const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
+        int64_t blk;
         #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < p.nunits; u++) {
-            FN(unit)(term, out, dy, a, b, &p, u);
+        for (blk = 0; blk < nblocks; blk++) {
+            const int64_t lo = blk * EW_BLOCK;
+            FN(unary_range)(op, Y + lo, X + lo, min64(EW_BLOCK, n - lo));
         }
-    }
-}
-
-/* dA (strides as) and dB (strides bs), either may be NULL, from dY[shape]. */
-int FN(fnn_binary_backward)(FNN_T *dA, FNN_T *dB, const FNN_T *dY, const FNN_T *A,
-                            const FNN_T *B, int ndim, const int64_t *shape, const int64_t *as,
-                            const int64_t *bs, int op, int nthreads)
-{
-    const int64_t *ra = as, *rb = bs;
-    int64_t n;
-    int status = check_layout(ndim, shape, &n);
-
-    if (status != FNN_OK) {
-        return status;
-    }
-    if (op < 0 || op >= FNN_BINARY_COUNT || dY == NULL || as == NULL || bs == NULL) {
-        return FNN_ERR_ARG;
-    }
-    if (op == FNN_BINARY_ADD || op == FNN_BINARY_SUBTRACT) {
-        /* A and B are not read (and may be NULL): point them at dY. */
-        A = dY;
-        B = dY;
-        ra = zero_strides;
-        rb = zero_strides;
-    }
-    else if (A == NULL || B == NULL) {
-        return FNN_ERR_ARG;
-    }
-    if (dA != NULL) {
-        FN(reduce)(binary_terms[op][0], dA, dY, A, ra, B, rb, ndim, shape, as, n, nthreads);
-    }
-    if (dB != NULL) {
-        FN(reduce)(binary_terms[op][1], dB, dY, A, ra, B, rb, ndim, shape, bs, n, nthreads);
     }
     return FNN_OK;
 }
 
-/* Y (strides ys) = X[shape] summed over the axes where ys is 0. */
-int FN(fnn_sum_to_shape)(FNN_T *Y, const FNN_T *X, int ndim, const int64_t *shape,
-                         const int64_t *ys, int nthreads)
+/* dX[n] = dY * op'(X or Y); the one op does not read may be NULL. */
+int FN(fnn_unary_backward)(FNN_T *dX, const FNN_T *dY, const FNN_T *X, const FNN_T *Y,
+                           int64_t n, int op, int nthreads)
 {
+    const int reads = fnn_unary_reads(op);
+    int nt;
+
+    if (n < 0 || op < 0 || op >= FNN_UNARY_COUNT) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+    if (dX == NULL || dY == NULL || (reads == 1 && X == NULL) || (reads == 2 && Y == NULL)) {
+        return FNN_ERR_ARG;
+    }
+    if (reads != 1) {
+        X = dY;
+    }
+    if (reads != 2) {
+        Y = dY;
+    }
+    nt = map_threads(n, 0, nthreads);
+    if (nt <= 1) {
+        FN(unary_bwd_range)(op, dX, dY, X, Y, n);
+    }
+    else {
+        const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
+        int64_t blk;
+        #pragma omp parallel for schedule(static) num_threads(nt)
+        for (blk = 0; blk < nblocks; blk++) {
+            const int64_t lo = blk * EW_BLOCK;
+            FN(unary_bwd_range)(op, dX + lo, dY + lo, X + lo, Y + lo, min64(EW_BLOCK, n - lo));
+        }
+    }
+    return FNN_OK;
+}
+
+/* ---- where --------------------------------------------------------------------- */
+
+/* y[i] = c[i*sc] ? a[i*sa] : b[i*sb]: both values loaded, then selected, so
+ * the loop vectorises (and y may be a or b, same index). */
+static FNN_EW_INLINE void FN(where_loop)(FNN_T *y, const uint8_t *c, const FNN_T *a,
+                                         const FNN_T *b, int64_t n, const int64_t sc,
+                                         const int64_t sa, const int64_t sb)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const FNN_T u = a[i * sa], v = b[i * sb];
+        y[i] = c[i * sc] ? u : v;
+    }
+}
+
+/* The patterns of where(cond, dy, 0) and where(cond, 0, dy) (a 0-d zero), and
+ * all three alike. */
+static FNN_EW_INLINE void FN(where_row)(FNN_T *y, const uint8_t *c, const FNN_T *a,
+                                        const FNN_T *b, int64_t n, int64_t sc, int64_t sa,
+                                        int64_t sb)
+{
+    if (sc == 1 && sa == 1 && sb == 1) {
+        FN(where_loop)(y, c, a, b, n, 1, 1, 1);
+    }
+    else if (sc == 1 && sa == 1 && sb == 0) {
+        FN(where_loop)(y, c, a, b, n, 1, 1, 0);
+    }
+    else if (sc == 1 && sa == 0 && sb == 1) {
+        FN(where_loop)(y, c, a, b, n, 1, 0, 1);
+    }
+    else {
+        FN(where_loop)(y, c, a, b, n, sc, sa, sb);
+    }
+}
+
+static void FN(where_range)(FNN_T *Y, const uint8_t *C, const FNN_T *A, const FNN_T *B,
+                            int ndim, const int64_t *shape, const int64_t *const *st,
+                            int64_t lo, int64_t hi)
+{
+    const int64_t L = shape[ndim - 1];
+    const int64_t sc = st[0][ndim - 1], sa = st[1][ndim - 1], sb = st[2][ndim - 1];
+    int64_t idx[FNN_MAX_DIMS], off[3];
+    int64_t pos = lo, j = lo % L;
+
+    seek_row_k(ndim, shape, 3, st, lo / L, idx, off);
+    while (pos < hi) {
+        const int64_t len = min64(L - j, hi - pos);
+        FN(where_row)(Y + pos, C + off[0] + j * sc, A + off[1] + j * sa, B + off[2] + j * sb,
+                      len, sc, sa, sb);
+        pos += len;
+        j = 0;
+        next_row_k(ndim, shape, 3, st, idx, off);
+    }
+}
+
+/* Y[shape] = Cond ? A : B. */
+int FN(fnn_where)(FNN_T *Y, const uint8_t *Cond, const FNN_T *A, const FNN_T *B, int ndim,
+                  const int64_t *shape, const int64_t *cs, const int64_t *as, const int64_t *bs,
+                  int nthreads)
+{
+    const int64_t *st[3] = {cs, as, bs};
     int64_t n;
+    int nt;
     int status = check_layout(ndim, shape, &n);
 
     if (status != FNN_OK) {
         return status;
     }
-    if (Y == NULL || X == NULL || ys == NULL) {
+    if (Y == NULL || Cond == NULL || A == NULL || B == NULL || cs == NULL || as == NULL
+        || bs == NULL) {
         return FNN_ERR_ARG;
     }
-    FN(reduce)(TERM_DY, Y, X, X, zero_strides, X, zero_strides, ndim, shape, ys, n, nthreads);
+    nt = map_threads(n, 0, nthreads);
+    if (nt <= 1) {
+        FN(where_range)(Y, Cond, A, B, ndim, shape, st, 0, n);
+    }
+    else {
+        const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
+        int64_t blk;
+        #pragma omp parallel for schedule(static) num_threads(nt)
+        for (blk = 0; blk < nblocks; blk++) {
+            const int64_t lo = blk * EW_BLOCK;
+            FN(where_range)(Y, Cond, A, B, ndim, shape, st, lo, min64(lo + EW_BLOCK, n));
+        }
+    }
     return FNN_OK;
 }
 

@@ -331,7 +331,9 @@ int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float
  *             `bs`. Either may be NULL (skipped). maximum: A gets dY where
  *             A >= B, B elsewhere; minimum: A where A <= B, B elsewhere
  *             (TensorFlow's rule for ties). divide: dA = dY / B, dB = -dY A / B^2.
- *             A and B are read only for multiply, divide, maximum and minimum.
+ *             power (Y = A^B, pow(0, 0) = 1): dA = dY B A^(B-1), dB = dY A^B log(A)
+ *             where A > 0, else 0 (TensorFlow's rule).
+ *             A and B are read for every op but add and subtract.
  *   sum_to_shape: Y (laid out by `ys`, 0 on the axes summed) = X summed over
  *             those axes; X C-contiguous of shape[ndim]. OVERWRITTEN.
  * Sums run in double; each output element is summed by one thread in a fixed
@@ -339,7 +341,8 @@ int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float
  * any nthreads. */
 enum {
     FNN_BINARY_ADD = 0, FNN_BINARY_SUBTRACT = 1, FNN_BINARY_MULTIPLY = 2,
-    FNN_BINARY_DIVIDE = 3, FNN_BINARY_MAXIMUM = 4, FNN_BINARY_MINIMUM = 5, FNN_BINARY_COUNT = 6
+    FNN_BINARY_DIVIDE = 3, FNN_BINARY_MAXIMUM = 4, FNN_BINARY_MINIMUM = 5,
+    FNN_BINARY_POWER = 6, FNN_BINARY_COUNT = 7
 };
 #define FNN_MAX_DIMS 64
 int fnn_binary_forward_f32(float *Y, const float *A, const float *B, int ndim,
@@ -358,6 +361,101 @@ int fnn_sum_to_shape_f32(float *Y, const float *X, int ndim, const int64_t *shap
                          const int64_t *ys, int nthreads);
 int fnn_sum_to_shape_f64(double *Y, const double *X, int ndim, const int64_t *shape,
                          const int64_t *ys, int nthreads);
+
+/* ---- unary element-wise ops, comparisons, select (elementwise.c) ------- */
+/* Unary: Y[n] = op(X[n]) and dX[n] = dY * op'(.), over n contiguous elements
+ * (any shape, flattened by the caller). Y may equal X; dX may equal dY, X or
+ * Y. NumPy's values: sign(0) = 0 and sign(NaN) = NaN; sqrt and log of a
+ * negative are NaN, log(0) = -inf; exp, log, log1p and sqrt are libm's.
+ * Derivatives (TensorFlow's rules): negative -dY; abs dY sign(X) (0 at 0);
+ * sign 0; square dY (2 X); sqrt (dY 0.5) / Y; exp dY Y; log dY / X; log1p
+ * dY / (1 + X); reciprocal dY (-(Y Y)). Each reads X or Y, never both
+ * (negative and sign read neither); the one not read may be NULL. */
+enum {
+    FNN_UNARY_NEGATIVE = 0, FNN_UNARY_ABS = 1, FNN_UNARY_SIGN = 2, FNN_UNARY_SQUARE = 3,
+    FNN_UNARY_SQRT = 4, FNN_UNARY_EXP = 5, FNN_UNARY_LOG = 6, FNN_UNARY_LOG1P = 7,
+    FNN_UNARY_RECIPROCAL = 8, FNN_UNARY_COUNT = 9
+};
+int fnn_unary_forward_f32(float *Y, const float *X, int64_t n, int op, int nthreads);
+int fnn_unary_forward_f64(double *Y, const double *X, int64_t n, int op, int nthreads);
+int fnn_unary_backward_f32(float *dX, const float *dY, const float *X, const float *Y,
+                           int64_t n, int op, int nthreads);
+int fnn_unary_backward_f64(double *dX, const double *dY, const double *X, const double *Y,
+                           int64_t n, int op, int nthreads);
+int fnn_unary_reads(int op);    /* what op's derivative reads: 0 nothing, 1 X, 2 Y */
+
+/* Comparisons with broadcasting, laid out as the binary ops (Y is the
+ * C-contiguous uint8 output, 1 where A <op> B holds, else 0; IEEE: every
+ * comparison with NaN is false but not_equal). */
+enum {
+    FNN_COMPARE_EQUAL = 0, FNN_COMPARE_NOT_EQUAL = 1, FNN_COMPARE_LESS = 2,
+    FNN_COMPARE_LESS_EQUAL = 3, FNN_COMPARE_GREATER = 4, FNN_COMPARE_GREATER_EQUAL = 5,
+    FNN_COMPARE_COUNT = 6
+};
+int fnn_compare_f32(uint8_t *Y, const float *A, const float *B, int ndim, const int64_t *shape,
+                    const int64_t *as, const int64_t *bs, int op, int nthreads);
+int fnn_compare_f64(uint8_t *Y, const double *A, const double *B, int ndim,
+                    const int64_t *shape, const int64_t *as, const int64_t *bs, int op,
+                    int nthreads);
+int fnn_compare_i64(uint8_t *Y, const int64_t *A, const int64_t *B, int ndim,
+                    const int64_t *shape, const int64_t *as, const int64_t *bs, int op,
+                    int nthreads);
+/* Y = Cond ? A : B with broadcasting of all three (Cond uint8, nonzero true;
+ * element strides cs, as, bs over Y's shape). Y may equal A or B when that
+ * operand has Y's layout. */
+int fnn_where_f32(float *Y, const uint8_t *Cond, const float *A, const float *B, int ndim,
+                  const int64_t *shape, const int64_t *cs, const int64_t *as, const int64_t *bs,
+                  int nthreads);
+int fnn_where_f64(double *Y, const uint8_t *Cond, const double *A, const double *B, int ndim,
+                  const int64_t *shape, const int64_t *cs, const int64_t *as, const int64_t *bs,
+                  int nthreads);
+
+/* ---- reductions over axes (elementwise.c: sum_to_shape's engine) ------- */
+/* X C-contiguous of shape[ndim]; Y laid out by `ys` (element strides over
+ * that shape, 0 on the axes reduced), as sum_to_shape's Y. The caller
+ * collapses axes first and handles empty arrays.
+ *   forward:  Y = op over the reduced axes: sum, mean (the sum / the count
+ *             of reduced elements), max, min (NaN propagates). Sums run in
+ *             double; each Y element is reduced by one thread in a fixed
+ *             order: bitwise identical for any nthreads. OVERWRITTEN.
+ *   backward: dX[shape] (C-contiguous, OVERWRITTEN) from dY (laid out by ys):
+ *             sum dY; mean dY / count; max / min: where X == Y (Y the
+ *             forward's result, laid out by ys), dY / (the number of such
+ *             X in the reduction), else 0 (TensorFlow's rule for ties).
+ *             X and Y are read for max and min only (may be NULL for the
+ *             others). FNN_ERR_NOMEM when max / min's scratch (one element
+ *             per Y element) cannot be allocated. */
+enum { FNN_REDUCE_SUM = 0, FNN_REDUCE_MEAN = 1, FNN_REDUCE_MAX = 2, FNN_REDUCE_MIN = 3,
+       FNN_REDUCE_COUNT = 4 };
+int fnn_reduce_f32(float *Y, const float *X, int ndim, const int64_t *shape, const int64_t *ys,
+                   int op, int nthreads);
+int fnn_reduce_f64(double *Y, const double *X, int ndim, const int64_t *shape,
+                   const int64_t *ys, int op, int nthreads);
+int fnn_reduce_backward_f32(float *dX, const float *dY, const float *X, const float *Y,
+                            int ndim, const int64_t *shape, const int64_t *ys, int op,
+                            int nthreads);
+int fnn_reduce_backward_f64(double *dX, const double *dY, const double *X, const double *Y,
+                            int ndim, const int64_t *shape, const int64_t *ys, int op,
+                            int nthreads);
+
+/* ---- softmax / log-softmax along one axis (softmax.c) ------------------ */
+/* X, Y (outer, L, inner) C-contiguous: the softmax runs along L for each of
+ * the outer * inner lines (inner == 1: rows; act.c's softmax is this with
+ * outer = N, L = O). Shifted by the line's maximum; the line's sum of exp in
+ * double, in order along L, by one thread: bitwise identical for any
+ * nthreads, and for any axis (a line's values do not depend on its stride).
+ *   forward:  softmax Y = exp(X - m) / s; log: Y = (X - m) - log(s)
+ *             (m the maximum, s = sum exp(X - m)). Y may equal X.
+ *   backward: from the output Y: softmax dX = Y (dY - sum(dY Y));
+ *             log: dX = dY - exp(Y) sum(dY). dX may equal dY or Y. */
+int fnn_softmax_forward_f32(float *Y, const float *X, int64_t outer, int64_t L, int64_t inner,
+                            int is_log, int nthreads);
+int fnn_softmax_forward_f64(double *Y, const double *X, int64_t outer, int64_t L,
+                            int64_t inner, int is_log, int nthreads);
+int fnn_softmax_backward_f32(float *dX, const float *dY, const float *Y, int64_t outer,
+                             int64_t L, int64_t inner, int is_log, int nthreads);
+int fnn_softmax_backward_f64(double *dX, const double *dY, const double *Y, int64_t outer,
+                             int64_t L, int64_t inner, int is_log, int nthreads);
 
 /* ---- concatenation (concat.c) ------------------------------------------ */
 /* Concatenation of k pieces along one axis, every array C-contiguous and

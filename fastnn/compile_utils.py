@@ -78,7 +78,7 @@ def _weight(value):
 def _metric_list(value):
     if value is None:
         return []
-    items = [value] if isinstance(value, (str, _metrics.Metric)) else list(value)
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
     for m in items:
         # validate now; "accuracy" is resolved against the data's shapes in fit
         _metrics.get(m, sparse_targets=False, output_dim=2)

@@ -23,18 +23,14 @@ def prepare_inputs(model, x, where):
     from the data's shape when it has none yet."""
     if x is None:
         raise ValueError(f"{where}: x is required")
+    if not model.built:
+        if not model.is_call_based and not getattr(model, "layers", None):
+            raise ValueError(f"{model.name}: the model has no layers")
+        _check_arrays([np.asarray(v) for v in _leaves(x)], where)
+        model.build_for_data(x)
     values = model.match_inputs(x, where)
     arrays = [np.asarray(v) for v in values]
-    for a in arrays:
-        if a.dtype.kind not in "biuf":
-            raise TypeError(f"{where}: x must be numeric, got dtype {a.dtype}")
-        if a.ndim < 2 or a.shape[0] == 0:
-            raise ValueError(f"{where}: x must be a non-empty batch of shape (samples, ...), "
-                             f"got {a.shape}")
-    if not model.built:
-        if not getattr(model, "layers", None):
-            raise ValueError(f"{model.name}: the model has no layers")
-        model.build(arrays[0].shape[1:])
+    _check_arrays(arrays, where)
     plan = model.plan()
     if not plan.steps:
         raise ValueError(f"{model.name}: the model has no layers")
@@ -53,6 +49,23 @@ def prepare_inputs(model, x, where):
                              f"input {name!r} has {array.shape[0]}, the first has {n}")
         prepared.append(_prepare_input(model, array, tensor, consumers, where))
     return prepared
+
+
+def _leaves(x):
+    if isinstance(x, dict):
+        return list(x.values())
+    if isinstance(x, (list, tuple)) and x and all(isinstance(v, np.ndarray) for v in x):
+        return list(x)
+    return [x]
+
+
+def _check_arrays(arrays, where):
+    for a in arrays:
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: x must be numeric, got dtype {a.dtype}")
+        if a.ndim < 2 or a.shape[0] == 0:
+            raise ValueError(f"{where}: x must be a non-empty batch of shape (samples, ...), "
+                             f"got {a.shape}")
 
 
 def _prepare_input(model, x, tensor, consumers, where):
@@ -75,22 +88,50 @@ def target_objectives(objectives):
 
 
 def prepare_targets(model, objectives, y, n, where):
-    """One prepared target array per objective of ``target_objectives`` (None for an
-    output with metrics only and no target given)."""
+    """(one prepared target array per objective of ``target_objectives`` -- None for
+    an output with metrics only and no target given --, each target's shape per
+    sample as given)."""
     wanted = target_objectives(objectives)
     if y is None:
         raise ValueError(f"{where}: y is required")
     values = _match_outputs(model, wanted, y, "y", where)
-    out = []
+    targets, shapes = [], []
     for objective, value in zip(wanted, values):
         if value is None:
             if objective.loss is not None:
                 raise ValueError(f"{where}: y has no target for output {objective.name!r}, "
                                  "which has a loss")
-            out.append(None)
+            targets.append(None)
+            shapes.append(None)
             continue
-        out.append(_prepare_output_target(model, objective, value, n, where))
-    return out
+        if objective.loss is not None and objective.loss.is_traced:
+            target = _prepare_raw_target(model, objective, value, n, where)
+            targets.append(target)
+            shapes.append(target.shape[1:])
+            continue
+        target, shape = _prepare_output_target(model, objective, value, n, where)
+        targets.append(target)
+        shapes.append(shape)
+    return targets, shapes
+
+
+def _prepare_raw_target(model, objective, y, n, where):
+    """Targets for a loss of your own: as given (any shape with n samples), as the
+    model's float dtype (Keras converts y_true to the loss's dtype); (n,) targets
+    of a one-unit output become (n, 1)."""
+    y = np.asarray(y)
+    out_shape, _ = _output(model, objective)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: y must be numeric, got dtype {y.dtype}")
+    if y.shape[:1] != (n,):
+        raise ValueError(f"{where}: x has {n} samples but y has "
+                         f"{y.shape[0] if y.ndim else 'no'} ({y.shape})")
+    if y.shape == (n,) and out_shape == (1,):
+        y = y.reshape(n, 1)
+    y = np.ascontiguousarray(y, dtype=model.dtype)
+    if not current_ops().all_finite(y):
+        raise ValueError(f"{where}: y contains NaN or inf")
+    return y
 
 
 def _match_outputs(model, wanted, value, what, where):
@@ -155,16 +196,17 @@ def _prepare_output_target(model, objective, y, n, where):
         if labels.min() < 0 or labels.max() >= out_shape[-1]:
             raise ValueError(f"{where}: class labels must lie in [0, {out_shape[-1]}), got "
                              f"[{labels.min()}, {labels.max()}]")
-        return np.ascontiguousarray(labels.reshape(-1))
+        return np.ascontiguousarray(labels.reshape(-1)), y.shape[1:]
     if y.shape == (n,) and out_shape == (1,):
         y = y.reshape(n, 1)
     if len(y.shape) != len(out_shape) + 1 or not shapes_compatible(out_shape, y.shape[1:]):
         raise ValueError(f"{where}: y has shape {y.shape} but the model's output (layer "
                          f"{layer!r}) is {(None,) + out_shape}")
+    shape = y.shape[1:]
     y = np.ascontiguousarray(y, dtype=model.dtype).reshape(-1, y.shape[-1])
     if not current_ops().all_finite(y):
         raise ValueError(f"{where}: y contains NaN or inf")
-    return y
+    return y, shape
 
 
 # ---- sample and class weights -----------------------------------------------------------
@@ -186,6 +228,9 @@ def prepare_sample_weights(model, objectives, targets, sample_weight, class_weig
         raise ValueError(f"{where}: pass sample_weight or class_weight, not both "
                          "(multiply the class weights into sample_weight yourself)")
     if class_weight is not None:
+        if any(o.loss is not None and o.loss.is_traced for o in wanted):
+            raise ValueError(f"{where}: class_weight does not apply to a loss of your own; "
+                             "pass sample_weight")
         if len(model.output_names) != 1:
             raise ValueError(f"{where}: class_weight is only supported for models with one "
                              f"output; this one has {model.output_names} (use sample_weight "

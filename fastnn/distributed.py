@@ -52,6 +52,7 @@ import traceback
 import numpy as np
 
 from fastnn import _runtime
+from fastnn import trainer as _trainer
 
 _ABORT_GRACE_S = 0.2      # see _report_failure
 _INSTALL_HINT = ('fastnn.distributed.MPI needs mpi4py and an MPI library: '
@@ -339,7 +340,7 @@ class _FitSync:
         if cbs is not None:
             cbs.on_test_begin()
         if count:
-            logs = run.evaluate(data.slice(start, start + count), batch_size)
+            logs = _trainer.evaluate_data(run, data.slice(start, start + count), batch_size)
         else:                           # fewer samples than ranks: the same keys, zeros
             logs = run.logs(run.zero_sums(), 1, data.rows)
         totals = np.array([value * count for value in logs.values()], dtype=np.float64)

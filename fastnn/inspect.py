@@ -9,6 +9,8 @@ import numpy as np
 
 from fastnn import data_prep as _data_prep
 from fastnn.backend import current_ops
+from fastnn.run import Run
+from fastnn.trainer import Data
 
 _BATCH = 256
 
@@ -63,31 +65,30 @@ def input_gradients(model, X, target=None, y=None, batch_size=_BATCH, output=0):
     targets = None if target is None else _check_targets(target, n, out_size)
     run = data = None
     if y is not None:
-        if model.optimizer is None or model.objectives() is None or all(
-                o.loss is None for o in model.objectives()):
+        if model.optimizer is None or all(o.loss is None for o in model.objectives()):
             raise ValueError("input_gradients: y= needs a model compiled with a loss")
-        from fastnn.trainer import Run     # the loss computation fit and evaluate use
-        run = Run(model, ops)
-        objectives = model.objectives()
-        data = _data_prep.prepare_targets(model, objectives, y, n, "input_gradients")
-        schedule = plan.schedule([run.slots[k] for k, _, _ in run.losses], run.fused_slots(),
-                                 inputs_need_grad=True)
+        targets, raw_shapes = _data_prep.prepare_targets(model, model.objectives(), y, n,
+                                                         "input_gradients")
+        data = Data(inputs, targets, [], raw_shapes)
+        run = Run(model, ops, data)              # the losses as fit and evaluate take them
+        plan = run.plan
+        schedule = plan.schedule(run.grad_slots(), run.fused_slots(), inputs_need_grad=True)
     else:
         schedule = plan.schedule([plan.output_slots[out_k]], inputs_need_grad=True)
     scratch = plan.scratch(param_grads=False)
     grads = [np.zeros(x.shape, dtype=x.dtype) if x.dtype.kind == "f" else None for x in inputs]
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        outs = plan.forward(ops, [x[start:stop] for x in inputs], False, scratch)
+        batch = [x[start:stop] for x in inputs]
         if run is not None:
-            rows = [0 if t is None else t.shape[0] // n for t in data]
-            batch_targets = [None if t is None else t[start * r:stop * r]
-                             for t, r in zip(data, rows)]
-            _, douts = run.batch_losses(outs, batch_targets, [None] * len(data), stop - start,
+            part = data.slice(start, stop)
+            outs = plan.forward(ops, run.plan_inputs(batch, part.targets), False, scratch)
+            _, douts = run.batch_losses(outs, part.targets, part.weights, stop - start,
                                         scratch, run.zero_sums(), with_grad=True)
             for d in douts:
                 d *= stop - start        # per-sample losses, not their batch mean
         else:
+            outs = plan.forward(ops, batch, False, scratch)
             flat = outs[out_k].reshape(stop - start, -1)
             chosen = flat.argmax(axis=1) if targets is None else targets[start:stop]
             dout = np.zeros_like(flat)

@@ -1,93 +1,210 @@
-"""Losses: Keras' names, classes and reductions, computed by the backend's fused kernels.
+"""Losses: Keras' names, classes and reductions.
 
-Each loss reduces as Keras' default "sum_over_batch_size": the mean over the
-batch of each sample's loss. Loss objects are callable on arrays
-(``loss(y_true, y_pred)``); models use their ``kernel`` name and options.
+fastnn's own losses (mse, mae, huber, the cross-entropies) run on the
+backend's fused loss kernels (with softmax / sigmoid fused into
+cross-entropy when the last layer has them). A loss of your own -- a
+function ``loss(y_true, y_pred)`` or a ``Loss`` subclass with ``call`` --
+is written with fastnn.ops and traced into the model's graph, so it trains
+at compiled speed too. Either way the per-sample values are reduced as
+Keras' ``reduction`` says (default "sum_over_batch_size": the sum of the
+(sample-weighted) values over their number).
+
+Loss objects are callable on arrays: ``loss(y_true, y_pred, sample_weight=None)``.
 """
 import numpy as np
 
-from fastnn.backend.numpy_ops import NumpyOps
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none")
 
 
 class Loss:
-    """Base class. ``kernel`` names the Ops loss; ``from_logits`` and ``delta`` its options."""
+    """Base class. A loss of your own implements ``call(y_true, y_pred)`` with
+    fastnn.ops, returning one value per sample (or per sample and step); fastnn's
+    own set ``kernel``, the name of their fused backend loss."""
 
     kernel = None
     default_name = None
+    from_logits = False
+    delta = 1.0
 
-    def __init__(self, name=None, from_logits=False, delta=1.0):
-        self.name = name or self.default_name
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        if reduction is None:
+            reduction = "none"
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, "
+                             f"got {reduction!r}")
+        self.name = name or self.default_name or _snake(type(self).__name__)
+        self.reduction = reduction
+        self.dtype = dtype
+
+    @property
+    def is_traced(self):
+        """Whether the loss is computed by ``call`` (traced into the graph)."""
+        return self.kernel is None
+
+    def call(self, y_true, y_pred):
+        raise NotImplementedError(f"{type(self).__name__} defines no call(y_true, y_pred)")
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The reduced loss of arrays (y_true, y_pred) as a float (an array with
+        reduction "none")."""
+        from fastnn.backend import current_ops
+        ops = current_ops()
+        y_pred = np.asarray(y_pred)
+        if y_pred.dtype.kind != "f":
+            y_pred = y_pred.astype(np.float32)
+        if not self.is_traced:
+            return self._kernel_value(ops, y_true, y_pred, sample_weight)
+        values = np.asarray(self.call(np.asarray(y_true, dtype=y_pred.dtype), y_pred))
+        if self.reduction == "none":
+            return values
+        values = np.ascontiguousarray(values, dtype=y_pred.dtype)
+        return reduce_values(ops, values, sample_weight, self.reduction)[0]
+
+    def _kernel_value(self, ops, y_true, y_pred, sample_weight):
+        pred = y_pred.reshape(-1, y_pred.shape[-1]) if y_pred.ndim > 1 else y_pred.reshape(-1, 1)
+        if self.kernel == "sparse_categorical_crossentropy":
+            target = np.asarray(y_true).reshape(-1).astype(np.int64)
+        else:
+            target = np.ascontiguousarray(np.asarray(y_true, dtype=y_pred.dtype)
+                                          .reshape(pred.shape))
+        weights = None
+        if sample_weight is not None:
+            weights = np.ascontiguousarray(np.broadcast_to(
+                np.asarray(sample_weight, dtype=y_pred.dtype).reshape(-1, 1)
+                if np.ndim(sample_weight) else sample_weight,
+                (pred.shape[0], 1)).reshape(-1))
+        return ops.loss(self.kernel, np.ascontiguousarray(pred), target,
+                        from_logits=self.from_logits, delta=self.delta, sample_weight=weights)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def reduce_values(ops, values, sample_weight, reduction, grad_out=None):
+    """Keras' reduction of per-sample loss ``values`` weighted by ``sample_weight`` (one
+    weight per sample, broadcast over any further axes; None: all 1): the float
+    total, and d(total)/d(values) in ``grad_out`` when it is given (values' shape)."""
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=values.dtype)
+        if values.ndim:
+            weights = weights.reshape(weights.shape + (1,) * (values.ndim - weights.ndim))
+        else:
+            weights = np.asarray(np.mean(weights), dtype=values.dtype)
+    weighted = values if weights is None else ops.binary("multiply", values, weights)
+    if reduction == "sum":
+        divisor = 1.0
+    elif reduction == "mean_with_sample_weight" and weights is not None:
+        divisor = float(np.broadcast_to(weights, values.shape).sum(dtype=np.float64))
+    else:                                     # sum_over_batch_size, mean
+        divisor = float(max(values.size, 1))
+    summed = ops.reduce("sum", weighted) if weighted.ndim else weighted
+    total = float(summed) / divisor if divisor else 0.0
+    if grad_out is not None:
+        grad_out.fill(1.0 / divisor if divisor else 0.0)
+        if weights is not None:
+            ops.binary("multiply", grad_out, weights, out=grad_out)
+    return total, grad_out
+
+
+class LossFunctionWrapper(Loss):
+    """A loss function ``fn(y_true, y_pred, **kwargs)`` as a Loss (Keras' wrapper): its
+    name is the function's; it is traced into the graph like any ``call``."""
+
+    def __init__(self, fn, name=None, reduction="sum_over_batch_size", dtype=None, **kwargs):
+        super().__init__(name or getattr(fn, "__name__", "loss"), reduction, dtype)
+        self.fn = fn
+        self.fn_kwargs = kwargs
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self.fn_kwargs)
+
+    def get_config(self):
+        from fastnn.registry import get_registered_name
+        return {"name": self.name, "reduction": self.reduction,
+                "fn": get_registered_name(self.fn), **self.fn_kwargs}
+
+
+def _snake(name):
+    from fastnn.naming import snake_case
+    return snake_case(name)
+
+
+# ---- fastnn's own losses: fused kernels -----------------------------------------------
+class _KernelLoss(Loss):
+    """A loss the backend computes in one fused kernel (``kernel``)."""
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None,
+                 from_logits=False, delta=1.0):
+        if reduction != "sum_over_batch_size":
+            raise ValueError(f"{type(self).__name__}: fastnn's built-in losses reduce as "
+                             f"'sum_over_batch_size', got reduction={reduction!r}")
+        super().__init__(name, reduction, dtype)
         self.from_logits = bool(from_logits)
         self.delta = float(delta)
-
-    def __call__(self, y_true, y_pred):
-        """The mean loss over the batch, as a float."""
-        y_pred = np.asarray(y_pred)
-        if y_pred.dtype not in (np.float32, np.float64):
-            y_pred = y_pred.astype(np.float32)
-        y_pred2 = y_pred.reshape(-1, y_pred.shape[-1]) if y_pred.ndim > 1 else y_pred.reshape(-1, 1)
-        if self.kernel == "sparse_categorical_crossentropy":
-            y_true2 = np.asarray(y_true).reshape(-1).astype(np.int64)
-        else:
-            y_true2 = np.asarray(y_true, dtype=y_pred.dtype).reshape(y_pred2.shape)
-        return NumpyOps().loss(self.kernel, y_pred2, y_true2, from_logits=self.from_logits,
-                               delta=self.delta)
 
     def get_config(self):
         return {"name": self.name, "from_logits": self.from_logits}
 
 
-class MeanSquaredError(Loss):
+class MeanSquaredError(_KernelLoss):
     kernel, default_name = "mse", "mean_squared_error"
 
-    def __init__(self, name=None):
-        super().__init__(name)
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name, reduction, dtype)
 
     def get_config(self):
         return {"name": self.name}
 
 
-class MeanAbsoluteError(Loss):
+class MeanAbsoluteError(_KernelLoss):
     kernel, default_name = "mae", "mean_absolute_error"
 
-    def __init__(self, name=None):
-        super().__init__(name)
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name, reduction, dtype)
 
     def get_config(self):
         return {"name": self.name}
 
 
-class Huber(Loss):
+class Huber(_KernelLoss):
     kernel, default_name = "huber", "huber_loss"
 
-    def __init__(self, delta=1.0, name=None):
+    def __init__(self, delta=1.0, name=None, reduction="sum_over_batch_size", dtype=None):
         if delta <= 0:
             raise ValueError(f"Huber: delta must be > 0, got {delta}")
-        super().__init__(name, delta=delta)
+        super().__init__(name, reduction, dtype, delta=delta)
 
     def get_config(self):
         return {"name": self.name, "delta": self.delta}
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_KernelLoss):
     kernel, default_name = "binary_crossentropy", "binary_crossentropy"
 
-    def __init__(self, from_logits=False, name=None):
-        super().__init__(name, from_logits)
+    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size",
+                 dtype=None):
+        super().__init__(name, reduction, dtype, from_logits)
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_KernelLoss):
     kernel, default_name = "categorical_crossentropy", "categorical_crossentropy"
 
-    def __init__(self, from_logits=False, name=None):
-        super().__init__(name, from_logits)
+    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size",
+                 dtype=None):
+        super().__init__(name, reduction, dtype, from_logits)
 
 
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(_KernelLoss):
     kernel, default_name = "sparse_categorical_crossentropy", "sparse_categorical_crossentropy"
 
-    def __init__(self, from_logits=False, name=None):
-        super().__init__(name, from_logits)
+    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size",
+                 dtype=None):
+        super().__init__(name, reduction, dtype, from_logits)
 
 
 _BY_NAME = {
@@ -102,26 +219,41 @@ _CLASS_BY_NAME = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier):
-    """A Loss from a Keras name ("mse", "categorical_crossentropy", ...) or a Loss instance."""
+    """A Loss from a Keras name ("mse", "categorical_crossentropy", ...), a Loss
+    instance or class, or a function ``fn(y_true, y_pred)`` (wrapped, traced)."""
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
-    raise ValueError(f"unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)} or a "
-                     "fastnn.losses.Loss instance")
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier) and not isinstance(identifier, (str, type)):
+        return LossFunctionWrapper(identifier)
+    raise ValueError(f"unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)}, a "
+                     "fastnn.losses.Loss, or a function loss(y_true, y_pred)")
 
 
 def serialize(loss):
-    """A JSON-able description of a loss."""
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    """A JSON-able description of a loss (a function is named, never stored as code)."""
+    from fastnn.registry import get_registered_name
+    return {"class_name": get_registered_name(type(loss)), "config": loss.get_config()}
 
 
-def deserialize(spec):
-    """The loss a ``serialize`` description names (only fastnn's own classes)."""
-    cls = _CLASS_BY_NAME.get(spec.get("class_name"))
+def deserialize(spec, custom_objects=None):
+    """The loss a ``serialize`` description names (fastnn's own classes, and what
+    ``custom_objects`` or register_keras_serializable provide)."""
+    from fastnn.registry import get_registered_object
+    name = spec.get("class_name")
+    cls = _CLASS_BY_NAME.get(name) or get_registered_object(name, custom_objects)
     if cls is None:
-        raise ValueError(f"unknown loss class {spec.get('class_name')!r}")
-    return cls(**spec.get("config", {}))
+        raise ValueError(f"unknown loss class {name!r}")
+    config = dict(spec.get("config", {}))
+    if cls is LossFunctionWrapper:
+        fn = get_registered_object(config.pop("fn", ""), custom_objects)
+        if fn is None:
+            raise ValueError("the loss function is not known: pass it in custom_objects")
+        return LossFunctionWrapper(fn, **config)
+    return cls(**config)
 
 
 mean_squared_error = mse = MeanSquaredError()

@@ -1,21 +1,95 @@
-"""Metrics: mae, mse and accuracy (binary / categorical / sparse resolved as Keras does).
+"""Metrics: Keras' names and classes, and metrics of your own.
 
-Each metric is a running mean over the samples of an epoch: the backend's
-``metric_sum`` gives the per-batch sum, the fit loop divides by the count.
+fastnn's own metrics (mae, mse, accuracy -- binary / categorical / sparse,
+resolved from the loss and the outputs as Keras does) are running means of
+the backend's ``metric_sum`` kernel. A metric of your own is either a
+function ``fn(y_true, y_pred)`` returning per-sample values (reported under
+its ``__name__``, averaged over the samples) or a ``Metric`` subclass with
+``update_state`` / ``result`` / ``reset_state`` whose state lives in
+``add_weight`` variables (``assign``, ``assign_add``...). Metrics need no
+gradient: they run on each batch's arrays.
 """
+import numpy as np
+
+from fastnn import _runtime
+from fastnn import initializers as _initializers
+from fastnn.variables import Weight
 
 
 class Metric:
-    """A named running-mean metric computed by the Ops kernel ``kernel``."""
+    """Base class. fastnn's own metrics set ``kernel``; yours implement
+    ``update_state(y_true, y_pred, sample_weight=None)`` and ``result()``."""
 
     kernel = None
     default_name = None
 
-    def __init__(self, name=None):
-        self.name = name or self.default_name
+    def __init__(self, name=None, dtype=None):
+        from fastnn.naming import snake_case
+        self.name = name or self.default_name or snake_case(type(self).__name__)
+        self.dtype = np.dtype(dtype or _runtime.floatx())
+        self._variables = []
+
+    @property
+    def is_stateful(self):
+        """Whether the metric keeps state of its own (update_state / result)."""
+        return self.kernel is None and not isinstance(self, MeanMetricWrapper)
+
+    # ---- Keras' stateful API -----------------------------------------------------------
+    def add_weight(self, shape=(), initializer="zeros", dtype=None, name=None, **unused):
+        """A state variable (not trained), reset to its initial value by reset_state."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        init = _initializers.get(initializer)
+        value = np.ascontiguousarray(init(tuple(shape), dtype=dtype))
+        variable = Weight(name or f"variable_{len(self._variables)}", value, False)
+        self._variables.append((variable, value.copy()))
+        return variable
+
+    add_variable = add_weight
+
+    @property
+    def variables(self):
+        return [v for v, _ in self._variables]
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        raise NotImplementedError(f"{type(self).__name__} defines no update_state()")
+
+    def result(self):
+        raise NotImplementedError(f"{type(self).__name__} defines no result()")
+
+    def reset_state(self):
+        """Every state variable back to its initial value."""
+        for variable, initial in self._variables:
+            np.copyto(variable.value, initial)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """Update with one batch and return the result so far (Keras')."""
+        self.update_state(y_true, y_pred, sample_weight=sample_weight)
+        return self.result()
 
     def get_config(self):
         return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class MeanMetricWrapper(Metric):
+    """A metric function ``fn(y_true, y_pred, **kwargs)`` of per-sample values, reported
+    as their mean over every sample seen (Keras' wrapper)."""
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        super().__init__(name or getattr(fn, "__name__", "metric"), dtype)
+        self.fn = fn
+        self.fn_kwargs = kwargs
+
+    def values(self, y_true, y_pred):
+        """The per-sample values of one batch (an array)."""
+        return np.asarray(self.fn(y_true, y_pred, **self.fn_kwargs), dtype=np.float64)
+
+    def get_config(self):
+        from fastnn.registry import get_registered_name
+        return {"name": self.name, "fn": get_registered_name(self.fn), **self.fn_kwargs}
 
 
 class MeanAbsoluteError(Metric):
@@ -48,11 +122,13 @@ _ACCURACY_NAMES = ("accuracy", "acc")
 
 
 def get(identifier, *, sparse_targets, output_dim):
-    """Resolve a metric name or instance for a model's outputs and targets.
+    """Resolve a metric name, instance, class or function for a model's outputs and
+    targets.
 
     "accuracy" / "acc" become binary accuracy for one output unit, sparse
     categorical accuracy for integer class targets, else categorical accuracy
-    (Keras' rule); the metric keeps the name the user wrote.
+    (Keras' rule); the metric keeps the name the user wrote. A function becomes
+    a MeanMetricWrapper named after it.
     """
     if isinstance(identifier, Metric):
         return identifier
@@ -67,5 +143,10 @@ def get(identifier, *, sparse_targets, output_dim):
             return cls(name=identifier)
         if identifier in _BY_NAME:
             return _BY_NAME[identifier](name=identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    if callable(identifier) and not isinstance(identifier, (str, type)):
+        return MeanMetricWrapper(identifier)
     raise ValueError(f"unknown metric {identifier!r}; expected one of "
-                     f"{sorted(_BY_NAME) + list(_ACCURACY_NAMES)} or a fastnn.metrics.Metric")
+                     f"{sorted(_BY_NAME) + list(_ACCURACY_NAMES)}, a fastnn.metrics.Metric, "
+                     "or a function metric(y_true, y_pred)")

@@ -22,11 +22,13 @@ from fastnn import optimizers as _optimizers
 from fastnn import registry as _registry
 from fastnn import saving as _saving
 from fastnn import trainer as _trainer
+from fastnn.graph import calls as _calls
 from fastnn.graph.graph import Graph, unique
+from fastnn.graph.operation import as_symbolic, tracing
 from fastnn.graph.node import Node
 from fastnn.graph.plan import Plan
 from fastnn.graph.tensor import KerasTensor, any_symbolic, flatten_structure
-from fastnn.layers.base import Layer, shapes_compatible, unique_name
+from fastnn.layers.base import Layer, shapes_compatible, snake_case, unique_name
 from fastnn.layers.core import InputLayer
 from fastnn.packing import FlatBuffers
 from fastnn.saving import load_model  # noqa: F401  (Keras: models.load_model(path))
@@ -52,18 +54,27 @@ class Model(Layer):
     input, is a ValueError naming the tensors.
     """
 
-    def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        unknown = set(kwargs) - {"dtype"}        # a model's dtype is its layers'
+        if unknown:
+            raise TypeError(f"Model() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        if inputs is None and outputs is None and self.is_call_based:
+            # Keras' subclassing: call() is traced when the model first sees its inputs
+            self._init_model(name, trainable, snake_case(type(self).__name__))
+            return
         self._init_model(name, trainable, "functional")
         if inputs is None or outputs is None:
             raise TypeError("Model(inputs, outputs) takes the model's input tensors "
                             "(keras.Input) and the output tensors computed from them; "
-                            "for a chain of layers use Sequential")
+                            "for a chain of layers use Sequential; or subclass Model "
+                            "and define call()")
         self._set_graph(inputs, outputs)
 
     def _init_model(self, name, trainable, default_name):
         self.name = name if name is not None else unique_name(default_name)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"a model's name must be a non-empty string, got {name!r}")
+        self._tracked = []            # sub-layers of a subclassed model
         self._trainable = bool(trainable)
         self._inbound_nodes = []
         self._weights = []            # a model's weights are its layers'
@@ -72,6 +83,7 @@ class Model(Layer):
         self.loss = None
         self._compile_args = None     # (loss, loss_weights, metrics) as compile got them
         self._objectives = None       # (plan, their resolution per output)
+        self._build_inputs = None     # a subclassed model's input specs, once traced
         self._metric_ids = []
         self._buffers = None          # FlatBuffers once packed
         self._compiled_layers = None  # the leaf layers compile() packed
@@ -130,7 +142,10 @@ class Model(Layer):
     @property
     def layers(self):
         """The model's layers: its Input layers first, then each layer once, in the
-        order of its first call."""
+        order of its first call (a subclassed model: the layers it keeps as
+        attributes, in order)."""
+        if self.is_call_based:
+            return list(self._tracked)
         return self._graph_for_plan().layers() if self.built else []
 
     @property
@@ -183,9 +198,14 @@ class Model(Layer):
 
     @property
     def dtype(self):
-        """The float dtype of the model's layers (float32 unless set otherwise)."""
-        for layer in self._leaf_layers():
-            if not isinstance(layer, InputLayer):
+        """The float dtype of the model's weights (of its layers when it has none;
+        float32 unless set otherwise)."""
+        leaves = self._leaf_layers()
+        for layer in leaves:
+            if layer.weights:
+                return layer.dtype
+        for layer in leaves:
+            if isinstance(layer, Layer):
                 return layer.dtype
         return np.dtype(_runtime.floatx())
 
@@ -204,9 +224,34 @@ class Model(Layer):
                          f"{[layer.name for layer in layers]}")
 
     def build(self, input_shape):
-        """A functional model is built by construction: check ``input_shape``."""
-        if not self.built:
+        """A functional model is built by construction. A subclassed one traces its
+        call() for inputs of ``input_shape`` (Keras' form, batch axis first; a list
+        or dict of shapes for several inputs)."""
+        if self.built:
+            return
+        if not self.is_call_based:
             raise ValueError(f"{self.name}: cannot build a model without a graph")
+        self._trace_call(_inputs_for(input_shape, self.dtype))
+
+    def build_for_data(self, x):
+        """Build the model for data ``x`` (an array, a list or a dict of arrays or
+        symbolic tensors) when it is not built yet."""
+        if self.built:
+            return
+        if not self.is_call_based:
+            self.build(_first_leaf(x).shape[1:])
+            return
+        self._trace_call(_inputs_for(_shapes_of(x), None, _dtypes_of(x)))
+
+    def _trace_call(self, inputs):
+        """Trace call() on ``inputs`` (Input tensors) into the model's graph."""
+        kwargs = {"training": _calls.TRAINING_IN_TRACE} \
+            if _calls.accepts(self.call, "training") else {}
+        with tracing():
+            outputs = self.call(inputs, **kwargs)
+        outputs = _symbolic_structure(outputs)
+        self._set_graph(inputs, outputs)
+        self._build_inputs = _input_specs(inputs)
 
     # ---- calling the model as a layer ------------------------------------------------
     def __call__(self, inputs, training=None, **kwargs):
@@ -229,7 +274,8 @@ class Model(Layer):
                 raise TypeError(f"{self.name}: called on a mix of symbolic tensors and "
                                 f"{type(t).__name__}")
         if not self.built:
-            self.build(tensors[0].shape)
+            self.build_for_data(inputs)
+            tensors = self.match_inputs(inputs, "call")
         for mine, given in zip(self.inputs, tensors):
             if not shapes_compatible(mine.shape[1:], given.shape[1:]):
                 raise ValueError(f"model {self.name!r} takes inputs {mine.shape} but is called "
@@ -376,7 +422,7 @@ class Model(Layer):
             raise ValueError(f"{self.name}: the model has no layers")
         dtype = self.dtype
         for layer in leaves:
-            if layer.dtype != dtype:
+            if layer.weights and layer.dtype != dtype:
                 raise ValueError(f"{self.name}: layer {layer.name!r} is {layer.dtype} but the "
                                  f"model is {dtype}; every layer must share one dtype")
         # Only variables created trainable live in the flat buffers; state such as
@@ -486,7 +532,8 @@ class Model(Layer):
         what it is connected to, then the totals."""
         print_fn = print_fn or print
         graph = self._graph_for_plan() if self.built else None
-        connected = graph is not None and not isinstance(self, Sequential)
+        connected = graph is not None and not isinstance(self, Sequential) \
+            and not self.is_call_based
         rows = [("Layer (type)", "Output Shape", "Param #")
                 + (("Connected to",) if connected else ())]
         for layer in self.layers:
@@ -535,14 +582,28 @@ class Model(Layer):
         _saving.load_weights(self, filepath)
 
     def get_config(self):
-        """The architecture as JSON-able data: the layers and the graph of their calls."""
+        """The architecture as JSON-able data: the layers and the graph of their calls
+        (a subclassed model: its constructor's arguments, as a layer of your own)."""
+        if self.is_call_based:
+            return Layer.get_config(self)
         return _saving.model_config(self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """A new, uncompiled model from ``get_config()``'s dict (fastnn's own layer
         types, plus ``custom_objects``: class name -> class)."""
+        if cls.call is not Layer.call:
+            return Layer.from_config.__func__(cls, config)
         return _saving.model_from_config(config, custom_objects, model_class=cls)
+
+    def get_build_config(self):
+        """What a subclassed model was built for (its inputs' shapes and dtypes), or
+        None: saving records it so that loading can build the model again."""
+        return self._build_inputs
+
+    def build_from_config(self, build_config):
+        """Build a subclassed model for the inputs ``get_build_config`` described."""
+        self._trace_call(_inputs_from_specs(build_config))
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
@@ -649,6 +710,86 @@ class Sequential(Model):
     def _changed(self):
         self._graph = None
         _structure_changed()
+
+
+def _first_leaf(x):
+    if isinstance(x, dict):
+        return _first_leaf(next(iter(x.values())))
+    if isinstance(x, (list, tuple)) and x and isinstance(x[0], (np.ndarray, KerasTensor, list,
+                                                                tuple, dict)):
+        return _first_leaf(x[0])
+    return np.asarray(x) if not isinstance(x, KerasTensor) else x
+
+
+def _shapes_of(x):
+    """The structure of ``x`` (one value, list or dict) with each leaf's shape."""
+    if isinstance(x, dict):
+        return {k: _shapes_of(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (np.ndarray, KerasTensor))
+                                                  for v in x):
+        return [_shapes_of(v) for v in x]
+    return tuple(x.shape) if isinstance(x, KerasTensor) else np.shape(x)
+
+
+def _dtypes_of(x):
+    if isinstance(x, dict):
+        return {k: _dtypes_of(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (np.ndarray, KerasTensor))
+                                                  for v in x):
+        return [_dtypes_of(v) for v in x]
+    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def _inputs_for(shapes, dtype, dtypes=None):
+    """Input tensors for ``shapes`` (batch axis first; one, a list or a dict): integer
+    data gets integer inputs (indices for Embedding), the rest float."""
+    if isinstance(shapes, dict):
+        return {k: _one_input(v, dtype, None if dtypes is None else dtypes[k], k)
+                for k, v in shapes.items()}
+    if isinstance(shapes, list) and shapes and isinstance(shapes[0], (list, tuple)):
+        return [_one_input(v, dtype, None if dtypes is None else dtypes[i])
+                for i, v in enumerate(shapes)]
+    return _one_input(shapes, dtype, dtypes)
+
+
+def _one_input(shape, dtype, data_dtype, name=None):
+    shape = tuple(shape)
+    if not shape:
+        raise ValueError("a model's inputs need a batch axis")
+    if data_dtype is not None and np.dtype(data_dtype).kind in "iu":
+        dtype = "int64"
+    return InputLayer(batch_shape=(None,) + shape[1:], dtype=dtype, name=name).output
+
+
+def _input_specs(inputs):
+    """JSON-able (shape, dtype) of each input, in its structure (to rebuild it)."""
+    if isinstance(inputs, dict):
+        return {"dict": {k: _input_specs(v) for k, v in inputs.items()}}
+    if isinstance(inputs, (list, tuple)):
+        return {"list": [_input_specs(v) for v in inputs]}
+    return {"shape": list(inputs.shape), "dtype": inputs.dtype.name}
+
+
+def _inputs_from_specs(specs):
+    """Input tensors from ``_input_specs`` data (checked: it may come from a file)."""
+    if not isinstance(specs, dict):
+        raise ValueError(f"a build config must be an object, got {specs!r}")
+    if "dict" in specs and isinstance(specs["dict"], dict):
+        return {str(k): _inputs_from_specs(v) for k, v in specs["dict"].items()}
+    if "list" in specs and isinstance(specs["list"], list):
+        return [_inputs_from_specs(v) for v in specs["list"]]
+    shape, dtype = specs.get("shape"), specs.get("dtype")
+    if not isinstance(shape, list) or not shape or not isinstance(dtype, str):
+        raise ValueError(f"a build config's input needs a shape and a dtype, got {specs!r}")
+    return InputLayer(batch_shape=tuple(shape), dtype=dtype).output
+
+
+def _symbolic_structure(value):
+    if isinstance(value, dict):
+        return {k: _symbolic_structure(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_symbolic_structure(v) for v in value]
+    return value if isinstance(value, KerasTensor) else as_symbolic(value)
 
 
 def _with_input_layers(inputs, outputs, where):

@@ -19,21 +19,24 @@ from fastnn import _runtime
 from fastnn import callbacks as _callbacks
 from fastnn import data_prep as _data_prep
 from fastnn.backend import current_ops
-from fastnn.compile_utils import FUSABLE
+from fastnn.run import Run
 from fastnn.graph.workspace import Workspace
 
 
 # ---- the arrays of one call ----------------------------------------------------------
 class Data:
     """Prepared ``inputs`` (one array per model input), ``targets`` (one per output
-    with a loss or metrics: rows of targets, or None) and ``weights`` (one weight
-    per target row, or None), for ``n`` samples."""
+    with a loss or metrics: rows of targets, class indices, or -- for a loss of
+    your own -- the targets as given; or None), ``weights`` (one weight per target
+    row, or None), for ``n`` samples; ``raw_shapes``: each target's shape per
+    sample as given."""
 
-    __slots__ = ("inputs", "targets", "weights", "n", "rows")
+    __slots__ = ("inputs", "targets", "weights", "n", "rows", "raw_shapes")
 
-    def __init__(self, inputs, targets=(), weights=()):
+    def __init__(self, inputs, targets=(), weights=(), raw_shapes=()):
         self.inputs, self.targets = list(inputs), list(targets)
         self.weights = list(weights) or [None] * len(self.targets)
+        self.raw_shapes = list(raw_shapes) or [None] * len(self.targets)
         self.n = self.inputs[0].shape[0]
         # target rows per sample (time steps for sequence outputs), per target
         self.rows = [0 if t is None or not self.n else t.shape[0] // self.n
@@ -43,7 +46,8 @@ class Data:
         """Samples [start, stop) of every array (views)."""
         return Data([x[start:stop] for x in self.inputs],
                     [_rows(t, start, stop, r) for t, r in zip(self.targets, self.rows)],
-                    [_rows(w, start, stop, r) for w, r in zip(self.weights, self.rows)])
+                    [_rows(w, start, stop, r) for w, r in zip(self.weights, self.rows)],
+                    self.raw_shapes)
 
     def shuffled(self, order, buffers):
         """Every array gathered in ``order`` into ``buffers`` (a Workspace reused
@@ -58,140 +62,12 @@ class Data:
                     [take(t, ("y", i), r) for i, (t, r) in enumerate(zip(self.targets,
                                                                          self.rows))],
                     [take(w, ("w", i), r) for i, (w, r) in enumerate(zip(self.weights,
-                                                                         self.rows))])
+                                                                         self.rows))],
+                    self.raw_shapes)
 
 
 def _rows(a, start, stop, rows):
     return None if a is None else a[start * rows:stop * rows]
-
-
-# ---- what one call computes with ------------------------------------------------------
-class Run:
-    """One fit / evaluate / train_on_batch call's view of the model: the plan,
-    the outputs with losses (and whether each takes its layer's logits) and the
-    metrics, with the logs' names in order."""
-
-    def __init__(self, model, ops):
-        self.model, self.ops = model, ops
-        self.plan = plan = model.plan()
-        objectives = _data_prep.target_objectives(model.objectives())
-        self.out_index = [o.index for o in objectives]   # target k -> model output
-        self.losses = []            # (target index, objective, fused step index or None)
-        self.metrics = []           # (target index, metric)
-        loss_slots = [plan.output_slots[o.index] for o in objectives if o.loss is not None]
-        for k, objective in enumerate(objectives):
-            if objective.loss is not None:
-                self.losses.append((k, objective, self._fused_step(objective, loss_slots)))
-            out_dim = model.outputs[objective.index].shape[-1]
-            for metric in objective.resolve_metrics(out_dim):
-                self.metrics.append((k, metric))
-        self.slots = [plan.output_slots[o.index] for o in objectives]
-        several_outputs = len(model.output_names) > 1
-        self.names = ["loss"]
-        if len(self.losses) > 1:
-            self.names += [f"{objective.name}_loss" for _, objective, _ in self.losses]
-        self.names += [f"{objectives[k].name}_{m.name}" if several_outputs else m.name
-                       for k, m in self.metrics]
-        self.loss_names = len(self.losses) if len(self.losses) > 1 else 0
-        self.batch_losses = self._make_batch_losses()
-
-    def _fused_step(self, objective, loss_slots):
-        """The step whose layer's logits this output's loss takes (softmax / sigmoid
-        fused into cross-entropy, as Keras on TensorFlow does), or None. Only an
-        output nothing else reads, made by a layer called once, is fused."""
-        plan, loss = self.plan, objective.loss
-        slot = plan.output_slots[objective.index]
-        k = plan.producer(slot)
-        if k is None:
-            return None
-        layer = plan.steps[k].layer
-        fused = (not loss.from_logits and hasattr(layer, "logits")
-                 and loss.kernel in FUSABLE.get(getattr(layer, "activation", None), ())
-                 and not plan.consumers(slot) and loss_slots.count(slot) == 1
-                 and sum(st.layer is layer for st in plan.steps) == 1)
-        if hasattr(layer, "keep_logits"):
-            layer.keep_logits = fused
-        return k if fused else None
-
-    def fused_slots(self):
-        return [self.slots[k] for k, _, step in self.losses if step is not None]
-
-    def schedule(self):
-        """The backward pass of this run's losses (fixed for the run: which layers
-        are frozen is read now, as Keras reads it at compile / fit)."""
-        schedule = self.plan.schedule([self.slots[k] for k, _, _ in self.losses],
-                                      self.fused_slots())
-        for layer in schedule.unreached:        # no gradient reaches them: zeros, not stale
-            for w in layer.trainable_weights:
-                if w.grad is not None:
-                    w.grad.fill(0)
-        return schedule
-
-    def zero_sums(self):
-        return [0.0] * len(self.names)
-
-    def _make_batch_losses(self):
-        """``batch_losses(outs, targets, weights, b, scratch, sums, with_grad)``: the
-        batch's total (weighted) loss, each output's loss times the batch size
-        ``b`` added to ``sums``; with_grad also gives the gradients of the loss
-        outputs (in the order of ``self.losses``). Built once per run, with every
-        lookup done here (W1's step is ~20 us; this runs in every one)."""
-        ops, per_output = self.ops, bool(self.loss_names)
-        terms = [(j, k, self.out_index[k], objective.loss.kernel, objective.loss.from_logits,
-                  objective.loss.delta, objective.weight,
-                  None if step is None else self.plan.steps[step].layer, step, f"dloss{k}")
-                 for j, (k, objective, step) in enumerate(self.losses)]
-
-        def batch_losses(outs, targets, weights, b, scratch, sums, with_grad):
-            total, grads = 0.0, []
-            for j, k, output, kernel, from_logits, delta, weight, fused, step, key in terms:
-                out = outs[output]
-                width = out.shape[-1]
-                grad = scratch.own.buffer(key, out.shape, out.dtype) if with_grad else None
-                if fused is None:
-                    pred = out
-                else:
-                    pred, from_logits = fused.logits(scratch.steps[step]), True
-                value = ops.loss(kernel, pred.reshape(-1, width), targets[k],
-                                 from_logits=from_logits, delta=delta,
-                                 grad_out=None if grad is None else grad.reshape(-1, width),
-                                 sample_weight=weights[k])
-                if weight != 1.0:
-                    if grad is not None:
-                        ops.scale_(grad.reshape(-1), weight)
-                    value_weighted = weight * value
-                else:
-                    value_weighted = value
-                total += value_weighted
-                if per_output:
-                    sums[1 + j] += value * b
-                grads.append(grad)
-            return total, grads
-        return batch_losses
-
-    def add_metrics(self, outs, targets, sums):
-        first = 1 + self.loss_names
-        for j, (k, metric) in enumerate(self.metrics):
-            if targets[k] is None:
-                continue
-            out = outs[self.out_index[k]]
-            sums[first + j] += self.ops.metric_sum(metric.kernel, out.reshape(-1, out.shape[-1]),
-                                                   targets[k])
-
-    def logs(self, sums, seen, rows):
-        """The logs dict of ``sums`` over ``seen`` samples (``rows``: target rows per
-        sample of the data, per target)."""
-        logs = {"loss": sums[0] / seen}
-        for j, (_, objective, _) in enumerate(self.losses[:self.loss_names]):
-            logs[self.names[1 + j]] = sums[1 + j] / seen
-        first = 1 + self.loss_names
-        for j, (k, _) in enumerate(self.metrics):
-            logs[self.names[first + j]] = sums[first + j] / (seen * max(rows[k], 1))
-        return logs
-
-    def evaluate(self, data, batch_size, cbs=None):
-        """The logs over ``data`` in inference mode, with callbacks' test hooks."""
-        return _evaluate_data(self, data, batch_size, cbs)
 
 
 # ---- fit -----------------------------------------------------------------------------
@@ -245,7 +121,7 @@ class LocalSync:
         return self.model.stop_training
 
     def evaluate(self, run, data, batch_size, cbs):
-        return run.evaluate(data, batch_size, cbs)
+        return evaluate_data(run, data, batch_size, cbs)
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
@@ -283,7 +159,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                        "fit (validation_data)")
 
     ops = current_ops()
-    run = Run(model, ops)
+    run = Run(model, ops, data)
+    if distributed is not None and run.has_stateful_metrics:
+        raise ValueError("fit(distributed=...): metrics with a state of their own (Metric "
+                         "subclasses) cannot be combined across ranks; use a metric function")
     schedule = run.schedule()
     scratch = _training_scratch(model, run.plan)
     buffers = model.buffers
@@ -361,7 +240,7 @@ def _train_step(run, schedule, scratch, ranges, regs, stop_on_nan, sync=None):
     one batch of ``b`` samples, adds its loss times b to ``sums`` and returns the
     loss. Everything it uses is looked up once, here: W1's steps take ~20 us."""
     model, ops, plan = run.model, run.ops, run.plan
-    forward, backward = plan.forward, plan.backward
+    forward, backward, plan_inputs = plan.forward, plan.backward, run.plan_inputs
     batch_losses, add_metrics, with_metrics = run.batch_losses, run.add_metrics, bool(run.metrics)
     buffers = model.buffers
     params, grads, regularize = buffers.params, buffers.grads, buffers.regularize
@@ -372,7 +251,7 @@ def _train_step(run, schedule, scratch, ranges, regs, stop_on_nan, sync=None):
     def step(inputs, targets, weights, b, sums, epoch, index):
         if exchange and not b:
             return sync.empty_step(ranges)        # no sample of the last global batch here
-        outs = forward(ops, inputs, True, scratch)
+        outs = forward(ops, plan_inputs(inputs, targets), True, scratch)
         loss, out_grads = batch_losses(outs, targets, weights, b, scratch, sums, True)
         if stop_on_nan and not math.isfinite(loss):
             raise _nan_loss_error(model, loss, epoch, index)
@@ -413,14 +292,15 @@ def _prepare(model, x, y, sample_weight, class_weight, where):
     model.check_ready_to_train()
     objectives = model.objectives()
     n = inputs[0].shape[0]
-    targets = _data_prep.prepare_targets(model, objectives, y, n, where)
+    targets, raw_shapes = _data_prep.prepare_targets(model, objectives, y, n, where)
     weights = _data_prep.prepare_sample_weights(model, objectives, targets, sample_weight,
                                                 class_weight, n, where)
-    return Data(inputs, targets, weights)
+    return Data(inputs, targets, weights, raw_shapes)
 
 
 # ---- evaluate ------------------------------------------------------------------------
-def _evaluate_data(run, data, batch_size, cbs):
+def evaluate_data(run, data, batch_size, cbs=None):
+    """The logs of ``run`` over ``data`` in inference mode, with callbacks' test hooks."""
     plan, ops = run.plan, run.ops
     scratch = plan.scratch(param_grads=False)
     sums = run.zero_sums()
@@ -432,7 +312,7 @@ def _evaluate_data(run, data, batch_size, cbs):
         if batch_hooks:
             cbs.on_test_batch_begin(step)
         batch = data.slice(start, stop)
-        outs = plan.forward(ops, batch.inputs, False, scratch)
+        outs = plan.forward(ops, run.plan_inputs(batch.inputs, batch.targets), False, scratch)
         loss, _ = run.batch_losses(outs, batch.targets, batch.weights, batch.n, scratch, sums,
                                    with_grad=False)
         sums[0] += loss * batch.n
@@ -466,8 +346,8 @@ def test_on_batch(model, x, y, sample_weight):
 def _evaluate_logs(model, data, batch_size, verbose, return_dict, callbacks):
     cbs = None if callbacks is None else _callbacks.CallbackList(
         callbacks, model, {"epochs": 1, "steps": -(-data.n // batch_size), "verbose": verbose})
-    run = Run(model, current_ops())
-    logs = run.evaluate(data, batch_size, cbs)
+    run = Run(model, current_ops(), data)
+    logs = evaluate_data(run, data, batch_size, cbs)
     if verbose in (1, 2):
         print(" - ".join(f"{k}: {v:.4g}" for k, v in logs.items()))
     if return_dict:
@@ -482,7 +362,7 @@ def train_on_batch(model, x, y, sample_weight, class_weight):
         raise RuntimeError(f"{model.name}: train_on_batch() inside fit() is not supported")
     data = _prepare(model, x, y, sample_weight, class_weight, "train_on_batch")
     ops = current_ops()
-    run = Run(model, ops)
+    run = Run(model, ops, data)
     trainable = {id(w) for w in model.trainable_weights}
     step = _train_step(run, run.schedule(), _training_scratch(model, run.plan),
                        model.buffers.trainable_ranges(trainable),

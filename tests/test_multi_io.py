@@ -65,7 +65,10 @@ def test_guide_model_fits_with_dicts_and_lists_identically(backend):
     assert histories[0] == histories[1]
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
-    # the embeddings were fed integer indices, never floats
+    # the embeddings are fed integer indices, never floats; the tags floats
+    from fastnn import data_prep
+    prepared = data_prep.prepare_inputs(model, [title, body, tags], "check")
+    assert [a.dtype for a in prepared] == [np.int64, np.int64, np.float32]
     assert model.input_names == ["title", "body", "tags"]
     assert model.output_names == ["priority", "department"]
 

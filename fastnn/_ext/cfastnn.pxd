@@ -199,6 +199,7 @@ cdef extern from "fastnn.h" nogil:
         FNN_BINARY_DIVIDE
         FNN_BINARY_MAXIMUM
         FNN_BINARY_MINIMUM
+        FNN_BINARY_POWER
         FNN_BINARY_COUNT
         FNN_MAX_DIMS
     int fnn_binary_forward_f32(float *Y, const float *A, const float *B, int ndim,
@@ -219,6 +220,56 @@ cdef extern from "fastnn.h" nogil:
                              const int64_t *ys, int nthreads) noexcept
     int fnn_sum_to_shape_f64(double *Y, const double *X, int ndim, const int64_t *shape,
                              const int64_t *ys, int nthreads) noexcept
+
+    enum:
+        FNN_UNARY_COUNT
+        FNN_COMPARE_COUNT
+        FNN_REDUCE_SUM
+        FNN_REDUCE_MEAN
+        FNN_REDUCE_MAX
+        FNN_REDUCE_MIN
+        FNN_REDUCE_COUNT
+    int fnn_unary_forward_f32(float *Y, const float *X, int64_t n, int op, int nthreads) noexcept
+    int fnn_unary_forward_f64(double *Y, const double *X, int64_t n, int op,
+                              int nthreads) noexcept
+    int fnn_unary_backward_f32(float *dX, const float *dY, const float *X, const float *Y,
+                               int64_t n, int op, int nthreads) noexcept
+    int fnn_unary_backward_f64(double *dX, const double *dY, const double *X, const double *Y,
+                               int64_t n, int op, int nthreads) noexcept
+    int fnn_unary_reads(int op) noexcept
+    int fnn_compare_f32(uint8_t *Y, const float *A, const float *B, int ndim,
+                        const int64_t *shape, const int64_t *as_, const int64_t *bs, int op,
+                        int nthreads) noexcept
+    int fnn_compare_f64(uint8_t *Y, const double *A, const double *B, int ndim,
+                        const int64_t *shape, const int64_t *as_, const int64_t *bs, int op,
+                        int nthreads) noexcept
+    int fnn_compare_i64(uint8_t *Y, const int64_t *A, const int64_t *B, int ndim,
+                        const int64_t *shape, const int64_t *as_, const int64_t *bs, int op,
+                        int nthreads) noexcept
+    int fnn_where_f32(float *Y, const uint8_t *Cond, const float *A, const float *B, int ndim,
+                      const int64_t *shape, const int64_t *cs, const int64_t *as_,
+                      const int64_t *bs, int nthreads) noexcept
+    int fnn_where_f64(double *Y, const uint8_t *Cond, const double *A, const double *B,
+                      int ndim, const int64_t *shape, const int64_t *cs, const int64_t *as_,
+                      const int64_t *bs, int nthreads) noexcept
+    int fnn_reduce_f32(float *Y, const float *X, int ndim, const int64_t *shape,
+                       const int64_t *ys, int op, int nthreads) noexcept
+    int fnn_reduce_f64(double *Y, const double *X, int ndim, const int64_t *shape,
+                       const int64_t *ys, int op, int nthreads) noexcept
+    int fnn_reduce_backward_f32(float *dX, const float *dY, const float *X, const float *Y,
+                                int ndim, const int64_t *shape, const int64_t *ys, int op,
+                                int nthreads) noexcept
+    int fnn_reduce_backward_f64(double *dX, const double *dY, const double *X,
+                                const double *Y, int ndim, const int64_t *shape,
+                                const int64_t *ys, int op, int nthreads) noexcept
+    int fnn_softmax_forward_f32(float *Y, const float *X, int64_t outer, int64_t L,
+                                int64_t inner, int is_log, int nthreads) noexcept
+    int fnn_softmax_forward_f64(double *Y, const double *X, int64_t outer, int64_t L,
+                                int64_t inner, int is_log, int nthreads) noexcept
+    int fnn_softmax_backward_f32(float *dX, const float *dY, const float *Y, int64_t outer,
+                                 int64_t L, int64_t inner, int is_log, int nthreads) noexcept
+    int fnn_softmax_backward_f64(double *dX, const double *dY, const double *Y, int64_t outer,
+                                 int64_t L, int64_t inner, int is_log, int nthreads) noexcept
 
     int fnn_concat_forward(void *Y, const void *const *X, const int64_t *widths, int64_t k,
                            int64_t outer, int64_t elem, int nthreads) noexcept

@@ -1,4 +1,4 @@
-# Broadcast element-wise binary ops (csrc/elementwise.c): Y = A <op> B with
+# Broadcast element-wise ops (csrc/elementwise.c): Y = A <op> B with
 # NumPy's broadcasting, the gradients summed back to each operand's shape,
 # and sum_to_shape (the backward of broadcasting), float32 and float64.
 #
@@ -10,15 +10,24 @@
 # contiguous across them, so same-shape calls reach them as one axis and
 # row / column broadcasts as two. Non-contiguous inputs are copied to C order.
 #
-# Also the layout helpers concat.pxi and batch_matmul.pxi use (included after
-# this file by _core.pyx).
+# Also unary ops, comparisons and where (fastnn.ops' element-wise primitives),
+# and the layout helpers reduce.pxi, concat.pxi and batch_matmul.pxi use
+# (included after this file by _core.pyx).
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 
 import operator
 
-# Names of the FNN_BINARY_* codes, in code order (the same tuple as
-# fastnn.backend.ops.BINARY_OPS; a test keeps them equal). Used in errors.
-KERNEL_BINARY_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
+# Names of the FNN_BINARY_*, FNN_UNARY_* and FNN_COMPARE_* codes, in code
+# order (the same tuples as fastnn.backend.ops.BINARY_OPS, UNARY_OPS and
+# COMPARE_OPS; a test keeps them equal). Used in errors.
+KERNEL_BINARY_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power")
+KERNEL_UNARY_OPS = ("negative", "abs", "sign", "square", "sqrt", "exp", "log", "log1p",
+                    "reciprocal")
+KERNEL_COMPARE_OPS = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
+
+# Operands one broadcast layout describes at most (where: condition, a, b).
+cdef enum:
+    _EW_MAX_OPERANDS = 3
 
 
 cdef inline int _ew_float_type(cnp.ndarray a) noexcept:
@@ -82,13 +91,15 @@ cdef inline tuple _ew_tuple(int nd, const int64_t *shape):
 
 
 cdef int _ew_out_fault(object out, int nd, const int64_t *shape, int t) noexcept:
-    """0 when out is a C-contiguous, writable array of shape[nd] and type t; else
-    what is wrong with it (1: not an array, 2: shape or dtype, 3: layout)."""
+    """0 when out is a C-contiguous, writable, native array of shape[nd] and type t
+    (NPY_FLOAT, NPY_DOUBLE, NPY_BOOL); else what is wrong with it (1: not an
+    array, 2: shape or dtype, 3: layout)."""
     cdef cnp.ndarray o
     if not isinstance(out, cnp.ndarray):
         return 1
     o = <cnp.ndarray>out
-    if not _ew_has_shape(o, nd, shape) or _ew_float_type(o) != t:
+    if (not _ew_has_shape(o, nd, shape) or cnp.PyArray_TYPE(o) != t
+            or not cnp.PyArray_ISNOTSWAPPED(o)):
         return 2
     if not cnp.PyArray_IS_C_CONTIGUOUS(o) or not cnp.PyArray_ISWRITEABLE(o):
         return 3
@@ -106,24 +117,35 @@ cdef int _ew_raise_out(int fault, object out, str where, str name, int nd,
     raise ValueError(f"{where}: {name} must be C-contiguous and writable")
 
 
+cdef int _ew_broadcast_with(int nd, int64_t *shape, cnp.ndarray A) noexcept:
+    """Broadcast shape[nd] with A's shape, in place; returns the new rank, or -1
+    when they do not broadcast."""
+    cdef int na = A.ndim
+    cdef int nn = na if na > nd else nd
+    cdef int d
+    cdef int64_t x, y
+    # Right-align the shape so far (a rank grows by leading 1s).
+    for d in range(nn - 1, -1, -1):
+        shape[d] = shape[d - nn + nd] if d >= nn - nd else 1
+    for d in range(nn):
+        x = shape[d]
+        y = A.shape[d - nn + na] if d >= nn - na else 1
+        if x == y or y == 1:
+            continue
+        if x != 1:
+            return -1
+        shape[d] = y
+    return nn
+
+
 cdef int _ew_broadcast(cnp.ndarray A, cnp.ndarray B, int64_t *shape, str where,
                        int op) except -1:
     """The broadcast shape of A and B into shape[]; returns its rank. The error
     names `where` and the op (the string is built only then)."""
-    cdef int na = A.ndim, nb = B.ndim
-    cdef int nd = na if na > nb else nb
-    cdef int d
-    cdef int64_t x, y
-    for d in range(nd):
-        x = A.shape[d - nd + na] if d >= nd - na else 1
-        y = B.shape[d - nd + nb] if d >= nd - nb else 1
-        if x == y or y == 1:
-            shape[d] = x
-        elif x == 1:
-            shape[d] = y
-        else:
-            raise ValueError(f"{where} {KERNEL_BINARY_OPS[op]}: a {(<object>A).shape} and b "
-                             f"{(<object>B).shape} do not broadcast")
+    cdef int nd = _ew_broadcast_with(_ew_broadcast_with(0, shape, A), shape, B)
+    if nd < 0:
+        raise ValueError(f"{where} {KERNEL_BINARY_OPS[op]}: a {(<object>A).shape} and b "
+                         f"{(<object>B).shape} do not broadcast")
     return nd
 
 
@@ -136,48 +158,68 @@ cdef cnp.ndarray _ew_empty(int nd, const int64_t *shape, int t):
     return cnp.PyArray_EMPTY(nd, dims, t, 0)
 
 
-cdef int _ew_collapse(int nd, const int64_t *shape, int na, const cnp.npy_intp *adims, int nb,
-                      const cnp.npy_intp *bdims, int64_t *cshape, int64_t *sa,
-                      int64_t *sb) noexcept nogil:
-    """The kernels' layout of a broadcast: output shape[nd], C-contiguous operands
-    of shapes adims[na] and bdims[nb] (right-aligned to it). Writes the
-    collapsed shape and each operand's element strides (0 where it is
-    broadcast) and returns the collapsed rank (>= 1): axes of size 1 dropped,
-    and an axis merged into its outer neighbour when each operand is either
-    broadcast along both or along neither (then it is contiguous across them)."""
-    cdef int64_t fa[FNN_MAX_DIMS]
-    cdef int64_t fb[FNN_MAX_DIMS]
-    cdef int64_t run_a = 1, run_b = 1
-    cdef int d, i, c = 0
+cdef int _ew_collapse_k(int nd, const int64_t *shape, int k, const int *nds,
+                        const cnp.npy_intp **dims, int64_t *cshape,
+                        int64_t **strides) noexcept nogil:
+    """The kernels' layout of a broadcast: output shape[nd], k <= _EW_MAX_OPERANDS
+    C-contiguous operands, operand x of shape dims[x][nds[x]] (right-aligned to
+    it). Writes the collapsed shape and each operand's element strides
+    (strides[x], 0 where it is broadcast) and returns the collapsed rank (>= 1):
+    axes of size 1 dropped, and an axis merged into its outer neighbour when
+    each operand is either broadcast along both or along neither (then it is
+    contiguous across them)."""
+    cdef int64_t full[_EW_MAX_OPERANDS][FNN_MAX_DIMS]
+    cdef int64_t run[_EW_MAX_OPERANDS]
+    cdef int d, i, x, c = 0
+    cdef bint merge
+    for x in range(k):
+        run[x] = 1
     for d in range(nd - 1, -1, -1):
-        i = d - nd + na
-        if i >= 0 and adims[i] != 1:
-            fa[d] = run_a
-            run_a *= adims[i]
-        else:
-            fa[d] = 0
-        i = d - nd + nb
-        if i >= 0 and bdims[i] != 1:
-            fb[d] = run_b
-            run_b *= bdims[i]
-        else:
-            fb[d] = 0
+        for x in range(k):
+            i = d - nd + nds[x]
+            if i >= 0 and dims[x][i] != 1:
+                full[x][d] = run[x]
+                run[x] *= dims[x][i]
+            else:
+                full[x][d] = 0
     for d in range(nd):
         if shape[d] == 1:
             continue
-        if c > 0 and (sa[c - 1] == 0) == (fa[d] == 0) and (sb[c - 1] == 0) == (fb[d] == 0):
+        merge = c > 0
+        if merge:
+            for x in range(k):
+                if (strides[x][c - 1] == 0) != (full[x][d] == 0):
+                    merge = False
+        if merge:
             cshape[c - 1] *= shape[d]
         else:
             cshape[c] = shape[d]
             c += 1
-        sa[c - 1] = fa[d]
-        sb[c - 1] = fb[d]
+        for x in range(k):
+            strides[x][c - 1] = full[x][d]
     if c == 0:
         cshape[0] = 1
-        sa[0] = 0
-        sb[0] = 0
+        for x in range(k):
+            strides[x][0] = 0
         c = 1
     return c
+
+
+cdef int _ew_collapse(int nd, const int64_t *shape, int na, const cnp.npy_intp *adims, int nb,
+                      const cnp.npy_intp *bdims, int64_t *cshape, int64_t *sa,
+                      int64_t *sb) noexcept nogil:
+    """_ew_collapse_k for two operands, A (adims[na]) and B (bdims[nb]), whose
+    strides go to sa and sb."""
+    cdef int nds[2]
+    cdef const cnp.npy_intp *dims[2]
+    cdef int64_t *strides[2]
+    nds[0] = na
+    nds[1] = nb
+    dims[0] = adims
+    dims[1] = bdims
+    strides[0] = sa
+    strides[1] = sb
+    return _ew_collapse_k(nd, shape, 2, nds, dims, cshape, strides)
 
 
 cdef int _ew_check_binary(int op, cnp.ndarray A, cnp.ndarray B, str where) except -1:
@@ -404,5 +446,260 @@ def sum_to_shape(object Y, cnp.ndarray X not None, object shape, int nthreads):
             status = fnn_sum_to_shape_f64(<double *>cnp.PyArray_DATA(out),
                                           <const double *>cnp.PyArray_DATA(X), cnd, cshape, sy,
                                           nthreads)
+    check_status(status)
+    return out
+
+
+# ---- unary ops, comparisons, where (fastnn.ops' element-wise primitives) -----
+
+cdef inline str _ew_unary_where(int op, str method):
+    if op < 0 or op >= FNN_UNARY_COUNT:
+        raise ValueError(f"{method}: unknown op code {op}; expected 0..{FNN_UNARY_COUNT - 1}")
+    return method + " " + KERNEL_UNARY_OPS[op]
+
+
+cdef cnp.ndarray _ew_out_like(object out, cnp.ndarray ref, int t, str where, str why):
+    """out (checked: ref's shape, type t, C-contiguous, writable) or, when None, a
+    new C-ordered array like that."""
+    cdef int64_t shape[FNN_MAX_DIMS]
+    cdef int d, fault
+    if out is None:
+        return cnp.PyArray_EMPTY(ref.ndim, cnp.PyArray_DIMS(ref), t, 0)
+    for d in range(ref.ndim):
+        shape[d] = ref.shape[d]
+    fault = _ew_out_fault(out, ref.ndim, shape, t)
+    if fault:
+        _ew_raise_out(fault, out, where, "out", ref.ndim, shape, t, why)
+    return <cnp.ndarray>out
+
+
+cdef inline bint _ew_partial_overlap(cnp.ndarray out, object x):
+    """True when out shares memory with x (an array or None) without being it."""
+    return x is not None and _ew_overlap(out, <cnp.ndarray>x) and not _ew_is_alias(out, x)
+
+
+cdef inline cnp.ndarray _ew_contiguous(cnp.ndarray a):
+    return a if cnp.PyArray_IS_C_CONTIGUOUS(a) else cnp.PyArray_GETCONTIGUOUS(a)
+
+
+def unary_forward(object Y, cnp.ndarray X not None, int op, int nthreads):
+    """Return Y = op(X) element-wise (FNN_UNARY_* code op) for float32 / float64 X
+    of any shape. Y (X's shape and dtype, C-contiguous, writable) may be X
+    itself; no other overlap. None allocates it."""
+    cdef str where = _ew_unary_where(op, "unary")
+    cdef int t = _ew_float_type(X)
+    cdef cnp.ndarray out
+    cdef int status
+    if t < 0:
+        raise TypeError(f"{where}: x must be float32 or float64, got {X.dtype}")
+    out = _ew_out_like(Y, X, t, where, f" like x {(<object>X).shape}")
+    if Y is not None and _ew_partial_overlap(out, X):
+        raise ValueError(f"{where}: out {(<object>out).shape} shares memory with x without "
+                         f"being that array itself")
+    X = _ew_contiguous(X)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            status = fnn_unary_forward_f32(<float *>cnp.PyArray_DATA(out),
+                                           <const float *>cnp.PyArray_DATA(X),
+                                           cnp.PyArray_SIZE(X), op, nthreads)
+        else:
+            status = fnn_unary_forward_f64(<double *>cnp.PyArray_DATA(out),
+                                           <const double *>cnp.PyArray_DATA(X),
+                                           cnp.PyArray_SIZE(X), op, nthreads)
+    check_status(status)
+    return out
+
+
+cdef int _ew_check_like(cnp.ndarray a, str name, cnp.ndarray ref, int t, str where) except -1:
+    """a must have ref's type t (TypeError) and shape (ValueError): ops._check_like."""
+    if _ew_float_type(a) != t:
+        raise TypeError(f"{where}: {name} must be {ref.dtype} like dy, got {a.dtype}")
+    if not cnp.PyArray_SAMESHAPE(a, ref):
+        raise ValueError(f"{where}: {name} must have dy's shape {(<object>ref).shape}, got "
+                         f"{(<object>a).shape}")
+    return 0
+
+
+def unary_backward(object dX, cnp.ndarray dY not None, cnp.ndarray X not None,
+                   cnp.ndarray Y not None, int op, int nthreads):
+    """Return dX = dY * op'(X or Y) for the op's input X and output Y (dY's shape
+    and dtype). dX may be dY, X or Y itself; no other overlap. None allocates it."""
+    cdef str where = _ew_unary_where(op, "unary_backward")
+    cdef int t = _ew_float_type(dY)
+    cdef int reads = fnn_unary_reads(op)
+    cdef cnp.ndarray out
+    cdef void *px = NULL
+    cdef void *py = NULL
+    cdef int status
+    if t < 0:
+        raise TypeError(f"{where}: dy must be float32 or float64, got {dY.dtype}")
+    _ew_check_like(X, "x", dY, t, where)
+    _ew_check_like(Y, "y", dY, t, where)
+    out = _ew_out_like(dX, dY, t, where, f" like dy {(<object>dY).shape}")
+    if dX is not None and (_ew_partial_overlap(out, dY) or _ew_partial_overlap(out, X)
+                           or _ew_partial_overlap(out, Y)):
+        raise ValueError(f"{where}: out {(<object>out).shape} shares memory with dy, x or y "
+                         f"without being that array itself")
+    dY = _ew_contiguous(dY)
+    if reads == 1:
+        X = _ew_contiguous(X)
+        px = cnp.PyArray_DATA(X)
+    elif reads == 2:
+        Y = _ew_contiguous(Y)
+        py = cnp.PyArray_DATA(Y)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            status = fnn_unary_backward_f32(<float *>cnp.PyArray_DATA(out),
+                                            <const float *>cnp.PyArray_DATA(dY),
+                                            <const float *>px, <const float *>py,
+                                            cnp.PyArray_SIZE(dY), op, nthreads)
+        else:
+            status = fnn_unary_backward_f64(<double *>cnp.PyArray_DATA(out),
+                                            <const double *>cnp.PyArray_DATA(dY),
+                                            <const double *>px, <const double *>py,
+                                            cnp.PyArray_SIZE(dY), op, nthreads)
+    check_status(status)
+    return out
+
+
+cdef inline int _ew_compare_type(cnp.ndarray a) noexcept:
+    """NPY_FLOAT, NPY_DOUBLE or NPY_INT64 for a native float32 / float64 / int64
+    array (any 8-byte signed integer type counts as int64), else -1."""
+    cdef int t = cnp.PyArray_TYPE(a)
+    if not cnp.PyArray_ISNOTSWAPPED(a):
+        return -1
+    if t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE:
+        return t
+    if (t == cnp.NPY_LONG or t == cnp.NPY_LONGLONG) and cnp.PyArray_ITEMSIZE(a) == 8:
+        return cnp.NPY_INT64
+    return -1
+
+
+def compare(object Y, cnp.ndarray A not None, cnp.ndarray B not None, int op, int nthreads):
+    """Return Y = A <op> B (FNN_COMPARE_* code op) as a bool array of the broadcast
+    shape; A and B float32, float64 or int64 of one dtype. Y, when given, must be
+    a C-contiguous, writable bool array sharing no memory with A or B."""
+    cdef int64_t shape[FNN_MAX_DIMS]
+    cdef int64_t cshape[FNN_MAX_DIMS]
+    cdef int64_t sa[FNN_MAX_DIMS]
+    cdef int64_t sb[FNN_MAX_DIMS]
+    cdef int t, nd, cnd, fault, status
+    cdef str where
+    cdef cnp.ndarray out
+    if op < 0 or op >= FNN_COMPARE_COUNT:
+        raise ValueError(f"compare: unknown op code {op}; expected 0..{FNN_COMPARE_COUNT - 1}")
+    where = "compare " + KERNEL_COMPARE_OPS[op]
+    t = _ew_compare_type(A)
+    if t < 0 or _ew_compare_type(B) != t:
+        raise TypeError(f"{where}: a and b must share a float32, float64 or int64 dtype, got "
+                        f"{A.dtype} and {B.dtype}")
+    nd = _ew_broadcast_with(_ew_broadcast_with(0, shape, A), shape, B)
+    if nd < 0:
+        raise ValueError(f"{where}: a {(<object>A).shape} and b {(<object>B).shape} do not "
+                         f"broadcast")
+    if Y is None:
+        out = _ew_empty(nd, shape, cnp.NPY_BOOL)
+    else:
+        fault = _ew_out_fault(Y, nd, shape, cnp.NPY_BOOL)
+        if fault:
+            _ew_raise_out(fault, Y, where, "out", nd, shape, cnp.NPY_BOOL,
+                          f" for a {(<object>A).shape} and b {(<object>B).shape}")
+        out = <cnp.ndarray>Y
+        if _ew_overlap(out, A) or _ew_overlap(out, B):
+            raise ValueError(f"{where}: out must not share memory with a or b")
+    if cnp.PyArray_SIZE(out) == 0:
+        return out
+    A = _ew_contiguous(A)
+    B = _ew_contiguous(B)
+    cnd = _ew_collapse(nd, shape, A.ndim, cnp.PyArray_DIMS(A), B.ndim, cnp.PyArray_DIMS(B),
+                       cshape, sa, sb)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            status = fnn_compare_f32(<uint8_t *>cnp.PyArray_DATA(out),
+                                     <const float *>cnp.PyArray_DATA(A),
+                                     <const float *>cnp.PyArray_DATA(B), cnd, cshape, sa, sb,
+                                     op, nthreads)
+        elif t == cnp.NPY_DOUBLE:
+            status = fnn_compare_f64(<uint8_t *>cnp.PyArray_DATA(out),
+                                     <const double *>cnp.PyArray_DATA(A),
+                                     <const double *>cnp.PyArray_DATA(B), cnd, cshape, sa, sb,
+                                     op, nthreads)
+        else:
+            status = fnn_compare_i64(<uint8_t *>cnp.PyArray_DATA(out),
+                                     <const int64_t *>cnp.PyArray_DATA(A),
+                                     <const int64_t *>cnp.PyArray_DATA(B), cnd, cshape, sa,
+                                     sb, op, nthreads)
+    check_status(status)
+    return out
+
+
+def where(object Y, cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not None,
+          int nthreads):
+    """Return Y = C ? A : B with NumPy's broadcasting of all three: C bool, A and B
+    float32 or float64 of one dtype. Y (the broadcast shape) may be A or B itself
+    when that operand has Y's shape; no other overlap. None allocates it."""
+    cdef int64_t shape[FNN_MAX_DIMS]
+    cdef int64_t cshape[FNN_MAX_DIMS]
+    cdef int64_t sc[FNN_MAX_DIMS]
+    cdef int64_t sa[FNN_MAX_DIMS]
+    cdef int64_t sb[FNN_MAX_DIMS]
+    cdef int nds[3]
+    cdef const cnp.npy_intp *dims[3]
+    cdef int64_t *strides[3]
+    cdef int t, nd, cnd, fault, status
+    cdef cnp.ndarray out
+    if cnp.PyArray_TYPE(C) != cnp.NPY_BOOL:
+        raise TypeError(f"where: condition must be a bool array, got {C.dtype}")
+    t = _ew_float_type(A)
+    if t < 0 or _ew_float_type(B) != t:
+        raise TypeError(f"where: a and b must share a float32 or float64 dtype, got {A.dtype} "
+                        f"and {B.dtype}")
+    nd = _ew_broadcast_with(_ew_broadcast_with(_ew_broadcast_with(0, shape, C), shape, A),
+                            shape, B)
+    if nd < 0:
+        raise ValueError(f"where: condition {(<object>C).shape}, a {(<object>A).shape} and b "
+                         f"{(<object>B).shape} do not broadcast")
+    if Y is None:
+        out = _ew_empty(nd, shape, t)
+    else:
+        fault = _ew_out_fault(Y, nd, shape, t)
+        if fault:
+            _ew_raise_out(fault, Y, "where", "out", nd, shape, t,
+                          f" for condition {(<object>C).shape}, a {(<object>A).shape} and b "
+                          f"{(<object>B).shape}")
+        out = <cnp.ndarray>Y
+        if _ew_overlap(out, C):
+            raise ValueError("where: out must not share memory with condition")
+        if _ew_partial_overlap(out, A) or _ew_partial_overlap(out, B):
+            raise ValueError(f"where: out {Y.shape} shares memory with a or b without being "
+                             f"that array itself")
+    if cnp.PyArray_SIZE(out) == 0:
+        return out
+    C = _ew_contiguous(C)
+    A = _ew_contiguous(A)
+    B = _ew_contiguous(B)
+    nds[0] = C.ndim
+    nds[1] = A.ndim
+    nds[2] = B.ndim
+    dims[0] = cnp.PyArray_DIMS(C)
+    dims[1] = cnp.PyArray_DIMS(A)
+    dims[2] = cnp.PyArray_DIMS(B)
+    strides[0] = sc
+    strides[1] = sa
+    strides[2] = sb
+    cnd = _ew_collapse_k(nd, shape, 3, nds, dims, cshape, strides)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            status = fnn_where_f32(<float *>cnp.PyArray_DATA(out),
+                                   <const uint8_t *>cnp.PyArray_DATA(C),
+                                   <const float *>cnp.PyArray_DATA(A),
+                                   <const float *>cnp.PyArray_DATA(B), cnd, cshape, sc, sa, sb,
+                                   nthreads)
+        else:
+            status = fnn_where_f64(<double *>cnp.PyArray_DATA(out),
+                                   <const uint8_t *>cnp.PyArray_DATA(C),
+                                   <const double *>cnp.PyArray_DATA(A),
+                                   <const double *>cnp.PyArray_DATA(B), cnd, cshape, sc, sa,
+                                   sb, nthreads)
     check_status(status)
     return out

@@ -1,10 +1,12 @@
 """CompiledOps: the Ops contract on fastnn's C kernels (fastnn._ext._core).
 
 float32 is the fast path and runs compiled. float64 runs compiled for GEMM,
-dense forward, embedding, the broadcast element-wise ops, concatenate / split
-and batch_matmul; its other operations are handed to NumpyOps, visibly: each
+dense forward, embedding, the broadcast element-wise ops, fastnn.ops'
+primitives (unary, compare, where, reduce, softmax), concatenate / split and
+batch_matmul; its other operations are handed to NumpyOps, visibly: each
 such hand-off is recorded once in ``FALLBACKS`` and shown by
-``fastnn.show_config()``.
+``fastnn.show_config()``. arg_reduce and cumsum run on NumPy for every dtype
+(recorded the same way).
 """
 import numpy as np
 
@@ -12,10 +14,12 @@ from fastnn import _runtime
 from fastnn._ext import _core
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import (
-    ACTIVATIONS, BINARY_OPS, LOSSES, METRICS, RNN_CELLS, Ops, check_activation,
-    check_batch_matmul_args, check_binary_args, check_binary_backward_args, check_dropout_args,
-    check_embedding_indices, check_gemm_args, check_rnn_args, check_split_args,
-    check_sum_to_shape_args,
+    ACTIVATIONS, BINARY_OPS, COMPARE_OPS, LOSSES, METRICS, REDUCE_OPS, RNN_CELLS, UNARY_OPS, Ops,
+    check_activation, check_batch_matmul_args, check_binary_args, check_binary_backward_args,
+    check_compare_args, check_dropout_args, check_embedding_indices, check_gemm_args,
+    check_reduce_args, check_reduce_backward_args, check_rnn_args, check_softmax_args,
+    check_softmax_backward_args, check_split_args, check_sum_to_shape_args, check_unary_args,
+    check_unary_backward_args, check_where_args,
     conv2d_output_shape, conv2d_padding, dropout_scale, dropout_threshold, int_pair,
 )
 
@@ -23,6 +27,9 @@ ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
 METRIC_CODES = {name: code for code, name in enumerate(METRICS)}
 BINARY_CODES = {name: code for code, name in enumerate(BINARY_OPS)}
+UNARY_CODES = {name: code for code, name in enumerate(UNARY_OPS)}
+COMPARE_CODES = {name: code for code, name in enumerate(COMPARE_OPS)}
+REDUCE_CODES = {name: code for code, name in enumerate(REDUCE_OPS)}
 
 _GEMM_KERNELS = {np.dtype(np.float32): _core.gemm_f32, np.dtype(np.float64): _core.gemm_f64}
 _GEMM_ACT_CODES = {None: ACT_CODES["linear"], **{name: code for name, code in ACT_CODES.items()
@@ -480,6 +487,82 @@ class CompiledOps(Ops):
         if type(a) is not np.ndarray or type(b) is not np.ndarray:
             check_batch_matmul_args(a, b, transpose_a, transpose_b, out)
         return _core.batch_matmul(out, a, b, bool(transpose_a), bool(transpose_b), _threads())
+
+    # ---- fastnn.ops' primitives ---------------------------------------------------
+    # csrc/elementwise.c (unary, compare, where, reduce: sum_to_shape's engine)
+    # and csrc/softmax.c, float32 and float64. These run every step on the small
+    # tensors of traced custom layers, so the path is as binary's: a dict lookup
+    # and type tests here, the shared checks only when those fail, the wrappers
+    # checking the rest with the same errors. arg_reduce and cumsum are handed
+    # to NumPy (recorded in FALLBACKS).
+    def unary(self, op, x, out=None):
+        code = UNARY_CODES.get(op) if type(op) is str else None
+        if code is None or type(x) is not np.ndarray:
+            check_unary_args(op, x, out)
+            code = UNARY_CODES[op]
+        return _core.unary_forward(out, x, code, _threads())
+
+    def unary_backward(self, op, dy, x, y, out=None):
+        code = UNARY_CODES.get(op) if type(op) is str else None
+        if (code is None or type(dy) is not np.ndarray or type(x) is not np.ndarray
+                or type(y) is not np.ndarray):
+            check_unary_backward_args(op, dy, x, y, out)
+            code = UNARY_CODES[op]
+        return _core.unary_backward(out, dy, x, y, code, _threads())
+
+    def compare(self, op, a, b, out=None):
+        code = COMPARE_CODES.get(op) if type(op) is str else None
+        if code is None or type(a) is not np.ndarray or type(b) is not np.ndarray:
+            check_compare_args(op, a, b, out)
+            code = COMPARE_CODES[op]
+        return _core.compare(out, a, b, code, _threads())
+
+    def where(self, condition, a, b, out=None):
+        if (type(condition) is not np.ndarray or type(a) is not np.ndarray
+                or type(b) is not np.ndarray):
+            check_where_args(condition, a, b, out)
+        return _core.where(out, condition, a, b, _threads())
+
+    def reduce(self, op, x, axes=None, keepdims=False, out=None):
+        code = REDUCE_CODES.get(op) if type(op) is str else None
+        if code is None or type(x) is not np.ndarray:
+            check_reduce_args(op, x, axes, keepdims, out)
+            code = REDUCE_CODES[op]
+        return _core.reduce(out, x, axes, bool(keepdims), code, _threads())
+
+    def reduce_backward(self, op, dy, x, y, axes=None, keepdims=False, out=None):
+        code = REDUCE_CODES.get(op) if type(op) is str else None
+        if code is None or type(x) is not np.ndarray or type(dy) is not np.ndarray:
+            check_reduce_backward_args(op, dy, x, y, axes, keepdims, out)
+            code = REDUCE_CODES[op]
+        return _core.reduce_backward(out, dy, x, y, axes, bool(keepdims), code, _threads())
+
+    def arg_reduce(self, op, x, axis, keepdims=False, out=None):
+        return self._fallback("arg_reduce", getattr(x, "dtype", np.float32)).arg_reduce(
+            op, x, axis, keepdims, out)
+
+    def cumsum(self, x, axis, out=None):
+        return self._fallback("cumsum", getattr(x, "dtype", np.float32)).cumsum(x, axis, out)
+
+    def softmax(self, x, axis=-1, out=None):
+        if type(x) is not np.ndarray:
+            check_softmax_args(x, axis, out, "softmax")
+        return _core.softmax_forward(out, x, axis, False, _threads())
+
+    def softmax_backward(self, dy, y, axis=-1, out=None):
+        if type(dy) is not np.ndarray or type(y) is not np.ndarray:
+            check_softmax_backward_args(dy, y, axis, out, "softmax_backward")
+        return _core.softmax_backward(out, dy, y, axis, False, _threads())
+
+    def log_softmax(self, x, axis=-1, out=None):
+        if type(x) is not np.ndarray:
+            check_softmax_args(x, axis, out, "log_softmax")
+        return _core.softmax_forward(out, x, axis, True, _threads())
+
+    def log_softmax_backward(self, dy, y, axis=-1, out=None):
+        if type(dy) is not np.ndarray or type(y) is not np.ndarray:
+            check_softmax_backward_args(dy, y, axis, out, "log_softmax_backward")
+        return _core.softmax_backward(out, dy, y, axis, True, _threads())
 
     # ---- L2 normalization: rare (Dot(normalize=True)), handed to NumPy visibly ------
     def l2_normalize(self, x, axis, out=None):

@@ -10,18 +10,27 @@ import numpy as np
 
 from fastnn.backend.ops import (
     DROPOUT_GOLDEN, ELU_ALPHA, L2_NORM_FLOOR, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops,
-    check_activation,
+    check_activation, check_arg_reduce_args,
     check_batch_matmul_args, check_batchnorm_args, check_binary_args,
-    check_binary_backward_args, check_concatenate_args, check_dropout_args,
-    check_embedding_indices, check_gemm_args, check_rnn_args, check_split_args,
-    check_sum_to_shape_args, conv2d_output_shape,
-    conv2d_padding, dropout_scale, dropout_threshold, int_pair, mix64,
+    check_binary_backward_args, check_compare_args, check_concatenate_args, check_cumsum_args,
+    check_dropout_args, check_embedding_indices, check_gemm_args, check_reduce_args,
+    check_reduce_backward_args, check_rnn_args, check_softmax_args,
+    check_softmax_backward_args, check_split_args, check_sum_to_shape_args,
+    check_unary_args, check_unary_backward_args, check_where_args, conv2d_output_shape,
+    conv2d_padding, dropout_scale, dropout_threshold, int_pair, mix64, reduced_shape,
 )
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
 _BINARY_UFUNCS = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
-                  "divide": np.divide, "maximum": np.maximum, "minimum": np.minimum}
+                  "divide": np.divide, "maximum": np.maximum, "minimum": np.minimum,
+                  "power": np.power}
+_UNARY_UFUNCS = {"negative": np.negative, "abs": np.abs, "sign": np.sign,
+                 "square": np.square, "sqrt": np.sqrt, "exp": np.exp, "log": np.log,
+                 "log1p": np.log1p, "reciprocal": np.reciprocal}
+_COMPARE_UFUNCS = {"equal": np.equal, "not_equal": np.not_equal, "less": np.less,
+                   "less_equal": np.less_equal, "greater": np.greater,
+                   "greater_equal": np.greater_equal}
 
 
 def _erf_array(x):
@@ -598,6 +607,10 @@ class NumpyOps(Ops):
                 ga, gb = dy * b, dy * a
             elif op == "divide":
                 ga, gb = dy / b, (-dy * a) / (b * b)
+            elif op == "power":
+                # TF's rule: db is 0 where a <= 0 (log(a) is NaN or -inf there).
+                ga = dy * b * np.power(a, b - 1)
+                gb = np.where(a > 0, dy * np.power(a, b) * np.log(a), dy.dtype.type(0))
             else:
                 # TF's rule: a takes dy where it wins (ties included), b the rest.
                 wins = a >= b if op == "maximum" else a <= b
@@ -633,6 +646,119 @@ class NumpyOps(Ops):
         result = np.matmul(a.transpose(0, 2, 1) if transpose_a else a,
                            b.transpose(0, 2, 1) if transpose_b else b)
         return _write(result, out)
+
+    # ---- fastnn.ops' primitives: unary, comparisons, select, reductions, softmax --
+    # NaN and inf propagate without NumPy's warnings (the kernels check nothing).
+    def unary(self, op, x, out=None):
+        check_unary_args(op, x, out)
+        if out is None:
+            out = np.empty(x.shape, x.dtype)
+        with np.errstate(all="ignore"):
+            _UNARY_UFUNCS[op](x, out=out)          # exact aliasing (out is x) is fine
+        return out
+
+    def unary_backward(self, op, dy, x, y, out=None):
+        check_unary_backward_args(op, dy, x, y, out)
+        with np.errstate(all="ignore"):
+            if op == "negative":
+                dx = -dy
+            elif op == "abs":
+                dx = dy * np.sign(x)               # abs'(0) = 0 (TF)
+            elif op == "sign":
+                dx = np.zeros_like(dy)
+            elif op == "square":
+                dx = dy * (2 * x)
+            elif op == "sqrt":
+                dx = (dy * 0.5) / y
+            elif op == "exp":
+                dx = dy * y
+            elif op == "log":
+                dx = dy / x
+            elif op == "log1p":
+                dx = dy / (1 + x)
+            else:                                  # reciprocal
+                dx = dy * -(y * y)
+        return _write(np.asarray(dx), out)
+
+    def compare(self, op, a, b, out=None):
+        shape = check_compare_args(op, a, b, out)
+        if out is None:
+            out = np.empty(shape, np.bool_)
+        _COMPARE_UFUNCS[op](a, b, out=out)
+        return out
+
+    def where(self, condition, a, b, out=None):
+        check_where_args(condition, a, b, out)
+        return _write(np.asarray(np.where(condition, a, b)), out)
+
+    def reduce(self, op, x, axes=None, keepdims=False, out=None):
+        axes, _ = check_reduce_args(op, x, axes, keepdims, out)
+        with np.errstate(all="ignore"):
+            if op in ("sum", "mean"):
+                total = x.sum(axis=axes, dtype=np.float64, keepdims=keepdims)
+                if op == "mean":
+                    total = total / math.prod(x.shape[d] for d in axes)
+                result = np.asarray(total).astype(x.dtype)
+            else:
+                result = np.asarray(x.max(axis=axes, keepdims=keepdims) if op == "max"
+                                    else x.min(axis=axes, keepdims=keepdims))
+        return _write(result, out)
+
+    def reduce_backward(self, op, dy, x, y, axes=None, keepdims=False, out=None):
+        axes, _ = check_reduce_backward_args(op, dy, x, y, axes, keepdims, out)
+        kept = reduced_shape(x.shape, axes, True)          # dy and y with the axes kept
+        dyk = dy.reshape(kept)
+        count = math.prod(x.shape[d] for d in axes)
+        with np.errstate(all="ignore"):
+            if op == "sum":
+                dx = np.broadcast_to(dyk, x.shape)
+            elif op == "mean":
+                dx = dyk / x.dtype.type(count)
+            else:
+                # TF's rule: the elements equal to the extreme share dy evenly.
+                hit = x == y.reshape(kept)
+                share = dyk / hit.sum(axis=axes, keepdims=True).astype(x.dtype)
+                dx = np.where(hit, share, x.dtype.type(0))
+        if out is None:
+            out = np.empty(x.shape, x.dtype)
+        np.copyto(out, dx)
+        return out
+
+    def arg_reduce(self, op, x, axis, keepdims=False, out=None):
+        axis, _ = check_arg_reduce_args(op, x, axis, keepdims, out)
+        fn = np.argmax if op == "argmax" else np.argmin
+        result = np.asarray(fn(x, axis=axis, keepdims=bool(keepdims)), dtype=np.int64)
+        return _write(result, out)
+
+    def cumsum(self, x, axis, out=None):
+        axis = check_cumsum_args(x, axis, out)
+        return _write(np.cumsum(x, axis=axis, dtype=np.float64).astype(x.dtype), out)
+
+    def softmax(self, x, axis=-1, out=None):
+        axis = check_softmax_args(x, axis, out, "softmax")
+        with np.errstate(all="ignore"):
+            e = np.exp(x - x.max(axis=axis, keepdims=True))
+            total = e.sum(axis=axis, dtype=np.float64, keepdims=True)
+            return _write((e * (1.0 / total)).astype(x.dtype), out)
+
+    def softmax_backward(self, dy, y, axis=-1, out=None):
+        axis = check_softmax_backward_args(dy, y, axis, out, "softmax_backward")
+        with np.errstate(all="ignore"):
+            dot = (dy.astype(np.float64) * y).sum(axis=axis, keepdims=True).astype(dy.dtype)
+            return _write(y * (dy - dot), out)
+
+    def log_softmax(self, x, axis=-1, out=None):
+        axis = check_softmax_args(x, axis, out, "log_softmax")
+        with np.errstate(all="ignore"):
+            shifted = x - x.max(axis=axis, keepdims=True)
+            total = np.exp(shifted).sum(axis=axis, dtype=np.float64, keepdims=True)
+            return _write(shifted - np.log(total).astype(x.dtype), out)
+
+    def log_softmax_backward(self, dy, y, axis=-1, out=None):
+        axis = check_softmax_backward_args(dy, y, axis, out, "log_softmax_backward")
+        with np.errstate(all="ignore"):
+            total = dy.sum(axis=axis, dtype=np.float64, keepdims=True).astype(dy.dtype)
+            return _write(dy - np.exp(y) * total, out)
 
     # ---- L2 normalization ----------------------------------------------------------
     def l2_normalize(self, x, axis, out=None):

@@ -37,7 +37,13 @@ PROB_EPSILON = 1e-7      # Keras' backend epsilon: probabilities are clipped to 
 L2_NORM_FLOOR = PROB_EPSILON ** 2   # Keras' normalize clamps the squared norm here
 
 # Ops.binary's ops, in the kernels' code order (FNN_BINARY_* in csrc/fastnn.h).
-BINARY_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
+BINARY_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power")
+# fastnn.ops' other primitives (keras.ops names), each tuple in its kernels'
+# code order (FNN_UNARY_*, FNN_COMPARE_*, FNN_REDUCE_*).
+UNARY_OPS = ("negative", "abs", "sign", "square", "sqrt", "exp", "log", "log1p", "reciprocal")
+COMPARE_OPS = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
+REDUCE_OPS = ("sum", "mean", "max", "min")
+ARG_REDUCE_OPS = ("argmax", "argmin")
 
 
 class Ops:
@@ -351,7 +357,8 @@ class Ops:
         included). ``out`` (the broadcast shape, the same dtype, C-contiguous,
         writable) may be ``a`` or ``b`` itself when that operand already has the
         output's shape (in place); it may not otherwise share memory with them.
-        maximum / minimum return NaN where either operand is NaN (np.maximum's rule).
+        maximum / minimum return NaN where either operand is NaN (np.maximum's rule);
+        power is ``a ** b`` (0 ** 0 = 1, a negative a to a non-integer b is NaN).
         """
         raise NotImplementedError
 
@@ -366,7 +373,9 @@ class Ops:
         -dy; multiply: dy * b, dy * a; divide: da = dy / b, db = -dy * a / b**2.
         maximum: a gets dy where a >= b, b where a < b; minimum: a gets dy where
         a <= b, b where a > b (TensorFlow's rule, which Keras on TF follows, for
-        ties; where the comparison is NaN, b gets dy, as TF's does).
+        ties; where the comparison is NaN, b gets dy, as TF's does). power:
+        da = dy * b * a ** (b - 1); db = dy * a ** b * log(a) where a > 0, else 0
+        (TensorFlow's rule).
         """
         raise NotImplementedError
 
@@ -415,6 +424,112 @@ class Ops:
         ``r * dy`` where it is clamped."""
         raise NotImplementedError
 
+
+    # ---- fastnn.ops' primitives: unary, comparisons, select, reductions, softmax --
+    # keras.ops names. float32 or float64 (comparisons and arg_reduce: int64 too);
+    # NaN and inf propagate unchecked (and without NumPy's warnings). An ``out``
+    # may be one of the method's inputs itself where its docstring says so; it
+    # may never otherwise share memory with them.
+    def unary(self, op, x, out=None):
+        """Return ``op(x)`` element-wise (``op`` one of UNARY_OPS) for a float32 or
+        float64 array of any shape (0-d included). ``out`` (x's shape and dtype,
+        C-contiguous) may be x itself. NumPy's values: sign(0) = 0, sign(NaN) =
+        NaN; log / sqrt of a negative are NaN, log(0) = -inf.
+        """
+        raise NotImplementedError
+
+    def unary_backward(self, op, dy, x, y, out=None):
+        """dx = dy * op'(x), given the input x and the output y = unary(op, x)
+        (both passed, of dy's shape and dtype; each op reads one of them).
+        negative: -dy; abs: dy * sign(x), so abs'(0) = 0; sign: 0 (TensorFlow's
+        rules); square: dy * (2 * x); sqrt: (dy * 0.5) / y; exp: dy * y; log:
+        dy / x; log1p: dy / (1 + x); reciprocal: dy * -(y * y). ``out`` may be
+        dy, x or y itself.
+        """
+        raise NotImplementedError
+
+    def compare(self, op, a, b, out=None):
+        """Element-wise ``a <op> b`` (``op`` one of COMPARE_OPS) with NumPy's
+        broadcasting; a and b float32, float64 or int64 of one dtype. Returns a
+        bool array (np.bool_) of the broadcast shape (``out`` when given). IEEE:
+        a comparison with NaN is False, but not_equal's, which is True.
+        """
+        raise NotImplementedError
+
+    def where(self, condition, a, b, out=None):
+        """``condition ? a : b`` with NumPy's broadcasting of all three: condition
+        a bool array, a and b float32 or float64 of one dtype. ``out`` (the
+        broadcast shape) may be a or b itself when that operand has the output's
+        shape. Its backward, where(condition, dy, 0) and where(condition, 0, dy)
+        each summed to its operand's shape (sum_to_shape), is composed by the
+        caller; a 0-d zero operand costs nothing extra.
+        """
+        raise NotImplementedError
+
+    def reduce(self, op, x, axes=None, keepdims=False, out=None):
+        """Reduce x over ``axes`` as NumPy's x.sum / mean / max / min (``op`` one of
+        REDUCE_OPS). ``axes``: None (all), an int or a tuple of ints, negative
+        counted from the end, repeats an error. Returns an array (0-d for a full
+        reduction) of x's shape without the reduced axes, or with them as 1 when
+        ``keepdims``. float32 / float64; sums (and means) accumulate in float64,
+        bitwise identical for any thread count (each result is reduced in a
+        fixed order by one thread). The mean of nothing is NaN, the sum 0; max /
+        min over an axis of length 0 is a ValueError (NumPy's); NaN propagates.
+        """
+        raise NotImplementedError
+
+    def reduce_backward(self, op, dy, x, y, axes=None, keepdims=False, out=None):
+        """The gradient of ``y = reduce(op, x, axes, keepdims)`` given dy (y's
+        shape), as an array of x's shape: sum -> dy broadcast back; mean -> that
+        divided by the number of elements reduced into each result; max / min ->
+        dy / n where x equals the result (n such elements in its reduction:
+        TensorFlow's rule for ties), 0 elsewhere (0 everywhere in a reduction
+        whose result is NaN). y is read by max and min only (it may be None for
+        sum and mean). ``out`` must not share memory with dy, x or y.
+        """
+        raise NotImplementedError
+
+    def arg_reduce(self, op, x, axis, keepdims=False, out=None):
+        """``op`` "argmax" / "argmin" (ARG_REDUCE_OPS) of x along the int ``axis``
+        (None: of the flattened array; with ``keepdims`` every axis is then kept
+        as 1): int64 indices of the first occurrence of the extreme (a NaN is
+        the extreme: NumPy's rule). x float32, float64 or int64; an empty axis
+        (or an empty x with axis None) is a ValueError.
+        """
+        raise NotImplementedError
+
+    def cumsum(self, x, axis, out=None):
+        """NumPy's cumsum of x (float32 / float64) along the int ``axis``,
+        accumulated in float64 and rounded to x's dtype (deterministic). ``out``
+        may be x itself. Its backward, the reversed cumsum of dy, is composed by
+        the caller (e.g. cumsum(dy[::-1])[::-1] along the axis).
+        """
+        raise NotImplementedError
+
+    def softmax(self, x, axis=-1, out=None):
+        """Softmax of x (float32 / float64, at least 1-D) along the int ``axis``:
+        ``e / sum(e, axis)``, e = exp(x - max(x, axis)) (stable), the sum in
+        float64. ``out`` may be x itself.
+        """
+        raise NotImplementedError
+
+    def softmax_backward(self, dy, y, axis=-1, out=None):
+        """dx = y * (dy - sum(dy * y, axis)) from the softmax's output y (the sum in
+        float64). ``out`` may be dy or y itself.
+        """
+        raise NotImplementedError
+
+    def log_softmax(self, x, axis=-1, out=None):
+        """Log-softmax of x along ``axis``: ``(x - m) - log(sum(exp(x - m), axis))``,
+        m = max(x, axis), the sum in float64. ``out`` may be x itself.
+        """
+        raise NotImplementedError
+
+    def log_softmax_backward(self, dy, y, axis=-1, out=None):
+        """dx = dy - exp(y) * sum(dy, axis) from the log-softmax's output y (the sum
+        in float64). ``out`` may be dy or y itself.
+        """
+        raise NotImplementedError
 
 RNN_CELLS = ("simple_rnn", "lstm", "gru")
 RNN_GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}    # G: kernel columns per unit
@@ -822,3 +937,261 @@ def check_batch_matmul_args(a, b, transpose_a, transpose_b, out):
         if np.may_share_memory(out, a) or np.may_share_memory(out, b):
             raise ValueError("batch_matmul: out must not share memory with a or b")
     return (batch, m, n), a.dtype
+
+
+# ---- fastnn.ops' primitives: shared checks --------------------------------------
+# The same contract as above: NumpyOps calls these on every call, CompiledOps
+# when its fast path's preconditions fail; the kernel wrappers word their
+# errors the same way (tests hold both backends to one message).
+_COMPARE_DTYPES = (np.float32, np.float64, np.int64)
+
+
+def _check_op(op, choices, where):
+    if not isinstance(op, str) or op not in choices:
+        raise ValueError(f"{where}: op must be one of {choices}, got {op!r}")
+    return op
+
+
+def _check_float_array(arr, name, where):
+    """arr must be a float32 or float64 numpy array (TypeError otherwise)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{where}: {name} must be a numpy array, got {type(arr).__name__}")
+    if arr.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{where}: {name} must be float32 or float64, got {arr.dtype}")
+    return arr
+
+
+def _check_like(arr, name, ref, ref_name, where):
+    """arr must be an array of ref's dtype (TypeError) and shape (ValueError)."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{where}: {name} must be a numpy array, got {type(arr).__name__}")
+    if arr.dtype != ref.dtype:
+        raise TypeError(f"{where}: {name} must be {ref.dtype} like {ref_name}, got {arr.dtype}")
+    if arr.shape != ref.shape:
+        raise ValueError(f"{where}: {name} must have {ref_name}'s shape {ref.shape}, got "
+                         f"{arr.shape}")
+    return arr
+
+
+def _check_out_aliases(out, inputs, names, where):
+    """out may be one of ``inputs`` itself, but share no other memory with them."""
+    for x in inputs:
+        if x is not None and np.may_share_memory(out, x) and not _is_alias(out, x):
+            raise ValueError(f"{where}: out {out.shape} shares memory with {names} without "
+                             f"being that array itself")
+
+
+def _axis_index(a, axes, where):
+    if isinstance(a, bool):
+        a = None
+    try:
+        return operator.index(a)
+    except TypeError:
+        raise TypeError(f"{where}: axes must be None, an int or a tuple of ints, got "
+                        f"{axes!r}") from None
+
+
+def check_axes(axes, shape, where):
+    """``axes`` (None: all; an int or a tuple / list of ints, negative from the end)
+    normalised against ``shape``: a sorted tuple of distinct axes >= 0."""
+    ndim = len(shape)
+    if axes is None:
+        return tuple(range(ndim))
+    given = tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
+    seen = []
+    for a in given:
+        d = _axis_index(a, axes, where)
+        if not -ndim <= d < ndim:
+            raise ValueError(f"{where}: axis {d} is out of range for x of shape {shape}")
+        d %= ndim
+        if d in seen:
+            raise ValueError(f"{where}: axes {axes!r} repeat axis {d} of x {shape}")
+        seen.append(d)
+    return tuple(sorted(seen))
+
+
+def reduced_shape(shape, axes, keepdims):
+    """The shape of a reduction of ``shape`` over the (normalised) ``axes``."""
+    if keepdims:
+        return tuple(1 if d in axes else n for d, n in enumerate(shape))
+    return tuple(n for d, n in enumerate(shape) if d not in axes)
+
+
+def check_unary_args(op, x, out):
+    """Validate Ops.unary's arguments; return x's dtype."""
+    _check_op(op, UNARY_OPS, "unary")
+    where = f"unary {op}"
+    _check_float_array(x, "x", where)
+    if out is not None:
+        _check_array_out(out, "out", x.shape, x.dtype, where, f" like x {x.shape}")
+        _check_out_aliases(out, (x,), "x", where)
+    return x.dtype
+
+
+def check_unary_backward_args(op, dy, x, y, out):
+    """Validate Ops.unary_backward's arguments; return dy's dtype."""
+    _check_op(op, UNARY_OPS, "unary_backward")
+    where = f"unary_backward {op}"
+    _check_float_array(dy, "dy", where)
+    _check_like(x, "x", dy, "dy", where)
+    _check_like(y, "y", dy, "dy", where)
+    if out is not None:
+        _check_array_out(out, "out", dy.shape, dy.dtype, where, f" like dy {dy.shape}")
+        _check_out_aliases(out, (dy, x, y), "dy, x or y", where)
+    return dy.dtype
+
+
+def check_compare_args(op, a, b, out):
+    """Validate Ops.compare's arguments; return the broadcast shape."""
+    _check_op(op, COMPARE_OPS, "compare")
+    where = f"compare {op}"
+    for arg, label in ((a, "a"), (b, "b")):
+        if not isinstance(arg, np.ndarray):
+            raise TypeError(f"{where}: {label} must be a numpy array, got {type(arg).__name__}")
+    if a.dtype != b.dtype or a.dtype not in _COMPARE_DTYPES:
+        raise TypeError(f"{where}: a and b must share a float32, float64 or int64 dtype, got "
+                        f"{a.dtype} and {b.dtype}")
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{where}: a {a.shape} and b {b.shape} do not broadcast") from None
+    if out is not None:
+        _check_array_out(out, "out", shape, np.dtype(np.bool_), where,
+                         f" for a {a.shape} and b {b.shape}")
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            raise ValueError(f"{where}: out must not share memory with a or b")
+    return shape
+
+
+def check_where_args(condition, a, b, out):
+    """Validate Ops.where's arguments; return (shape, dtype) of the result."""
+    for arg, label in ((condition, "condition"), (a, "a"), (b, "b")):
+        if not isinstance(arg, np.ndarray):
+            raise TypeError(f"where: {label} must be a numpy array, got {type(arg).__name__}")
+    if condition.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool array, got {condition.dtype}")
+    if a.dtype != b.dtype or a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"where: a and b must share a float32 or float64 dtype, got "
+                        f"{a.dtype} and {b.dtype}")
+    try:
+        shape = np.broadcast_shapes(condition.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"where: condition {condition.shape}, a {a.shape} and b {b.shape} "
+                         f"do not broadcast") from None
+    if out is not None:
+        _check_array_out(out, "out", shape, a.dtype, "where",
+                         f" for condition {condition.shape}, a {a.shape} and b {b.shape}")
+        if np.may_share_memory(out, condition):
+            raise ValueError("where: out must not share memory with condition")
+        _check_out_aliases(out, (a, b), "a or b", "where")
+    return shape, a.dtype
+
+
+def check_reduce_args(op, x, axes, keepdims, out):
+    """Validate Ops.reduce's arguments; return (axes, shape of the result)."""
+    _check_op(op, REDUCE_OPS, "reduce")
+    where = f"reduce {op}"
+    _check_float_array(x, "x", where)
+    axes = check_axes(axes, x.shape, where)
+    if op in ("max", "min") and any(x.shape[d] == 0 for d in axes):
+        raise ValueError(f"{where}: x {x.shape} is empty along the reduced axes {axes} "
+                         f"(a {op} of nothing has no value)")
+    shape = reduced_shape(x.shape, axes, keepdims)
+    if out is not None:
+        _check_array_out(out, "out", shape, x.dtype, where, f" for x {x.shape} reduced over "
+                         f"axes {axes}")
+        if np.may_share_memory(out, x) and not (shape == x.shape and _is_alias(out, x)):
+            raise ValueError(f"{where}: out {out.shape} must not share memory with x {x.shape}")
+    return axes, shape
+
+
+def check_reduce_backward_args(op, dy, x, y, axes, keepdims, out):
+    """Validate Ops.reduce_backward's arguments; return (axes, shape of y)."""
+    _check_op(op, REDUCE_OPS, "reduce_backward")
+    where = f"reduce_backward {op}"
+    _check_float_array(x, "x", where)
+    axes = check_axes(axes, x.shape, where)
+    shape = reduced_shape(x.shape, axes, keepdims)
+    for arg, label in ((dy, "dy"), (y, "y")):
+        if arg is None and (label == "y" and op in ("sum", "mean")):
+            continue
+        if not isinstance(arg, np.ndarray):
+            raise TypeError(f"{where}: {label} must be a numpy array, got {type(arg).__name__}")
+        if arg.dtype != x.dtype:
+            raise TypeError(f"{where}: {label} must be {x.dtype} like x, got {arg.dtype}")
+        if arg.shape != shape:
+            raise ValueError(f"{where}: {label} must have shape {shape} (x {x.shape} reduced "
+                             f"over axes {axes}, keepdims={bool(keepdims)}), got {arg.shape}")
+    if out is not None:
+        _check_array_out(out, "out", x.shape, x.dtype, where, f" like x {x.shape}")
+        if any(a is not None and np.may_share_memory(out, a) for a in (dy, x, y)):
+            raise ValueError(f"{where}: out must not share memory with dy, x or y")
+    return axes, shape
+
+
+def check_arg_reduce_args(op, x, axis, keepdims, out):
+    """Validate Ops.arg_reduce's arguments; return (axis >= 0 or None, result shape)."""
+    _check_op(op, ARG_REDUCE_OPS, "arg_reduce")
+    where = f"arg_reduce {op}"
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{where}: x must be a numpy array, got {type(x).__name__}")
+    if x.dtype not in _COMPARE_DTYPES:
+        raise TypeError(f"{where}: x must be float32, float64 or int64, got {x.dtype}")
+    if axis is None:
+        if x.size == 0:
+            raise ValueError(f"{where}: x {x.shape} is empty")
+        shape = (1,) * x.ndim if keepdims else ()
+    else:
+        axis = _check_one_axis(axis, x.shape, where)
+        if x.shape[axis] == 0:
+            raise ValueError(f"{where}: x {x.shape} is empty along axis {axis}")
+        shape = reduced_shape(x.shape, (axis,), keepdims)
+    if out is not None:
+        _check_array_out(out, "out", shape, np.dtype(np.int64), where, f" for x {x.shape}")
+        if np.may_share_memory(out, x):
+            raise ValueError(f"{where}: out must not share memory with x")
+    return axis, shape
+
+
+def _check_one_axis(axis, shape, where, name="x"):
+    """One int axis (negative from the end) of ``shape``, as an axis >= 0."""
+    try:
+        if isinstance(axis, bool):
+            raise TypeError
+        d = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{where}: axis must be an int, got {axis!r}") from None
+    if not -len(shape) <= d < len(shape):
+        raise ValueError(f"{where}: axis {d} is out of range for {name} of shape {shape}")
+    return d % len(shape)
+
+
+def check_cumsum_args(x, axis, out):
+    """Validate Ops.cumsum's arguments; return the axis (>= 0)."""
+    _check_float_array(x, "x", "cumsum")
+    axis = _check_one_axis(axis, x.shape, "cumsum")
+    if out is not None:
+        _check_array_out(out, "out", x.shape, x.dtype, "cumsum", f" like x {x.shape}")
+        _check_out_aliases(out, (x,), "x", "cumsum")
+    return axis
+
+
+def check_softmax_args(x, axis, out, where):
+    """Validate softmax / log_softmax's arguments; return the axis (>= 0)."""
+    _check_float_array(x, "x", where)
+    axis = _check_one_axis(axis, x.shape, where)
+    if out is not None:
+        _check_array_out(out, "out", x.shape, x.dtype, where, f" like x {x.shape}")
+        _check_out_aliases(out, (x,), "x", where)
+    return axis
+
+
+def check_softmax_backward_args(dy, y, axis, out, where):
+    """Validate softmax_backward / log_softmax_backward's arguments; return the axis."""
+    _check_float_array(dy, "dy", where)
+    _check_like(y, "y", dy, "dy", where)
+    axis = _check_one_axis(axis, dy.shape, where, "dy")
+    if out is not None:
+        _check_array_out(out, "out", dy.shape, dy.dtype, where, f" like dy {dy.shape}")
+        _check_out_aliases(out, (dy, y), "dy or y", where)
+    return axis

@@ -33,7 +33,7 @@ def unique(items):
 class Graph:
     """The sorted nodes of ``outputs`` as functions of ``inputs`` (KerasTensors)."""
 
-    def __init__(self, inputs, outputs, where):
+    def __init__(self, inputs, outputs, where, allow_unused=False):
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
         for role, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -47,9 +47,9 @@ class Graph:
         input_ids = {id(t) for t in self.inputs}
         if len(input_ids) != len(self.inputs):
             raise ValueError(f"{where}: the same tensor is passed twice in inputs")
-        self.nodes = self._walk(where, input_ids)
+        self.nodes = self._walk(where, input_ids, allow_unused)
 
-    def _walk(self, where, input_ids):
+    def _walk(self, where, input_ids, allow_unused):
         found, reached, seen = {}, set(), set()
         stack = [(t, t) for t in self.outputs]
         while stack:
@@ -69,7 +69,7 @@ class Graph:
             found[node.order] = node
             stack.extend((t, output) for t in node.inputs)
         unused = [describe(t) for t in self.inputs if id(t) not in reached]
-        if unused:
+        if unused and not allow_unused:
             raise ValueError(f"{where}: input {', '.join(unused)} is not connected to any "
                              f"of the outputs ({', '.join(describe(t) for t in self.outputs)})")
         return [found[k] for k in sorted(found)]

@@ -13,16 +13,24 @@ class Node:
     """``operation`` (a layer or a model) called on ``inputs`` (KerasTensors) giving
     ``outputs``. ``list_input``: the layer was called on a list (merge layers);
     ``training``: a value fixed at call time (``base(x, training=False)``) or None
-    to follow the model's mode."""
+    to follow the model's mode; ``subgraph``: for a layer with a traced ``call``,
+    the Graph of that call (from placeholders of ``inputs`` to ``outputs``), and
+    ``arguments`` how the call was made."""
 
-    __slots__ = ("operation", "inputs", "outputs", "list_input", "training", "order")
+    __slots__ = ("operation", "inputs", "outputs", "list_input", "training", "order",
+                 "subgraph", "arguments")
 
-    def __init__(self, operation, inputs, outputs, list_input=False, training=None):
+    def __init__(self, operation, inputs, outputs, list_input=False, training=None,
+                 subgraph=None, arguments=None):
         self.operation = operation
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
         self.list_input = bool(list_input)
         self.training = training
+        self.subgraph = subgraph
+        # a traced call's arguments as data: its args and kwargs with each tensor
+        # replaced by {"__tensor__": its index in ``inputs``} (to replay the call)
+        self.arguments = arguments
         self.order = next(_creation)
         for i, tensor in enumerate(self.outputs):
             tensor.node, tensor.index = self, i
@@ -46,8 +54,9 @@ class Node:
 
     @property
     def is_input(self):
-        """Whether this is the node of an ``Input`` (it has no inputs of its own)."""
-        return not self.inputs
+        """Whether this is the node of an ``Input`` (or of a traced call's placeholder):
+        a graph's entry, not something it computes."""
+        return getattr(self.operation, "is_graph_input", False)
 
     def parent_nodes(self):
         """The nodes that make this node's inputs."""

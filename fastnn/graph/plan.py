@@ -78,9 +78,10 @@ class Plan:
     def _expand(self, graph, slot_of, training, top=False):
         for node in graph.nodes:
             fixed = training if training is not None else node.training
-            inner = getattr(node.operation, "_graph_for_plan", None)
+            inner = node.subgraph
+            if inner is None and hasattr(node.operation, "_graph_for_plan"):
+                inner = node.operation._graph_for_plan()
             if inner is not None:
-                inner = inner()
                 inner_slots = {id(t_in): slot_of[id(t_out)]
                                for t_in, t_out in zip(inner.inputs, node.inputs)}
                 self._expand(inner, inner_slots, fixed)
@@ -156,14 +157,20 @@ class Plan:
         """The backward pass for gradients arriving at ``grad_slots``; ``fused_slots``:
         outputs whose gradient is taken with respect to their layer's logits;
         ``inputs_need_grad``: also carry gradients to the model's inputs (saliency)."""
-        requires = [False] * self.n_slots
+        # requires: a float slot downstream of a trainable weight (or of an input, for
+        # saliency) -- its gradient is wanted; depends: downstream of one at all
+        requires, depends = [False] * self.n_slots, [False] * self.n_slots
         if inputs_need_grad:
             for slot in self.input_slots:
-                requires[slot] = self.slot_dtypes[slot].kind == "f"
+                requires[slot] = depends[slot] = self.slot_dtypes[slot].kind == "f"
         for st in self.steps:
-            wants = bool(st.layer.trainable_weights) or any(requires[i] for i in st.ins)
+            blocked = getattr(st.layer, "blocks_gradient", False)
+            weights = bool(st.layer.trainable_weights)
+            wants = not blocked and (weights or any(requires[i] for i in st.ins))
+            upstream = not blocked and (weights or any(depends[i] for i in st.ins))
             for slot in st.outs:
                 requires[slot] = wants and self.slot_dtypes[slot].kind == "f"
+                depends[slot] = upstream
         live = [False] * self.n_slots
         for slot in grad_slots:
             live[slot] = True
@@ -172,6 +179,7 @@ class Plan:
             st = self.steps[k]
             if not any(live[o] for o in st.outs):
                 continue
+            self._check_differentiable(st, depends, requires)
             need_dx = any(requires[i] for i in st.ins)
             for i in st.ins:
                 live[i] = live[i] or requires[i]
@@ -185,6 +193,23 @@ class Plan:
             chain = [(self.steps[k].layer.backward, k, need_dx, from_logits)
                      for k, need_dx, _, from_logits in entries]
         return Schedule(entries, unreached, tuple(grad_slots), chain)
+
+    def _check_differentiable(self, st, depends, requires):
+        """A step on the gradient's path that reads a tensor which depends on the
+        weights but cannot carry their gradient (an index from argmax, a mask from a
+        comparison) would silently cut the path: an error, unless the reading is
+        one that has no gradient by definition (where's condition, take's indices)
+        or the tensor went through stop_gradient."""
+        free = getattr(st.layer, "gradient_free_inputs", ())
+        for position, slot in enumerate(st.ins):
+            if position in free or not depends[slot] or requires[slot]:
+                continue
+            producer = self.producer(slot)
+            what = self.steps[producer].layer.name if producer is not None else "an input"
+            raise ValueError(f"{st.layer.name} reads {what}'s output, which depends on trainable "
+                             f"weights but has no gradient ({self.slot_dtypes[slot].name} values "
+                             "from a non-differentiable op): the loss's gradient cannot pass "
+                             "there. Wrap it in ops.stop_gradient(...) if that is intended")
 
     def backward(self, ops, schedule, out_grads, scratch):
         """Run ``schedule`` from ``out_grads`` (one array per grad slot, in order);

@@ -7,10 +7,8 @@ through the ``ops`` it is given, never through NumPy directly, so the
 backend decides where every hot loop runs.
 """
 import contextvars
-import itertools
+import inspect
 import math
-import re
-from collections import defaultdict
 
 import numpy as np
 
@@ -18,9 +16,10 @@ from fastnn import _runtime
 from fastnn import initializers as _initializers
 from fastnn import regularizers as _regularizers
 from fastnn.graph import calls as _calls
+from fastnn.graph.graph import unique
 from fastnn.graph.workspace import Workspace  # noqa: F401  (layers take one per call)
-
-_name_counters = defaultdict(itertools.count)
+from fastnn.naming import snake_case, unique_name  # noqa: F401  (re-exported)
+from fastnn.variables import Weight
 
 # While fastnn.saving builds a model described by a file, this holds how many
 # weight values the file stores (a one-item list, charged as weights are
@@ -31,42 +30,31 @@ _name_counters = defaultdict(itertools.count)
 weight_budget = contextvars.ContextVar("fastnn_weight_budget", default=None)
 
 
-def unique_name(prefix):
-    """Keras-style automatic names: dense, dense_1, dense_2, ..."""
-    n = next(_name_counters[prefix])
-    return prefix if n == 0 else f"{prefix}_{n}"
-
-
-def snake_case(name):
-    # A digit does not start a word (Keras: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d).
-    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-
-
-class Weight:
-    """One named weight of a layer. ``value`` and ``grad`` are views into the
-    owning model's flat buffers once the model is compiled. ``regularizer``
-    (a fastnn.regularizers.Regularizer or None) adds its penalty to the loss."""
-
-    __slots__ = ("name", "shape", "value", "grad", "trainable", "regularizer")
-
-    def __init__(self, name, value, trainable, regularizer=None):
-        self.name = name
-        self.shape = value.shape
-        self.value = value
-        self.grad = None
-        self.trainable = trainable
-        self.regularizer = regularizer
-
-    @property
-    def size(self):
-        return int(np.prod(self.shape, dtype=np.int64))
-
-
 class Layer:
-    """Base class of every layer."""
+    """Base class of every layer.
+
+    fastnn's own layers implement ``forward`` / ``backward`` on the backend's
+    kernels. A layer of your own, as in Keras, implements ``call`` (and
+    optionally ``build(input_shape)``, with the batch axis first, and
+    ``get_config``) with fastnn.ops and other layers: calling it traces ``call``
+    once per input signature into primitive operations the executor runs
+    (fastnn.graph.calls). Layers assigned as attributes are tracked: their
+    weights are this layer's too.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        # Keras' auto-config: the constructor's arguments, so that a layer of your
+        # own with plain arguments saves and loads without a get_config.
+        instance = super().__new__(cls)
+        object.__setattr__(instance, "_init_args", (args, kwargs))
+        return instance
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
-                 batch_input_shape=None, input_dim=None):
+                 batch_input_shape=None, input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
+                            f"{sorted(kwargs)[0]!r}")
+        self._tracked = []         # sub-layers assigned as attributes, in order
         self.name = name if name is not None else unique_name(snake_case(type(self).__name__))
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"layer name must be a non-empty string, got {name!r}")
@@ -86,18 +74,44 @@ class Layer:
         self.input_shape = None    # excluding the batch axis, set by build
         self.output_shape = None
 
+    def __setattr__(self, name, value):
+        # Keras' tracking: a layer (or a list of layers) kept as an attribute is a
+        # sub-layer -- its weights belong to this layer and freeze with it.
+        if not name.startswith("_"):
+            items = value if isinstance(value, (list, tuple)) else (value,)
+            tracked = self.__dict__.get("_tracked")
+            for item in items:
+                if isinstance(item, Layer) and tracked is not None and \
+                        all(item is not t for t in tracked):
+                    tracked.append(item)
+        object.__setattr__(self, name, value)
+
     # ---- calling (Keras'): symbolic tensors record a node, arrays compute now --
     # Merge layers take a list of inputs; every other layer takes one tensor.
     takes_list = False
 
-    def __call__(self, inputs, training=None, **kwargs):
+    def __call__(self, *args, **kwargs):
         """On symbolic tensors (``keras.Input``, another layer's output): build the
         layer for their shapes, record the call and return symbolic outputs. On
         arrays: the outputs for that batch, now (inference unless ``training``)."""
-        if kwargs:
-            raise TypeError(f"{self.name}: unexpected call arguments {sorted(kwargs)}; a "
-                            "layer is called on its inputs, with an optional training=")
-        return _calls.call_layer(self, inputs, training)
+        if self.is_call_based:
+            return _calls.call_custom(self, args, kwargs)
+        if len(args) != 1 or set(kwargs) - {"training"}:
+            extra = sorted(set(kwargs) - {"training"}) or [f"{len(args)} positional"]
+            raise TypeError(f"{self.name}: unexpected call arguments {extra}; a "
+                            f"{type(self).__name__} layer is called on its inputs, with an "
+                            "optional training=")
+        return _calls.call_layer(self, args[0], kwargs.get("training"))
+
+    def call(self, *args, **kwargs):
+        """Keras' computation of a layer of your own, written with fastnn.ops and other
+        layers (see the class docstring); fastnn's own layers use forward/backward."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither call() nor forward()")
+
+    @property
+    def is_call_based(self):
+        """Whether the layer computes with a traced ``call`` (a layer of your own)."""
+        return type(self).call is not Layer.call
 
     @property
     def input(self):
@@ -127,7 +141,11 @@ class Layer:
 
     # ---- lifecycle -----------------------------------------------------------
     def build(self, input_shape):
-        """Create the weights for inputs of ``input_shape`` (batch axis excluded)."""
+        """Create the weights for inputs of ``input_shape`` (fastnn's layers: batch axis
+        excluded; a layer with ``call``: Keras' shape, batch axis first)."""
+        if self.is_call_based:
+            self.built = True
+            return
         self.input_shape = tuple(input_shape)
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
@@ -158,26 +176,60 @@ class Layer:
         return ws.mask if self.supports_masking else None
 
     def get_config(self):
+        """The layer's arguments as JSON-able data. A layer of your own gets its
+        constructor's arguments when they are plain data (numbers, strings, lists,
+        dicts); override get_config when they are not."""
         config = {"name": self.name, "trainable": self._trainable, "dtype": self.dtype.name}
         if self.input_shape_hint is not None:
             config["input_shape"] = list(self.input_shape_hint)
+        if self.is_call_based:
+            config.update(_constructor_arguments(self))
         return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """A new layer from ``get_config()``'s data (base arguments the constructor of
+        a layer of your own does not take are set afterwards)."""
+        config = dict(config)
+        late = {}
+        if not _accepts_keyword(cls.__init__, "name"):
+            late = {k: config.pop(k) for k in ("name", "trainable", "dtype") if k in config}
+        layer = cls(**config)
+        if "name" in late:
+            layer.name = late["name"]
+        if "trainable" in late:
+            layer.trainable = late["trainable"]
+        return layer
 
     # ---- weights -------------------------------------------------------------
-    def add_weight(self, name, shape, initializer, trainable=True, regularizer=None):
-        """Create a weight. Trainable ones are packed into the model's flat buffers
-        at compile; non-trainable ones (state, e.g. moving statistics) are not.
-        ``regularizer`` (Keras'): a penalty on this weight added to the loss."""
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
+                   regularizer=None, constraint=None, name=None, **keras_options):
+        """Create a weight (Keras' arguments). Trainable ones are packed into the
+        model's flat buffers at compile; non-trainable ones (state, e.g. moving
+        statistics) are not. ``initializer`` defaults to glorot_uniform for floats
+        and zeros otherwise; ``regularizer`` adds a penalty on this weight to the
+        loss. Keras' ``autocast``, ``aggregation`` and ``overwrite_with_gradient``
+        are accepted and have no effect; ``constraint`` is not supported."""
+        unknown = set(keras_options) - {"autocast", "aggregation", "overwrite_with_gradient"}
+        if unknown:
+            raise TypeError(f"{self.name}: add_weight got unexpected arguments {sorted(unknown)}")
+        if constraint is not None:
+            raise ValueError(f"{self.name}: weight constraints are not supported")
+        shape = () if shape is None else _weight_shape(shape, self.name)
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if trainable and dtype not in (np.float32, np.float64):
+            raise ValueError(f"{self.name}: a trainable weight must be float32 or float64, got "
+                             f"{dtype}")
+        if name is None:
+            name = "variable" if not self._weights else f"variable_{len(self._weights)}"
+        if initializer is None:
+            initializer = "glorot_uniform" if dtype.kind == "f" else "zeros"
         init = _initializers.get(initializer)
-        if _charge_weight_budget(self.name, name, tuple(shape)):
-            value = np.zeros(tuple(shape), dtype=self.dtype)
+        if _charge_weight_budget(self.name, name, shape):
+            value = np.zeros(shape, dtype=dtype)
         else:
-            value = np.ascontiguousarray(init(tuple(shape), dtype=self.dtype))
-        weight = Weight(name, value, trainable, regularizer)
+            value = np.ascontiguousarray(init(shape, dtype=dtype))
+        weight = Weight(name, value, bool(trainable), _regularizers.get(regularizer), owner=self)
         self._weights.append(weight)
         return weight
 
@@ -202,15 +254,26 @@ class Layer:
     @trainable.setter
     def trainable(self, value):
         # Frozen ranges are recomputed at the start of every fit: no recompile needed.
+        # Keras 3: sub-layers freeze (and unfreeze) with their layer.
         self._trainable = bool(value)
+        for layer in self._tracked:
+            layer.trainable = value
 
     @property
     def weights(self):
-        return list(self._weights)
+        """This layer's weights, then its sub-layers' (each once)."""
+        if not self._tracked:
+            return list(self._weights)
+        return unique(self._weights + [w for layer in self._tracked for w in layer.weights])
 
     @property
     def trainable_weights(self):
-        return [w for w in self._weights if w.trainable and self._trainable]
+        if not self._trainable:
+            return []
+        own = [w for w in self._weights if w.trainable]
+        if not self._tracked:
+            return own
+        return unique(own + [w for layer in self._tracked for w in layer.trainable_weights])
 
     # The rest derive from ``weights`` and ``trainable_weights`` (a model overrides those).
     @property
@@ -233,6 +296,47 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r}>"
 
 
+def _accepts_keyword(fn, name):
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _is_plain(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _constructor_arguments(layer):
+    """The arguments ``layer`` was constructed with, by parameter name (not the base
+    ones); NotImplementedError naming the first that is not plain data."""
+    args, kwargs = layer.__dict__.get("_init_args", ((), {}))
+    try:
+        bound = inspect.signature(type(layer).__init__).bind(layer, *args, **kwargs)
+    except TypeError:
+        return {}
+    config = {}
+    for name, value in bound.arguments.items():
+        if name == "self":
+            continue
+        kind = inspect.signature(type(layer).__init__).parameters[name].kind
+        items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
+        for key, item in items:
+            if key in ("name", "trainable", "dtype"):
+                continue
+            if not _is_plain(item):
+                raise NotImplementedError(
+                    f"{type(layer).__name__} {layer.name!r}: its argument {key}={item!r} is not "
+                    "plain data, so it cannot be saved automatically; give the class a "
+                    "get_config() that returns its arguments as data")
+            config[key] = list(item) if isinstance(item, tuple) else item
+    return config
+
+
 def assign_weights(owner, targets, weights):
     """Copy the arrays ``weights`` into the Weight objects ``targets`` (of layer or
     model ``owner``): every one checked (count, shapes, finite numbers) before any
@@ -252,6 +356,19 @@ def assign_weights(owner, targets, weights):
         arrays.append(new)
     for weight, new in zip(targets, arrays):
         np.copyto(weight.value, new, casting="unsafe")
+
+
+def _weight_shape(shape, where):
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: a weight's shape must be a tuple of integers, got "
+                         f"{shape!r}") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{where}: a weight's shape must not be negative, got {shape}")
+    return shape
 
 
 def _charge_weight_budget(layer_name, weight_name, shape):
@@ -312,10 +429,12 @@ class KernelBiasLayer(Layer):
         self.kernel = self.bias = None
 
     def _add_kernel_bias(self, kernel_shape, units):
-        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer,
+        self.kernel = self.add_weight(name="kernel", shape=kernel_shape,
+                                      initializer=self.kernel_initializer,
                                       regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (units,), self.bias_initializer,
+            self.bias = self.add_weight(name="bias", shape=(units,),
+                                        initializer=self.bias_initializer,
                                         regularizer=self.bias_regularizer)
 
     def _kernel_bias_config(self):

@@ -18,6 +18,8 @@ class InputLayer(Layer):
     """A model's entry point: it makes the symbolic tensor ``keras.Input`` returns
     (shape with the batch axis first) and computes nothing."""
 
+    is_graph_input = True
+
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, input_shape=None,
                  batch_shape=None):
         if batch_shape is not None:

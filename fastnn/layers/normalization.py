@@ -59,13 +59,17 @@ class BatchNormalization(Layer):
                              f"size, got inputs {(None,) + input_shape}")
         channels = (input_shape[-1],)
         if self.scale:
-            self.gamma = self.add_weight("gamma", channels, self.gamma_initializer)
+            self.gamma = self.add_weight(name="gamma", shape=channels,
+                                         initializer=self.gamma_initializer)
         if self.center:
-            self.beta = self.add_weight("beta", channels, self.beta_initializer)
-        self.moving_mean = self.add_weight("moving_mean", channels, self.moving_mean_initializer,
+            self.beta = self.add_weight(name="beta", shape=channels,
+                                        initializer=self.beta_initializer)
+        self.moving_mean = self.add_weight(name="moving_mean", shape=channels,
+                                           initializer=self.moving_mean_initializer,
                                            trainable=False)
-        self.moving_variance = self.add_weight("moving_variance", channels,
-                                               self.moving_variance_initializer, trainable=False)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=channels,
+                                               initializer=self.moving_variance_initializer,
+                                               trainable=False)
         super().build(input_shape)
 
     def check_input_shape(self, input_shape):

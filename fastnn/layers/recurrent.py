@@ -68,13 +68,16 @@ class _Recurrent(Layer):
             raise ValueError(f"{self.name}: the features axis of its inputs must have a known "
                              f"size, got inputs {(None,) + input_shape}")
         width = self.gates * self.units
-        self.kernel = self.add_weight("kernel", (input_shape[1], width), self.kernel_initializer,
+        self.kernel = self.add_weight(name="kernel", shape=(input_shape[1], width),
+                                      initializer=self.kernel_initializer,
                                       regularizer=self.kernel_regularizer)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, width),
-                                                self.recurrent_initializer,
+        self.recurrent_kernel = self.add_weight(name="recurrent_kernel",
+                                                shape=(self.units, width),
+                                                initializer=self.recurrent_initializer,
                                                 regularizer=self.recurrent_regularizer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", self._bias_shape(), self._bias_init(),
+            self.bias = self.add_weight(name="bias", shape=self._bias_shape(),
+                                        initializer=self._bias_init(),
                                         regularizer=self.bias_regularizer)
         super().build(input_shape)
 
@@ -339,7 +342,6 @@ class Bidirectional(Layer):
     def build(self, input_shape):
         self.forward_layer.build(input_shape)
         self.backward_layer.build(input_shape)
-        self._weights = self.forward_layer._weights + self.backward_layer._weights
         super().build(input_shape)
 
     def check_input_shape(self, input_shape):

@@ -21,6 +21,7 @@ from fastnn import losses as _losses
 from fastnn import metrics as _metrics
 from fastnn import optimizers as _optimizers
 from fastnn import registry as _registry
+from fastnn.graph.calls import replay_arguments
 from fastnn.graph.tensor import flatten_structure
 from fastnn.layers.base import Layer
 
@@ -51,24 +52,39 @@ def model_config(model):
     return {
         "name": model.name, "trainable": model.trainable,
         "layers": [layer_spec(layer) for layer in graph.layers()],
-        "nodes": [{"layer": node.operation.name, "inputs": [ref(t) for t in node.inputs],
-                   "list": node.list_input, "training": node.training}
-                  for node in graph.nodes],
+        "nodes": [_node_spec(node, ref) for node in graph.nodes],
         "inputs": [ref(t) for t in graph.inputs],
         "outputs": [ref(t) for t in graph.outputs],
         **model.io_structure(),
     }
 
 
+def _node_spec(node, ref):
+    spec = {"layer": node.operation.name, "inputs": [ref(t) for t in node.inputs],
+            "list": node.list_input, "training": node.training}
+    if node.subgraph is not None:               # a layer of your own: how it was called
+        if node.arguments is None:
+            raise ValueError(f"cannot save the call of layer {node.operation.name!r}: its "
+                             "arguments are not plain data")
+        spec["call"] = node.arguments
+    return spec
+
+
 def layer_spec(layer):
-    return {"class_name": class_name(layer), "config": layer.get_config()}
+    spec = {"class_name": class_name(layer), "config": layer.get_config()}
+    build = getattr(layer, "get_build_config", None)
+    if build is not None and build() is not None:
+        spec["build_config"] = build()          # a subclassed model's inputs
+    return spec
 
 
 def class_name(obj):
-    """The name a file knows a class by (a functional Model is "Functional", as Keras)."""
-    if type(obj).__name__ == "Model":
+    """The name a file knows a class by: a functional Model is "Functional" (as in
+    Keras), a registered class its ``package>name``."""
+    cls = type(obj)
+    if cls.__name__ == "Model" and cls.__module__ == "fastnn.models":
         return "Functional"
-    return type(obj).__name__
+    return _registry.get_registered_name(cls)
 
 
 def weight_entries(model):
@@ -134,7 +150,10 @@ def _loss_spec(loss):
 def _metric_spec(metric):
     if isinstance(metric, str):
         return metric
-    return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    if not isinstance(metric, _metrics.Metric):       # a function: saved by name
+        metric = _metrics.get(metric, sparse_targets=False, output_dim=2)
+    return {"class_name": _registry.get_registered_name(type(metric)),
+            "config": metric.get_config()}
 
 
 def _optimizer_config(optimizer):
@@ -156,12 +175,12 @@ def check_custom_objects(custom_objects):
     if custom_objects is None:
         return {}
     if not isinstance(custom_objects, dict):
-        raise TypeError(f"custom_objects must be a dict (class name -> class), got "
+        raise TypeError(f"custom_objects must be a dict (name -> class or function), got "
                         f"{type(custom_objects).__name__}")
-    for name, cls in custom_objects.items():
-        if not isinstance(name, str) or not isinstance(cls, type):
-            raise TypeError(f"custom_objects must map class names to classes; got "
-                            f"{name!r}: {cls!r}")
+    for name, obj in custom_objects.items():
+        if not isinstance(name, str) or not callable(obj):
+            raise TypeError(f"custom_objects must map names to classes or functions; got "
+                            f"{name!r}: {obj!r}")
     return dict(custom_objects)
 
 
@@ -186,17 +205,21 @@ def _schedule_classes():
 
 
 def class_for(kind, spec, builtin, base, custom):
-    """The class ``spec["class_name"]`` names: the caller's custom_objects, else fastnn's own."""
+    """The class ``spec["class_name"]`` names: the caller's custom_objects, then the
+    classes registered with register_keras_serializable, then fastnn's own."""
     if not isinstance(spec, dict):
         raise ValueError(f"a {kind} must be described by an object, got {type(spec).__name__}")
     name = spec.get("class_name")
     if not isinstance(name, str):
         raise ValueError(f"a {kind}'s class_name must be a string, got {name!r}")
-    cls = custom.get(name, builtin.get(name))
+    cls = _registry.get_registered_object(name, custom) or builtin.get(name)
     if cls is None:
         raise ValueError(f"unknown {kind} class {name!r}: fastnn builds only its own {kind} "
-                         f"classes ({', '.join(sorted(builtin))}) and those passed in "
-                         "custom_objects")
+                         f"classes ({', '.join(sorted(builtin))}), those registered with "
+                         "keras.saving.register_keras_serializable and those passed in "
+                         "custom_objects (class name -> class)")
+    if not isinstance(cls, type):
+        raise ValueError(f"{name!r} names {cls!r}, which is not a class")
     if not issubclass(cls, base):
         raise ValueError(f"custom_objects[{name!r}] is not a {base.__name__}")
     return cls
@@ -237,7 +260,20 @@ def build_model(spec, custom, depth=0):
     """The (uncompiled) model ``spec`` ({"class_name", "config"}) describes."""
     classes = _model_classes()
     cls = class_for("model", spec, classes, classes["Model"], custom)
+    if cls.call is not Layer.call:
+        return _subclassed(cls, spec)
     return model_from_config(cls, config_of("model", spec), custom, depth)
+
+
+def _subclassed(cls, spec):
+    """A subclassed model (or layer): its class from its config, built again for the
+    inputs it was built for."""
+    obj = _from_config("model" if hasattr(cls, "build_from_config") else "layer", cls,
+                       config_of("model", spec))
+    if "build_config" in spec:
+        construct(f"{cls.__name__} cannot be built for {_short(spec['build_config'])}",
+                  obj.build_from_config, spec["build_config"])
+    return obj
 
 
 def model_from_config(model_class, config, custom, depth=0):
@@ -270,6 +306,8 @@ def _build_layer(spec, custom, depth):
     if isinstance(name, str) and name in _model_classes() and name not in custom:
         return build_model(spec, custom, depth + 1)
     cls = class_for("layer", spec, _registry.classes("layer"), Layer, custom)
+    if "build_config" in spec and hasattr(cls, "build_from_config"):
+        return _subclassed(cls, spec)
     return _from_config("layer", cls, config_of("layer", spec))
 
 
@@ -333,10 +371,14 @@ def _functional_from_config(model_class, config, name, layer_specs, custom, dept
         if training not in (None, True, False):
             raise ValueError(f"{where}: training must be true, false or null")
         args = [tensor(ref, where) for ref in node["inputs"]]
-        call_args = args if node.get("list") else (args[0] if len(args) == 1 else args)
+        if "call" in node:                        # a layer of your own, called as recorded
+            call_args, call_kwargs = replay_arguments(node["call"], args)
+        else:
+            call_args = [args if node.get("list") else (args[0] if len(args) == 1 else args)]
+            call_kwargs = {}
         out = construct(f"{where}: layer {layer.name!r} cannot be called on "
                         f"{[t.shape for t in args]}",
-                        lambda a: layer(a, training=training), call_args)
+                        lambda a: layer(*a, **call_kwargs, training=training), call_args)
         made[layer.name].append(flatten_structure(out))
     inputs = [tensor(ref, "inputs") for ref in _list(config, "inputs")]
     outputs = [tensor(ref, "outputs") for ref in _list(config, "outputs")]
@@ -427,7 +469,21 @@ def _read_leaf_or_list(value, leaf):
 
 def _loss(spec, custom):
     cls = class_for("loss", spec, _classes_in(_losses, _losses.Loss), _losses.Loss, custom)
-    return _from_config("loss", cls, config_of("loss", spec))
+    return _from_config("loss", cls, _with_function(config_of("loss", spec), custom))
+
+
+def _with_function(config, custom):
+    """A wrapper's config with its function (saved by name) looked up: in
+    custom_objects, then among the registered functions -- never imported."""
+    if "fn" not in config:
+        return config
+    name = config["fn"]
+    fn = _registry.get_registered_object(name, custom) if isinstance(name, str) else None
+    if fn is None or not callable(fn):
+        raise ValueError(f"unknown function {name!r}: a loss or metric function is saved by "
+                         "name only; pass it in custom_objects={name: function} or register it "
+                         "with keras.saving.register_keras_serializable")
+    return {**config, "fn": fn}
 
 
 def _loss_weight(value):
@@ -447,4 +503,4 @@ def _metric(spec, custom):
         return spec            # a name: compile() resolves and checks it
     cls = class_for("metric", spec, _classes_in(_metrics, _metrics.Metric), _metrics.Metric,
                     custom)
-    return _from_config("metric", cls, config_of("metric", spec))
+    return _from_config("metric", cls, _with_function(config_of("metric", spec), custom))
