@@ -39,7 +39,7 @@ class Metric:
         """A state variable (not trained), reset to its initial value by reset_state."""
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         init = _initializers.get(initializer)
-        value = np.ascontiguousarray(init(tuple(shape), dtype=dtype))
+        value = np.asarray(init(tuple(shape), dtype=dtype), order="C")
         variable = Weight(name or f"variable_{len(self._variables)}", value, False)
         self._variables.append((variable, value.copy()))
         return variable

@@ -2,6 +2,7 @@
 import numpy as np
 
 from fastnn._runtime import set_seed
+from fastnn.registry import register_keras_serializable  # noqa: F401  (Keras' alias)
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

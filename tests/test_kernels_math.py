@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import fastnn
 from fastnn._ext import _core
+from fastnn.backend import get_ops
 from fastnn.backend.ops import COMPARE_OPS, REDUCE_OPS, UNARY_OPS
 from testing_utils import num_threads, numeric_grad
 
@@ -125,7 +126,7 @@ def test_unary_special_values(ops, dtype):
         dx = ops.unary_backward("sign", np.full(x.shape, np.inf, dtype), x, sign)
         np.testing.assert_array_equal(dx, np.zeros(x.shape))
         np.testing.assert_array_equal(
-            ops.unary_backward("sqrt", dy, x[[6]], ops.unary("sqrt", x[[6]])), [0.5])
+            ops.unary_backward("sqrt", dy[[6]], x[[6]], ops.unary("sqrt", x[[6]])), [0.5])
 
 
 @pytest.mark.parametrize("op", UNARY_OPS)
@@ -175,8 +176,8 @@ def test_power_rules(ops, dtype):
         y = ops.binary("power", a, b)
         np.testing.assert_array_equal(y, [1, 0, 8, 4, np.nan, 0.5])
         da, db = ops.binary_backward("power", dy, a, b)
-    np.testing.assert_array_equal(db[:5], [0, 0, 8 * np.log(dtype(2)), 0, 0])
-    np.testing.assert_allclose(db[5], 2 * 0.5 * np.log(4.0), rtol=1e-6)
+    np.testing.assert_array_equal(db[[0, 1, 3, 4]], [0, 0, 0, 0])
+    np.testing.assert_allclose(db[[2, 5]], [8 * np.log(2.0), 2 * 0.5 * np.log(4.0)], rtol=1e-6)
     np.testing.assert_allclose(da[[1, 2, 3, 5]], [0, 12, -4, -0.5 * 2 * 4 ** -1.5], rtol=1e-6)
     assert np.isnan(da[0]) and np.isnan(da[4])          # 0 * 0 ** -1, pow(-2, -0.5)
 
@@ -204,8 +205,6 @@ def test_compare_matches_numpy(numpy_ops, compiled_ops, a_shape, b_shape, dtype,
             assert got.dtype == np.bool_ and got.shape == want.shape
             np.testing.assert_array_equal(got, want, err_msg=f"{backend.name} {op}")
         out = np.ones(want.shape, np.bool_)
-        assert compiled_ops.compare(op, b.T if b.ndim > 1 else b, a.T if a.ndim > 1 else a,
-                                    out=None) is not None
         assert compiled_ops.compare(op, a, b, out=out) is out
         np.testing.assert_array_equal(out, want)
 
@@ -258,7 +257,7 @@ def test_where_non_contiguous_and_nan(ops, rng):
     a = base[:, 1::2]
     b = np.full((), np.nan, np.float32)
     np.testing.assert_array_equal(ops.where(c, a, b), np.where(c, a, b))
-    np.testing.assert_array_equal(ops.where(c.T, a.T, a[0]), np.where(c.T, a.T, a[0]))
+    np.testing.assert_array_equal(ops.where(c.T, a.T, a.T[:, :1]), np.where(c.T, a.T, a.T[:, :1]))
 
 
 def test_where_backward_composition_matches_finite_differences(numpy_ops):
@@ -274,7 +273,7 @@ def test_where_backward_composition_matches_finite_differences(numpy_ops):
     def loss():
         return float((numpy_ops.where(c, a, b) * w).sum())
 
-    for ops_ in (numpy_ops, fastnn.backend.get_ops("compiled")):
+    for ops_ in (numpy_ops, get_ops("compiled")):
         da = ops_.sum_to_shape(ops_.where(c, w, zero), a.shape)
         db = ops_.sum_to_shape(ops_.where(c, zero, w), b.shape)
         np.testing.assert_allclose(da, numeric_grad(loss, a), rtol=1e-6, atol=1e-8)
@@ -318,7 +317,7 @@ def test_reduce_compiled_matches_numpy(numpy_ops, compiled_ops, op, shape, axes,
                                        keepdims, rng):
     x = _reduce_input(rng, shape, dtype)
     if op in ("max", "min") and x.size == 0:
-        pytest.skip("max / min of nothing: test_reduce_empty")
+        pytest.skip("max / min of nothing: test_reduce_nan_and_empty")
     _check_reduce(numpy_ops, compiled_ops, op, x, axes, keepdims, rng)
 
 
@@ -380,7 +379,7 @@ def test_reduce_max_min_tie_rule(ops, dtype):
     np.testing.assert_array_equal(dx, [[6, 0, 0], [3, 3, 3], [0, 0, 0]])
     # Over several axes: the ties of the whole reduction share.
     x = np.array([[[1.0, 7.0], [7.0, 0.0]], [[7.0, 7.0], [7.0, 2.0]]], dtype)
-    dx = ops.reduce_backward("max", np.array(12.0, dtype), x, ops.reduce("max", x), None)
+    dx = ops.reduce_backward("max", np.array(10.0, dtype), x, ops.reduce("max", x), None)
     np.testing.assert_array_equal(dx, [[[0, 2], [2, 0]], [[2, 2], [2, 0]]])
     # mean: dy / the number of elements reduced.
     dx = ops.reduce_backward("mean", np.ones((1, 2), dtype), x[0], None, 0, keepdims=True)
@@ -542,7 +541,7 @@ def test_softmax_in_place(numpy_ops, compiled_ops, fwd, rng):
     x = rng.standard_normal((5, 6, 7)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     for axis in (-1, 1):
-        y = compiled_ops.__getattribute__(fwd)(x, axis)
+        y = getattr(compiled_ops, fwd)(x, axis)
         dx = getattr(compiled_ops, fwd + "_backward")(dy, y, axis)
         for backend in (numpy_ops, compiled_ops):
             buf = x.copy()
@@ -603,6 +602,7 @@ ROW = np.ones((4,), np.float32)
 I64 = np.ones((3, 4), np.int64)
 COND = np.ones((3, 4), bool)
 VIEW_BASE = np.zeros((4, 5), np.float32)
+FLAT = np.zeros(16, np.float32)
 READ_ONLY = np.ones((3, 4), np.float32)
 READ_ONLY.flags.writeable = False
 
@@ -654,7 +654,8 @@ BAD_CALLS = [
      r"compare equal: out must have shape \(3, 4\) and dtype bool for a \(3, 4\) and b "
      r"\(4,\), got \(3, 4\) float32"),
     (lambda o: o.compare("equal", F32, 1.0), TypeError, r"compare equal: b must be a numpy"),
-    (lambda o: o.compare("equal", VIEW_BASE, VIEW_BASE, out=VIEW_BASE.view(np.bool_)[:, :5]),
+    (lambda o: o.compare("equal", VIEW_BASE, VIEW_BASE,
+                         out=VIEW_BASE.view(np.bool_)[0].reshape(4, 5)),
      ValueError, r"compare equal: out must not share memory with a or b"),
     # where
     (lambda o: o.where(F32, F32, F32), TypeError,
@@ -668,8 +669,8 @@ BAD_CALLS = [
      r"where: out must have shape \(3, 4\) and dtype float32 for condition \(3, 4\), a \(4,\) "
      r"and b \(4,\), got \(4,\)"),
     (lambda o: o.where(COND, F32, 0.0), TypeError, r"where: b must be a numpy array"),
-    (lambda o: o.where(COND[:, :1], VIEW_BASE[1:, :4], VIEW_BASE[1:, :4], out=VIEW_BASE[:3, :4]),
-     ValueError, r"where: out \(3, 4\) shares memory with a or b without being"),
+    (lambda o: o.where(COND[:, :1], VIEW_BASE[1:], VIEW_BASE[1:], out=VIEW_BASE[:3]),
+     ValueError, r"where: out \(3, 5\) shares memory with a or b without being"),
     # reduce
     (lambda o: o.reduce("prod", F32), ValueError, r"reduce: op must be one of \('sum'"),
     (lambda o: o.reduce("sum", I64), TypeError, r"reduce sum: x must be float32 or float64, "
@@ -716,10 +717,9 @@ BAD_CALLS = [
                                  out=np.empty((4, 5), np.float32)), None, None),
     (lambda o: o.reduce_backward("sum", ROW, F32, None, 0, out=np.ones((3, 4), np.float32)),
      None, None),
-    (lambda o: o.reduce_backward("sum", VIEW_BASE[0, :4], np.ones((3, 4), np.float32), None,
-                                 0, out=VIEW_BASE[1:]), ValueError, r"shape"),
-    (lambda o: o.reduce_backward("sum", VIEW_BASE[3, :4], VIEW_BASE[:3, :4].copy(), None, 0,
-                                 out=VIEW_BASE[1:, 1:]), ValueError,
+    (lambda o: o.reduce_backward("sum", FLAT[:4], F32, None, 0, out=FLAT[2:14].reshape(3, 4)),
+     ValueError, r"reduce_backward sum: out must not share memory with dy, x or y"),
+    (lambda o: o.reduce_backward("sum", ROW, F32, None, 0, out=VIEW_BASE[:3, :4]), ValueError,
      r"reduce_backward sum: out must be C-contiguous"),
     # arg_reduce and cumsum
     (lambda o: o.arg_reduce("max", F32, 0), ValueError, r"arg_reduce: op must be one of"),

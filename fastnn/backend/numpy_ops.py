@@ -736,6 +736,8 @@ class NumpyOps(Ops):
 
     def softmax(self, x, axis=-1, out=None):
         axis = check_softmax_args(x, axis, out, "softmax")
+        if x.size == 0:
+            return _write(x.copy(), out)
         with np.errstate(all="ignore"):
             e = np.exp(x - x.max(axis=axis, keepdims=True))
             total = e.sum(axis=axis, dtype=np.float64, keepdims=True)
@@ -749,6 +751,8 @@ class NumpyOps(Ops):
 
     def log_softmax(self, x, axis=-1, out=None):
         axis = check_softmax_args(x, axis, out, "log_softmax")
+        if x.size == 0:
+            return _write(x.copy(), out)
         with np.errstate(all="ignore"):
             shifted = x - x.max(axis=axis, keepdims=True)
             total = np.exp(shifted).sum(axis=axis, dtype=np.float64, keepdims=True)

@@ -208,7 +208,10 @@ def _trace(layer, structure, specs, training):
     if accepts(layer.call, "training"):
         kwargs["training"] = TRAINING_IN_TRACE if training is None else training
     with tracing():
-        result = layer.call(*args, **kwargs)
+        try:
+            result = layer.call(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"{error} (in the call() of layer {layer.name!r})") from error
     outputs = [as_symbolic(v) if not isinstance(v, KerasTensor) else v
                for v in flatten_structure(result)]
     graph = Graph(placeholders, outputs, f"layer {layer.name!r}", allow_unused=True)

@@ -43,6 +43,10 @@ class Workspace:
 
     def buffer(self, key, shape, dtype):
         buf = self._buffers.get(key)
+        if not shape:                                   # a scalar (0-d) buffer
+            if buf is None or buf.shape != () or buf.dtype != dtype:
+                buf = self._buffers[key] = np.empty((), dtype=dtype)
+            return buf
         if buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
             buf = np.empty(shape, dtype=dtype)
             self._buffers[key] = buf

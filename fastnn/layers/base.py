@@ -80,11 +80,18 @@ class Layer:
         if not name.startswith("_"):
             items = value if isinstance(value, (list, tuple)) else (value,)
             tracked = self.__dict__.get("_tracked")
-            for item in items:
+            for k, item in enumerate(items):
                 if isinstance(item, Layer) and tracked is not None and \
                         all(item is not t for t in tracked):
                     tracked.append(item)
+                    # the attribute names it (saving's path in a subclassed model)
+                    self.__dict__.setdefault("_tracked_names", {})[id(item)] = \
+                        name if len(items) == 1 and items[0] is value else f"{name}.{k}"
         object.__setattr__(self, name, value)
+
+    def tracked_name(self, layer):
+        """The attribute a tracked sub-layer was assigned to (its stable name)."""
+        return self.__dict__.get("_tracked_names", {}).get(id(layer), layer.name)
 
     # ---- calling (Keras'): symbolic tensors record a node, arrays compute now --
     # Merge layers take a list of inputs; every other layer takes one tensor.
@@ -228,7 +235,7 @@ class Layer:
         if _charge_weight_budget(self.name, name, shape):
             value = np.zeros(shape, dtype=dtype)
         else:
-            value = np.ascontiguousarray(init(shape, dtype=dtype))
+            value = np.asarray(init(shape, dtype=dtype), order="C")
         weight = Weight(name, value, bool(trainable), _regularizers.get(regularizer), owner=self)
         self._weights.append(weight)
         return weight

@@ -10,23 +10,34 @@ from fastnn.graph.operation import as_array, is_symbolic
 from fastnn.graph.tensor import KerasTensor
 
 
+# A Python float next to a tensor is "weak" (Keras): it takes the tensor's float
+# dtype, and makes an integer tensor's result the default float.
+WEAK_FLOAT = object()
+
+
 def dtype_of(x):
-    """The dtype ``x`` computes in: a tensor's or weight's; a Python float is
-    "weak" (None: it takes the other operand's)."""
+    """The dtype ``x`` computes in: a tensor's or weight's; None for a Python int or
+    bool and WEAK_FLOAT for a Python float (weak: they adapt to the other operand)."""
     if isinstance(x, KerasTensor) or getattr(x, "is_weight", False):
         return np.dtype(x.dtype)
-    if isinstance(x, (bool, int, float)) and not isinstance(x, np.generic):
+    if isinstance(x, float) and not isinstance(x, np.generic):
+        return WEAK_FLOAT
+    if isinstance(x, (bool, int)) and not isinstance(x, np.generic):
         return None
     return np.asarray(x).dtype
 
 
 def result_dtype(*dtypes):
     """Keras' promotion, as far as fastnn needs it: floats win (the widest),
-    integers with no float give int64, bool alone stays bool; None is weak."""
-    strong = [d for d in dtypes if d is not None]
+    integers with no float give int64 (the default float with a weak float), bool
+    alone stays bool."""
+    strong = [d for d in dtypes if d is not None and d is not WEAK_FLOAT]
+    weak_float = any(d is WEAK_FLOAT for d in dtypes)
     floats = [d for d in strong if d.kind == "f"]
     if floats:
         return max(floats, key=lambda d: d.itemsize)
+    if weak_float:
+        return np.dtype(_runtime.floatx())
     if any(d.kind in "iu" for d in strong):
         return np.dtype(np.int64)
     if strong:
@@ -37,7 +48,12 @@ def result_dtype(*dtypes):
 def weak_scalars(values, dtype):
     """Python numbers among ``values`` as 0-d arrays of ``dtype`` (Keras' weak typing:
     ``x * 2`` keeps x's dtype)."""
-    return [np.asarray(v, dtype=dtype) if dtype_of(v) is None else v for v in values]
+    return [np.asarray(v, dtype=dtype) if _is_weak(v) else v for v in values]
+
+
+def _is_weak(value):
+    d = dtype_of(value)
+    return d is None or d is WEAK_FLOAT
 
 
 def float_dtype(dtype):

@@ -31,22 +31,31 @@ class Binary(Operation):
         dtype = result_dtype(a.dtype, b.dtype)
         if dtype.kind != "f":                  # indices: NumPy, no gradient
             return _INTEGER_UFUNCS[self.op](a, b).astype(dtype, copy=False)
+        given = (a.dtype, b.dtype)
         a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
         shape = np.broadcast_shapes(a.shape, b.shape)
         y = ops.binary(self.op, a, b, out=buffer(ws, "y", shape, dtype))
         if ws is not None:
-            ws.saved = (a, b)
+            ws.saved = (a, b, given)
         return y
 
     def backward(self, ops, dy, ws, need_dx=True):
-        a, b = ws.saved
-        da, db = ops.binary_backward(self.op, dy, a, b,
-                                     da_out=ws.buffer("da", a.shape, a.dtype),
-                                     db_out=ws.buffer("db", b.shape, b.dtype))
-        return [da, db]
+        a, b, given = ws.saved
+        grads = ops.binary_backward(self.op, dy, a, b,
+                                    da_out=ws.buffer("da", a.shape, a.dtype),
+                                    db_out=ws.buffer("db", b.shape, b.dtype))
+        return [as_given(g, d) for g, d in zip(grads, given)]
 
     def get_config(self):
         return {"name": self.name, "op": self.op}
+
+
+def as_given(grad, dtype):
+    """An input's gradient in that input's own dtype (it was promoted for the op); None
+    for an integer input, which has no gradient."""
+    if dtype.kind != "f":
+        return None
+    return grad if grad.dtype == dtype else grad.astype(dtype)
 
 
 _INTEGER_UFUNCS = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
@@ -210,21 +219,23 @@ class Where(Operation):
         dtype = result_dtype(a.dtype, b.dtype)
         if dtype.kind != "f":
             return np.where(condition, a, b).astype(dtype, copy=False)
+        given = (a.dtype, b.dtype)
         a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
         shape = np.broadcast_shapes(condition.shape, a.shape, b.shape)
         y = ops.where(condition, a, b, out=buffer(ws, "y", shape, dtype))
         if ws is not None:
-            ws.saved = (condition, a, b)
+            ws.saved = (condition, a, b, given)
         return y
 
     def backward(self, ops, dy, ws, need_dx=True):
-        condition, a, b = ws.saved
+        condition, a, b, given = ws.saved
         zero = np.zeros((), dy.dtype)
         grads = [None]
-        for key, operand, chosen in (("da", a, (dy, zero)), ("db", b, (zero, dy))):
+        for key, operand, chosen, dtype in (("da", a, (dy, zero), given[0]),
+                                            ("db", b, (zero, dy), given[1])):
             full = ops.where(condition, *chosen, out=ws.buffer(key + "_full", dy.shape, dy.dtype))
-            grads.append(ops.sum_to_shape(full, operand.shape,
-                                          out=ws.buffer(key, operand.shape, operand.dtype)))
+            grads.append(as_given(ops.sum_to_shape(
+                full, operand.shape, out=ws.buffer(key, operand.shape, operand.dtype)), dtype))
         return grads
 
 

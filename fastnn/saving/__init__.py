@@ -24,6 +24,9 @@ import numpy as np
 
 from fastnn import _version
 from fastnn import registry as _registry
+from fastnn.registry import (  # noqa: F401  (Keras' keras.saving names)
+    get_registered_name, get_registered_object, register_keras_serializable,
+)
 from fastnn.layers.base import weight_budget
 from fastnn.saving import config as _config
 from fastnn.saving.archive import (
@@ -31,8 +34,10 @@ from fastnn.saving.archive import (
     entries, read_arrays, reading, write_archive,
 )
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_JSON", "READABLE_VERSIONS", "load_model",
-           "load_weights", "model_config", "model_from_config", "save_model", "save_weights"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_JSON", "READABLE_VERSIONS",
+           "get_registered_name", "get_registered_object", "load_model", "load_weights",
+           "model_config", "model_from_config", "register_keras_serializable", "save_model",
+           "save_weights"]
 
 
 def save_model(model, filepath, overwrite=True):

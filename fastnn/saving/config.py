@@ -94,7 +94,9 @@ def weight_entries(model):
 
     def visit(m, prefix):
         for layer in m.layers:
-            path = prefix + layer.name
+            # a subclassed model's layers are known by their attributes (their automatic
+            # names differ each time the model is constructed)
+            path = prefix + (m.tracked_name(layer) if m.is_call_based else layer.name)
             if hasattr(layer, "_graph_for_plan"):
                 visit(layer, path + "/")
                 continue
