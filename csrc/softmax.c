@@ -9,22 +9,24 @@
  * each of the outer * inner lines. act.c's softmax activation is the case
  * inner == 1 (rows of a 2-D array).
  *
- * A line, whatever its stride, is computed by one sequence of operations:
- * its maximum m (a running `x > m ? x : m` from the first element), then
- * e = exp(x - m) and s = their sum in double, in order along L; then
+ * A line is computed as: its maximum m, then e = exp(x - m) and s = their
+ * sum in double; then
  *   softmax:     y = (T)((double)e * (1 / s))
- *   log_softmax: y = (x - m) - (T)log(s)    (log in double)
- * and backward, with the line's sum in double in order along L:
+ *   log_softmax: y = (x - m) - (T)log(s)       (log in double)
+ * and backward, with the line's sum in double:
  *   softmax:     d = (T)sum(dy * y);  dx = y * (dy - d)
  *   log_softmax: d = (T)sum(dy);      dx = dy - exp(y) * d
- * A line's results are therefore bitwise the same for any axis and for any
- * thread count (lines are shared out, never split).
+ * exp is vexp.h's (vectorised, the same values on every ISA). Rows (inner
+ * == 1) sum in SM_LANES double lanes (lane j % SM_LANES, combined in a fixed
+ * tree), so the adds vectorise; columns sum each line in order along L,
+ * vectorised across the lines. Either way a line's sum is fixed by the shape:
+ * results are bitwise the same for any thread count (lines are shared out,
+ * never split).
  *
- * Layout of the work: rows (inner == 1) are shared out in fixed blocks of
- * rows; otherwise a unit is one outer index times a block of at most
- * SM_COLS columns of inner, whose lines are walked together (vectorised
- * across the columns, contiguous loads). schedule(static) over units.
- * Small calls never enter a parallel region.
+ * Layout of the work: rows are shared out in fixed blocks of rows;
+ * otherwise a unit is one outer index times a block of at most SM_COLS
+ * columns of inner, whose lines are walked together (contiguous loads).
+ * schedule(static) over units. Small calls never enter a parallel region.
  *
  * One source for both types: softmax_impl.h is included once per type.
  */
@@ -32,11 +34,19 @@
 
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "vexp.h"
 
-/* exp per element: a second thread pays off from this many elements each. */
+/* A second thread pays off from this many elements each (several passes
+ * over each line, one of them exp). */
 #define SM_GRAIN 4096.0
 /* Columns of one unit when inner > 1 (stack buffers of SM_COLS doubles). */
 #define SM_COLS 256
+/* Rows: the lanes of a row's max and sums, and the segment exp'd at once
+ * into a stack buffer (a multiple of SM_LANES). */
+#define SM_LANES 8
+#define SM_CHUNK 256
+_Static_assert(SM_CHUNK % SM_LANES == 0, "a chunk starts on lane 0");
+_Static_assert(SM_LANES == 8, "lane_total adds exactly eight lanes");
 
 #define FNN_SM_INLINE inline __attribute__((always_inline))
 
@@ -64,16 +74,12 @@ static int sm_check(int64_t outer, int64_t L, int64_t inner, int is_log, int64_t
 
 #define FNN_T float
 #define FNN_SM_SFX f32
-#define FNN_M(name) name##f
 #include "softmax_impl.h"
 #undef FNN_T
 #undef FNN_SM_SFX
-#undef FNN_M
 
 #define FNN_T double
 #define FNN_SM_SFX f64
-#define FNN_M(name) name
 #include "softmax_impl.h"
 #undef FNN_T
 #undef FNN_SM_SFX
-#undef FNN_M

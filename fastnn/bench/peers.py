@@ -20,11 +20,47 @@ def torch_available():
     return importlib.util.find_spec("torch") is not None
 
 
-def supports(model):
-    """Whether ``torch_mlp`` can mirror ``model``: Dense layers (relu/linear/softmax),
-    and for CNNs (W3) Conv2D (relu/linear; "valid", or "same" at stride 1),
-    "valid" MaxPooling2D and Flatten."""
+def supports(model, workload=None):
+    """Whether a PyTorch twin of ``model`` exists: the workload's own builder, or
+    ``torch_mlp``'s mirror of Dense layers (relu/linear/softmax), and for CNNs (W3)
+    Conv2D (relu/linear; "valid", or "same" at stride 1), "valid" MaxPooling2D and
+    Flatten."""
+    if workload is not None and workload.torch_twin is not None:
+        return True
     return all(_supported_layer(layer) for layer in model.layers)
+
+
+def twin(model, workload=None):
+    """The PyTorch module of ``model`` (logits out: no final softmax)."""
+    if workload is not None and workload.torch_twin is not None:
+        return TWINS[workload.torch_twin](model)
+    return torch_mlp(model)
+
+
+def torch_residual_mlp(model):
+    """C1 in PyTorch: the same Dense layers and residual blocks, weights copied."""
+    import torch
+    from torch import nn
+
+    def linear(layer):
+        module = nn.Linear(layer.kernel.shape[0], layer.units)
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(layer.kernel.value.T.copy()))
+            module.bias.copy_(torch.from_numpy(layer.bias.value.copy()))
+        return module
+
+    class Block(nn.Module):
+        def __init__(self, block):
+            super().__init__()
+            self.up, self.down = linear(block.up), linear(block.down)
+            self.gain = nn.Parameter(torch.from_numpy(block.gain.value.copy()))
+
+        def forward(self, x):
+            return x + self.gain * self.down(torch.relu(self.up(x)))
+
+    first, block1, block2, last = [layer for layer in model.layers
+                                   if type(layer).__name__ != "InputLayer"]
+    return nn.Sequential(linear(first), nn.ReLU(), Block(block1), Block(block2), linear(last))
 
 
 def _supported_layer(layer):
@@ -110,12 +146,12 @@ class TorchRunner:
     """One workload in PyTorch: ``epoch()`` trains one shuffled epoch, ``predict()``
     runs inference in batches, ``outputs(xb)`` gives what fastnn's predict gives."""
 
-    def __init__(self, model, x, y, batch_size, seed):
+    def __init__(self, model, x, y, batch_size, seed, workload=None):
         import torch
         from torch import nn
 
         self.torch = torch
-        self.net = torch_mlp(model)
+        self.net = twin(model, workload)
         self.softmax = model.layers[-1].activation == "softmax"
         self.batch_size = batch_size
         self.x = torch.from_numpy(np.ascontiguousarray(x))
@@ -154,6 +190,9 @@ class TorchRunner:
                 out = self.net(self.x[start:start + b])
                 if self.softmax:
                     self.torch.softmax(out, dim=1)
+
+
+TWINS = {"residual_mlp": torch_residual_mlp}
 
 
 def check_torch(runner, fastnn_outputs, xb, label):

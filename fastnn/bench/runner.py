@@ -183,12 +183,12 @@ def torch_row(workload, cfg, threads, x, y, size):
         with using_backend(checks.REFERENCE):
             fastnn.set_seed(cfg.seed)
             model = workload.build()
-            if not peers.supports(model):
+            if not peers.supports(model, workload):
                 row.check = "FAILED: this model has no PyTorch twin yet"
                 return row
             xb, _ = checks.first_batch(workload, x, y)
             want = model.predict(xb, batch_size=xb.shape[0], verbose=0)
-        runner = peers.TorchRunner(model, x, y, workload.batch_size, cfg.seed)
+        runner = peers.TorchRunner(model, x, y, workload.batch_size, cfg.seed, workload)
         with peers.torch_threads(threads):
             result = peers.check_torch(runner, want, xb, workload.name)
             row.check = result.summary()

@@ -25,6 +25,8 @@ class ModelWorkload:
     n_full: int                     # samples per epoch in --full (workloads.md)
     n_quick: int                    # samples per epoch in the default quick mode
     train: bool = True              # True: time model.fit epochs; False: model.predict
+    torch_twin: str = None          # fastnn.bench.peers' builder of its PyTorch twin, if
+                                    # not the layer-by-layer mirror of a Sequential model
 
 
 WORKLOADS = {}
@@ -139,6 +141,41 @@ register(ModelWorkload(
 register(ModelWorkload(
     "W4-lstm", "LSTM(128) over 50x32 -> Dense 10, softmax CE, Adam, train",
     lambda: build_w4("LSTM"), sequence_data, batch_size=64, n_full=2048, n_quick=64))
+
+
+class ResidualBlock(layers.Layer):
+    """A layer of one's own, as Keras users write it: x + gain * Dense(Dense(x))."""
+
+    def __init__(self, units, hidden, **kwargs):
+        super().__init__(**kwargs)
+        self.up = layers.Dense(hidden, activation="relu")
+        self.down = layers.Dense(units)
+        self.units = units
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(shape=(self.units,), initializer="ones", name="gain")
+
+    def call(self, x):
+        return x + self.gain * self.down(self.up(x))
+
+
+def build_c1():
+    """C1: a custom residual MLP: Dense 64->128 relu, two ResidualBlock(128, 256)
+    (layers of one's own, traced), Dense 10 softmax, categorical cross-entropy, Adam."""
+    inputs = layers.Input(shape=(64,))
+    x = layers.Dense(128, activation="relu")(inputs)
+    x = ResidualBlock(128, 256)(x)
+    x = ResidualBlock(128, 256)(x)
+    model = models.Model(inputs, layers.Dense(10, activation="softmax")(x))
+    model.compile(optimizer=optimizers.Adam(learning_rate=1e-3),
+                  loss="categorical_crossentropy")
+    return model
+
+
+register(ModelWorkload(
+    "C1", "custom residual MLP (2 traced blocks 128-256-128), softmax CE, Adam, train",
+    build_c1, lambda n, rng: classification_data(n, rng, features=64),
+    batch_size=64, n_full=8192, n_quick=2048, torch_twin="residual_mlp"))
 
 
 # ---- W5: GEMM shapes ---------------------------------------------------------------
