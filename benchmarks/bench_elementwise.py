@@ -12,6 +12,10 @@ sum does every step). The compiled side calls ``ops.binary(op, a, b, out=c)``
 back to back at 1 and 2 threads from a fixed seed (NumPy's ufuncs use one
 thread either way), each checked against NumpyOps before it is timed, with
 GB/s (bytes read + written per call / median) in ``extra_info``.
+
+Also fastnn.ops' primitives on a (4096, 1024) float32 array: exp, and a sum
+over the last and over the first axis (the compiled side through
+``ops.unary`` / ``ops.reduce``, the NumPy side ``np.exp`` / ``x.sum``).
 """
 import numpy as np
 import pytest
@@ -67,5 +71,49 @@ def test_sum_to_shape(benchmark, backend, ops, threads, rng, reference, assert_c
     fn()
     assert_close(out, reference.sum_to_shape(x, shape[1:]), f"sum_to_shape {shape}")
     benchmark.group = f"sum_to_shape {shape} {threads}t"
+    benchmark(fn)
+    record_rate(x.nbytes + out.nbytes, "GB/s", 1e9)
+
+
+# ---- fastnn.ops' primitives: exp and reductions over an axis -------------------------
+BIG = (4096, 1024)
+
+
+def test_exp(benchmark, backend, ops, threads, rng, reference, assert_close, record_rate):
+    """exp of 4M float32 (NumPy: np.exp(x, out=...), its SIMD exp; compiled:
+    ops.unary("exp", x, out=...), the vectorised exp of csrc/vexp.h)."""
+    x = rng.standard_normal(BIG, dtype=np.float32)
+    out = np.empty_like(x)
+    if backend == "compiled":
+        def fn():
+            ops.unary("exp", x, out=out)
+    else:
+        def fn():
+            np.exp(x, out=out)
+    fn()
+    assert_close(out, reference.unary("exp", x), "exp")
+    benchmark.group = f"unary exp {BIG} {threads}t"
+    benchmark(fn)
+    record_rate(x.nbytes + out.nbytes, "GB/s", 1e9)
+
+
+@pytest.mark.parametrize("axis", [-1, 0], ids=["last_axis", "first_axis"])
+def test_reduce_sum(benchmark, backend, ops, threads, rng, reference, assert_close,
+                    record_rate, axis):
+    """A sum over the last axis ((N, D) -> (N,): a row sum, a loss) and over the
+    first ((N, D) -> (D,): a bias gradient) of 4M float32. NumPy: x.sum(axis,
+    out=...) (float32 accumulation); compiled: ops.reduce("sum", x, axis,
+    out=...) (float64 accumulation, bitwise the same for any thread count)."""
+    x = rng.standard_normal(BIG, dtype=np.float32)
+    out = np.empty(BIG[0] if axis == -1 else BIG[1], np.float32)
+    if backend == "compiled":
+        def fn():
+            ops.reduce("sum", x, axis, out=out)
+    else:
+        def fn():
+            x.sum(axis=axis, out=out)
+    fn()
+    assert_close(out, reference.reduce("sum", x, axis), f"sum over axis {axis}")
+    benchmark.group = f"reduce sum {BIG} axis {axis} {threads}t"
     benchmark(fn)
     record_rate(x.nbytes + out.nbytes, "GB/s", 1e9)

@@ -35,8 +35,9 @@
  * axes and each row of the inner axis is one loop, specialised (by inlining
  * with constant strides) for the patterns broadcasting produces: operands
  * contiguous, or one of them repeated (stride 0). Those loops vectorise
- * (but for libm's exp, log, log1p and pow, called once per element). Each
- * element is computed by the same expression whoever computes it.
+ * (but for libm's log, log1p and pow, called once per element; exp is
+ * vexp.h's vectorised one). Each element is computed by the same expression
+ * whoever computes it.
  *
  * Reductions (the gradients, sum_to_shape, reduce): the axes of the input
  * split into those the reduced-into array keeps and those it is broadcast
@@ -70,6 +71,7 @@
 
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "vexp.h"
 
 /* Element-wise work per thread before a second thread pays off, and the
  * block a thread takes at a time (constants: never derived from threads).
@@ -432,9 +434,10 @@ int fnn_unary_reads(int op)
     }
 }
 
+/* The ops that call libm once per element (exp is vectorised: vexp.h). */
 static int unary_is_transcendental(int op)
 {
-    return op == FNN_UNARY_EXP || op == FNN_UNARY_LOG || op == FNN_UNARY_LOG1P;
+    return op == FNN_UNARY_LOG || op == FNN_UNARY_LOG1P;
 }
 
 /* ---- the loops, once per element type ------------------------------------ */

@@ -190,7 +190,7 @@ static FNN_EW_INLINE FNN_T FN(unary_apply)(const int op, const FNN_T x)
         return x * x;
     case FNN_UNARY_SQRT:
         return FNN_M(sqrt)(x);
-    case FNN_UNARY_EXP:
+    case FNN_UNARY_EXP:             /* unary_range calls vexp.h's loop instead */
         return FNN_M(exp)(x);
     case FNN_UNARY_LOG:
         return FNN_M(log)(x);
@@ -260,7 +260,7 @@ static void FN(unary_range)(int op, FNN_T *Y, const FNN_T *X, int64_t n)
         FN(unary_loop)(FNN_UNARY_SQRT, Y, X, n);
         break;
     case FNN_UNARY_EXP:
-        FN(unary_loop)(FNN_UNARY_EXP, Y, X, n);
+        FN(fnn_vexp)(Y, X, n);      /* vexp.h: vectorised, not libm's */
         break;
     case FNN_UNARY_LOG:
         FN(unary_loop)(FNN_UNARY_LOG, Y, X, n);

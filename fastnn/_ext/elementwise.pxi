@@ -452,15 +452,21 @@ def sum_to_shape(object Y, cnp.ndarray X not None, object shape, int nthreads):
 
 # ---- unary ops, comparisons, where (fastnn.ops' element-wise primitives) -----
 
-cdef inline str _ew_unary_where(int op, str method):
-    if op < 0 or op >= FNN_UNARY_COUNT:
-        raise ValueError(f"{method}: unknown op code {op}; expected 0..{FNN_UNARY_COUNT - 1}")
-    return method + " " + KERNEL_UNARY_OPS[op]
+# Each op's name in errors, "<method> <op>", built once (a hot path builds no string).
+cdef tuple _UNARY_WHERE = tuple(["unary " + name for name in KERNEL_UNARY_OPS])
+cdef tuple _UNARY_BACKWARD_WHERE = tuple(["unary_backward " + name for name in KERNEL_UNARY_OPS])
+cdef tuple _COMPARE_WHERE = tuple(["compare " + name for name in KERNEL_COMPARE_OPS])
 
 
-cdef cnp.ndarray _ew_out_like(object out, cnp.ndarray ref, int t, str where, str why):
+cdef inline int _ew_check_code(int op, int count, str method) except -1:
+    if op < 0 or op >= count:
+        raise ValueError(f"{method}: unknown op code {op}; expected 0..{count - 1}")
+    return 0
+
+
+cdef cnp.ndarray _ew_out_like(object out, cnp.ndarray ref, int t, str where, str ref_name):
     """out (checked: ref's shape, type t, C-contiguous, writable) or, when None, a
-    new C-ordered array like that."""
+    new C-ordered array like that. The error says "like <ref_name> <shape>"."""
     cdef int64_t shape[FNN_MAX_DIMS]
     cdef int d, fault
     if out is None:
@@ -469,7 +475,8 @@ cdef cnp.ndarray _ew_out_like(object out, cnp.ndarray ref, int t, str where, str
         shape[d] = ref.shape[d]
     fault = _ew_out_fault(out, ref.ndim, shape, t)
     if fault:
-        _ew_raise_out(fault, out, where, "out", ref.ndim, shape, t, why)
+        _ew_raise_out(fault, out, where, "out", ref.ndim, shape, t,
+                      f" like {ref_name} {(<object>ref).shape}")
     return <cnp.ndarray>out
 
 
@@ -486,13 +493,15 @@ def unary_forward(object Y, cnp.ndarray X not None, int op, int nthreads):
     """Return Y = op(X) element-wise (FNN_UNARY_* code op) for float32 / float64 X
     of any shape. Y (X's shape and dtype, C-contiguous, writable) may be X
     itself; no other overlap. None allocates it."""
-    cdef str where = _ew_unary_where(op, "unary")
     cdef int t = _ew_float_type(X)
+    cdef str where
     cdef cnp.ndarray out
     cdef int status
+    _ew_check_code(op, FNN_UNARY_COUNT, "unary")
+    where = <str>_UNARY_WHERE[op]
     if t < 0:
         raise TypeError(f"{where}: x must be float32 or float64, got {X.dtype}")
-    out = _ew_out_like(Y, X, t, where, f" like x {(<object>X).shape}")
+    out = _ew_out_like(Y, X, t, where, "x")
     if Y is not None and _ew_partial_overlap(out, X):
         raise ValueError(f"{where}: out {(<object>out).shape} shares memory with x without "
                          f"being that array itself")
@@ -524,18 +533,21 @@ def unary_backward(object dX, cnp.ndarray dY not None, cnp.ndarray X not None,
                    cnp.ndarray Y not None, int op, int nthreads):
     """Return dX = dY * op'(X or Y) for the op's input X and output Y (dY's shape
     and dtype). dX may be dY, X or Y itself; no other overlap. None allocates it."""
-    cdef str where = _ew_unary_where(op, "unary_backward")
     cdef int t = _ew_float_type(dY)
-    cdef int reads = fnn_unary_reads(op)
+    cdef int reads
+    cdef str where
     cdef cnp.ndarray out
     cdef void *px = NULL
     cdef void *py = NULL
     cdef int status
+    _ew_check_code(op, FNN_UNARY_COUNT, "unary_backward")
+    where = <str>_UNARY_BACKWARD_WHERE[op]
+    reads = fnn_unary_reads(op)
     if t < 0:
         raise TypeError(f"{where}: dy must be float32 or float64, got {dY.dtype}")
     _ew_check_like(X, "x", dY, t, where)
     _ew_check_like(Y, "y", dY, t, where)
-    out = _ew_out_like(dX, dY, t, where, f" like dy {(<object>dY).shape}")
+    out = _ew_out_like(dX, dY, t, where, "dy")
     if dX is not None and (_ew_partial_overlap(out, dY) or _ew_partial_overlap(out, X)
                            or _ew_partial_overlap(out, Y)):
         raise ValueError(f"{where}: out {(<object>out).shape} shares memory with dy, x or y "
@@ -586,9 +598,8 @@ def compare(object Y, cnp.ndarray A not None, cnp.ndarray B not None, int op, in
     cdef int t, nd, cnd, fault, status
     cdef str where
     cdef cnp.ndarray out
-    if op < 0 or op >= FNN_COMPARE_COUNT:
-        raise ValueError(f"compare: unknown op code {op}; expected 0..{FNN_COMPARE_COUNT - 1}")
-    where = "compare " + KERNEL_COMPARE_OPS[op]
+    _ew_check_code(op, FNN_COMPARE_COUNT, "compare")
+    where = <str>_COMPARE_WHERE[op]
     t = _ew_compare_type(A)
     if t < 0 or _ew_compare_type(B) != t:
         raise TypeError(f"{where}: a and b must share a float32, float64 or int64 dtype, got "

@@ -73,10 +73,9 @@ cdef int _red_shapes(cnp.ndarray X, const bint *mask, bint keepdims, cnp.npy_int
     return ny
 
 
-cdef inline str _red_where(int op, str method):
-    if op < 0 or op >= FNN_REDUCE_COUNT:
-        raise ValueError(f"{method}: unknown op code {op}; expected 0..{FNN_REDUCE_COUNT - 1}")
-    return method + " " + KERNEL_REDUCE_OPS[op]
+cdef tuple _REDUCE_WHERE = tuple(["reduce " + name for name in KERNEL_REDUCE_OPS])
+cdef tuple _REDUCE_BACKWARD_WHERE = tuple(["reduce_backward " + name
+                                           for name in KERNEL_REDUCE_OPS])
 
 
 cdef int _red_layout(cnp.ndarray X, const cnp.npy_intp *kdims, int64_t *cshape, int64_t *sy,
@@ -95,7 +94,7 @@ def reduce(object Y, cnp.ndarray X not None, object axes, bint keepdims, int op,
     tuple of ints), keeping them as 1 when keepdims. Y, when given, receives the
     result (C-contiguous, writable, sharing no memory with X unless nothing is
     reduced and Y is X itself)."""
-    cdef str where = _red_where(op, "reduce")
+    cdef str where
     cdef int t = _ew_float_type(X)
     cdef bint mask[FNN_MAX_DIMS]
     cdef cnp.npy_intp kdims[FNN_MAX_DIMS]
@@ -106,6 +105,8 @@ def reduce(object Y, cnp.ndarray X not None, object axes, bint keepdims, int op,
     cdef int nd = X.ndim, ny, d, cnd, fault, status
     cdef bint same
     cdef cnp.ndarray out
+    _ew_check_code(op, FNN_REDUCE_COUNT, "reduce")
+    where = <str>_REDUCE_WHERE[op]
     if t < 0:
         raise TypeError(f"{where}: x must be float32 or float64, got {X.dtype}")
     _red_axes(axes, X, mask, where)
@@ -174,7 +175,7 @@ def reduce_backward(object dX, cnp.ndarray dY not None, cnp.ndarray X not None, 
     """Return dX (X's shape) = the gradient of Y = reduce(op, X, axes, keepdims)
     given dY (Y's shape). Y is read by max and min only (None allowed for sum and
     mean). dX, when given, must share no memory with dY, X or Y (OVERWRITTEN)."""
-    cdef str where = _red_where(op, "reduce_backward")
+    cdef str where
     cdef int t = _ew_float_type(X)
     cdef bint mask[FNN_MAX_DIMS]
     cdef cnp.npy_intp kdims[FNN_MAX_DIMS]
@@ -188,6 +189,8 @@ def reduce_backward(object dX, cnp.ndarray dY not None, cnp.ndarray X not None, 
     cdef cnp.ndarray y
     cdef void *px = NULL
     cdef void *py = NULL
+    _ew_check_code(op, FNN_REDUCE_COUNT, "reduce_backward")
+    where = <str>_REDUCE_BACKWARD_WHERE[op]
     if t < 0:
         raise TypeError(f"{where}: x must be float32 or float64, got {X.dtype}")
     _red_axes(axes, X, mask, where)
@@ -195,7 +198,7 @@ def reduce_backward(object dX, cnp.ndarray dY not None, cnp.ndarray X not None, 
     _red_check_grad_input(dY, "dy", X, t, ny, yshape, mask, keepdims, where)
     if Y is not None or extreme:
         _red_check_grad_input(Y, "y", X, t, ny, yshape, mask, keepdims, where)
-    out = _ew_out_like(dX, X, t, where, f" like x {(<object>X).shape}")
+    out = _ew_out_like(dX, X, t, where, "x")
     if dX is not None and (_ew_overlap(out, dY) or _ew_overlap(out, X)
                            or (Y is not None and _ew_overlap(out, <cnp.ndarray>Y))):
         raise ValueError(f"{where}: out must not share memory with dy, x or y")
@@ -268,7 +271,7 @@ def softmax_forward(object Y, cnp.ndarray X not None, object axis, bint is_log, 
     if t < 0:
         raise TypeError(f"{where}: x must be float32 or float64, got {X.dtype}")
     d = _sm_axis(axis, X, where, "x")
-    out = _ew_out_like(Y, X, t, where, f" like x {(<object>X).shape}")
+    out = _ew_out_like(Y, X, t, where, "x")
     if Y is not None and _ew_partial_overlap(out, X):
         raise ValueError(f"{where}: out {(<object>out).shape} shares memory with x without "
                          f"being that array itself")
@@ -300,7 +303,7 @@ def softmax_backward(object dX, cnp.ndarray dY not None, cnp.ndarray Y not None,
         raise TypeError(f"{where}: dy must be float32 or float64, got {dY.dtype}")
     _ew_check_like(Y, "y", dY, t, where)
     d = _sm_axis(axis, dY, where, "dy")
-    out = _ew_out_like(dX, dY, t, where, f" like dy {(<object>dY).shape}")
+    out = _ew_out_like(dX, dY, t, where, "dy")
     if dX is not None and (_ew_partial_overlap(out, dY) or _ew_partial_overlap(out, Y)):
         raise ValueError(f"{where}: out {(<object>out).shape} shares memory with dy or y "
                          f"without being that array itself")

@@ -59,6 +59,35 @@ def call_layer(layer, inputs, training):
     return _eager_call(layer, inputs, bool(training))
 
 
+def call_bound(layer, args, kwargs):
+    """A call of one of fastnn's own layers that takes several arguments (its
+    ``bind_call(*args, **kwargs)`` gives the tensors, in order, and the static
+    arguments the node keeps); one or more outputs."""
+    kwargs = dict(kwargs)
+    training = _check_training(layer, kwargs.pop("training", None))
+    structure, _ = _tensor_leaves(args, kwargs)
+    values, static = layer.bind_call(*args, **kwargs)
+    if not (any_symbolic(values) or in_trace()):
+        from fastnn.backend import current_ops
+        from fastnn.graph.workspace import Workspace
+        arrays = [_as_array(layer, v) for v in values]
+        _build_or_check(layer, [a.shape[1:] for a in arrays], static)
+        ws = Workspace(param_grads=False)
+        ws.static = static
+        return layer.forward(current_ops(), arrays, bool(training), ws)
+    tensors = [v if isinstance(v, KerasTensor) else as_symbolic(_as_array(layer, v))
+               for v in values]
+    shapes = _build_or_check(layer, [t.shape[1:] for t in tensors], static)
+    out_shapes = layer.compute_output_shape(shapes, static)
+    single = isinstance(out_shapes, tuple)
+    batch = tensors[0].shape[0]
+    outputs = [KerasTensor((batch,) + tuple(s), layer.dtype, name=layer.name)
+               for s in ([out_shapes] if single else out_shapes)]
+    Node(layer, tensors, outputs, list_input=True, training=training,
+         arguments=call_arguments(structure), static=static)
+    return outputs[0] if single else tuple(outputs)
+
+
 def layer_inputs(layer, inputs):
     """The call's inputs as a list, checked against what ``layer`` takes."""
     if layer.takes_list:
@@ -93,14 +122,16 @@ def _symbolic_call(layer, inputs, training):
     return output
 
 
-def _build_or_check(layer, shapes):
+def _build_or_check(layer, shapes, static=None):
     """Build ``layer`` for its inputs' ``shapes`` (batch axis excluded), or check
-    that the built layer takes them; returns the shape argument it was given."""
+    that the built layer takes them; returns the shape argument it was given
+    (static: a several-argument layer's static arguments, passed on)."""
     shape = shapes if layer.takes_list else shapes[0]
+    extra = () if static is None else (static,)
     if not layer.built:
-        layer.build(shape)
+        layer.build(shape, *extra)
     else:
-        layer.check_input_shape(shape)
+        layer.check_input_shape(shape, *extra)
     return shape
 
 

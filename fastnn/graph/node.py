@@ -18,19 +18,23 @@ class Node:
     ``arguments`` how the call was made."""
 
     __slots__ = ("operation", "inputs", "outputs", "list_input", "training", "order",
-                 "subgraph", "arguments")
+                 "subgraph", "arguments", "static")
 
     def __init__(self, operation, inputs, outputs, list_input=False, training=None,
-                 subgraph=None, arguments=None):
+                 subgraph=None, arguments=None, static=None):
         self.operation = operation
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
         self.list_input = bool(list_input)
         self.training = training
         self.subgraph = subgraph
-        # a traced call's arguments as data: its args and kwargs with each tensor
-        # replaced by {"__tensor__": its index in ``inputs``} (to replay the call)
+        # a call's arguments as data (a layer of your own, or one of fastnn's taking
+        # several): its args and kwargs with each tensor replaced by {"__tensor__":
+        # its index in ``inputs``}, to replay the call when a file is loaded
         self.arguments = arguments
+        # what such a call fixed that is not a tensor (MultiHeadAttention's causal
+        # mask...): the layer reads it from its workspace when the node runs
+        self.static = static
         self.order = next(_creation)
         for i, tensor in enumerate(self.outputs):
             tensor.node, tensor.index = self, i

@@ -19,11 +19,11 @@ class Step:
     """One call of ``layer``: input slots ``ins``, output slots ``outs``; ``list_in``:
     the layer takes a list; ``training``: a mode fixed at call time, or None."""
 
-    __slots__ = ("layer", "ins", "outs", "list_in", "training")
+    __slots__ = ("layer", "ins", "outs", "list_in", "training", "static")
 
-    def __init__(self, layer, ins, outs, list_in, training):
+    def __init__(self, layer, ins, outs, list_in, training, static=None):
         self.layer, self.ins, self.outs = layer, ins, outs
-        self.list_in, self.training = list_in, training
+        self.list_in, self.training, self.static = list_in, training, static
 
 
 class Scratch:
@@ -90,7 +90,8 @@ class Plan:
             else:
                 ins = tuple(slot_of[id(t)] for t in node.inputs)
                 outs = tuple(self._new_slot(t, slot_of) for t in node.outputs)
-                self.steps.append(Step(node.operation, ins, outs, node.list_input, fixed))
+                self.steps.append(Step(node.operation, ins, outs, node.list_input, fixed,
+                                       node.static))
             if top:
                 self.node_slots[node] = tuple(slot_of[id(t)] for t in node.outputs)
 
@@ -118,7 +119,10 @@ class Plan:
 
     def scratch(self, param_grads=True):
         """Fresh workspaces for one caller (a fit, one predict call)."""
-        return Scratch(len(self.steps), param_grads)
+        scratch = Scratch(len(self.steps), param_grads)
+        for st, ws in zip(self.steps, scratch.steps):
+            ws.static = st.static
+        return scratch
 
     # ---- forward -----------------------------------------------------------------
     def forward(self, ops, inputs, training, scratch):

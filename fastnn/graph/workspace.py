@@ -11,7 +11,8 @@ class Workspace:
     workspace serves one caller at a time (training, or one predict call).
     """
 
-    __slots__ = ("_buffers", "saved", "param_grads", "mask", "direct", "_accumulate", "pending")
+    __slots__ = ("_buffers", "saved", "param_grads", "mask", "direct", "_accumulate", "pending",
+                 "static")
 
     def __init__(self, param_grads=True):
         self._buffers = {}
@@ -24,6 +25,8 @@ class Workspace:
         self.param_grads = param_grads
         self._accumulate = False
         self.pending = []
+        # the static arguments of the call this workspace serves (see Node.static)
+        self.static = None
         # Whether weight gradients go straight to the model's buffer (the hot case,
         # one attribute test in grad_of): param_grads and not accumulate.
         self.direct = param_grads

@@ -103,6 +103,8 @@ class Layer:
         arrays: the outputs for that batch, now (inference unless ``training``)."""
         if self.is_call_based:
             return _calls.call_custom(self, args, kwargs)
+        if hasattr(self, "bind_call"):
+            return _calls.call_bound(self, args, kwargs)
         if len(args) != 1 or set(kwargs) - {"training"}:
             extra = sorted(set(kwargs) - {"training"}) or [f"{len(args)} positional"]
             raise TypeError(f"{self.name}: unexpected call arguments {extra}; a "
