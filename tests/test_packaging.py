@@ -24,3 +24,12 @@ def test_sdist_ships_c_sources_headers_and_cython(tmp_path):
                 for p in ROOT.glob(pattern)}
     assert expected and expected <= names, sorted(expected - names)
     assert {"pyproject.toml", "setup.py", "README.md"} <= names
+
+
+@pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="needs the source tree")
+def test_every_subpackage_is_installed():
+    """A package folder missing from pyproject's list installs nowhere but an editable checkout."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"fastnn"} | {"fastnn." + init.parent.name for init in (ROOT / "fastnn").glob("*/__init__.py")}
+    assert found == listed, {"unlisted": sorted(found - listed), "missing": sorted(listed - found)}
