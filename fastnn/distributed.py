@@ -313,19 +313,19 @@ class _FitSync:
         self.model.optimizer.apply(self.ops, buffers.params, buffers.grads, ranges[0], ranges[1])
         return 0.0
 
-    def logs(self, run, sums, step, rows):
+    def logs(self, run, sums, step):
         """The loss and metrics over every rank's samples up to ``step``: rank-local
         sums (each value times the local batch size) summed, divided by the count."""
         totals = np.array(sums, dtype=np.float64)
         self.strategy._allreduce(totals)
         seen = min(self.n, (step + 1) * self.size * self.batch_size)
-        return run.logs([float(t) for t in totals], seen, rows)
+        return run.logs([float(t) for t in totals], seen)
 
-    def end_epoch(self, run, sums, step, rows):
+    def end_epoch(self, run, sums, step):
         """The epoch's reduced logs; also averages the moving statistics, so
         validation and checkpoints see the same model on every rank."""
         self._average_state()
-        return self.logs(run, sums, step, rows)
+        return self.logs(run, sums, step)
 
     def agree_stop(self):
         """Whether any rank's callbacks asked to stop (then every rank stops)."""
@@ -342,7 +342,7 @@ class _FitSync:
         if count:
             logs = _trainer.evaluate_data(run, data.slice(start, start + count), batch_size)
         else:                           # fewer samples than ranks: the same keys, zeros
-            logs = run.logs(run.zero_sums(), 1, data.rows)
+            logs = run.logs(run.zero_sums(), 1)
         totals = np.array([value * count for value in logs.values()], dtype=np.float64)
         self.strategy._allreduce(totals)
         logs = {key: float(total / n) for key, total in zip(logs, totals)}

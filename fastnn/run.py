@@ -50,7 +50,7 @@ class Run:
         at = 1 + self.loss_names
         for k, objective in enumerate(objectives):
             for metric in objective.resolve_metrics(model.outputs[objective.index].shape[-1]):
-                width = 0 if metric.is_stateful else (2 if metric.kernel is None else 1)
+                width = 0 if metric.is_stateful else 2       # (sum, count)
                 self.metrics.append((k, metric, at if width else None))
                 at += width
         self.n_sums = at
@@ -124,15 +124,21 @@ class Run:
             terms.append((j, k, self.out_index[k], loss, objective.weight, fused, traced_at,
                           f"dloss{k}"))
 
+        output_slots = self.slots
+
         def batch_losses(outs, targets, weights, b, scratch, sums, with_grad):
             total, grads = 0.0, []
+            masks = scratch.masks
             for j, k, output, loss, weight, fused, traced_at, key in terms:
+                mask = None if masks is None else masks[output_slots[k]]
                 if traced_at is not None:
                     values = outs[traced_at]
                     grad = scratch.own.buffer(key, values.shape, values.dtype) \
                         if with_grad else None
-                    value, grad = _losses.reduce_values(ops, values, weights[k], loss.reduction,
-                                                        grad)
+                    w = weights[k]
+                    if mask is not None and mask.shape == values.shape:
+                        w = masked_weights(w, mask, loss.reduction, values.dtype)
+                    value, grad = _losses.reduce_values(ops, values, w, loss.reduction, grad)
                 else:
                     out = outs[output]
                     width = out.shape[-1]
@@ -140,10 +146,13 @@ class Run:
                     pred, from_logits = out, loss.from_logits
                     if fused is not None:
                         pred, from_logits = fused[0].logits(scratch.steps[fused[1]]), True
+                    w = weights[k]
+                    if mask is not None and mask.size * width == out.size:
+                        w = masked_weights(w, mask, loss.reduction, out.dtype).reshape(-1)
                     value = ops.loss(loss.kernel, pred.reshape(-1, width), targets[k],
                                      from_logits=from_logits, delta=loss.delta,
                                      grad_out=None if grad is None else grad.reshape(-1, width),
-                                     sample_weight=weights[k])
+                                     sample_weight=w)
                 if weight != 1.0:
                     if grad is not None:
                         ops.scale_(grad.reshape(-1), weight)
@@ -164,42 +173,54 @@ class Run:
                 metric.reset_state()
         return [0.0] * self.n_sums
 
-    def add_metrics(self, outs, targets, sums):
-        """Add one batch's metric values to ``sums`` (stateful metrics update themselves)."""
+    def add_metrics(self, outs, targets, sums, masks=None):
+        """Add one batch's metric values to ``sums`` (stateful metrics update themselves).
+        ``masks``: each slot's time-step mask (a forward's ``scratch.masks``): masked
+        steps of an output count in none of its metrics, as in Keras."""
         for k, metric, at in self.metrics:
             target = targets[k]
             if target is None:
                 continue
             out = outs[self.out_index[k]]
             width = out.shape[-1]
+            mask = None if masks is None else masks[self.slots[k]]
             if metric.kernel is not None:
                 # kernel metrics read (rows, D) targets or class indices; a traced loss's
                 # targets are kept as given, shaped like the output
                 rows = target.reshape(-1, width) if k in self.raw_targets else target
-                sums[at] += self.ops.metric_sum(metric.kernel, out.reshape(-1, width), rows)
+                pred = out.reshape(-1, width)
+                if mask is not None and mask.size == pred.shape[0]:
+                    kept = mask.reshape(-1).astype(bool)
+                    pred, rows = pred[kept], rows[kept]
+                if pred.shape[0]:
+                    sums[at] += self.ops.metric_sum(metric.kernel, pred, rows)
+                sums[at + 1] += pred.shape[0]
                 continue
             y_true = target.reshape((out.shape[0],) + self.raw_shapes[k])
             if metric.is_stateful:
-                metric.update_state(y_true, out)
+                if mask is None:
+                    metric.update_state(y_true, out)
+                else:
+                    metric.update_state(y_true, out, sample_weight=mask.astype(out.dtype))
                 continue
             values = metric.values(y_true, out)
-            if values.ndim:
+            if mask is not None and values.shape == mask.shape:
+                sums[at] += float((values * mask).sum())
+                sums[at + 1] += int(mask.sum())
+            elif values.ndim:
                 sums[at] += float(values.sum())
                 sums[at + 1] += values.size
             else:                                    # a batch mean: weigh it by the batch
                 sums[at] += float(values) * out.shape[0]
                 sums[at + 1] += out.shape[0]
 
-    def logs(self, sums, seen, rows):
-        """The logs dict of ``sums`` over ``seen`` samples (``rows``: target rows per
-        sample of the data, per target)."""
+    def logs(self, sums, seen):
+        """The logs dict of ``sums`` over ``seen`` samples."""
         logs = {"loss": sums[0] / seen}
         for j in range(self.loss_names):
             logs[self.names[1 + j]] = sums[1 + j] / seen
         for (k, metric, at), name in zip(self.metrics, self.names[1 + self.loss_names:]):
-            if metric.kernel is not None:
-                logs[name] = sums[at] / (seen * max(rows[k], 1))
-            elif metric.is_stateful:
+            if metric.is_stateful:
                 logs[name] = float(np.asarray(metric.result()))
             else:
                 logs[name] = sums[at] / max(sums[at + 1], 1)
@@ -234,3 +255,19 @@ def _loss_plan(model, traced, data):
     plan = Plan(extended)
     cache[key] = (base, plan)
     return plan
+
+
+def masked_weights(sample_weight, mask, reduction, dtype):
+    """Keras' ``apply_mask``: the loss weights of an output's time steps under its mask
+    (N, T) -- the sample weights (None: 1; per sample or per step) times the mask,
+    and for mean reductions times total / kept steps, so that the loss is the mean
+    over the kept steps. Shaped like the mask."""
+    weights = mask.astype(dtype)
+    if reduction in ("sum_over_batch_size", "mean"):
+        kept = int(mask.sum())
+        weights *= dtype.type(mask.size / kept if kept else 0.0)
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=dtype)
+        weights *= w.reshape(mask.shape) if w.size == mask.size else \
+            w.reshape(w.shape + (1,) * (mask.ndim - w.ndim))
+    return weights

@@ -80,8 +80,8 @@ class FitSync(Protocol):
     def local_bounds(self, step): ...
     def average_gradients(self): ...
     def empty_step(self, ranges): ...
-    def logs(self, run, sums, step, rows): ...
-    def end_epoch(self, run, sums, step, rows): ...
+    def logs(self, run, sums, step): ...
+    def end_epoch(self, run, sums, step): ...
     def agree_stop(self): ...
     def evaluate(self, run, data, batch_size, cbs): ...
 
@@ -112,8 +112,8 @@ class LocalSync:
     def empty_step(self, ranges):
         raise AssertionError("a single-process fit has no empty steps")
 
-    def logs(self, run, sums, step, rows):
-        return run.logs(sums, min(self.n, (step + 1) * self.batch_size), rows)
+    def logs(self, run, sums, step):
+        return run.logs(sums, min(self.n, (step + 1) * self.batch_size))
 
     end_epoch = logs
 
@@ -200,11 +200,11 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                 inputs, targets, weights = batch_of(start, stop)
                 step_fn(inputs, targets, weights, stop - start, sums, epoch, step)
                 if cbs.wants_batch_hooks:
-                    cbs.on_train_batch_end(step, sync.logs(run, sums, step, data.rows))
+                    cbs.on_train_batch_end(step, sync.logs(run, sums, step))
                     model.stop_training = sync.agree_stop()
                 if model.stop_training:
                     break
-            logs = sync.end_epoch(run, sums, step, data.rows)
+            logs = sync.end_epoch(run, sums, step)
             if val is not None:
                 val_logs = sync.evaluate(run, val, batch_size, cbs)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
@@ -265,7 +265,7 @@ def _train_step(run, schedule, scratch, ranges, regs, stop_on_nan, sync=None):
             sync.average_gradients()            # distributed: one Allreduce of the gradients
         apply(ops, params, grads, merged, per_weight)
         if with_metrics:
-            add_metrics(outs, targets, sums)
+            add_metrics(outs, targets, sums, scratch.masks)
         sums[0] += loss * b
         return loss
     return step
@@ -316,10 +316,10 @@ def evaluate_data(run, data, batch_size, cbs=None):
         loss, _ = run.batch_losses(outs, batch.targets, batch.weights, batch.n, scratch, sums,
                                    with_grad=False)
         sums[0] += loss * batch.n
-        run.add_metrics(outs, batch.targets, sums)
+        run.add_metrics(outs, batch.targets, sums, scratch.masks)
         if batch_hooks:
-            cbs.on_test_batch_end(step, run.logs(sums, stop, data.rows))
-    logs = run.logs(sums, data.n, data.rows)
+            cbs.on_test_batch_end(step, run.logs(sums, stop))
+    logs = run.logs(sums, data.n)
     model = run.model
     regs = model.buffers.regularized_ranges({id(w) for w in model.trainable_weights})
     if regs:
@@ -369,7 +369,7 @@ def train_on_batch(model, x, y, sample_weight, class_weight):
                        model.buffers.regularized_ranges(trainable), True)
     sums = run.zero_sums()
     step(data.inputs, data.targets, data.weights, data.n, sums, None, None)
-    values = list(run.logs(sums, data.n, data.rows).values())
+    values = list(run.logs(sums, data.n).values())
     return values[0] if len(values) == 1 else values
 
 

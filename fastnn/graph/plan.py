@@ -29,12 +29,13 @@ class Step:
 class Scratch:
     """A caller's workspaces: one per step, and one for summed gradients."""
 
-    __slots__ = ("steps", "own", "values")
+    __slots__ = ("steps", "own", "values", "masks")
 
     def __init__(self, n_steps, param_grads):
         self.steps = [Workspace(param_grads) for _ in range(n_steps)]
         self.own = Workspace(param_grads)
         self.values = None     # the last forward_all's slot values
+        self.masks = None      # and each slot's time-step mask (None: the plan has none)
 
 
 class Schedule:
@@ -153,7 +154,7 @@ class Plan:
                     values[slot] = value
             if masks is not None and (ws.mask is not None or st.layer.makes_mask):
                 masks[st.outs[0]] = st.layer.output_mask(ws)
-        scratch.values = values
+        scratch.values, scratch.masks = values, masks
         return values
 
     # ---- backward ----------------------------------------------------------------

@@ -5,6 +5,8 @@ All of them run on the backend's 2-D pooling ops: 1-D inputs are viewed as
 (N, 1, T, C), and global pooling is one window the size of the whole plane.
 Max pooling keeps each window's argmax for its backward pass.
 """
+import numpy as np
+
 from fastnn.layers.base import Layer
 from fastnn.layers.convolutional import (
     check_channels_last, check_data_format, normalize_padding, normalize_tuple, spatial_output,
@@ -186,9 +188,42 @@ class GlobalMaxPooling1D(_GlobalPooling):
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    """Mean over all steps of each channel: (batch, steps, c) -> (batch, c)."""
+    """Mean over all steps of each channel: (batch, steps, c) -> (batch, c). With a
+    time-step mask (from ``Embedding(mask_zero=True)``) the mean is over the kept
+    steps only, as Keras takes it; the mask stops here."""
 
     rank, mode = 1, "avg"
+    supports_masking = True
+
+    def output_mask(self, ws):
+        return None
+
+    def forward(self, ops, x, training=False, ws=None):
+        mask = None if ws is None else ws.mask
+        if mask is None:
+            return super().forward(ops, x, training, ws)
+        self.check_input_shape(x.shape[1:])
+        # y[n] = sum_t w[n, t] x[n, t] with w = mask / (kept steps): a (1, T) @ (T, C)
+        # product per sample (no kept step: 0 / 0, NaN, as Keras gives)
+        kept = mask.sum(axis=1, keepdims=True, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = ws.buffer("w", mask.shape, self.dtype)
+            np.divide(mask, kept, out=w, casting="unsafe")
+        n, _, c = x.shape
+        y = ws.buffer("y_masked", (n, 1, c), self.dtype)
+        ops.batch_matmul(w.reshape(n, 1, -1), x, out=y)
+        ws.saved = ("masked", x.shape, w)
+        return y.reshape((n,) + self.compute_output_shape(x.shape[1:]))
+
+    def backward(self, ops, dy, ws, need_dx=True):
+        if ws.saved[0] != "masked":
+            return super().backward(ops, dy, ws, need_dx)
+        if not need_dx:
+            return None
+        _, x_shape, w = ws.saved
+        n, t, c = x_shape
+        dx = ws.buffer("dx", x_shape, self.dtype)
+        return ops.binary("multiply", w.reshape(n, t, 1), dy.reshape(n, 1, c), out=dx)
 
 
 # Keras' aliases
