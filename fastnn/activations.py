@@ -1,7 +1,8 @@
 """Activation functions by Keras name.
 
-Layers keep the activation's name and run it through the backend's kernels;
-the functions here are for users who call an activation on their own arrays.
+Layers keep the activation's name and run it through the backend's kernels.
+The functions here compute on arrays at once, and inside a layer's ``call``
+(or on symbolic tensors) record the same kernels as an operation.
 """
 import numpy as np
 
@@ -11,8 +12,17 @@ from fastnn.backend.ops import ACTIVATIONS
 _reference = NumpyOps()
 
 
+def _symbolic(x):
+    from fastnn.graph.operation import in_trace
+    from fastnn.graph.tensor import KerasTensor
+    return isinstance(x, KerasTensor) or in_trace()
+
+
 def _make(name):
     def activation(x):
+        if _symbolic(x):               # in a layer's call(): an operation of the trace
+            from fastnn.ops import nn
+            return nn.softmax(x) if name == "softmax" else nn.apply(nn.Activation(name), x)
         x = np.asarray(x)
         if x.dtype not in (np.float32, np.float64):
             x = x.astype(np.float32)

@@ -54,6 +54,12 @@ class _VarianceScaling(Initializer):
         return _truncated_normal(rng, shape, stddev).astype(dtype)
 
 
+def scales_by_fans(initializer):
+    """Whether ``initializer`` draws with a scale from the weight's fan-in / fan-out
+    (Glorot, He, LeCun: Keras' VarianceScaling family)."""
+    return isinstance(initializer, _VarianceScaling)
+
+
 def _truncated_normal(rng, shape, stddev):
     values = rng.standard_normal(size=shape)
     bad = np.abs(values) > 2.0
@@ -114,10 +120,33 @@ class RandomUniform(Initializer):
         return {"minval": self.minval, "maxval": self.maxval}
 
 
+class RandomNormal(Initializer):
+    """Normal with ``mean`` and ``stddev`` (Keras' defaults 0, 0.05)."""
+
+    def __init__(self, mean=0.0, stddev=0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, dtype="float32"):
+        return _runtime.rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class TruncatedNormal(RandomNormal):
+    """Normal with ``mean`` and ``stddev``, redrawn beyond two standard deviations
+    (Keras' defaults 0, 0.05; transformers' usual 0.02)."""
+
+    def __call__(self, shape, dtype="float32"):
+        values = _truncated_normal(_runtime.rng(), shape, self.stddev)
+        return (values + self.mean).astype(dtype)
+
+
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "glorot_uniform": GlorotUniform,
     "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform,
     "orthogonal": Orthogonal, "uniform": RandomUniform, "random_uniform": RandomUniform,
+    "normal": RandomNormal, "random_normal": RandomNormal, "truncated_normal": TruncatedNormal,
 }
 
 

@@ -51,6 +51,18 @@ def test_variance_scaling_initializers(name, shape, expected_std):
         assert np.abs(values).max() <= 2 * expected_std / 0.87962566103423978 * 1.0001
 
 
+def test_random_normal_and_truncated_normal():
+    fastnn.set_seed(0)
+    normal = initializers.get("random_normal")((400, 300))
+    assert normal.std() == pytest.approx(0.05, rel=0.02) and abs(normal.mean()) < 1e-3
+    truncated = initializers.TruncatedNormal(mean=1.0, stddev=0.02)((400, 300))
+    assert np.abs(truncated - 1.0).max() <= 0.04 * 1.0001
+    assert truncated.std() == pytest.approx(0.02 * 0.87962566103423978, rel=0.02)
+    spec = initializers.serialize(initializers.TruncatedNormal(stddev=0.02))
+    assert spec == {"class_name": "TruncatedNormal", "config": {"mean": 0.0, "stddev": 0.02}}
+    assert initializers.get(spec).stddev == 0.02
+
+
 def test_orthogonal_zeros_ones():
     fastnn.set_seed(0)
     q = initializers.get("orthogonal")((6, 4))

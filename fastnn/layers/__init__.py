@@ -5,6 +5,7 @@ from fastnn.layers.core import Activation, Dense, Flatten, Input, InputLayer, Re
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.regularization import Dropout
 from fastnn.layers.embedding import Embedding
+from fastnn.layers.einsum_dense import EinsumDense
 from fastnn.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
 from fastnn.layers.merging import (
@@ -18,7 +19,7 @@ from fastnn.layers.pooling import (
 )
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Flatten", "Reshape",
-           "Dropout", "BatchNormalization", "Embedding", "SimpleRNN", "LSTM", "GRU",
+           "Dropout", "BatchNormalization", "Embedding", "EinsumDense", "SimpleRNN", "LSTM", "GRU",
            "Bidirectional",
            "Conv1D", "Conv2D", "Convolution1D", "Convolution2D",
            "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
@@ -42,6 +43,7 @@ LAYER_CLASSES = {
     "Dropout": Dropout,
     "BatchNormalization": BatchNormalization,
     "Embedding": Embedding,
+    "EinsumDense": EinsumDense,
     "SimpleRNN": SimpleRNN,
     "LSTM": LSTM,
     "GRU": GRU,

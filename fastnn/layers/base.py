@@ -185,14 +185,15 @@ class Layer:
         return ws.mask if self.supports_masking else None
 
     def get_config(self):
-        """The layer's arguments as JSON-able data. A layer of your own gets its
-        constructor's arguments when they are plain data (numbers, strings, lists,
-        dicts); override get_config when they are not."""
+        """The layer's arguments as JSON-able data. A layer of your own that does not
+        override get_config gets its constructor's arguments when they are plain
+        data (numbers, strings, lists, dicts), as in Keras; override it when they
+        are not (an override's ``super().get_config()`` gives the base keys only)."""
         config = {"name": self.name, "trainable": self._trainable, "dtype": self.dtype.name}
         if self.input_shape_hint is not None:
             config["input_shape"] = list(self.input_shape_hint)
-        if self.is_call_based:
-            config.update(_constructor_arguments(self))
+        if self.is_call_based and type(self).get_config is Layer.get_config:
+            config.update(_constructor_arguments(self))     # Keras' auto-config
         return config
 
     @classmethod
