@@ -28,7 +28,9 @@ from fastnn.graph.operation import as_symbolic, tracing
 from fastnn.graph.node import Node
 from fastnn.graph.plan import Plan
 from fastnn.graph.tensor import KerasTensor, any_symbolic, flatten_structure
-from fastnn.layers.base import Layer, shapes_compatible, snake_case, unique_name
+from fastnn.layers.base import (
+    AUTO_CONFIG_METHODS, Layer, shapes_compatible, snake_case, unique_name,
+)
 from fastnn.layers.core import InputLayer
 from fastnn.packing import FlatBuffers
 from fastnn.saving import load_model  # noqa: F401  (Keras: models.load_model(path))
@@ -608,6 +610,9 @@ class Model(Layer):
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
 
+
+
+AUTO_CONFIG_METHODS.add(Model.get_config)     # a subclassed model's constructor arguments
 
 class Sequential(Model):
     """A linear stack of layers: ``Sequential([Dense(...), ...])`` or ``.add(layer)``.

@@ -301,3 +301,23 @@ def test_custom_layer_and_loss_give_pytorchs_gradients(rng):
     loss.backward()
     theirs = np.concatenate([p.grad.numpy().reshape(-1) for p in (scale_w, gate, bias)])
     np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_an_overridden_get_config_gets_only_the_base_keys_from_super():
+    class Scaled(layers.Layer):
+        def __init__(self, factor, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, x):
+            return x * self.factor
+
+    class Described(Scaled):
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor * 1.0}
+
+    assert Scaled(2, name="s").get_config() == {"name": "s", "trainable": True,
+                                                "dtype": "float32", "factor": 2}
+    # Keras' rule: a class that writes get_config says what its config is
+    assert Described(3, name="d").get_config() == {"name": "d", "trainable": True,
+                                                   "dtype": "float32", "factor": 3.0}

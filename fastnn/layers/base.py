@@ -192,7 +192,7 @@ class Layer:
         config = {"name": self.name, "trainable": self._trainable, "dtype": self.dtype.name}
         if self.input_shape_hint is not None:
             config["input_shape"] = list(self.input_shape_hint)
-        if self.is_call_based and type(self).get_config is Layer.get_config:
+        if self.is_call_based and type(self).get_config in AUTO_CONFIG_METHODS:
             config.update(_constructor_arguments(self))     # Keras' auto-config
         return config
 
@@ -304,6 +304,12 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+# The get_config methods that give a layer of your own its constructor's arguments:
+# the base ones (Layer's, and Model's, added by fastnn.models). A class that
+# overrides get_config says what its config is.
+AUTO_CONFIG_METHODS = {Layer.get_config}
 
 
 def _accepts_keyword(fn, name):
