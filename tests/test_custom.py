@@ -314,10 +314,10 @@ def test_an_overridden_get_config_gets_only_the_base_keys_from_super():
 
     class Described(Scaled):
         def get_config(self):
-            return {**super().get_config(), "factor": self.factor * 1.0}
+            return {**super().get_config(), "scale": self.factor}
 
     assert Scaled(2, name="s").get_config() == {"name": "s", "trainable": True,
                                                 "dtype": "float32", "factor": 2}
     # Keras' rule: a class that writes get_config says what its config is
     assert Described(3, name="d").get_config() == {"name": "d", "trainable": True,
-                                                   "dtype": "float32", "factor": 3.0}
+                                                   "dtype": "float32", "scale": 3}
