@@ -60,6 +60,24 @@ def scales_by_fans(initializer):
     return isinstance(initializer, _VarianceScaling)
 
 
+def with_fans(initializer, fan_in, fan_out):
+    """``initializer`` for a kernel of any shape that acts as a (fan_in, fan_out)
+    matrix (an einsum kernel, attention's (C, heads, dim)): a fan-scaled one draws
+    that matrix and takes the kernel's shape -- Keras' input_axes / output_axes.
+    Other initializers are returned as they are."""
+    if not scales_by_fans(initializer):
+        return initializer
+    return _Fanned(initializer, (int(fan_in), int(fan_out)))
+
+
+class _Fanned(Initializer):
+    def __init__(self, inner, fans):
+        self.inner, self.fans = inner, fans
+
+    def __call__(self, shape, dtype="float32"):
+        return np.asarray(self.inner(self.fans, dtype=dtype)).reshape(shape)
+
+
 def _truncated_normal(rng, shape, stddev):
     values = rng.standard_normal(size=shape)
     bad = np.abs(values) > 2.0

@@ -152,18 +152,23 @@ class TorchRunner:
 
         self.torch = torch
         self.net = twin(model, workload)
-        self.softmax = model.layers[-1].activation == "softmax"
+        self.softmax = getattr(model.layers[-1], "activation", None) == "softmax"
         self.batch_size = batch_size
         self.x = torch.from_numpy(np.ascontiguousarray(x))
-        if self.softmax:      # softmax + categorical cross-entropy == CrossEntropyLoss on logits
+        if hasattr(self.net, "loss"):          # a twin with a loss of its own (W6: per token)
+            self.y = self.net.prepare_targets(y)
+            self.loss_fn = self.net.loss
+        elif self.softmax:    # softmax + categorical cross-entropy == CrossEntropyLoss on logits
             self.y = torch.from_numpy(np.argmax(y, axis=1))
             self.loss_fn = nn.CrossEntropyLoss()
         else:
             self.y = torch.from_numpy(np.ascontiguousarray(y))
             self.loss_fn = nn.MSELoss()
         opt = model.optimizer
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=opt.learning_rate,
-                                    betas=(opt.beta_1, opt.beta_2), eps=opt.epsilon)
+        adam = dict(lr=opt.learning_rate, betas=(opt.beta_1, opt.beta_2), eps=opt.epsilon)
+        self.opt = (torch.optim.AdamW(self.net.parameters(), weight_decay=opt.weight_decay,
+                                      **adam) if opt.weight_decay
+                    else torch.optim.Adam(self.net.parameters(), **adam))
         self.gen = torch.Generator().manual_seed(seed)
 
     def outputs(self, xb):
@@ -183,6 +188,13 @@ class TorchRunner:
             loss.backward()
             self.opt.step()
 
+    def generate(self, steps):
+        """Greedy generation of ``steps`` tokens after each prompt, in batches."""
+        n, b = self.x.shape[0], self.batch_size
+        with self.torch.inference_mode():
+            for start in range(0, n, b):
+                self.net.generate(self.x[start:start + b], steps)
+
     def predict(self):
         n, b = self.x.shape[0], self.batch_size
         with self.torch.inference_mode():
@@ -192,7 +204,12 @@ class TorchRunner:
                     self.torch.softmax(out, dim=1)
 
 
-TWINS = {"residual_mlp": torch_residual_mlp}
+def _torch_gpt(model):
+    from fastnn.bench.torch_gpt import torch_gpt
+    return torch_gpt(model)
+
+
+TWINS = {"residual_mlp": torch_residual_mlp, "gpt": _torch_gpt}
 
 
 def check_torch(runner, fastnn_outputs, xb, label):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import fastnn
+from fastnn import decoding
 from fastnn.backend import get_ops
 from fastnn.bench import checks, peers, workloads
 from fastnn.bench.machine import machine_info
@@ -143,7 +144,7 @@ def model_rows(workload, cfg, threads, emit):
     reference = None
     with thread_limit(threads) as limited:
         for backend in cfg.backends:                    # numpy first: the reference row
-            row = Row(workload.name, size, threads, backend, "samples/s",
+            row = Row(workload.name, size, threads, backend, workload.unit,
                       blas_threads_limited=limited)
             if backend != checks.REFERENCE:
                 result = checks.check_model(workload, backend, x, y, cfg.seed)
@@ -152,7 +153,7 @@ def model_rows(workload, cfg, threads, emit):
                     emit(row)
                     continue
             row.times_s = time_model(workload, backend, x, y, cfg)
-            row.value = n / median(row.times_s)
+            row.value = n * workload.per_sample() / median(row.times_s)
             if backend == checks.REFERENCE:
                 reference = row
             emit(_with_speedup(row, reference))
@@ -169,6 +170,12 @@ def time_model(workload, backend, x, y, cfg):
             def once():
                 model.fit(x, y, batch_size=workload.batch_size, epochs=1, verbose=0)
             return measure(once, cfg.repeats, warmup=1)
+        if workload.generate:
+            def once():
+                for start in range(0, x.shape[0], workload.batch_size):
+                    decoding.generate(model, x[start:start + workload.batch_size],
+                                      workload.generate, temperature=0.0)
+            return measure(once, cfg.repeats, warmup=1)
 
         def once():
             model.predict(x, batch_size=workload.batch_size, verbose=0)
@@ -178,7 +185,7 @@ def time_model(workload, backend, x, y, cfg):
 
 def torch_row(workload, cfg, threads, x, y, size):
     """The PyTorch row of ``workload`` (same model, initial weights and batch)."""
-    row = Row(workload.name, size, threads, peers.PEER, "samples/s")
+    row = Row(workload.name, size, threads, peers.PEER, workload.unit)
     try:
         with using_backend(checks.REFERENCE):
             fastnn.set_seed(cfg.seed)
@@ -194,12 +201,17 @@ def torch_row(workload, cfg, threads, x, y, size):
             row.check = result.summary()
             if not result.ok:
                 return row
-            row.times_s = (measure(runner.epoch, cfg.repeats, warmup=1) if workload.train
-                           else measure_per_call(runner.predict, cfg.repeats, cfg.min_sample_s))
+            if workload.train:
+                row.times_s = measure(runner.epoch, cfg.repeats, warmup=1)
+            elif workload.generate:
+                row.times_s = measure(lambda: runner.generate(workload.generate), cfg.repeats,
+                                      warmup=1)
+            else:
+                row.times_s = measure_per_call(runner.predict, cfg.repeats, cfg.min_sample_s)
     except Exception as exc:     # a peer's problem is reported, never fatal
         row.check = f"FAILED: {type(exc).__name__}: {exc}"
         return row
-    row.value = x.shape[0] / median(row.times_s)
+    row.value = x.shape[0] * workload.per_sample() / median(row.times_s)
     return row
 
 

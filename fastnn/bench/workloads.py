@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from fastnn import layers, models, optimizers
+from fastnn.bench import gpt
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,17 @@ class ModelWorkload:
     train: bool = True              # True: time model.fit epochs; False: model.predict
     torch_twin: str = None          # fastnn.bench.peers' builder of its PyTorch twin, if
                                     # not the layer-by-layer mirror of a Sequential model
+    tokens: int = 0                 # > 0: report tokens/s, this many tokens per sample
+    generate: int = 0               # > 0: time generating this many tokens per prompt
+                                    # (fastnn.decoding, KV cache) instead of predict
+
+    @property
+    def unit(self):
+        return "tokens/s" if self.tokens or self.generate else "samples/s"
+
+    def per_sample(self):
+        """The units (samples or tokens) one sample of the data counts for."""
+        return self.generate or self.tokens or 1
 
 
 WORKLOADS = {}
@@ -176,6 +188,16 @@ register(ModelWorkload(
     "C1", "custom residual MLP (2 traced blocks 128-256-128), softmax CE, Adam, train",
     build_c1, lambda n, rng: classification_data(n, rng, features=64),
     batch_size=64, n_full=8192, n_quick=2048, torch_twin="residual_mlp"))
+
+
+register(ModelWorkload(
+    "W6", "GPT 4 pre-LN blocks d128 4 heads ffn512, T=128, per-token CE, AdamW, train",
+    gpt.build_w6, gpt.token_data, batch_size=32, n_full=256, n_quick=32, tokens=gpt.T,
+    torch_twin="gpt"))
+register(ModelWorkload(
+    "W6-gen", "W6's model generating 64 tokens after 64-token prompts, KV cache",
+    gpt.build_w6, gpt.prompt_data, batch_size=32, n_full=32, n_quick=8, train=False,
+    generate=gpt.T // 2, torch_twin="gpt"))
 
 
 # ---- W5: GEMM shapes ---------------------------------------------------------------

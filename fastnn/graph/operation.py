@@ -47,6 +47,9 @@ class Operation:
     supports_masking = False
     differentiable = True
     trainable = True
+    # Whether each position (time step) of the output depends only on the same
+    # position of the inputs, so incremental decoding can run it on new tokens alone.
+    positionwise = False
     weights = trainable_weights = non_trainable_weights = ()
 
     def __init__(self, name=None):
@@ -122,6 +125,7 @@ class Constant(Operation):
     """A value that depends on no weight, folded into the graph."""
 
     differentiable = False
+    positionwise = True
 
     def __init__(self, value, name=None):
         super().__init__(name)
@@ -145,6 +149,8 @@ class WeightRead(Operation):
     """Reading one layer weight inside traced code: its value forward, its gradient
     backward (summed over the reads when a weight is read more than once: the
     executor treats the reads as calls of one layer)."""
+
+    positionwise = True
 
     def __init__(self, weight):
         super().__init__(f"read_{weight.name}")

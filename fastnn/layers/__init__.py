@@ -3,6 +3,8 @@ from fastnn import registry as _registry
 from fastnn.layers.base import Layer
 from fastnn.layers.core import Activation, Dense, Flatten, Input, InputLayer, Reshape
 from fastnn.layers.normalization import BatchNormalization
+from fastnn.layers.layer_normalization import LayerNormalization, RMSNormalization
+from fastnn.layers.attention import MultiHeadAttention
 from fastnn.layers.regularization import Dropout
 from fastnn.layers.embedding import Embedding
 from fastnn.layers.einsum_dense import EinsumDense
@@ -19,7 +21,8 @@ from fastnn.layers.pooling import (
 )
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Flatten", "Reshape",
-           "Dropout", "BatchNormalization", "Embedding", "EinsumDense", "SimpleRNN", "LSTM", "GRU",
+           "Dropout", "BatchNormalization", "LayerNormalization", "RMSNormalization",
+           "MultiHeadAttention", "Embedding", "EinsumDense", "SimpleRNN", "LSTM", "GRU",
            "Bidirectional",
            "Conv1D", "Conv2D", "Convolution1D", "Convolution2D",
            "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
@@ -42,6 +45,9 @@ LAYER_CLASSES = {
     "Reshape": Reshape,
     "Dropout": Dropout,
     "BatchNormalization": BatchNormalization,
+    "LayerNormalization": LayerNormalization,
+    "RMSNormalization": RMSNormalization,
+    "MultiHeadAttention": MultiHeadAttention,
     "Embedding": Embedding,
     "EinsumDense": EinsumDense,
     "SimpleRNN": SimpleRNN,

@@ -178,6 +178,10 @@ class Layer:
     # Whether an input mask passes through this layer unchanged (element-wise
     # and per-step layers); other layers consume or drop it.
     supports_masking = False
+    # Whether each time step of the output depends only on the same step of the input
+    # (Dense, LayerNormalization, element-wise layers): incremental decoding
+    # (fastnn.decoding) then runs the layer on the new tokens alone.
+    positionwise = False
 
     def output_mask(self, ws):
         """The (N, T) mask leaving this layer after ``forward`` with ``ws`` (whose

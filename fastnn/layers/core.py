@@ -72,6 +72,7 @@ class Dense(KernelBiasLayer):
     """
 
     supports_masking = True     # per step on sequences: a time-step mask passes through
+    positionwise = True
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -151,6 +152,7 @@ class Activation(Layer):
     """Applies an activation function (Keras names) element-wise; softmax over the last axis."""
 
     supports_masking = True     # element-wise: a time-step mask passes through
+    positionwise = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

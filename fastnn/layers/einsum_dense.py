@@ -7,8 +7,6 @@ from the equation (here (C, 4, 16)), the bias spans the output axes named in
 """
 import re
 
-import numpy as np
-
 from fastnn import activations as _activations
 from fastnn import initializers as _initializers
 from fastnn import ops
@@ -53,10 +51,9 @@ class EinsumDense(Layer):
         kernel_shape, bias_shape, _, fans = analyze(self.equation, self.bias_axes,
                                                      tuple(input_shape),
                                                      self.partial_output_shape, self.name)
-        init = self.kernel_initializer
-        if _initializers.scales_by_fans(init):
-            init = _FannedInitializer(init, fans)
-        self.kernel = self.add_weight(name="kernel", shape=kernel_shape, initializer=init,
+        self.kernel = self.add_weight(name="kernel", shape=kernel_shape,
+                                      initializer=_initializers.with_fans(
+                                          self.kernel_initializer, *fans),
                                       regularizer=self.kernel_regularizer)
         if bias_shape is not None:
             self.bias = self.add_weight(name="bias", shape=bias_shape,
@@ -84,17 +81,6 @@ class EinsumDense(Layer):
                 "bias_initializer": _initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer)}
-
-
-class _FannedInitializer(_initializers.Initializer):
-    """A variance-scaling initializer drawn as the (fan_in, fan_out) matrix the
-    kernel is, then given the kernel's shape (Keras' input_axes / output_axes)."""
-
-    def __init__(self, inner, fans):
-        self.inner, self.fans = inner, fans
-
-    def __call__(self, shape, dtype="float32"):
-        return np.asarray(self.inner(self.fans, dtype=dtype)).reshape(shape)
 
 
 _FORMS = (("", r"([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)"),

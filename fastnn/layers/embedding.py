@@ -17,6 +17,8 @@ class Embedding(Layer):
     input_dim must then count the padding index too.
     """
 
+    positionwise = True
+
     integer_input = True     # the model keeps this layer's inputs as integers
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",

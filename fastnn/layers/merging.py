@@ -71,6 +71,7 @@ class _ElementwiseMerge(_Merge):
     """Inputs folded pairwise with the backend's binary ``op``: y = x0 op x1 op x2..."""
 
     op = None
+    positionwise = True
 
     def compute_output_shape(self, input_shape):
         rank = max(len(s) for s in input_shape)

@@ -24,19 +24,13 @@ class Dropout(Layer):
     """
 
     supports_masking = True     # element-wise: a time-step mask passes through
+    positionwise = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating))
-                or not math.isfinite(rate) or not 0.0 <= rate < 1.0):
-            raise ValueError(f"{self.name}: rate must be a number in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_rate(rate, self.name)
         self.noise_shape = None if noise_shape is None else _noise_shape(noise_shape, self.name)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"{self.name}: seed must be a non-negative integer or None, "
-                             f"got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = check_seed(seed, self.name)
         self._rng = None if seed is None else np.random.default_rng(self.seed)
 
     def build(self, input_shape):
@@ -56,9 +50,7 @@ class Dropout(Layer):
             super().check_input_shape(input_shape)  # shape ties it to the built rank
 
     def _step_seed(self):
-        """A fresh 64-bit seed for this step's mask."""
-        gen = self._rng if self._rng is not None else _runtime.rng()
-        return int(gen.integers(0, 2**64, dtype=np.uint64))
+        return step_seed(self._rng)
 
     def _mask_shape(self, x_shape):
         shape = tuple(have if want is None else want
@@ -101,6 +93,29 @@ class Dropout(Layer):
         return {**super().get_config(), "rate": self.rate,
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
                 "seed": self.seed}
+
+
+def check_rate(rate, where):
+    """A dropout rate: a number in [0, 1)."""
+    if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating))
+            or not math.isfinite(rate) or not 0.0 <= rate < 1.0):
+        raise ValueError(f"{where}: rate must be a number in [0, 1), got {rate!r}")
+    return float(rate)
+
+
+def check_seed(seed, where):
+    """A layer's seed: a non-negative integer, or None (fastnn's generator)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(f"{where}: seed must be a non-negative integer or None, got {seed!r}")
+    return None if seed is None else int(seed)
+
+
+def step_seed(rng):
+    """A fresh 64-bit seed for one step's dropout mask, from ``rng`` (a layer's own
+    generator) or, when None, fastnn's (``fastnn.set_seed``)."""
+    gen = rng if rng is not None else _runtime.rng()
+    return int(gen.integers(0, 2**64, dtype=np.uint64))
 
 
 def _noise_shape(noise_shape, where):

@@ -18,6 +18,8 @@ from fastnn.ops._core import (
 class Binary(Operation):
     """``a <op> b`` for op in add, subtract, multiply, divide, maximum, minimum, power."""
 
+    positionwise = True
+
     def __init__(self, op, name=None):
         super().__init__(name if name is not None else unique_name(op))
         self.op = op
@@ -111,6 +113,8 @@ def minimum(x1, x2):
 class Unary(Operation):
     """``op(x)`` for op in negative, abs, sign, square, sqrt, exp, log, log1p, reciprocal."""
 
+    positionwise = True
+
     def __init__(self, op, name=None):
         super().__init__(name if name is not None else unique_name(op))
         self.op = op
@@ -161,6 +165,8 @@ reciprocal = _unary("reciprocal")
 class Compare(Operation):
     """A comparison: a boolean tensor, no gradient (use it in ``where``)."""
 
+    positionwise = True
+
     differentiable = False
     gradient_free_inputs = (0, 1)
 
@@ -206,6 +212,8 @@ greater_equal = _compare("greater_equal")
 
 class Where(Operation):
     """``condition ? x1 : x2`` (broadcasting all three); no gradient to the condition."""
+
+    positionwise = True
 
     gradient_free_inputs = (0,)
 
@@ -255,6 +263,8 @@ def clip(x, x_min, x_max):
 class Cast(Operation):
     """``x`` as ``dtype``; a float-to-float cast passes the gradient back."""
 
+    positionwise = True
+
     def __init__(self, dtype, name=None):
         super().__init__(name)
         self.dtype = np.dtype(dtype)
@@ -283,6 +293,8 @@ def cast(x, dtype):
 
 class StopGradient(Operation):
     """Its input unchanged, with no gradient flowing back through it."""
+
+    positionwise = True
 
     blocks_gradient = True
 

@@ -17,6 +17,8 @@ from fastnn.ops.elementwise import add, multiply, power
 class Activation(Operation):
     """One of the backend's activation kernels, element-wise on any shape."""
 
+    positionwise = True
+
     def __init__(self, activation, name=None):
         super().__init__(name if name is not None else unique_name(activation))
         self.activation = activation
