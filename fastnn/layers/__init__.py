@@ -5,6 +5,7 @@ from fastnn.layers.core import Activation, Dense, Flatten, Input, InputLayer, Re
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.layer_normalization import LayerNormalization, RMSNormalization
 from fastnn.layers.attention import MultiHeadAttention
+from fastnn.layers.position_embedding import PositionEmbedding
 from fastnn.layers.regularization import Dropout
 from fastnn.layers.embedding import Embedding
 from fastnn.layers.einsum_dense import EinsumDense
@@ -22,7 +23,7 @@ from fastnn.layers.pooling import (
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Flatten", "Reshape",
            "Dropout", "BatchNormalization", "LayerNormalization", "RMSNormalization",
-           "MultiHeadAttention", "Embedding", "EinsumDense", "SimpleRNN", "LSTM", "GRU",
+           "MultiHeadAttention", "PositionEmbedding", "Embedding", "EinsumDense", "SimpleRNN", "LSTM", "GRU",
            "Bidirectional",
            "Conv1D", "Conv2D", "Convolution1D", "Convolution2D",
            "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
@@ -48,6 +49,7 @@ LAYER_CLASSES = {
     "LayerNormalization": LayerNormalization,
     "RMSNormalization": RMSNormalization,
     "MultiHeadAttention": MultiHeadAttention,
+    "PositionEmbedding": PositionEmbedding,
     "Embedding": Embedding,
     "EinsumDense": EinsumDense,
     "SimpleRNN": SimpleRNN,
