@@ -244,6 +244,38 @@ int fnn_batchnorm_backward_f32(float *dX, float *dgamma, float *dbeta, const flo
                                const float *gamma, int64_t M, int64_t C, double eps,
                                int batch_stats, int nthreads);
 
+/* ---- layer / RMS normalization over the last axis (layernorm.c) -------- */
+/* X, Y, dX, dY [M,C] C-contiguous: M rows of C >= 1 features; gamma, beta,
+ * dgamma, dbeta [C]; mean, rstd [M]. Keras 3's formulas:
+ *   layer norm: mean, biased var of each row; rstd = 1 / sqrt(var + eps);
+ *               Y = (X - mean) * rstd * gamma + beta
+ *   rms (1):    rstd = 1 / sqrt(mean(X^2) + eps); Y = X * rstd * gamma; no
+ *               beta (FNN_ERR_ARG if given); mean is neither written nor read
+ * gamma, beta may be NULL (1, 0). Row statistics in double, one pass shifted
+ * by the row's first element (a large offset does not cancel the variance).
+ *   forward:  Y (may equal X); mean, rstd rounded to the element type, when
+ *             not NULL (what the backward takes). eps >= 0 and finite.
+ *   backward: from the forward's mean and rstd: dX (may be NULL; may equal
+ *             dY or X), the exact gradient through the row statistics;
+ *             dgamma = sum over rows of dY * xhat, dbeta = sum of dY
+ *             (OVERWRITTEN; either may be NULL), xhat = (X - mean) * rstd.
+ *             Column sums over fixed row chunks added in order: bitwise
+ *             identical for any nthreads. M == 0 gives zero dgamma, dbeta. */
+int fnn_layernorm_forward_f32(float *Y, float *mean, float *rstd, const float *X,
+                              const float *gamma, const float *beta, int64_t M, int64_t C,
+                              double eps, int rms, int nthreads);
+int fnn_layernorm_forward_f64(double *Y, double *mean, double *rstd, const double *X,
+                              const double *gamma, const double *beta, int64_t M, int64_t C,
+                              double eps, int rms, int nthreads);
+int fnn_layernorm_backward_f32(float *dX, float *dgamma, float *dbeta, const float *dY,
+                               const float *X, const float *mean, const float *rstd,
+                               const float *gamma, int64_t M, int64_t C, int rms,
+                               int nthreads);
+int fnn_layernorm_backward_f64(double *dX, double *dgamma, double *dbeta, const double *dY,
+                               const double *X, const double *mean, const double *rstd,
+                               const double *gamma, int64_t M, int64_t C, int rms,
+                               int nthreads);
+
 /* ---- pooling (pool.c) ---------------------------------------------------- */
 /* NHWC: X[N,H,W,C], Y and dY [N,OH,OW,C]. Window (i, j) covers rows
  * i*SH - top .. + KH - 1 and columns j*SW - left .. + KW - 1 of X; positions

@@ -145,6 +145,21 @@ cdef extern from "fastnn.h" nogil:
                                    const float *gamma, int64_t M, int64_t C, double eps,
                                    int batch_stats, int nthreads) noexcept
 
+    int fnn_layernorm_forward_f32(float *Y, float *mean, float *rstd, const float *X,
+                                  const float *gamma, const float *beta, int64_t M, int64_t C,
+                                  double eps, int rms, int nthreads) noexcept
+    int fnn_layernorm_forward_f64(double *Y, double *mean, double *rstd, const double *X,
+                                  const double *gamma, const double *beta, int64_t M,
+                                  int64_t C, double eps, int rms, int nthreads) noexcept
+    int fnn_layernorm_backward_f32(float *dX, float *dgamma, float *dbeta, const float *dY,
+                                   const float *X, const float *mean, const float *rstd,
+                                   const float *gamma, int64_t M, int64_t C, int rms,
+                                   int nthreads) noexcept
+    int fnn_layernorm_backward_f64(double *dX, double *dgamma, double *dbeta,
+                                   const double *dY, const double *X, const double *mean,
+                                   const double *rstd, const double *gamma, int64_t M,
+                                   int64_t C, int rms, int nthreads) noexcept
+
     int fnn_max_pool2d_forward_f32(float *Y, int64_t *argmax, const float *X,
                                    int64_t N, int64_t H, int64_t W, int64_t C,
                                    int64_t OH, int64_t OW, int64_t KH, int64_t KW,

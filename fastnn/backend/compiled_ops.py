@@ -17,6 +17,7 @@ from fastnn.backend.ops import (
     ACTIVATIONS, BINARY_OPS, COMPARE_OPS, LOSSES, METRICS, REDUCE_OPS, RNN_CELLS, UNARY_OPS, Ops,
     check_activation, check_batch_matmul_args, check_binary_args, check_binary_backward_args,
     check_compare_args, check_dropout_args, check_embedding_indices, check_gemm_args,
+    check_layer_norm_args, check_layer_norm_backward_args,
     check_reduce_args, check_reduce_backward_args, check_rnn_args, check_softmax_args,
     check_softmax_backward_args, check_split_args, check_sum_to_shape_args, check_unary_args,
     check_unary_backward_args, check_where_args,
@@ -278,6 +279,39 @@ class CompiledOps(Ops):
                                      np.ascontiguousarray(x), mean, var, gamma, float(epsilon),
                                      bool(batch_stats), _threads())
         return dx_out
+
+    # ---- layer / RMS normalization over the last axis ---------------------------
+    # csrc/layernorm.c, float32 and float64. Checked in full here (once per layer
+    # call: cheap next to the (M, C) passes), the wrapper repeating what the
+    # kernel relies on.
+    def layer_norm(self, x, gamma, beta, *, epsilon, rms=False, out=None, mean_out=None,
+                   rstd_out=None):
+        check_layer_norm_args(x, gamma, beta, epsilon, rms, out, mean_out, rstd_out)
+        if rms and mean_out is not None:
+            mean_out.fill(0)
+        if out is None:
+            out = np.empty(x.shape, x.dtype)
+        _core.layer_norm_forward(out, mean_out, rstd_out, np.ascontiguousarray(x),
+                                 _contiguous(gamma), _contiguous(beta), float(epsilon),
+                                 bool(rms), _threads())
+        return out
+
+    def layer_norm_backward(self, dy, x, mean, rstd, gamma, *, rms=False, has_beta=True,
+                            dx_out=None, dgamma_out=None, dbeta_out=None):
+        check_layer_norm_backward_args(dy, x, mean, rstd, gamma, rms, has_beta, dx_out,
+                                       dgamma_out, dbeta_out)
+        c = x.shape[1]
+        if dx_out is None:
+            dx_out = np.empty(x.shape, x.dtype)
+        if gamma is not None and dgamma_out is None:
+            dgamma_out = np.empty(c, x.dtype)
+        if has_beta and dbeta_out is None:
+            dbeta_out = np.empty(c, x.dtype)
+        _core.layer_norm_backward(None if dx_out is False else dx_out, dgamma_out, dbeta_out,
+                                  np.ascontiguousarray(dy), np.ascontiguousarray(x),
+                                  None if rms else _contiguous(mean), _contiguous(rstd),
+                                  _contiguous(gamma), bool(rms), _threads())
+        return (None if dx_out is False else dx_out), dgamma_out, dbeta_out
 
     # ---- convolution (NHWC) ---------------------------------------------------
     # csrc/conv.c: im2col chunks into the GEMM, fused bias + activation. float64

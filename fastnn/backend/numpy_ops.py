@@ -13,7 +13,8 @@ from fastnn.backend.ops import (
     check_activation, check_arg_reduce_args,
     check_batch_matmul_args, check_batchnorm_args, check_binary_args,
     check_binary_backward_args, check_compare_args, check_concatenate_args, check_cumsum_args,
-    check_dropout_args, check_embedding_indices, check_gemm_args, check_reduce_args,
+    check_dropout_args, check_embedding_indices, check_gemm_args, check_layer_norm_args,
+    check_layer_norm_backward_args, check_reduce_args,
     check_reduce_backward_args, check_rnn_args, check_softmax_args,
     check_softmax_backward_args, check_split_args, check_sum_to_shape_args,
     check_unary_args, check_unary_backward_args, check_where_args, conv2d_output_shape,
@@ -367,6 +368,58 @@ class NumpyOps(Ops):
         else:
             dx = k * dy
         return _write(dx, dx_out)
+
+    # ---- layer / RMS normalization over the last axis -------------------------
+    def layer_norm(self, x, gamma, beta, *, epsilon, rms=False, out=None, mean_out=None,
+                   rstd_out=None):
+        check_layer_norm_args(x, gamma, beta, epsilon, rms, out, mean_out, rstd_out)
+        x64 = x.astype(np.float64)
+        if rms:
+            mean = np.zeros(x.shape[0])
+            var = np.square(x64).mean(axis=1)                 # the mean square
+        else:
+            mean = x64.mean(axis=1)
+            var = np.square(x64 - mean[:, None]).mean(axis=1)
+        # Rounded to x's dtype: the backward receives exactly these.
+        mean = mean.astype(x.dtype)
+        rstd = (1.0 / np.sqrt(var + epsilon)).astype(x.dtype)
+        y = (x - mean[:, None]) * rstd[:, None]
+        if gamma is not None:
+            y *= gamma
+        if beta is not None:
+            y += beta
+        if mean_out is not None:
+            np.copyto(mean_out, mean)
+        if rstd_out is not None:
+            np.copyto(rstd_out, rstd)
+        return _write(y, out)
+
+    def layer_norm_backward(self, dy, x, mean, rstd, gamma, *, rms=False, has_beta=True,
+                            dx_out=None, dgamma_out=None, dbeta_out=None):
+        # y = xhat * gamma + beta, xhat = (x - mean) * rstd. With g = dy * gamma,
+        # dL/dxhat = g, and through mean and rstd (rstd = (var + eps)^-1/2):
+        #   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+        # (RMS: no mean, so no mean(g) term); dgamma = sum dy xhat, dbeta = sum dy.
+        check_layer_norm_backward_args(dy, x, mean, rstd, gamma, rms, has_beta, dx_out,
+                                       dgamma_out, dbeta_out)
+        m, c = x.shape
+        dtype = x.dtype
+        center = np.zeros((m, 1), dtype) if rms else mean[:, None]
+        xhat = (x - center) * rstd[:, None]
+        dgamma = dbeta = dx = None
+        if gamma is not None:
+            dgamma = (dy.astype(np.float64) * xhat.astype(np.float64)).sum(axis=0)
+            dgamma = _write(dgamma.astype(dtype), dgamma_out)
+        if has_beta:
+            dbeta = _write(dy.astype(np.float64).sum(axis=0).astype(dtype), dbeta_out)
+        if dx_out is not False:
+            g = dy if gamma is None else dy * gamma
+            a = np.zeros((m, 1), dtype) if rms else \
+                g.astype(np.float64).mean(axis=1, keepdims=True).astype(dtype)
+            b = (g.astype(np.float64) * xhat.astype(np.float64)).mean(
+                axis=1, keepdims=True).astype(dtype)
+            dx = _write(rstd[:, None] * ((g - a) - xhat * b), dx_out)
+        return dx, dgamma, dbeta
 
     # ---- convolution (NHWC) ---------------------------------------------------
     # im2col as a strided view: _windows(x) is (N, OH, OW, C, KH, KW) without a

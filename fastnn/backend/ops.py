@@ -223,6 +223,50 @@ class Ops:
         through fixed statistics, ``dy * gamma / sqrt(var + epsilon)``."""
         raise NotImplementedError
 
+    # ---- layer / RMS normalization over the last axis -------------------------
+    # x is (M, C): M rows of C features, each row normalised on its own (Keras'
+    # LayerNormalization and RMSNormalization reshape their input to this).
+    # Row statistics are taken in float64 (compiled: one pass, shifted by the
+    # row's first element, so a large offset does not cancel the variance),
+    # then rounded to x's dtype; the element-wise steps run in x's dtype with
+    # those rounded statistics, the forward and the backward alike.
+    def layer_norm(self, x, gamma, beta, *, epsilon, rms=False, out=None, mean_out=None,
+                   rstd_out=None):
+        """Return ``(x - mean) * rstd * gamma + beta`` row by row (Keras 3's
+        LayerNormalization): mean and the biased variance var of each row of x
+        (M, C), ``rstd = 1 / sqrt(var + epsilon)``. With ``rms``, Keras 3's RMS
+        normalization: ``x * rstd * gamma`` with ``rstd = 1 / sqrt(mean(x**2) +
+        epsilon)``; beta must then be None.
+
+        x float32 or float64, C >= 1; gamma, beta (C,) of x's dtype, or None
+        (Keras' scale=False / center=False); epsilon >= 0. ``out`` (M, C), when
+        given, receives the result and may be x itself. ``mean_out`` and
+        ``rstd_out`` (M,) of x's dtype, when given, receive each row's mean and
+        rstd (OVERWRITTEN), what ``layer_norm_backward`` takes; with ``rms`` the
+        mean is 0 and ``mean_out`` is filled with zeros. They must share no
+        memory with x, out or each other.
+        """
+        raise NotImplementedError
+
+    def layer_norm_backward(self, dy, x, mean, rstd, gamma, *, rms=False, has_beta=True,
+                            dx_out=None, dgamma_out=None, dbeta_out=None):
+        """Gradients of ``y = layer_norm(x, gamma, beta, rms=rms)`` from dy (M, C),
+        the forward's input x and its ``mean`` and ``rstd`` (M,) (``mean`` is
+        unused, and may be None, with ``rms``). Returns ``(dx, dgamma, dbeta)``:
+
+        - dx (M, C), the exact gradient through the row statistics, in ``dx_out``
+          (which may be dy itself) or a new array; None when ``dx_out is False``;
+        - dgamma (C,) = sum over rows of ``dy * xhat``, xhat = (x - mean) * rstd
+          (x * rstd with ``rms``), in ``dgamma_out`` (OVERWRITTEN) or a new
+          array; None when gamma is None (``dgamma_out`` must then be None);
+        - dbeta (C,) = sum over rows of dy, in ``dbeta_out`` (OVERWRITTEN) or a
+          new array; None when not ``has_beta`` (``dbeta_out`` must then be
+          None). ``rms`` requires ``has_beta=False``.
+
+        Column sums are bitwise the same for any thread count.
+        """
+        raise NotImplementedError
+
     # ---- convolution (NHWC) ---------------------------------------------------
     # Shapes: x (N, H, W, C), w (KH, KW, C, F) (Keras' kernel layout), y (N, OH, OW, F).
     # strides (sh, sw) and dilation (dh, dw) are ints >= 1; padding is "valid" or
@@ -641,6 +685,106 @@ def check_batchnorm_args(x, vectors, where):
                              f"{(channels,)} for x {x.shape}, got "
                              f"{getattr(v, 'dtype', '')} {getattr(v, 'shape', type(v).__name__)}")
     return channels
+
+
+def _check_ln_vector(v, name, n, dtype, where, *, out=False):
+    """v must be None or a (n,) array of ``dtype`` (C-contiguous and writable when
+    ``out``); ValueError naming it otherwise."""
+    if v is None:
+        return
+    if not isinstance(v, np.ndarray) or v.shape != (n,) or v.dtype != dtype:
+        raise ValueError(f"{where}: {name} must be None or a {dtype} array of shape {(n,)}, "
+                         f"got {getattr(v, 'dtype', type(v).__name__)} "
+                         f"{getattr(v, 'shape', '')}".rstrip())
+    if out and (not v.flags.c_contiguous or not v.flags.writeable):
+        raise ValueError(f"{where}: {name} must be C-contiguous and writable")
+
+
+def _check_ln_x(x, name, where):
+    """x must be a float32 / float64 array of shape (M, C), C >= 1 (ValueError)."""
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise ValueError(f"{where}: {name} must be a 2-D (rows, features) array, got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"{where}: {name} must be float32 or float64, got {x.dtype}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{where}: {name} {x.shape} has no features to normalise")
+
+
+def _check_ln_disjoint(outputs, inputs, where, allowed=()):
+    """No output ({name: array or None}) shares memory with another output or an
+    input, except the (output, input) pairs in ``allowed`` when the output is
+    that input itself. Inputs may share memory with each other."""
+    outs = [(k, v) for k, v in outputs.items() if isinstance(v, np.ndarray)]
+    ins = [(k, v) for k, v in inputs.items() if isinstance(v, np.ndarray)]
+    for i, (na, a) in enumerate(outs):
+        for nb, b in outs[i + 1:] + ins:
+            if not np.may_share_memory(a, b):
+                continue
+            if (na, nb) in allowed:
+                if _is_alias(a, b):
+                    continue
+                raise ValueError(f"{where}: {na} {a.shape} shares memory with {nb} "
+                                 f"{b.shape} without being that array itself")
+            raise ValueError(f"{where}: {na} {a.shape} must not share memory with {nb} "
+                             f"{b.shape}")
+
+
+def check_layer_norm_args(x, gamma, beta, epsilon, rms, out, mean_out, rstd_out):
+    """Validate Ops.layer_norm's arguments (ValueError naming the argument);
+    return (M, C)."""
+    where = "rms_norm" if rms else "layer_norm"
+    _check_ln_x(x, "x", where)
+    m, c = x.shape
+    if rms and beta is not None:
+        raise ValueError(f"{where}: RMS normalization has no beta (center); pass beta=None")
+    _check_ln_vector(gamma, "gamma", c, x.dtype, where)
+    _check_ln_vector(beta, "beta", c, x.dtype, where)
+    if (isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating,
+                                                              np.integer))
+            or not 0 <= float(epsilon) < float("inf")):
+        raise ValueError(f"{where}: epsilon must be a finite number >= 0, got {epsilon!r}")
+    if out is not None:
+        _check_array_out(out, "out", (m, c), x.dtype, where, f" like x {x.shape}")
+    _check_ln_vector(mean_out, "mean_out", m, x.dtype, where, out=True)
+    _check_ln_vector(rstd_out, "rstd_out", m, x.dtype, where, out=True)
+    _check_ln_disjoint({"out": out, "mean_out": mean_out, "rstd_out": rstd_out},
+                       {"x": x, "gamma": gamma, "beta": beta}, where, allowed=(("out", "x"),))
+    return m, c
+
+
+def check_layer_norm_backward_args(dy, x, mean, rstd, gamma, rms, has_beta, dx_out,
+                                   dgamma_out, dbeta_out):
+    """Validate Ops.layer_norm_backward's arguments (ValueError naming the
+    argument); return (M, C)."""
+    where = "rms_norm_backward" if rms else "layer_norm_backward"
+    _check_ln_x(x, "x", where)
+    m, c = x.shape
+    if not isinstance(dy, np.ndarray) or dy.shape != x.shape or dy.dtype != x.dtype:
+        raise ValueError(f"{where}: dy must be a {x.dtype} array of x's shape {x.shape}, got "
+                         f"{getattr(dy, 'dtype', type(dy).__name__)} {getattr(dy, 'shape', '')}")
+    if rms and has_beta:
+        raise ValueError(f"{where}: RMS normalization has no beta; pass has_beta=False")
+    if mean is None and not rms:
+        raise ValueError(f"{where}: mean is required (the forward's mean_out)")
+    if rstd is None:
+        raise ValueError(f"{where}: rstd is required (the forward's rstd_out)")
+    _check_ln_vector(mean, "mean", m, x.dtype, where)
+    _check_ln_vector(rstd, "rstd", m, x.dtype, where)
+    _check_ln_vector(gamma, "gamma", c, x.dtype, where)
+    if gamma is None and dgamma_out is not None:
+        raise ValueError(f"{where}: dgamma_out given but gamma is None (no scale)")
+    if not has_beta and dbeta_out is not None:
+        raise ValueError(f"{where}: dbeta_out given but has_beta is False (no center)")
+    if dx_out is not None and dx_out is not False:
+        _check_array_out(dx_out, "dx_out", (m, c), x.dtype, where, f" like x {x.shape}")
+    _check_ln_vector(dgamma_out, "dgamma_out", c, x.dtype, where, out=True)
+    _check_ln_vector(dbeta_out, "dbeta_out", c, x.dtype, where, out=True)
+    _check_ln_disjoint({"dx_out": dx_out if dx_out is not False else None,
+                        "dgamma_out": dgamma_out, "dbeta_out": dbeta_out},
+                       {"dy": dy, "x": x, "mean": mean, "rstd": rstd, "gamma": gamma}, where,
+                       allowed=(("dx_out", "dy"), ("dx_out", "x")))
+    return m, c
 
 
 def check_activation(name, *, allow_softmax=True):
