@@ -198,6 +198,28 @@ def test_bitwise_equal_for_1_and_2_threads(compiled_ops, rng, dtype, shape):
                 np.testing.assert_array_equal(one[key], two[key], err_msg=f"{key} rms={rms}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bitwise_equal_for_every_isa(compiled_ops, rng, dtype):
+    """The row loops are built once per ISA; every build gives the same bits."""
+    supported = [name for name in _core.ISA_NAMES if _core.isa_supported(name)]
+    before = _core.isa_current()
+    results = []
+    try:
+        for isa in supported:
+            _core.isa_select(isa)
+            for rms in (False, True):
+                x, gamma, beta, dy = ln_case(np.random.default_rng(7), (67, 1031), dtype,
+                                             beta=not rms)
+                results.append((isa, rms, run_ln(compiled_ops, x, gamma, beta, dy, rms)))
+    finally:
+        _core.isa_select(before)
+    first = {rms: got for isa, rms, got in results if isa == supported[0]}
+    for isa, rms, got in results:
+        for key, v in got.items():
+            if v is not None:
+                np.testing.assert_array_equal(v, first[rms][key], err_msg=f"{isa} {key}")
+
+
 def test_runs_compiled_in_both_dtypes(compiled_ops, rng):
     for dtype in DTYPES:
         x, gamma, beta, dy = ln_case(rng, (5, 8), dtype)
