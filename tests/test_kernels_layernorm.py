@@ -102,7 +102,7 @@ def test_layer_norm_by_hand(ops):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rms", [False, True])
 def test_in_place_and_optional_outputs(ops, rng, dtype, rms):
-    """out may be x and dx_out may be dy (bitwise the separate result); stats and
+    """out may be x and dx_out may be dy or x (bitwise the separate result); stats and
     gradient buffers are allocated when not given; dx_out=False skips dx."""
     x, gamma, beta, dy = ln_case(rng, (37, 19), dtype, beta=not rms)
     want = run_ln(ops, x, gamma, beta, dy, rms)
@@ -119,6 +119,12 @@ def test_in_place_and_optional_outputs(ops, rng, dtype, rms):
         assert dbeta is None
     else:
         np.testing.assert_array_equal(dbeta, want["dbeta"])
+    xi = x.copy()
+    dx, dgamma, _ = ops.layer_norm_backward(dy, xi, want["mean"], want["rstd"], gamma,
+                                            rms=rms, has_beta=not rms, dx_out=xi)
+    assert dx is xi
+    np.testing.assert_array_equal(dx, want["dx"])
+    np.testing.assert_array_equal(dgamma, want["dgamma"])
     dx, dgamma, _ = ops.layer_norm_backward(dy, x, None if rms else want["mean"], want["rstd"],
                                             gamma, rms=rms, has_beta=False, dx_out=False)
     assert dx is None
