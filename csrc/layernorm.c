@@ -33,22 +33,27 @@
  * Determinism. Rows are independent, so the element-wise work is shared out
  * in blocks of rows. The column sums dgamma and dbeta run over a fixed
  * partition of the rows into chunks (a function of M and C alone): each chunk
- * sums its rows, in row order, into its own slot of a scratch array, in the
- * same pass that writes its rows of dX; the slots are then added in chunk
- * order. Chunks go to threads schedule(static), each writing only its own
+ * sums its rows into its own slot of a scratch array, in the same pass that
+ * writes its rows of dX -- four rows at a time from the chunk's first (their
+ * terms added in a fixed tree, then to the slot: one load and store of the
+ * slot per four rows), the last rows one by one; the slots are then added in
+ * chunk order. Chunks go to threads schedule(static), each writing only its own
  * slot, so every result is bitwise identical for any thread count. Small
  * calls never enter a parallel region.
  *
- * One source for both types: layernorm_impl.h is included once per type.
+ * One source for both types and every ISA: the per-row loops are
+ * layernorm_rows_impl.h, compiled here for the baseline ISA and in
+ * kernels/layernorm_<isa>.c with AVX2 / AVX-512 flags (the same values from
+ * every build: layernorm_rows.h); the entry points are layernorm_impl.h, which
+ * call the build of fnn_isa_current(). Each is included once per type.
  */
 #include <math.h>
 #include <stdlib.h>
 
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "layernorm_rows.h"
 
-/* Lanes of a row's sums (lane_total adds exactly eight). */
-#define LN_LANES 8
 /* Elements per block of rows (forward) or per chunk of the column sums
  * (backward), about: rows per block = ceil(LN_BLOCK / C). */
 #define LN_BLOCK 8192
@@ -59,24 +64,15 @@
  * over each row, all of them in cache). */
 #define LN_GRAIN 16384.0
 
-#define FNN_LN_INLINE inline __attribute__((always_inline))
-
 static int64_t ln_min64(int64_t a, int64_t b)
 {
     return a < b ? a : b;
 }
 
-static double ln_lane_total(const double *lane)
-{
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3]))
-           + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-}
-
 /* Rows per block of the forward pass. */
 static int64_t ln_block_rows(int64_t C)
 {
-    const int64_t rows = (LN_BLOCK + C - 1) / C;
-    return rows > 0 ? rows : 1;
+    return LN_BLOCK / C + (LN_BLOCK % C != 0);     /* ceil, C >= 1 */
 }
 
 /* Rows per chunk of the backward pass: a block, or more when there would
@@ -100,14 +96,19 @@ static int ln_check(int64_t M, int64_t C, int rms)
     return FNN_OK;
 }
 
+/* The baseline build of the row loops. */
+#define FNN_LN_ISA generic
 #define FNN_T float
 #define FNN_LN_SFX f32
+#include "layernorm_rows_impl.h"
 #include "layernorm_impl.h"
 #undef FNN_T
 #undef FNN_LN_SFX
 
 #define FNN_T double
 #define FNN_LN_SFX f64
+#include "layernorm_rows_impl.h"
 #include "layernorm_impl.h"
 #undef FNN_T
 #undef FNN_LN_SFX
+#undef FNN_LN_ISA

@@ -102,7 +102,7 @@ def test_layer_norm_by_hand(ops):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rms", [False, True])
 def test_in_place_and_optional_outputs(ops, rng, dtype, rms):
-    """out may be x and dx_out may be dy (bitwise the separate result); stats and
+    """out may be x and dx_out may be dy or x (bitwise the separate result); stats and
     gradient buffers are allocated when not given; dx_out=False skips dx."""
     x, gamma, beta, dy = ln_case(rng, (37, 19), dtype, beta=not rms)
     want = run_ln(ops, x, gamma, beta, dy, rms)
@@ -119,6 +119,12 @@ def test_in_place_and_optional_outputs(ops, rng, dtype, rms):
         assert dbeta is None
     else:
         np.testing.assert_array_equal(dbeta, want["dbeta"])
+    xi = x.copy()
+    dx, dgamma, _ = ops.layer_norm_backward(dy, xi, want["mean"], want["rstd"], gamma,
+                                            rms=rms, has_beta=not rms, dx_out=xi)
+    assert dx is xi
+    np.testing.assert_array_equal(dx, want["dx"])
+    np.testing.assert_array_equal(dgamma, want["dgamma"])
     dx, dgamma, _ = ops.layer_norm_backward(dy, x, None if rms else want["mean"], want["rstd"],
                                             gamma, rms=rms, has_beta=False, dx_out=False)
     assert dx is None
@@ -196,6 +202,28 @@ def test_bitwise_equal_for_1_and_2_threads(compiled_ops, rng, dtype, shape):
         for key in one:
             if one[key] is not None:
                 np.testing.assert_array_equal(one[key], two[key], err_msg=f"{key} rms={rms}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bitwise_equal_for_every_isa(compiled_ops, rng, dtype):
+    """The row loops are built once per ISA; every build gives the same bits."""
+    supported = [name for name in _core.ISA_NAMES if _core.isa_supported(name)]
+    before = _core.isa_current()
+    results = []
+    try:
+        for isa in supported:
+            _core.isa_select(isa)
+            for rms in (False, True):
+                x, gamma, beta, dy = ln_case(np.random.default_rng(7), (67, 1031), dtype,
+                                             beta=not rms)
+                results.append((isa, rms, run_ln(compiled_ops, x, gamma, beta, dy, rms)))
+    finally:
+        _core.isa_select(before)
+    first = {rms: got for isa, rms, got in results if isa == supported[0]}
+    for isa, rms, got in results:
+        for key, v in got.items():
+            if v is not None:
+                np.testing.assert_array_equal(v, first[rms][key], err_msg=f"{isa} {key}")
 
 
 def test_runs_compiled_in_both_dtypes(compiled_ops, rng):

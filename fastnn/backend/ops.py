@@ -255,7 +255,8 @@ class Ops:
         unused, and may be None, with ``rms``). Returns ``(dx, dgamma, dbeta)``:
 
         - dx (M, C), the exact gradient through the row statistics, in ``dx_out``
-          (which may be dy itself) or a new array; None when ``dx_out is False``;
+          (which may be dy or x itself) or a new array; None when ``dx_out is
+          False``;
         - dgamma (C,) = sum over rows of ``dy * xhat``, xhat = (x - mean) * rstd
           (x * rstd with ``rms``), in ``dgamma_out`` (OVERWRITTEN) or a new
           array; None when gamma is None (``dgamma_out`` must then be None);
@@ -263,7 +264,9 @@ class Ops:
           new array; None when not ``has_beta`` (``dbeta_out`` must then be
           None). ``rms`` requires ``has_beta=False``.
 
-        Column sums are bitwise the same for any thread count.
+        The output buffers share no memory with the inputs or each other (but
+        for dx_out being dy or x). Column sums are bitwise the same for any
+        thread count.
         """
         raise NotImplementedError
 
