@@ -71,13 +71,13 @@ def call_bound(layer, args, kwargs):
         from fastnn.backend import current_ops
         from fastnn.graph.workspace import Workspace
         arrays = [_as_array(layer, v) for v in values]
-        _build_or_check(layer, [a.shape[1:] for a in arrays], static)
+        _build_or_check(layer, [a.shape[1:] for a in arrays], static, bound=True)
         ws = Workspace(param_grads=False)
         ws.static = static
         return layer.forward(current_ops(), arrays, bool(training), ws)
     tensors = [v if isinstance(v, KerasTensor) else as_symbolic(_as_array(layer, v))
                for v in values]
-    shapes = _build_or_check(layer, [t.shape[1:] for t in tensors], static)
+    shapes = _build_or_check(layer, [t.shape[1:] for t in tensors], static, bound=True)
     out_shapes = layer.compute_output_shape(shapes, static)
     single = isinstance(out_shapes, tuple)
     batch = tensors[0].shape[0]
@@ -122,12 +122,13 @@ def _symbolic_call(layer, inputs, training):
     return output
 
 
-def _build_or_check(layer, shapes, static=None):
+def _build_or_check(layer, shapes, static=None, bound=False):
     """Build ``layer`` for its inputs' ``shapes`` (batch axis excluded), or check
     that the built layer takes them; returns the shape argument it was given
-    (static: a several-argument layer's static arguments, passed on)."""
-    shape = shapes if layer.takes_list else shapes[0]
-    extra = () if static is None else (static,)
+    (``bound``: a several-argument call, which gets the list of shapes and its
+    static arguments)."""
+    shape = shapes if layer.takes_list or bound else shapes[0]
+    extra = (static,) if bound else ()
     if not layer.built:
         layer.build(shape, *extra)
     else:
