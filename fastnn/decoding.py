@@ -79,7 +79,7 @@ class IncrementalDecoder:
                 for slot, value in zip(st.outs, y):
                     values[slot] = value
         self.length += tokens.shape[1]
-        return values[plan.output_slots[0]]
+        return np.array(values[plan.output_slots[0]])     # the workspace is reused
 
 
 def generate(model, prompt, steps, *, temperature=1.0, max_length=None, seed=None,

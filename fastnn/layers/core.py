@@ -9,9 +9,10 @@ from fastnn.graph.tensor import KerasTensor
 from fastnn.layers.base import KernelBiasLayer, Layer, _as_shape, unique_name
 
 
-# dtypes an Input may declare: floats, or integers (token indices for Embedding).
+# dtypes an Input may declare: floats, integers (token indices for Embedding), or
+# bool (masks, e.g. MultiHeadAttention's attention_mask).
 INPUT_DTYPES = ("float32", "float64", "int32", "int64", "int16", "int8", "uint8", "uint16",
-                "uint32", "uint64")
+                "uint32", "uint64", "bool")
 
 
 class InputLayer(Layer):

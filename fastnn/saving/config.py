@@ -62,10 +62,10 @@ def model_config(model):
 def _node_spec(node, ref):
     spec = {"layer": node.operation.name, "inputs": [ref(t) for t in node.inputs],
             "list": node.list_input, "training": node.training}
-    if node.subgraph is not None:               # a layer of your own: how it was called
-        if node.arguments is None:
-            raise ValueError(f"cannot save the call of layer {node.operation.name!r}: its "
-                             "arguments are not plain data")
+    if node.subgraph is not None and node.arguments is None:
+        raise ValueError(f"cannot save the call of layer {node.operation.name!r}: its "
+                         "arguments are not plain data")
+    if node.arguments is not None:     # a layer of your own, or several arguments: the call
         spec["call"] = node.arguments
     return spec
 
@@ -373,7 +373,7 @@ def _functional_from_config(model_class, config, name, layer_specs, custom, dept
         if training not in (None, True, False):
             raise ValueError(f"{where}: training must be true, false or null")
         args = [tensor(ref, where) for ref in node["inputs"]]
-        if "call" in node:                        # a layer of your own, called as recorded
+        if "call" in node:                        # called as recorded
             call_args, call_kwargs = replay_arguments(node["call"], args)
         else:
             call_args = [args if node.get("list") else (args[0] if len(args) == 1 else args)]
