@@ -79,7 +79,7 @@ def main(quick=False):
     history = model.fit(x, y, sample_weight=weights, batch_size=batch, epochs=epochs,
                         verbose=2)
     print(f"trained in {time.perf_counter() - start:.1f} s, "
-          f"final loss {history.history['loss'][-1]:.4f}")
+          f"final loss {history.history['loss'][-1]:.3g}")
 
     prompts = encode([line[:6] for line in problems(held_out)])
     start = time.perf_counter()

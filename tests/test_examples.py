@@ -65,3 +65,22 @@ def test_functional_api_guide_models_train():
     assert float(out.split("toy ResNet test accuracy")[1].split()[0]) > 0.8
     found = re.search(r"ticket model loss ([0-9.]+) -> ([0-9.]+)", out)
     assert found and float(found.group(2)) < float(found.group(1)), out[-2000:]
+
+
+def _epoch_losses(out):
+    return [float(v) for v in re.findall(r"Epoch \d+/\d+ .* loss: ([0-9.e+-]+)", out)]
+
+
+def test_mini_gpt_learns_and_generates_with_a_kv_cache():
+    out = run_example("mini_gpt.py", "--quick")
+    losses = _epoch_losses(out)
+    assert len(losses) >= 2 and losses[-1] < losses[0], out[-2000:]
+    assert "held-out problems answered exactly" in out and "characters/s generated" in out
+
+
+def test_keras_io_transformer_text_classifier_runs_with_import_fastnn_as_keras():
+    out = run_example("text_classifier_transformer.py", "--quick")
+    assert "transformer_block (TransformerBlock)" in out
+    losses = _epoch_losses(out)
+    assert len(losses) == 2 and losses[-1] < losses[0], out[-2000:]
+    assert "validation accuracy" in out

@@ -15,7 +15,8 @@ VOCAB, T, D_MODEL, HEADS, FFN, BLOCKS = 96, 128, 128, 4, 512, 4
 
 
 def build_w6(vocab=VOCAB, length=T, d_model=D_MODEL, heads=HEADS, ffn=FFN, blocks=BLOCKS):
-    """The W6 model, compiled (sizes as workloads.md unless given)."""
+    """The W6 model, compiled (sizes as workloads.md unless given; ``length`` None:
+    sequences of any length, as generation feeds them)."""
     tokens = layers.Input(shape=(length,), dtype="int32", name="tokens")
     x = layers.Embedding(vocab, d_model, name="token_embedding")(tokens)
     for b in range(blocks):

@@ -196,7 +196,8 @@ register(ModelWorkload(
     torch_twin="gpt"))
 register(ModelWorkload(
     "W6-gen", "W6's model generating 64 tokens after 64-token prompts, KV cache",
-    gpt.build_w6, gpt.prompt_data, batch_size=32, n_full=32, n_quick=8, train=False,
+    lambda: gpt.build_w6(length=None), gpt.prompt_data, batch_size=32, n_full=32, n_quick=8,
+    train=False,
     generate=gpt.T // 2, torch_twin="gpt"))
 
 
