@@ -10,6 +10,8 @@
  *   VZERO() VSET1(x) VLOAD(p) VSTORE(p, v) VFMA(a, b, c)    a * b + c
  *   VMASK_T VMASK(n) VLOADM(p, m) VSTOREM(p, v, m)           the first n lanes only
  *                         (masked lanes are neither read nor written)
+ *   ATT_TRANSPOSE(dst, ldd, src, lds, s)  dst[c * ldd + r] = s * src[r * lds + c],
+ *                         r, c < VL (one block, in registers)
  *   ATT_NV                vectors per register tile row
  *   ATT_MR_WIDE           rows of a tile of more than ATT_NV / 2 vectors
  *   ATT_MR_NARROW         rows of a tile of at most ATT_NV / 2 vectors
@@ -191,6 +193,64 @@ static void FN(mm)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t ars, int64_t a
     }
 }
 
+/* dst[c * ldd + r] = scale * src[r * lds + c] for r < rows, c < cols: VL x VL
+ * blocks in registers, the edges element by element. */
+static void FN(transpose)(ATT_T *dst, int64_t ldd, const ATT_T *src, int64_t lds, int64_t rows,
+                          int64_t cols, ATT_T scale)
+{
+    const int64_t rf = rows - rows % VL, cf = cols - cols % VL;
+    int64_t r, c;
+    for (r = 0; r < rf; r += VL) {
+        for (c = 0; c < cf; c += VL) {
+            ATT_TRANSPOSE(dst + c * ldd + r, ldd, src + r * lds + c, lds, scale);
+        }
+        for (c = cf; c < cols; c++) {
+            for (int64_t k = r; k < r + VL; k++) {
+                dst[c * ldd + k] = scale * src[k * lds + c];
+            }
+        }
+    }
+    for (r = rf; r < rows; r++) {
+        for (c = 0; c < cols; c++) {
+            dst[c * ldd + r] = scale * src[r * lds + c];
+        }
+    }
+}
+
+#ifndef ATT_LOG_POS_DEFINED
+#define ATT_LOG_POS_DEFINED
+/* log(x) for a finite x >= 1 (a softmax row's sum), branch-free so that a
+ * loop of them vectorises: x = 2^e m with m in [sqrt(1/2), sqrt(2)), log m =
+ * 2 atanh(z), z = (m - 1) / (m + 1), |z| < 0.172, by its series to z^21
+ * (error below 1e-19). */
+static inline double att_log_pos(double x)
+{
+    uint64_t bits;
+    double m, z, z2, t;
+    int64_t e;
+    memcpy(&bits, &x, sizeof bits);
+    e = (int64_t)((bits >> 52) & 0x7ff) - 1023;
+    bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+    memcpy(&m, &bits, sizeof m);
+    e += m > 1.41421356237309515 ? 1 : 0;
+    m = m > 1.41421356237309515 ? m * 0.5 : m;
+    z = (m - 1.0) / (m + 1.0);
+    z2 = z * z;
+    t = 1.0 / 21;
+    t = t * z2 + 1.0 / 19;
+    t = t * z2 + 1.0 / 17;
+    t = t * z2 + 1.0 / 15;
+    t = t * z2 + 1.0 / 13;
+    t = t * z2 + 1.0 / 11;
+    t = t * z2 + 1.0 / 9;
+    t = t * z2 + 1.0 / 7;
+    t = t * z2 + 1.0 / 5;
+    t = t * z2 + 1.0 / 3;
+    t = t * z2 + 1.0;
+    return (double)e * 0.693147180559945309 + 2.0 * z * t;
+}
+#endif
+
 /* ---- masks and dropout on a key-major tile ------------------------------------ */
 
 /* Adds -1e9 to the disallowed scores of St's rows j < nk (keys j0 + j) for
@@ -355,16 +415,12 @@ void FN(fnn_att_forward)(const att_ctx *c, int64_t bh, int64_t qb0, int64_t qb1,
         int all_ok, il;
 
         /* Qt = (scale * Q)^T, lanes past nq zero. */
-        for (i = 0; i < nq; i++) {
-            for (d = 0; d < D; d += 64 / (int64_t)sizeof(ATT_T)) {
-                __builtin_prefetch(Q + i * HD + d);
-            }
-        }
-        for (d = 0; d < D; d++) {
-            ATT_T *qt = Qt + d * ATT_BQ;
-#pragma omp simd
-            for (il = 0; il < ATT_BQ; il++) {
-                qt[il] = il < nq ? sc * Q[il * HD + d] : (ATT_T)0;
+        FN(transpose)(Qt, ATT_BQ, Q, HD, nq, D, sc);
+        if (nq < ATT_BQ) {
+            for (d = 0; d < D; d++) {
+                for (i = nq; i < ATT_BQ; i++) {
+                    Qt[d * ATT_BQ + i] = 0;
+                }
             }
         }
         /* Skipping causal blocks needs every row live (the rows' flags in amt). */
@@ -439,23 +495,26 @@ void FN(fnn_att_forward)(const att_ctx *c, int64_t bh, int64_t qb0, int64_t qb1,
             FN(mm)(Ot, ATT_BQ, Vp + j0 * Dv, 1, Dv, St, ATT_BQ, Dv, ATT_BQ, nk, j0 > 0);
         }
 
-        for (i = 0; i < nq; i++) {
-            const ATT_T inv = (ATT_T)1 / lrow[i];
-            ATT_T *y = Y + i * HDv;
-            if (i + 8 < nq) {
-                for (d = 0; d < Dv; d += 64 / (int64_t)sizeof(ATT_T)) {
-                    __builtin_prefetch(y + 8 * HDv + d, 1);
-                }
-            }
+        /* Y = Ot^T / l (alpha, tmp: 1 / l and log l of each lane) */
 #pragma omp simd
-            for (d = 0; d < Dv; d++) {
-                y[d] = Ot[d * ATT_BQ + i] * inv;
+        for (il = 0; il < ATT_BQ; il++) {
+            alpha[il] = (ATT_T)1 / lrow[il];
+            tmp[il] = (ATT_T)att_log_pos((double)lrow[il]);
+        }
+        for (d = 0; d < Dv; d++) {
+            ATT_T *o = Ot + d * ATT_BQ;
+#pragma omp simd
+            for (il = 0; il < ATT_BQ; il++) {
+                o[il] *= alpha[il];
             }
-            lse[i] = mrow[i] + ATT_LOG(lrow[i]);
+        }
+        FN(transpose)(Y, HDv, Ot, ATT_BQ, Dv, nq, 1);
+        for (i = 0; i < nq; i++) {
+            lse[i] = mrow[i] + tmp[i];
             if (probs != NULL) {
                 /* exp(s' - m) / l, not exp(s' - lse): a row with no allowed key has
                  * lse = -1e9 + log(l), which float32 rounds to -1e9. */
-                const ATT_T mi = mrow[i];
+                const ATT_T mi = mrow[i], inv = alpha[i];
                 ATT_T *row = probs + i * Tk;
 #pragma omp simd
                 for (j = 0; j < jend; j++) {
@@ -513,18 +572,18 @@ static void FN(pack_keys)(ATT_T *Kt, ATT_T *Vt, ATT_T *Kp, uint8_t *kok, const A
     int64_t j, d;
     int jl;
     FN(copy_rows)(Kp, Kb, nk, D, HD);
-    for (d = 0; d < D; d++) {
-        ATT_T *kt = Kt + d * ATT_BK;
-#pragma omp simd
-        for (jl = 0; jl < ATT_BK; jl++) {
-            kt[jl] = jl < nk ? Kp[jl * D + d] : (ATT_T)0;
+    FN(transpose)(Kt, ATT_BK, Kp, D, nk, D, 1);
+    FN(transpose)(Vt, ATT_BK, Vb, HDv, nk, Dv, 1);
+    if (nk < ATT_BK) {
+        for (d = 0; d < D; d++) {
+            for (jl = (int)nk; jl < ATT_BK; jl++) {
+                Kt[d * ATT_BK + jl] = 0;
+            }
         }
-    }
-    for (d = 0; d < Dv; d++) {
-        ATT_T *vt = Vt + d * ATT_BK;
-#pragma omp simd
-        for (jl = 0; jl < ATT_BK; jl++) {
-            vt[jl] = jl < nk ? Vb[jl * HDv + d] : (ATT_T)0;
+        for (d = 0; d < Dv; d++) {
+            for (jl = (int)nk; jl < ATT_BK; jl++) {
+                Vt[d * ATT_BK + jl] = 0;
+            }
         }
     }
     for (j = 0; j < ATT_BK; j++) {
@@ -754,17 +813,8 @@ void FN(fnn_att_backward)(const att_ctx *c, int64_t bh, char *slot)
             memset(dKt, 0, (size_t)(D * ATT_BK) * sizeof(ATT_T));
             memset(dVt, 0, (size_t)(Dv * ATT_BK) * sizeof(ATT_T));
         }
-        for (j = 0; j < nk; j++) {
-            ATT_T *dk = dK + (j0 + j) * HD, *dv = dV + (j0 + j) * HDv;
-#pragma omp simd
-            for (d = 0; d < D; d++) {
-                dk[d] = dKt[d * ATT_BK + j];
-            }
-#pragma omp simd
-            for (d = 0; d < Dv; d++) {
-                dv[d] = dVt[d * ATT_BK + j];
-            }
-        }
+        FN(transpose)(dK + j0 * HD, HD, dKt, ATT_BK, D, nk, 1);
+        FN(transpose)(dV + j0 * HDv, HDv, dVt, ATT_BK, Dv, nk, 1);
     }
     for (i = 0; i < Tq; i++) {
         ATT_T *dq = dQ + i * HD;

@@ -16,6 +16,40 @@
 
 #include "vexp.h"
 
+/* In-register transposes of one VL x VL block, times scale:
+ * dst[c * ldd + r] = scale * src[r * lds + c]. */
+static inline void att_tr_f32(float *dst, int64_t ldd, const float *src, int64_t lds, float scale)
+{
+    __m256 r[8], t[8];
+    const __m256 s = _mm256_set1_ps(scale);
+    for (int i = 0; i < 8; i++) r[i] = _mm256_mul_ps(_mm256_loadu_ps(src + i * lds), s);
+    for (int i = 0; i < 8; i += 2) { t[i] = _mm256_unpacklo_ps(r[i], r[i+1]); t[i+1] = _mm256_unpackhi_ps(r[i], r[i+1]); }
+    for (int i = 0; i < 8; i += 4) {
+        r[i]   = _mm256_shuffle_ps(t[i],   t[i+2], 0x44);
+        r[i+1] = _mm256_shuffle_ps(t[i],   t[i+2], 0xEE);
+        r[i+2] = _mm256_shuffle_ps(t[i+1], t[i+3], 0x44);
+        r[i+3] = _mm256_shuffle_ps(t[i+1], t[i+3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i]   = _mm256_permute2f128_ps(r[i], r[i+4], 0x20);
+        t[i+4] = _mm256_permute2f128_ps(r[i], r[i+4], 0x31);
+    }
+    for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + i * ldd, t[i]);
+}
+
+static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64_t lds, double scale)
+{
+    __m256d r[4], t[4];
+    const __m256d s = _mm256_set1_pd(scale);
+    for (int i = 0; i < 4; i++) r[i] = _mm256_mul_pd(_mm256_loadu_pd(src + i * lds), s);
+    t[0] = _mm256_unpacklo_pd(r[0], r[1]); t[1] = _mm256_unpackhi_pd(r[0], r[1]);
+    t[2] = _mm256_unpacklo_pd(r[2], r[3]); t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20); r[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
+    r[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31); r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
+    for (int i = 0; i < 4; i++) _mm256_storeu_pd(dst + i * ldd, r[i]);
+}
+
+
 #define ATT_ISA avx2
 #define ATT_NV 2
 #define ATT_MR_WIDE 6
@@ -36,6 +70,7 @@
 #define VMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VLOADM(p, m) _mm256_maskload_ps(p, m)
 #define VSTOREM(p, v, m) _mm256_maskstore_ps(p, m, v)
+#define ATT_TRANSPOSE att_tr_f32
 #include "attention_kern.h"
 #undef ATT_T
 #undef ATT_SFX
@@ -52,6 +87,7 @@
 #undef VMASK
 #undef VLOADM
 #undef VSTOREM
+#undef ATT_TRANSPOSE
 
 #define ATT_T double
 #define ATT_SFX f64
@@ -68,4 +104,5 @@
 #define VMASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define VLOADM(p, m) _mm256_maskload_pd(p, m)
 #define VSTOREM(p, v, m) _mm256_maskstore_pd(p, m, v)
+#define ATT_TRANSPOSE att_tr_f64
 #include "attention_kern.h"

@@ -8,6 +8,7 @@
 #pragma GCC optimize("no-trapping-math")   /* see vexp.h */
 #endif
 
+#include <stdint.h>
 #include <string.h>
 
 #include "vexp.h"
@@ -38,6 +39,14 @@ typedef double att_gv_f64 __attribute__((vector_size(16)));
     {                                                                          \
         for (int k = 0; k < n; k++) {                                          \
             p[k] = v[k];                                                       \
+        }                                                                      \
+    }                                                                          \
+    static inline void att_gtr_##SFX(T *dst, int64_t ldd, const T *src, int64_t lds, T s)  \
+    {                                                                          \
+        for (int r = 0; r < LANES; r++) {                                      \
+            for (int c = 0; c < LANES; c++) {                                  \
+                dst[c * ldd + r] = s * src[r * lds + c];                       \
+            }                                                                  \
         }                                                                      \
     }                                                                          \
     static inline VT att_gset1_##SFX(T x)                                      \
@@ -72,6 +81,7 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #define VSTORE(p, v) att_gstore_f32(p, v)
 #define VLOADM(p, m) att_gloadm_f32(p, m)
 #define VSTOREM(p, v, m) att_gstorem_f32(p, v, m)
+#define ATT_TRANSPOSE att_gtr_f32
 #include "attention_kern.h"
 #undef ATT_T
 #undef ATT_SFX
@@ -85,6 +95,7 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #undef VSTORE
 #undef VLOADM
 #undef VSTOREM
+#undef ATT_TRANSPOSE
 
 #define ATT_T double
 #define ATT_SFX f64
@@ -98,4 +109,5 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #define VSTORE(p, v) att_gstore_f64(p, v)
 #define VLOADM(p, m) att_gloadm_f64(p, m)
 #define VSTOREM(p, v, m) att_gstorem_f64(p, v, m)
+#define ATT_TRANSPOSE att_gtr_f64
 #include "attention_kern.h"
