@@ -4,7 +4,9 @@
  * include it once per type after defining:
  *   ATT_T, ATT_SFX        float / f32 or double / f64
  *   ATT_ISA               generic, avx2 or avx512 (the exported names' suffix)
- *   ATT_EXP(x)            vexp.h's vexp1_<f32|f64> (lane-wise in `omp simd` loops)
+ *   ATT_EXP(x)            vexp.h's vexp1_soft_<f32|f64> (lane-wise in `omp simd` loops):
+ *                         every exponent here is <= 0 (a score minus its row's max,
+ *                         or lse)
  *   ATT_LOG(x)            logf / log
  *   ATT_V, VL             the vector type and its lanes
  *   VZERO() VSET1(x) VLOAD(p) VSTORE(p, v) VFMA(a, b, c)    a * b + c
@@ -66,6 +68,14 @@
 
 #ifndef ATT_INLINE
 #define ATT_INLINE inline __attribute__((always_inline))
+/* Keeps a loaded B vector in a register: left alone, GCC folds the load into
+ * each of the tile's FMAs (a memory operand per row), which makes the tile
+ * bound by loads rather than FMAs. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && defined(__AVX__)
+#define ATT_KEEP(x) __asm__("" : "+v"(x))
+#else
+#define ATT_KEEP(x) ((void)0)
+#endif
 #define ATT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #endif
 
@@ -101,6 +111,7 @@ static ATT_INLINE void FN(tile)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t a
 #pragma GCC unroll 8
         for (v = 0; v < NVEC; v++) {
             bv[v] = (MASKED && v == NVEC - 1) ? VLOADM(b + v * VL, m) : VLOAD(b + v * VL);
+            ATT_KEEP(bv[v]);
         }
 #pragma GCC unroll 16
         for (r = 0; r < ROWS; r++) {
@@ -128,51 +139,40 @@ static ATT_INLINE void FN(tile)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t a
     }
 }
 
-/* Rows allowed for a tile of NV vectors: register budget. */
+/* Rows of a tile of NV vectors: the register budget. */
 #define ATT_MR_OF(NV_) ((NV_) * 2 <= ATT_NV ? ATT_MR_NARROW : ATT_MR_WIDE)
 
-#define ATT_TILE_ROWS(NV_, MK)                                                             \
-    switch (rows) {                                                                        \
-    case 1: FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, 1, NV_, MK); break;           \
-    case 2: FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, 2, NV_, MK); break;           \
-    case 3: FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, 3, NV_, MK); break;           \
-    case 4: FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, 4, NV_, MK); break;           \
-    case 5: if (5 <= ATT_MR_OF(NV_)) {                                                     \
-                FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, 5, NV_, MK); }            \
-            break;                                                                         \
-    case 6: if (6 <= ATT_MR_OF(NV_)) {                                                     \
-                FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, 6, NV_, MK); }            \
-            break;                                                                         \
-    case 7: if (7 <= ATT_MR_OF(NV_)) {                                                     \
-                FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, 7, NV_, MK); }            \
-            break;                                                                         \
-    case 8: if (8 <= ATT_MR_OF(NV_)) {                                                     \
-                FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, 8, NV_, MK); }            \
-            break;                                                                         \
-    default: break;                                                                        \
-    }
-
-/* One tile of `rows` rows and `nvec` vectors (the last masked when `masked`). */
-static void FN(tile_any)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t ars, int64_t aps,
-                         const ATT_T *b, int64_t ldb, int64_t P, int acc, VMASK_T m, int rows,
-                         int nvec, int masked)
+/* All R rows of one column chunk of NVEC vectors: full tiles of MR rows, then
+ * one tile of the rows left (specialised, no call per tile). */
+static ATT_INLINE void FN(rows)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t ars, int64_t aps,
+                                const ATT_T *b, int64_t ldb, int64_t R, int64_t P, int acc,
+                                VMASK_T m, const int NVEC, const int MASKED)
 {
-    switch (nvec * 2 + masked) {
-    case 2: ATT_TILE_ROWS(1, 0); break;
-    case 3: ATT_TILE_ROWS(1, 1); break;
-#if ATT_NV >= 2
-    case 4: ATT_TILE_ROWS(2, 0); break;
-    case 5: ATT_TILE_ROWS(2, 1); break;
-#endif
-#if ATT_NV >= 3
-    case 6: ATT_TILE_ROWS(3, 0); break;
-    case 7: ATT_TILE_ROWS(3, 1); break;
-#endif
-#if ATT_NV >= 4
-    case 8: ATT_TILE_ROWS(4, 0); break;
-    case 9: ATT_TILE_ROWS(4, 1); break;
-#endif
-    default: break;
+    const int MR = ATT_MR_OF(NVEC);
+    int64_t r0 = 0;
+    for (; r0 + MR <= R; r0 += MR) {
+        FN(tile)(c + r0 * ldc, ldc, a + r0 * ars, ars, aps, b, ldb, P, acc, m, MR, NVEC, MASKED);
+    }
+    c += r0 * ldc;
+    a += r0 * ars;
+    switch (R - r0) {
+#define ATT_REST(ROWS_)                                                                   \
+    case ROWS_:                                                                           \
+        if (ROWS_ < MR) {                                                                 \
+            FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, ROWS_ < MR ? ROWS_ : 1, NVEC, \
+                     MASKED);                                                             \
+        }                                                                                 \
+        break;
+    ATT_REST(1)
+    ATT_REST(2)
+    ATT_REST(3)
+    ATT_REST(4)
+    ATT_REST(5)
+    ATT_REST(6)
+    ATT_REST(7)
+#undef ATT_REST
+    default:
+        break;
     }
 }
 
@@ -184,11 +184,31 @@ static void FN(mm)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t ars, int64_t a
         const int64_t w = ATT_MIN(W - w0, (int64_t)ATT_NV * VL);
         const int nvec = (int)((w + VL - 1) / VL);
         const int last = (int)(w - (int64_t)(nvec - 1) * VL);
-        const int mr = nvec * 2 <= ATT_NV ? ATT_MR_NARROW : ATT_MR_WIDE;
         const VMASK_T m = VMASK(last);
-        for (int64_t r0 = 0; r0 < R; r0 += mr) {
-            FN(tile_any)(c + r0 * ldc + w0, ldc, a + r0 * ars, ars, aps, b + w0, ldb, P, acc, m,
-                         (int)ATT_MIN((int64_t)mr, R - r0), nvec, last != VL);
+        ATT_T *cw = c + w0;
+        const ATT_T *bw = b + w0;
+        switch (nvec * 2 + (last != VL)) {
+#define ATT_CHUNK(NV_, MK_)                                                               \
+    case (NV_) * 2 + (MK_):                                                               \
+        FN(rows)(cw, ldc, a, ars, aps, bw, ldb, R, P, acc, m, NV_, MK_);                  \
+        break;
+        ATT_CHUNK(1, 0)
+        ATT_CHUNK(1, 1)
+#if ATT_NV >= 2
+        ATT_CHUNK(2, 0)
+        ATT_CHUNK(2, 1)
+#endif
+#if ATT_NV >= 3
+        ATT_CHUNK(3, 0)
+        ATT_CHUNK(3, 1)
+#endif
+#if ATT_NV >= 4
+        ATT_CHUNK(4, 0)
+        ATT_CHUNK(4, 1)
+#endif
+#undef ATT_CHUNK
+        default:
+            break;
         }
     }
 }
@@ -829,5 +849,4 @@ void FN(fnn_att_backward)(const att_ctx *c, int64_t bh, char *slot)
 #undef FN
 #undef ATT_XPASTE3
 #undef ATT_PASTE3
-#undef ATT_TILE_ROWS
 #undef ATT_MR_OF

@@ -70,7 +70,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 
 #define ATT_T float
 #define ATT_SFX f32
-#define ATT_EXP vexp1_f32
+#define ATT_EXP vexp1_soft_f32
 #define ATT_LOG logf
 #define ATT_V __m512
 #define VL 16
@@ -104,7 +104,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 
 #define ATT_T double
 #define ATT_SFX f64
-#define ATT_EXP vexp1_f64
+#define ATT_EXP vexp1_soft_f64
 #define ATT_LOG log
 #define ATT_V __m512d
 #define VL 8

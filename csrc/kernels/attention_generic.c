@@ -71,7 +71,7 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 
 #define ATT_T float
 #define ATT_SFX f32
-#define ATT_EXP vexp1_f32
+#define ATT_EXP vexp1_soft_f32
 #define ATT_LOG logf
 #define ATT_V att_gv_f32
 #define VL 4
@@ -99,7 +99,7 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 
 #define ATT_T double
 #define ATT_SFX f64
-#define ATT_EXP vexp1_f64
+#define ATT_EXP vexp1_soft_f64
 #define ATT_LOG log
 #define ATT_V att_gv_f64
 #define VL 2
