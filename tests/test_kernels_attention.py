@@ -8,6 +8,11 @@ every ISA this CPU has; NumpyOps against finite differences; 1 vs 2 threads
 bitwise; PyTorch's scaled_dot_product_attention as an outside oracle; the
 kernels' scratch (O(T d), exactly attention_scratch_bytes); bad input.
 """
+import os
+import subprocess
+import sys
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -187,6 +192,37 @@ def test_other_isas_match_numpy(numpy_ops, compiled_ops, isa, rng):
         _core.isa_select(before)
 
 
+@pytest.mark.skipif(not _core.isa_supported("avx2"), reason="needs AVX2")
+def test_avx2_from_env_in_subprocess():
+    """FASTNN_ISA=avx2 (the build AVX2-only CPUs such as Zen 1 run) in a fresh
+    process: the attention kernels of that table are right."""
+    script = (
+        "import numpy as np\n"
+        "from fastnn.backend import get_ops\n"
+        "from fastnn._ext import _core\n"
+        "ops, ref = get_ops('compiled'), get_ops('numpy')\n"
+        "assert _core.isa_current() == 'avx2', _core.isa_current()\n"
+        "rng = np.random.default_rng(3)\n"
+        "for dt, tol in ((np.float32, 2e-5), (np.float64, 1e-12)):\n"
+        "    q, k, v, dy = (rng.standard_normal(s).astype(dt) for s in\n"
+        "                   ((2, 70, 3, 13), (2, 90, 3, 13), (2, 90, 3, 9), (2, 70, 3, 9)))\n"
+        "    km = rng.random((2, 90)) > 0.3\n"
+        "    res = []\n"
+        "    for o in (ops, ref):\n"
+        "        lse = np.empty((2, 3, 70), dt)\n"
+        "        y = o.attention(q, k, v, scale=0.4, causal=True, key_mask=km, lse_out=lse)\n"
+        "        res.append((y,) + o.attention_backward(dy, q, k, v, y, lse, scale=0.4,\n"
+        "                                               causal=True, key_mask=km))\n"
+        "    for a, b in zip(*res):\n"
+        "        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, FASTNN_ISA="avx2"),
+                          cwd=tempfile.gettempdir())
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
 def test_float64_runs_compiled(compiled_ops, rng):
     import fastnn
     q, k, v, dout = _problem(rng, 1, 3, 4, 1, 2, 2, np.float64)
@@ -283,7 +319,7 @@ def test_scratch_is_linear_in_t_and_exact(numpy_ops, compiled_ops, rng):
             sizes[backward, tt] = compiled_ops.attention_scratch_bytes(
                 1, tt, tt, 1, d, d, np.float32, backward=backward)
         assert sizes[backward, t] < quadratic / 4, (backward, sizes)
-        assert sizes[backward, t] <= 2.05 * sizes[backward, t // 2], (backward, sizes)
+        assert sizes[backward, t] <= 2.1 * sizes[backward, t // 2], (backward, sizes)
     assert sizes[True, t] < quadratic / 8
     assert numpy_ops.attention_scratch_bytes(1, t, t, 1, d, d, np.float32,
                                              backward=False) >= quadratic
