@@ -518,6 +518,65 @@ int fnn_batch_matmul_f64(double *C, const double *A, const double *B, int64_t ba
                          int64_t M, int64_t N, int64_t K, int trans_a, int trans_b,
                          int nthreads);
 
+/* ---- fused scaled dot-product attention (attention.c, kernels/attention_<isa>.c) ---- */
+/* Keras's MultiHeadAttention core, FlashAttention style (online softmax over
+ * key blocks; the backward recomputes p from the forward's log-sum-exp), so
+ * no call holds anything of size Tq * Tk unless `probs` / `dprobs` is given.
+ *   Q (N, Tq, H, D), K (N, Tk, H, D), V (N, Tk, H, Dv), Y and dY (N, Tq, H, Dv),
+ *   dQ, dK, dV the shapes of Q, K, V: each with its inner (T, H, D|Dv) axes
+ *   C-contiguous and a batch stride (elements, params below) of at least
+ *   T*H*D|Dv. lse (N, H, Tq), probs and dprobs (N, H, Tq, Tk): C-contiguous.
+ *   qmask (N, Tq), kmask (N, Tk), amask (N, Tq, Tk): uint8, nonzero = allowed;
+ *   NULL = all allowed.
+ * Scores s = (scale * Q) . K in the working type; a score not allowed by
+ * every mask (and, when causal, with j > i) gets -1e9 added (Keras's
+ * _masked_softmax); p = softmax over the keys; dropout (threshold > 0)
+ * multiplies p by keep * keep_scale, keep = fnn_dropout_mask's hash of the
+ * flat index ((n*H + h)*Tq + i)*Tk + j with `seed`; Y = p' V.
+ *   forward:  Y, lse = each row's log-sum-exp of the masked scores, probs (may
+ *             be NULL) = p before dropout. All OVERWRITTEN.
+ *   backward: dQ, dK, dV OVERWRITTEN from dY, the forward's Y and lse, and
+ *             dprobs (may be NULL), an extra gradient on p.
+ * `work` holds fnn_attention_work_bytes(params, sizeof(T), backward) bytes
+ * (any alignment): the kernels allocate nothing. It is O(T * (D + Dv)) per
+ * (n, h) in flight, for at most min(tasks, fnn_num_procs()) threads.
+ * FNN_ERR_ARG for bad sizes or a short `work`. Tasks (the forward: one query
+ * block of one (n, h); the backward: one (n, h)) each sum their outputs in a
+ * fixed order: bitwise identical for any nthreads. */
+typedef struct {
+    int64_t N, Tq, Tk, H, D, Dv;
+    int64_t q_n, k_n, v_n, y_n, dy_n;   /* batch strides, elements */
+    int64_t dq_n, dk_n, dv_n;           /* (backward outputs) */
+    double scale;
+    int causal;                         /* Keras's tril: j <= i allowed */
+    uint64_t seed, threshold;           /* dropout (fnn_dropout_mask's); threshold 0: none */
+    double keep_scale;                  /* 1 / (1 - rate) */
+} fnn_attention_params;
+
+int64_t fnn_attention_work_bytes(const fnn_attention_params *params, int64_t elem, int backward);
+int fnn_attention_forward_f32(float *Y, float *lse, float *probs, void *work, const float *Q,
+                              const float *K, const float *V, const uint8_t *qmask,
+                              const uint8_t *kmask, const uint8_t *amask,
+                              const fnn_attention_params *params, int64_t work_bytes,
+                              int nthreads);
+int fnn_attention_forward_f64(double *Y, double *lse, double *probs, void *work, const double *Q,
+                              const double *K, const double *V, const uint8_t *qmask,
+                              const uint8_t *kmask, const uint8_t *amask,
+                              const fnn_attention_params *params, int64_t work_bytes,
+                              int nthreads);
+int fnn_attention_backward_f32(float *dQ, float *dK, float *dV, void *work, const float *dY,
+                               const float *Q, const float *K, const float *V, const float *Y,
+                               const float *lse, const float *dprobs, const uint8_t *qmask,
+                               const uint8_t *kmask, const uint8_t *amask,
+                               const fnn_attention_params *params, int64_t work_bytes,
+                               int nthreads);
+int fnn_attention_backward_f64(double *dQ, double *dK, double *dV, void *work, const double *dY,
+                               const double *Q, const double *K, const double *V,
+                               const double *Y, const double *lse, const double *dprobs,
+                               const uint8_t *qmask, const uint8_t *kmask, const uint8_t *amask,
+                               const fnn_attention_params *params, int64_t work_bytes,
+                               int nthreads);
+
 #ifdef __cplusplus
 }
 #endif

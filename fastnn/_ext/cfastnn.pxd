@@ -297,3 +297,37 @@ cdef extern from "fastnn.h" nogil:
     int fnn_batch_matmul_f64(double *C, const double *A, const double *B, int64_t batch,
                              int64_t M, int64_t N, int64_t K, int trans_a, int trans_b,
                              int nthreads) noexcept
+
+    ctypedef struct fnn_attention_params:
+        int64_t N, Tq, Tk, H, D, Dv
+        int64_t q_n, k_n, v_n, y_n, dy_n
+        int64_t dq_n, dk_n, dv_n
+        double scale
+        int causal
+        uint64_t seed, threshold
+        double keep_scale
+    int64_t fnn_attention_work_bytes(const fnn_attention_params *params, int64_t elem,
+                                     int backward) noexcept
+    int fnn_attention_forward_f32(float *Y, float *lse, float *probs, void *work,
+                                  const float *Q, const float *K, const float *V,
+                                  const uint8_t *qmask, const uint8_t *kmask,
+                                  const uint8_t *amask, const fnn_attention_params *params,
+                                  int64_t work_bytes, int nthreads) noexcept
+    int fnn_attention_forward_f64(double *Y, double *lse, double *probs, void *work,
+                                  const double *Q, const double *K, const double *V,
+                                  const uint8_t *qmask, const uint8_t *kmask,
+                                  const uint8_t *amask, const fnn_attention_params *params,
+                                  int64_t work_bytes, int nthreads) noexcept
+    int fnn_attention_backward_f32(float *dQ, float *dK, float *dV, void *work, const float *dY,
+                                   const float *Q, const float *K, const float *V,
+                                   const float *Y, const float *lse, const float *dprobs,
+                                   const uint8_t *qmask, const uint8_t *kmask,
+                                   const uint8_t *amask, const fnn_attention_params *params,
+                                   int64_t work_bytes, int nthreads) noexcept
+    int fnn_attention_backward_f64(double *dQ, double *dK, double *dV, void *work,
+                                   const double *dY, const double *Q, const double *K,
+                                   const double *V, const double *Y, const double *lse,
+                                   const double *dprobs, const uint8_t *qmask,
+                                   const uint8_t *kmask, const uint8_t *amask,
+                                   const fnn_attention_params *params, int64_t work_bytes,
+                                   int nthreads) noexcept

@@ -2,8 +2,8 @@
 
 float32 is the fast path and runs compiled. float64 runs compiled for GEMM,
 dense forward, embedding, the broadcast element-wise ops, fastnn.ops'
-primitives (unary, compare, where, reduce, softmax), concatenate / split and
-batch_matmul; its other operations are handed to NumpyOps, visibly: each
+primitives (unary, compare, where, reduce, softmax), concatenate / split,
+batch_matmul and fused attention; its other operations are handed to NumpyOps, visibly: each
 such hand-off is recorded once in ``FALLBACKS`` and shown by
 ``fastnn.show_config()``. arg_reduce and cumsum run on NumPy for every dtype
 (recorded the same way).
@@ -15,7 +15,8 @@ from fastnn._ext import _core
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import (
     ACTIVATIONS, BINARY_OPS, COMPARE_OPS, LOSSES, METRICS, REDUCE_OPS, RNN_CELLS, UNARY_OPS, Ops,
-    check_activation, check_batch_matmul_args, check_binary_args, check_binary_backward_args,
+    check_activation, check_attention_args, check_attention_backward_args,
+    check_batch_matmul_args, check_binary_args, check_binary_backward_args,
     check_compare_args, check_dropout_args, check_embedding_indices, check_gemm_args,
     check_layer_norm_args, check_layer_norm_backward_args,
     check_reduce_args, check_reduce_backward_args, check_rnn_args, check_softmax_args,
@@ -606,6 +607,45 @@ class CompiledOps(Ops):
         return self._fallback("l2_normalize_backward", x.dtype).l2_normalize_backward(
             dy, x, axis, out)
 
+
+    # ---- fused attention: csrc/attention.c, float32 and float64 ------------------------
+    # Validation in Python (ops.check_attention_args: the errors users see),
+    # then one kernel call with the GIL released. The kernels' scratch is
+    # allocated by the wrapper at exactly attention_scratch_bytes.
+    def attention(self, q, k, v, *, scale, causal=False, query_mask=None, key_mask=None,
+                  attention_mask=None, dropout_rate=0.0, seed=0, out=None, lse_out=None,
+                  probs_out=None):
+        n, tq, tk, h, d, dv, scale, seed, rate = check_attention_args(
+            q, k, v, scale, causal, query_mask, key_mask, attention_mask, dropout_rate, seed,
+            out, lse_out, probs_out)
+        if out is None:
+            out = np.empty((n, tq, h, dv), q.dtype)
+        if lse_out is None:
+            lse_out = np.empty((n, h, tq), q.dtype)
+        return _core.attention_forward(
+            out, lse_out, probs_out, None, q, k, v, _contiguous(query_mask), _contiguous(key_mask),
+            _contiguous(attention_mask), scale, bool(causal), seed, dropout_threshold(rate),
+            dropout_scale(rate), _threads())
+
+    def attention_backward(self, dout, q, k, v, out, lse, *, scale, causal=False,
+                           query_mask=None, key_mask=None, attention_mask=None,
+                           dropout_rate=0.0, seed=0, dprobs=None, dq_out=None, dk_out=None,
+                           dv_out=None):
+        n, tq, tk, h, d, dv, scale, seed, rate = check_attention_backward_args(
+            dout, q, k, v, out, lse, scale, causal, query_mask, key_mask, attention_mask,
+            dropout_rate, seed, dprobs, dq_out, dk_out, dv_out)
+        dq = np.empty(q.shape, q.dtype) if dq_out is None else dq_out
+        dk = np.empty(k.shape, q.dtype) if dk_out is None else dk_out
+        dvv = np.empty(v.shape, q.dtype) if dv_out is None else dv_out
+        return _core.attention_backward(
+            dq, dk, dvv, None, dout, q, k, v, out, np.ascontiguousarray(lse),
+            None if dprobs is None else np.ascontiguousarray(dprobs), _contiguous(query_mask),
+            _contiguous(key_mask), _contiguous(attention_mask), scale, bool(causal), seed,
+            dropout_threshold(rate), dropout_scale(rate), _threads())
+
+    def attention_scratch_bytes(self, n, tq, tk, h, d, dv, dtype, *, backward):
+        return _core.attention_work_bytes(n, tq, tk, h, d, dv, np.dtype(dtype).itemsize,
+                                          bool(backward))
 
 def _conv_geometry(x, w, b, strides, padding, dilation, where):
     """Check a convolution's operands; return the output shape (N, OH, OW, F) and the

@@ -9,8 +9,9 @@ import math
 import numpy as np
 
 from fastnn.backend.ops import (
-    DROPOUT_GOLDEN, ELU_ALPHA, L2_NORM_FLOOR, LEAKY_RELU_SLOPE, PROB_EPSILON, Ops,
-    check_activation, check_arg_reduce_args,
+    ATTENTION_MASK_VALUE, DROPOUT_GOLDEN, ELU_ALPHA, L2_NORM_FLOOR, LEAKY_RELU_SLOPE,
+    PROB_EPSILON, Ops, check_activation, check_arg_reduce_args, check_attention_args,
+    check_attention_backward_args,
     check_batch_matmul_args, check_batchnorm_args, check_binary_args,
     check_binary_backward_args, check_compare_args, check_concatenate_args, check_cumsum_args,
     check_dropout_args, check_embedding_indices, check_gemm_args, check_layer_norm_args,
@@ -832,6 +833,60 @@ class NumpyOps(Ops):
         return _write(scale * (dy - np.where(free, y * along, 0)), out)
 
 
+    # ---- fused attention (the reference: O(Tq * Tk) memory) -------------------------
+    def attention(self, q, k, v, *, scale, causal=False, query_mask=None, key_mask=None,
+                  attention_mask=None, dropout_rate=0.0, seed=0, out=None, lse_out=None,
+                  probs_out=None):
+        n, tq, tk, h, d, dv, scale, seed, rate = check_attention_args(
+            q, k, v, scale, causal, query_mask, key_mask, attention_mask, dropout_rate, seed,
+            out, lse_out, probs_out)
+        s = _attention_scores(q, k, scale, causal, query_mask, key_mask, attention_mask)
+        with np.errstate(all="ignore"):
+            m = s.max(axis=-1, keepdims=True)
+            e = np.exp(s - m)
+            total = e.sum(axis=-1, dtype=np.float64, keepdims=True)
+            p = (e * (1.0 / total)).astype(q.dtype)
+            lse = (m + np.log(total)).astype(q.dtype)[..., 0]
+        y = np.matmul(_attention_dropout(p, seed, rate), v.transpose(0, 2, 1, 3))
+        if lse_out is not None:
+            np.copyto(lse_out, lse)
+        if probs_out is not None:
+            np.copyto(probs_out, p)
+        return _write(np.ascontiguousarray(y.transpose(0, 2, 1, 3)), out)
+
+    def attention_backward(self, dout, q, k, v, out, lse, *, scale, causal=False,
+                           query_mask=None, key_mask=None, attention_mask=None,
+                           dropout_rate=0.0, seed=0, dprobs=None, dq_out=None, dk_out=None,
+                           dv_out=None):
+        n, tq, tk, h, d, dv, scale, seed, rate = check_attention_backward_args(
+            dout, q, k, v, out, lse, scale, causal, query_mask, key_mask, attention_mask,
+            dropout_rate, seed, dprobs, dq_out, dk_out, dv_out)
+        t = q.dtype.type
+        s = _attention_scores(q, k, scale, causal, query_mask, key_mask, attention_mask)
+        # The forward's softmax, recomputed from the scores (not from lse: for a
+        # row with no allowed key, float32 rounds lse = -1e9 + log(sum) to -1e9).
+        with np.errstate(all="ignore"):
+            e = np.exp(s - s.max(axis=-1, keepdims=True))
+            total = e.sum(axis=-1, dtype=np.float64, keepdims=True)
+            p = (e * (1.0 / total)).astype(q.dtype)
+        do = dout.transpose(0, 2, 1, 3)                       # (N, H, Tq, Dv)
+        dp = _attention_dropout(np.matmul(do, v.transpose(0, 2, 3, 1)), seed, rate)
+        if dprobs is not None:
+            dp = dp + dprobs
+        delta = (p * dp).sum(axis=-1, dtype=np.float64, keepdims=True).astype(q.dtype)
+        ds = p * (dp - delta) * t(scale)                      # d loss / d (q . k)
+        dq = np.matmul(ds, k.transpose(0, 2, 1, 3))
+        dk = np.matmul(ds.transpose(0, 1, 3, 2), q.transpose(0, 2, 1, 3))
+        dvv = np.matmul(_attention_dropout(p, seed, rate).transpose(0, 1, 3, 2), do)
+        return tuple(_write(np.ascontiguousarray(g.transpose(0, 2, 1, 3)), o)
+                     for g, o in ((dq, dq_out), (dk, dk_out), (dvv, dv_out)))
+
+    def attention_scratch_bytes(self, n, tq, tk, h, d, dv, dtype, *, backward):
+        # The reference's (N, H, Tq, Tk) temporaries: scores, exp / p, dropped p
+        # (forward); scores, p, dp, ds and the dropped copies (backward).
+        count = 6 if backward else 3
+        return count * int(n) * int(h) * int(tq) * int(tk) * np.dtype(dtype).itemsize
+
 class _ConvGeometry:
     """Index arithmetic of one convolution / pooling window over NHWC inputs."""
 
@@ -934,6 +989,46 @@ def _dropout_keep(seed, rate, n):
     z *= np.uint64(0x94D049BB133111EB)
     z ^= z >> np.uint64(31)
     return (z >> np.uint64(11)) >= np.uint64(dropout_threshold(rate))
+
+
+def _attention_allowed(n, tq, tk, causal, query_mask, key_mask, attention_mask):
+    """allowed[n, i, j] (bool, broadcastable to (N, Tq, Tk)): every mask, and j <= i
+    when causal (Keras's tril(ones(Tq, Tk)), top-left aligned). None when all are."""
+    allowed = None
+
+    def both(a, b):
+        return b if a is None else a & b
+    if query_mask is not None:
+        allowed = both(allowed, (query_mask != 0)[:, :, None])
+    if key_mask is not None:
+        allowed = both(allowed, (key_mask != 0)[:, None, :])
+    if attention_mask is not None:
+        allowed = both(allowed, attention_mask != 0)
+    if causal:
+        allowed = both(allowed, np.tril(np.ones((tq, tk), dtype=bool))[None])
+    return allowed
+
+
+def _attention_scores(q, k, scale, causal, query_mask, key_mask, attention_mask):
+    """The masked scores (N, H, Tq, Tk) in q's dtype: (q * scale) . k, plus
+    ATTENTION_MASK_VALUE where not allowed (Keras's _masked_softmax)."""
+    t = q.dtype.type
+    s = np.matmul((q * t(scale)).transpose(0, 2, 1, 3), k.transpose(0, 2, 3, 1))
+    allowed = _attention_allowed(q.shape[0], q.shape[1], k.shape[1], causal, query_mask,
+                                 key_mask, attention_mask)
+    if allowed is not None:
+        s = np.where(allowed[:, None], s, s + t(ATTENTION_MASK_VALUE))
+    return s
+
+
+def _attention_dropout(x, seed, rate):
+    """x (N, H, Tq, Tk) times keep / (1 - rate), keep the dropout hash of x's flat
+    index (dropout_mask's over that shape); x itself when rate is 0."""
+    if rate == 0.0:
+        return x
+    keep = _dropout_keep(seed, rate, x.size).reshape(x.shape)
+    t = x.dtype.type
+    return np.where(keep, x * t(dropout_scale(rate)), t(0))
 
 
 def _check_mask(mask, shape, where):

@@ -578,6 +578,55 @@ class Ops:
         """
         raise NotImplementedError
 
+    # ---- fused scaled dot-product attention (Keras MultiHeadAttention's core) ------
+    # Layout is Keras's after the projections: q (N, Tq, H, D), k (N, Tk, H, D),
+    # v (N, Tk, H, Dv), out (N, Tq, H, Dv). Each of these (and dout, dq/dk/dv)
+    # must have its inner (T, H, *) axes C-contiguous; its batch stride may be
+    # larger (a view cache[:, :t] of a preallocated (N, Tmax, H, D) cache).
+    def attention(self, q, k, v, *, scale, causal=False, query_mask=None, key_mask=None,
+                  attention_mask=None, dropout_rate=0.0, seed=0, out=None, lse_out=None,
+                  probs_out=None):
+        """Return ``out`` (N, Tq, H, Dv): Keras 3's ``_compute_attention``.
+
+        s[n,h,i,j] = scale * sum_d q[n,i,h,d] k[n,j,h,d] (in q's dtype, with q
+        scaled first, as Keras does). A score is allowed when query_mask[n,i]
+        (N, Tq), key_mask[n,j] (N, Tk), attention_mask[n,i,j] (N, Tq, Tk) --
+        bool or uint8, nonzero = allowed, None = all -- and, with ``causal``,
+        j <= i (Keras's ``tril(ones(Tq, Tk))``, top-left aligned) all hold.
+        Disallowed scores get ATTENTION_MASK_VALUE (-1e9) added in q's dtype
+        (Keras's ``_masked_softmax``: a fully masked row is not NaN; in float32
+        it is uniform). p = softmax over j; with ``dropout_rate`` > 0, p' = p *
+        keep / (1 - rate), keep the dropout hash of the flat index
+        ((n*H + h)*Tq + i)*Tk + j with ``seed`` (exactly ``dropout_mask(seed,
+        rate, mask of shape (N, H, Tq, Tk))``). out[n,i,h,:] = sum_j p' v[n,j,h,:].
+
+        ``lse_out`` (N, H, Tq), q's dtype: each row's log-sum-exp of the masked
+        scores, which the backward needs. ``probs_out`` (N, H, Tq, Tk): p before
+        dropout (Keras's ``return_attention_scores``); only then does a call
+        use memory of order Tq * Tk. Arrays float32 or float64, one dtype.
+        """
+        raise NotImplementedError
+
+    def attention_backward(self, dout, q, k, v, out, lse, *, scale, causal=False,
+                           query_mask=None, key_mask=None, attention_mask=None,
+                           dropout_rate=0.0, seed=0, dprobs=None, dq_out=None, dk_out=None,
+                           dv_out=None):
+        """Return (dq, dk, dv), the gradients of ``attention`` (shapes of q, k, v;
+        OVERWRITTEN when given) for dout (out's shape), given the forward's
+        ``out`` and ``lse``. Scale, masks and dropout exactly as the forward.
+        ``dprobs`` (N, H, Tq, Tk), optional: an extra upstream gradient on the
+        returned probabilities p (before dropout).
+        """
+        raise NotImplementedError
+
+    def attention_scratch_bytes(self, n, tq, tk, h, d, dv, dtype, *, backward):
+        """Bytes of working memory one ``attention`` (``backward``: one
+        ``attention_backward``) call of these sizes allocates besides its inputs
+        and outputs. The compiled kernels' is O((Tq + Tk) * (D + Dv)) per (n, h)
+        in flight, never O(Tq * Tk)."""
+        raise NotImplementedError
+
+
 RNN_CELLS = ("simple_rnn", "lstm", "gru")
 RNN_GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}    # G: kernel columns per unit
 
@@ -1342,3 +1391,155 @@ def check_softmax_backward_args(dy, y, axis, out, where):
         _check_array_out(out, "out", dy.shape, dy.dtype, where, f" like dy {dy.shape}")
         _check_out_aliases(out, (dy, y), "dy or y", where)
     return axis
+
+
+# ---- fused attention: shared checks ---------------------------------------------
+# Keras's _masked_softmax adds this to disallowed scores (its large negative
+# number for float32 and float64).
+ATTENTION_MASK_VALUE = -1e9
+_MASK_DTYPES = (np.dtype(np.bool_), np.dtype(np.uint8))
+
+
+def _describe(arr):
+    if isinstance(arr, np.ndarray):
+        return f"{arr.shape} {arr.dtype}"
+    return type(arr).__name__
+
+
+def attention_batch_stride(arr):
+    """The batch stride, in elements, of a (N, T, H, X) array whose inner axes are
+    C-contiguous (checked by _check_attention_tensor)."""
+    inner = arr.shape[1] * arr.shape[2] * arr.shape[3]
+    if arr.shape[0] <= 1:
+        return inner
+    return arr.strides[0] // arr.itemsize
+
+
+def _check_attention_tensor(arr, name, shape, dtype, where, writable=False):
+    """A (N, T, H, X) array of ``shape`` and ``dtype`` whose inner (T, H, X) axes
+    are C-contiguous and whose batch stride is at least T*H*X elements."""
+    if not isinstance(arr, np.ndarray) or arr.ndim != 4:
+        raise ValueError(f"{where}: {name} must be a 4-D array of shape {tuple(shape)}, got "
+                         f"{_describe(arr)}")
+    if arr.dtype != dtype:
+        raise ValueError(f"{where}: {name} must be {np.dtype(dtype).name} like q, got "
+                         f"{arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{where}: {name} must have shape {tuple(shape)}, got {arr.shape}")
+    if writable and not arr.flags.writeable:
+        raise ValueError(f"{where}: {name} must be writable")
+    n, t, h, x = arr.shape
+    if arr.size:
+        item = arr.itemsize
+        want = (h * x * item, x * item, item)
+        inner_ok = all(size <= 1 or stride == w for size, stride, w
+                       in zip(arr.shape[1:], arr.strides[1:], want))
+        batch = arr.strides[0]
+        batch_ok = n <= 1 or (batch % item == 0 and batch // item >= t * h * x)
+        if not (inner_ok and batch_ok):
+            raise ValueError(
+                f"{where}: {name} {arr.shape} must have its inner (T, H, features) axes "
+                f"C-contiguous and a batch stride of at least T*H*features elements (a "
+                f"C-contiguous array or a view such as cache[:, :t]), got strides "
+                f"{arr.strides}")
+    return arr
+
+
+def _check_attention_mask(mask, name, shape, where):
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray) or mask.dtype not in _MASK_DTYPES:
+        raise ValueError(f"{where}: {name} must be a bool or uint8 array of shape "
+                         f"{tuple(shape)}, got {_describe(mask)}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{where}: {name} must have shape {tuple(shape)}, got {mask.shape}")
+    return mask
+
+
+def _check_attention_plain(arr, name, shape, dtype, where, writable):
+    """An lse / probs array: shape, dtype; C-contiguous and writable when an output."""
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{where}: {name} must be an array of shape {tuple(shape)}, got "
+                         f"{_describe(arr)}")
+    if arr.dtype != dtype or arr.shape != tuple(shape):
+        raise ValueError(f"{where}: {name} must have shape {tuple(shape)} and dtype "
+                         f"{np.dtype(dtype).name}, got {arr.shape} {arr.dtype}")
+    if writable and not (arr.flags.c_contiguous and arr.flags.writeable):
+        raise ValueError(f"{where}: {name} must be C-contiguous and writable")
+    return arr
+
+
+def _check_no_overlap(outputs, inputs, where):
+    """No output may share memory with an input or with another output."""
+    named = [(n, a) for n, a in outputs if a is not None]
+    for i, (name, arr) in enumerate(named):
+        for other, x in list(inputs) + named[i + 1:]:
+            if x is not None and np.may_share_memory(arr, x):
+                raise ValueError(f"{where}: {name} must not share memory with {other}")
+
+
+def check_attention_args(q, k, v, scale, causal, query_mask, key_mask, attention_mask,
+                         dropout_rate, seed, out=None, lse_out=None, probs_out=None,
+                         where="attention"):
+    """Validate Ops.attention's arguments (every error a ValueError naming the
+    argument); return (N, Tq, Tk, H, D, Dv, scale, seed, rate)."""
+    if not isinstance(q, np.ndarray) or q.ndim != 4 or q.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"{where}: q must be a 4-D float32 or float64 array (N, Tq, H, D), "
+                         f"got {_describe(q)}")
+    n, tq, h, d = q.shape
+    if not isinstance(k, np.ndarray) or k.ndim != 4:
+        raise ValueError(f"{where}: k must be a 4-D array (N, Tk, H, D), got {_describe(k)}")
+    tk = k.shape[1]
+    if not isinstance(v, np.ndarray) or v.ndim != 4:
+        raise ValueError(f"{where}: v must be a 4-D array (N, Tk, H, Dv), got {_describe(v)}")
+    dv = v.shape[3]
+    _check_attention_tensor(q, "q", (n, tq, h, d), q.dtype, where)
+    _check_attention_tensor(k, "k", (n, tk, h, d), q.dtype, where)
+    _check_attention_tensor(v, "v", (n, tk, h, dv), q.dtype, where)
+    if tk < 1:
+        raise ValueError(f"{where}: k and v must hold at least one key (Tk >= 1), got k "
+                         f"{k.shape}")
+    if d < 1 or dv < 1:
+        raise ValueError(f"{where}: q's and v's feature axes must not be empty, got q "
+                         f"{q.shape} and v {v.shape}")
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.number)) \
+            or not np.isfinite(scale):
+        raise ValueError(f"{where}: scale must be a finite number, got {scale!r}")
+    if not isinstance(causal, (bool, np.bool_)):
+        raise ValueError(f"{where}: causal must be True or False, got {causal!r}")
+    _check_attention_mask(query_mask, "query_mask", (n, tq), where)
+    _check_attention_mask(key_mask, "key_mask", (n, tk), where)
+    _check_attention_mask(attention_mask, "attention_mask", (n, tq, tk), where)
+    seed, rate = check_dropout_args(seed, dropout_rate, where)
+    if out is not None:
+        _check_attention_tensor(out, "out", (n, tq, h, dv), q.dtype, where, writable=True)
+    if lse_out is not None:
+        _check_attention_plain(lse_out, "lse_out", (n, h, tq), q.dtype, where, True)
+    if probs_out is not None:
+        _check_attention_plain(probs_out, "probs_out", (n, h, tq, tk), q.dtype, where, True)
+    _check_no_overlap((("out", out), ("lse_out", lse_out), ("probs_out", probs_out)),
+                      (("q", q), ("k", k), ("v", v)), where)
+    return n, tq, tk, h, d, dv, float(scale), seed, rate
+
+
+def check_attention_backward_args(dout, q, k, v, out, lse, scale, causal, query_mask, key_mask,
+                                  attention_mask, dropout_rate, seed, dprobs, dq_out, dk_out,
+                                  dv_out, where="attention_backward"):
+    """Validate Ops.attention_backward's arguments (ValueErrors naming the
+    argument); return (N, Tq, Tk, H, D, Dv, scale, seed, rate)."""
+    dims = check_attention_args(q, k, v, scale, causal, query_mask, key_mask, attention_mask,
+                                dropout_rate, seed, where=where)
+    n, tq, tk, h, d, dv = dims[:6]
+    _check_attention_tensor(dout, "dout", (n, tq, h, dv), q.dtype, where)
+    _check_attention_tensor(out, "out", (n, tq, h, dv), q.dtype, where)
+    _check_attention_plain(lse, "lse", (n, h, tq), q.dtype, where, False)
+    if dprobs is not None:
+        _check_attention_plain(dprobs, "dprobs", (n, h, tq, tk), q.dtype, where, False)
+    for name, arr, shape in (("dq_out", dq_out, q.shape), ("dk_out", dk_out, k.shape),
+                             ("dv_out", dv_out, v.shape)):
+        if arr is not None:
+            _check_attention_tensor(arr, name, shape, q.dtype, where, writable=True)
+    _check_no_overlap((("dq_out", dq_out), ("dk_out", dk_out), ("dv_out", dv_out)),
+                      (("dout", dout), ("q", q), ("k", k), ("v", v), ("out", out),
+                       ("lse", lse), ("dprobs", dprobs)), where)
+    return dims

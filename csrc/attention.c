@@ -1,0 +1,282 @@
+/*
+ * attention.c -- fused scaled dot-product attention, forward and backward,
+ * float32 and float64 (declared in fastnn.h): the checks, the work layout,
+ * the choice of the ISA's task loops and the threads.
+ *
+ *   fnn_attention_work_bytes     the scratch a call needs (the caller allocates it)
+ *   fnn_attention_forward_<T>    Y, lse (, probs) from Q, K, V and the masks
+ *   fnn_attention_backward_<T>   dQ, dK, dV from dY, Q, K, V, Y, lse (, dprobs)
+ *
+ * The math lives in attention_kern.h, compiled once per ISA in
+ * kernels/attention_<isa>.c; attention_internal.h is the contract.
+ *
+ * Work is split into tasks whose outputs no other task touches: in the
+ * forward, one query block of one (n, h) (its rows of Y, lse and probs); in
+ * the backward, one (n, h) (its dQ, dK and dV, each summed over the blocks in
+ * a fixed order). Tasks are handed out dynamically (causal blocks differ in
+ * cost), which changes only who computes a task, never how: results are
+ * bitwise the same for any thread count. Each thread uses its own slot of
+ * `work`; there are min(tasks, fnn_num_procs()) slots, so the scratch depends
+ * on the shape and the machine, never on nthreads. Small calls run on the
+ * calling thread without entering a parallel region.
+ */
+#include <string.h>
+
+#include "attention_internal.h"
+#include "fastnn.h"
+#include "fnn_omp.h"
+
+/* FLOPs per thread before a second one pays (a parallel region costs a few
+ * microseconds; this is some tens of them). */
+#define ATT_GRAIN_FLOPS 2e6
+
+/* Sizes and strides are sane; *tasks = the number of tasks. */
+static int att_check(const fnn_attention_params *p, int backward, int64_t *tasks)
+{
+    int64_t nqb;
+    if (p == NULL || p->N < 0 || p->Tq < 0 || p->Tk < 0 || p->H < 0 || p->D < 0 || p->Dv < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (p->N == 0 || p->H == 0 || (p->Tq == 0 && !backward)) {
+        *tasks = 0;
+        return FNN_OK;
+    }
+    if (p->Tk < 1 || p->D < 1 || p->Dv < 1) {
+        return FNN_ERR_ARG;
+    }
+    /* Every index below fits an int64 comfortably. */
+    if ((double)p->N * (double)p->H * ((double)p->Tq + 64.0) * ((double)p->Tk + 64.0)
+            > 4e18
+        || (double)(p->Tq + p->Tk + 64) * (double)(p->D + p->Dv) * (double)p->H > 4e18) {
+        return FNN_ERR_ARG;
+    }
+    if (p->q_n < p->Tq * p->H * p->D || p->k_n < p->Tk * p->H * p->D
+        || p->v_n < p->Tk * p->H * p->Dv || p->y_n < p->Tq * p->H * p->Dv) {
+        return FNN_ERR_ARG;
+    }
+    if (backward
+        && (p->dy_n < p->Tq * p->H * p->Dv || p->dq_n < p->Tq * p->H * p->D
+            || p->dk_n < p->Tk * p->H * p->D || p->dv_n < p->Tk * p->H * p->Dv)) {
+        return FNN_ERR_ARG;
+    }
+    if (p->threshold > ((uint64_t)1 << 53) || !(p->keep_scale >= 1.0) || p->causal < 0
+        || p->causal > 1) {
+        return FNN_ERR_ARG;
+    }
+    nqb = (p->Tq + ATT_BQ - 1) / ATT_BQ;
+    *tasks = backward ? p->N * p->H : p->N * p->H * nqb;
+    return FNN_OK;
+}
+
+static int64_t att_min(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static int64_t att_procs(void)
+{
+    const int64_t procs = fnn_num_procs();
+    return procs < 1 ? 1 : procs;
+}
+
+/* Packed K, V copies and slots of the forward: one copy per (n, h) in flight,
+ * one slot per thread; at most min(pairs, procs) and min(tasks, procs). */
+static void att_counts(const fnn_attention_params *p, int backward, int64_t *copies,
+                       int64_t *slots)
+{
+    const int64_t pairs = p->N * p->H, nqb = (p->Tq + ATT_BQ - 1) / ATT_BQ;
+    *copies = backward ? 0 : att_min(pairs, att_procs());
+    *slots = att_min(backward ? pairs : pairs * nqb, att_procs());
+}
+
+int64_t fnn_attention_work_bytes(const fnn_attention_params *p, int64_t elem, int backward)
+{
+    int64_t tasks, copies, slots;
+    att_layout L;
+    if ((elem != 4 && elem != 8) || att_check(p, backward != 0, &tasks) != FNN_OK) {
+        return -1;
+    }
+    if (tasks == 0) {
+        return 0;
+    }
+    att_slot_layout(p, elem, backward != 0, &L);
+    att_counts(p, backward != 0, &copies, &slots);
+    return ATT_ALIGN + copies * L.kv + slots * L.bytes;
+}
+
+typedef struct {
+    att_pack_fn pack;
+    att_fwd_fn forward;
+    att_bwd_fn backward;
+} att_fns;
+
+#define ATT_FNS(SFX, ISA) \
+    {fnn_att_pack_##SFX##_##ISA, fnn_att_forward_##SFX##_##ISA, fnn_att_backward_##SFX##_##ISA}
+
+/* The task loops of the ISA in force, for float32 or float64. */
+static att_fns att_pick(int f64)
+{
+    static const att_fns generic[2] = {ATT_FNS(f32, generic), ATT_FNS(f64, generic)};
+#ifdef FNN_HAVE_X86_KERNELS
+    static const att_fns avx2[2] = {ATT_FNS(f32, avx2), ATT_FNS(f64, avx2)};
+    static const att_fns avx512[2] = {ATT_FNS(f32, avx512), ATT_FNS(f64, avx512)};
+    switch (fnn_isa_current()) {
+    case FNN_ISA_AVX512:
+        return avx512[f64];
+    case FNN_ISA_AVX2:
+        return avx2[f64];
+    default:
+        break;
+    }
+#endif
+    return generic[f64];
+}
+
+/* Runs the call described by `c`: checks, lays out `work`, shares out tasks. */
+static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int backward,
+                   int nthreads)
+{
+    const fnn_attention_params *p = c->p;
+    int64_t tasks, need, copies, slots, pairs, nqb, t;
+    double flops;
+    char *base, *kv, *slot;
+    att_fns fns;
+    int nt, status = att_check(p, backward, &tasks);
+
+    if (status != FNN_OK) {
+        return status;
+    }
+    if (tasks == 0) {
+        return FNN_OK;
+    }
+    need = fnn_attention_work_bytes(p, elem, backward);
+    if (work == NULL || work_bytes < need) {
+        return FNN_ERR_ARG;
+    }
+    att_slot_layout(p, elem, backward, &c->L);
+    att_counts(p, backward, &copies, &slots);
+    base = (char *)work + (ATT_ALIGN - (int64_t)((uintptr_t)work % ATT_ALIGN)) % ATT_ALIGN;
+    kv = base;
+    slot = base + copies * c->L.kv;
+    fns = att_pick(elem == 8);
+    pairs = p->N * p->H;
+    nqb = (p->Tq + ATT_BQ - 1) / ATT_BQ;
+
+    flops = 2.0 * (double)pairs * (double)p->Tq * (double)p->Tk * (double)(p->D + p->Dv)
+            * (backward ? 2.5 : 1.0);
+    nt = fnn_threads_for(flops, ATT_GRAIN_FLOPS, nthreads);
+    if (nt > slots) {
+        nt = (int)slots;
+    }
+
+    if (nt <= 1) {
+        for (t = 0; t < pairs; t++) {
+            if (backward) {
+                fns.backward(c, t, slot);
+            }
+            else {
+                fns.pack(c, t, kv);
+                fns.forward(c, t, 0, nqb, kv, slot);
+            }
+        }
+    }
+    else {
+        const int split = !backward && nt > pairs; /* threads to spare: split query blocks */
+        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
+#pragma omp parallel num_threads(nt)
+        {
+            const int64_t me = fnn_omp_thread_num();
+            char *mine = slot + me * c->L.bytes;
+            int64_t u;
+            if (backward) {
+#pragma omp for schedule(dynamic, 1) nowait
+                for (u = 0; u < pairs; u++) {
+                    fns.backward(c, u, mine);
+                }
+            }
+            else if (!split) {
+                /* One (n, h) at a time: K, V packed into this thread's copy. */
+#pragma omp for schedule(dynamic, 1) nowait
+                for (u = 0; u < pairs; u++) {
+                    fns.pack(c, u, kv + me * c->L.kv);
+                    fns.forward(c, u, 0, nqb, kv + me * c->L.kv, mine);
+                }
+            }
+            else {
+                /* Fewer pairs than threads (pairs <= copies): every K, V packed
+                 * once, then each query block is a task. */
+#pragma omp for schedule(static)
+                for (u = 0; u < pairs; u++) {
+                    fns.pack(c, u, kv + u * c->L.kv);
+                }
+#pragma omp for schedule(dynamic, 1) nowait
+                for (u = 0; u < pairs * nqb; u++) {
+                    fns.forward(c, u / nqb, u % nqb, u % nqb + 1, kv + (u / nqb) * c->L.kv,
+                                mine);
+                }
+            }
+            fnn_team_note_done(&first_done, 0);
+        }
+        fnn_team_report(start, first_done);
+    }
+    return FNN_OK;
+}
+
+#define ATT_ENTRY_POINTS(T, SFX, ELEM)                                                        \
+    int fnn_attention_forward_##SFX(T *Y, T *lse, T *probs, void *work, const T *Q,           \
+                                    const T *K, const T *V, const uint8_t *qmask,             \
+                                    const uint8_t *kmask, const uint8_t *amask,               \
+                                    const fnn_attention_params *params, int64_t work_bytes,   \
+                                    int nthreads)                                             \
+    {                                                                                         \
+        att_ctx c;                                                                            \
+        memset(&c, 0, sizeof c);                                                              \
+        if (params != NULL && params->N > 0 && params->H > 0 && params->Tq > 0                \
+            && (Y == NULL || lse == NULL || Q == NULL || K == NULL || V == NULL)) {           \
+            return FNN_ERR_ARG;                                                               \
+        }                                                                                     \
+        c.p = params;                                                                         \
+        c.Y = Y;                                                                              \
+        c.lse = lse;                                                                          \
+        c.probs = probs;                                                                      \
+        c.Q = Q;                                                                              \
+        c.K = K;                                                                              \
+        c.V = V;                                                                              \
+        c.qmask = qmask;                                                                      \
+        c.kmask = kmask;                                                                      \
+        c.amask = amask;                                                                      \
+        return att_run(&c, work, work_bytes, ELEM, 0, nthreads);                              \
+    }                                                                                         \
+    int fnn_attention_backward_##SFX(T *dQ, T *dK, T *dV, void *work, const T *dY,            \
+                                     const T *Q, const T *K, const T *V, const T *Y,          \
+                                     const T *lse, const T *dprobs, const uint8_t *qmask,     \
+                                     const uint8_t *kmask, const uint8_t *amask,              \
+                                     const fnn_attention_params *params, int64_t work_bytes,  \
+                                     int nthreads)                                            \
+    {                                                                                         \
+        att_ctx c;                                                                            \
+        memset(&c, 0, sizeof c);                                                              \
+        if (params != NULL && params->N > 0 && params->H > 0                                  \
+            && (dQ == NULL || dK == NULL || dV == NULL || dY == NULL || Q == NULL             \
+                || K == NULL || V == NULL || Y == NULL || lse == NULL)) {                     \
+            return FNN_ERR_ARG;                                                               \
+        }                                                                                     \
+        c.p = params;                                                                         \
+        c.dQ = dQ;                                                                            \
+        c.dK = dK;                                                                            \
+        c.dV = dV;                                                                            \
+        c.dY = dY;                                                                            \
+        c.Q = Q;                                                                              \
+        c.K = K;                                                                              \
+        c.V = V;                                                                              \
+        c.Yin = Y;                                                                            \
+        c.lse_in = lse;                                                                       \
+        c.dprobs = dprobs;                                                                    \
+        c.qmask = qmask;                                                                      \
+        c.kmask = kmask;                                                                      \
+        c.amask = amask;                                                                      \
+        return att_run(&c, work, work_bytes, ELEM, 1, nthreads);                              \
+    }
+
+ATT_ENTRY_POINTS(float, f32, 4)
+ATT_ENTRY_POINTS(double, f64, 8)
