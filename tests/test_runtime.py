@@ -193,3 +193,11 @@ def test_oversubscription_guard_runs_kernels_serially_and_identically():
         assert not _core.oversubscribed()
     finally:
         fastnn.set_num_threads(previous)
+
+
+def test_fma_peak_probe_runs_the_loop_of_the_isa_in_force():
+    from fastnn._ext import _core
+    value = _core.fma_peak_gflops(1, 0.01)
+    assert np.isfinite(value) and value > 0
+    with pytest.raises(ValueError, match="nthreads"):
+        _core.fma_peak_gflops(0, 0.01)

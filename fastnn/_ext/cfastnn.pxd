@@ -15,6 +15,9 @@ cdef extern from "fastnn.h" nogil:
     int fnn_openmp_enabled() noexcept
     int fnn_num_procs() noexcept
 
+cdef extern from "peak.h" nogil:
+    double fnn_fma_peak_gflops(int nthreads, double seconds) noexcept
+
 cdef extern from "fnn_omp.h" nogil:
     int fnn_oversubscribed() noexcept
     void fnn_oversubscription_reset() noexcept

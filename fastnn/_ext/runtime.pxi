@@ -46,6 +46,18 @@ def num_procs():
     return fnn_num_procs()
 
 
+def fma_peak_gflops(int nthreads=1, double seconds=0.2):
+    """The float32 FMA peak (GFLOP/s) of ``nthreads`` threads running the ISA in
+    force's register-only FMA loop for about ``seconds`` (csrc/peak.c)."""
+    if nthreads < 1 or not seconds > 0:
+        raise ValueError(f"fma_peak_gflops: nthreads must be >= 1 and seconds > 0, got "
+                         f"{nthreads}, {seconds}")
+    cdef double result
+    with nogil:
+        result = fnn_fma_peak_gflops(nthreads, seconds)
+    return result
+
+
 def oversubscribed():
     """True while kernels run on one thread because a team recently waited on a
     descheduled thread (another process holding a core; see fnn_omp.h)."""

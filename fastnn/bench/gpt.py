@@ -36,6 +36,16 @@ def build_w6(vocab=VOCAB, length=T, d_model=D_MODEL, heads=HEADS, ffn=FFN, block
     return model
 
 
+def train_flops_per_sequence(vocab=VOCAB, length=T, d_model=D_MODEL, ffn=FFN, blocks=BLOCKS):
+    """The FLOPs one sequence's training step needs (forward once, backward twice
+    that): the projections, feed-forward and logits per token, and causal
+    attention's scores and weighted values (query i reads i + 1 keys)."""
+    per_token = blocks * (2 * 4 * d_model * d_model + 2 * 2 * d_model * ffn) \
+        + 2 * d_model * vocab
+    attention = blocks * 2 * 2 * d_model * (length * (length + 1) // 2)
+    return 3 * (per_token * length + attention)
+
+
 def token_data(n, rng, vocab=VOCAB, length=T):
     """n sequences of ``length`` token ids with some structure (each token a small
     step from the last, mod vocab), and the next-token targets: (n, length) int32 each."""

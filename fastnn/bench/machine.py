@@ -30,6 +30,7 @@ def machine_info(peers=False):
         "env": {name: value for name, value in sorted(os.environ.items())
                 if name in ENV_VARS or name.startswith(ENV_PREFIXES)},
         "peers": _peer_versions() if peers else {},
+        "fma_peak_gflops": _fma_peak(),
     }
 
 
@@ -49,11 +50,23 @@ def machine_line(info):
         blas_part += f" [{blas['detail']}]"
     if not info["blas_limited"]:
         blas_part += " (NumPy's BLAS threads could NOT be limited: install threadpoolctl)"
-    parts = [fastnn_part, f"{info['cpu']}, {info['cores']} cores",
+    cpu = f"{info['cpu']}, {info['cores']} cores"
+    if info.get("fma_peak_gflops"):
+        cpu += f" (float32 FMA peak {info['fma_peak_gflops']:.0f} GFLOP/s a core, measured)"
+    parts = [fastnn_part, cpu,
              f"Python {info['python']}", f"numpy {info['numpy']}", blas_part]
     parts += [f"{name} {version}" for name, version in info["peers"].items()]
     parts += [f"{k}={v}" for k, v in info["env"].items()]
     return " | ".join(parts)
+
+
+def _fma_peak():
+    """One core's float32 FMA peak in GFLOP/s (a register-only FMA loop on the ISA
+    in force, csrc/peak.c), or None without the compiled extension."""
+    if compiled_import_error() is not None:
+        return None
+    from fastnn._ext import _core
+    return round(_core.fma_peak_gflops(1, 0.25), 1)
 
 
 def _compiled_info():

@@ -9,7 +9,7 @@ from fastnn.bench.checks import TOLERANCE
 from fastnn.bench.machine import machine_line
 
 COLUMNS = (("workload", 9), ("size", 19), ("threads", 7), ("backend", 9),
-           ("throughput", 22), ("x numpy", 8), ("check", 0))
+           ("throughput", 22), ("x numpy", 8), ("of peak", 7), ("check", 0))
 
 
 def header():
@@ -23,8 +23,9 @@ def format_row(row):
     check = row.check
     if row.backend == "numpy" and row.blas_threads_limited is False:
         check += " (BLAS threads not limited)"
+    peak = "" if row.peak_fraction is None else f"{row.peak_fraction:.0%}"
     return _line([row.workload, row.size, str(row.threads), row.backend,
-                  format_value(row.value, row.unit), speedup, check])
+                  format_value(row.value, row.unit), speedup, peak, check])
 
 
 def format_value(value, unit):
@@ -39,7 +40,7 @@ def format_value(value, unit):
 def _line(cells):
     parts = []
     for (name, width), cell in zip(COLUMNS, cells):
-        right = name in ("threads", "throughput", "x numpy")
+        right = name in ("threads", "throughput", "x numpy", "of peak")
         parts.append(cell.rjust(width) if right else cell.ljust(width))
     return "  ".join(parts).rstrip()
 

@@ -75,6 +75,7 @@ class Row:
     speedup: float = None            # value / the NumPy row's value of the same group
     times_s: list = field(default_factory=list)
     blas_threads_limited: bool = None
+    peak_fraction: float = None      # achieved FLOP/s / the measured FMA peak of its threads
 
 
 @dataclass
@@ -118,7 +119,8 @@ def run(config, on_start=None, on_row=None):
             if name == GEMM:
                 gemm_rows(cfg, threads, emit)
             else:
-                model_rows(workloads.WORKLOADS[name], cfg, threads, emit)
+                model_rows(workloads.WORKLOADS[name], cfg, threads, emit,
+                           report.machine.get("fma_peak_gflops"))
     return report
 
 
@@ -136,8 +138,9 @@ def _with_speedup(row, reference):
 
 # ---- model workloads (W1, W1-infer, W2, ...) ----------------------------------------
 
-def model_rows(workload, cfg, threads, emit):
-    """Check, then time, ``workload`` on each backend (NumPy first) and peer."""
+def model_rows(workload, cfg, threads, emit, report_peak=None):
+    """Check, then time, ``workload`` on each backend (NumPy first) and peer;
+    ``report_peak``: one core's measured FMA peak (GFLOP/s), for % of peak."""
     n = cfg.n or (workload.n_full if cfg.full else workload.n_quick)
     x, y = workload.make_data(n, np.random.default_rng(cfg.seed))
     size = f"N={n} b={workload.batch_size}"
@@ -154,11 +157,13 @@ def model_rows(workload, cfg, threads, emit):
                     continue
             row.times_s = time_model(workload, backend, x, y, cfg)
             row.value = n * workload.per_sample() / median(row.times_s)
+            row.peak_fraction = _peak_fraction(workload, n, row, report_peak)
             if backend == checks.REFERENCE:
                 reference = row
             emit(_with_speedup(row, reference))
         if cfg.peers and peers.torch_available():
-            emit(_with_speedup(torch_row(workload, cfg, threads, x, y, size), reference))
+            emit(_with_speedup(torch_row(workload, cfg, threads, x, y, size, report_peak),
+                               reference))
 
 
 def time_model(workload, backend, x, y, cfg):
@@ -183,7 +188,7 @@ def time_model(workload, backend, x, y, cfg):
         return measure_per_call(once, cfg.repeats, cfg.min_sample_s)
 
 
-def torch_row(workload, cfg, threads, x, y, size):
+def torch_row(workload, cfg, threads, x, y, size, peak=None):
     """The PyTorch row of ``workload`` (same model, initial weights and batch)."""
     row = Row(workload.name, size, threads, peers.PEER, workload.unit)
     try:
@@ -212,7 +217,15 @@ def torch_row(workload, cfg, threads, x, y, size):
         row.check = f"FAILED: {type(exc).__name__}: {exc}"
         return row
     row.value = x.shape[0] * workload.per_sample() / median(row.times_s)
+    row.peak_fraction = _peak_fraction(workload, x.shape[0], row, peak)
     return row
+
+
+def _peak_fraction(workload, n, row, peak):
+    """The row's FLOP/s over ``peak`` (GFLOP/s of one core) times its threads."""
+    if not workload.flops or not peak or not row.times_s:
+        return None
+    return n * workload.flops / median(row.times_s) / (peak * 1e9 * row.threads)
 
 
 # ---- W5: GEMM -------------------------------------------------------------------------

@@ -28,6 +28,8 @@ class ModelWorkload:
     train: bool = True              # True: time model.fit epochs; False: model.predict
     torch_twin: str = None          # fastnn.bench.peers' builder of its PyTorch twin, if
                                     # not the layer-by-layer mirror of a Sequential model
+    flops: float = 0                # FLOPs a sample's training step needs (0: not
+                                    # reported); the table then shows % of FMA peak
     tokens: int = 0                 # > 0: report tokens/s, this many tokens per sample
     generate: int = 0               # > 0: time generating this many tokens per prompt
                                     # (fastnn.decoding, KV cache) instead of predict
@@ -91,6 +93,12 @@ def build_w3():
     return model
 
 
+def _dense_flops(*sizes):
+    """A training step's FLOPs per sample for an MLP of these layer sizes: each
+    layer's 2 * in * out forward, three times (the backward costs two)."""
+    return 3 * sum(2 * a * b for a, b in zip(sizes, sizes[1:]))
+
+
 # ---- data ------------------------------------------------------------------------
 
 def regression_data(n, rng, features=10):
@@ -123,10 +131,11 @@ register(ModelWorkload(
     batch_size=1024, n_full=8192, n_quick=8192, train=False))
 register(ModelWorkload(
     "W2", "MLP 784-512-512-10, softmax CE, Adam, train", build_w2, classification_data,
-    batch_size=128, n_full=8192, n_quick=2048))
+    batch_size=128, n_full=8192, n_quick=2048, flops=_dense_flops(784, 512, 512, 10)))
 register(ModelWorkload(
     "W3", "CNN conv32-conv64-pool-128-10 on 28x28x1, softmax CE, Adam, train", build_w3,
-    image_data, batch_size=64, n_full=2048, n_quick=64))
+    image_data, batch_size=64, n_full=2048, n_quick=64,
+    flops=3 * 2 * (26 * 26 * 32 * 9 + 24 * 24 * 64 * 9 * 32 + 12 * 12 * 64 * 128 + 128 * 10)))
 
 
 def build_w4(recurrent="SimpleRNN"):
@@ -152,7 +161,8 @@ register(ModelWorkload(
     sequence_data, batch_size=64, n_full=2048, n_quick=128))
 register(ModelWorkload(
     "W4-lstm", "LSTM(128) over 50x32 -> Dense 10, softmax CE, Adam, train",
-    lambda: build_w4("LSTM"), sequence_data, batch_size=64, n_full=2048, n_quick=64))
+    lambda: build_w4("LSTM"), sequence_data, batch_size=64, n_full=2048, n_quick=64,
+    flops=3 * 2 * (50 * 4 * 128 * (32 + 128) + 128 * 10)))
 
 
 class ResidualBlock(layers.Layer):
@@ -193,7 +203,7 @@ register(ModelWorkload(
 register(ModelWorkload(
     "W6", "GPT 4 pre-LN blocks d128 4 heads ffn512, T=128, per-token CE, AdamW, train",
     gpt.build_w6, gpt.token_data, batch_size=32, n_full=256, n_quick=32, tokens=gpt.T,
-    torch_twin="gpt"))
+    flops=gpt.train_flops_per_sequence(), torch_twin="gpt"))
 register(ModelWorkload(
     "W6-gen", "W6's model generating 64 tokens after 64-token prompts, KV cache",
     lambda: gpt.build_w6(length=None), gpt.prompt_data, batch_size=32, n_full=32, n_quick=8,
