@@ -233,3 +233,40 @@ def test_kernel_entry_points_keep_their_names():
     assert "dense_forward" in dir(fastnn.ops) and "matmul" in dir(fastnn.ops)
     with pytest.raises(AttributeError):
         fastnn.ops.not_an_op
+
+
+# ---- broadcasting, over random shapes -----------------------------------------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@st.composite
+def broadcast_pair(draw):
+    """Two shapes that broadcast together: each axis of the shorter one (aligned on
+    the right) is the other's size or 1, and either may have the extra axes."""
+    rank = draw(st.integers(1, 4))
+    full = draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank))
+    other = [draw(st.sampled_from([d, 1])) for d in full]
+    other = other[draw(st.integers(0, rank - 1)):]
+    return (tuple(full), tuple(other)) if draw(st.booleans()) else (tuple(other), tuple(full))
+
+
+@given(shapes=broadcast_pair(), op=st.sampled_from(["add", "subtract", "multiply", "divide",
+                                                     "maximum", "minimum"]))
+def test_binary_ops_broadcast_and_reduce_gradients_like_numpy(shapes, op):
+    rng = np.random.default_rng(0)
+    a, b = (away(rng, s) * (1.0 + 0.1 * i) for i, s in enumerate(shapes))
+    fn = getattr(ops, op)
+    want = getattr(np, op)(a, b)
+    y, dy, (da, db) = run_graph(fn, [a, b], "numpy")
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+    # the gradient of sum(dy * op(a, b)) reduced to each operand's shape
+    for grad, index in ((da, 0), (db, 1)):
+        args = [a.copy(), b.copy()]          # numeric_grad nudges args[index] in place
+
+        def loss():
+            return float((getattr(np, op)(*args) * dy).sum())
+        np.testing.assert_allclose(grad, numeric_grad(loss, args[index]), rtol=1e-6, atol=1e-8)
+    yc, _, (dac, dbc) = run_graph(fn, [a.astype(np.float32), b.astype(np.float32)], "compiled")
+    np.testing.assert_allclose(yc, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dac, da, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dbc, db, rtol=1e-4, atol=1e-5)
