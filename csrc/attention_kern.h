@@ -7,7 +7,6 @@
  *   ATT_EXP(x)            vexp.h's vexp1_soft_<f32|f64> (lane-wise in `omp simd` loops):
  *                         every exponent here is <= 0 (a score minus its row's max,
  *                         or lse)
- *   ATT_LOG(x)            logf / log
  *   ATT_V, VL             the vector type and its lanes
  *   VZERO() VSET1(x) VLOAD(p) VSTORE(p, v) VFMA(a, b, c)    a * b + c
  *   VMASK_T VMASK(n) VLOADM(p, m) VSTOREM(p, v, m)           the first n lanes only

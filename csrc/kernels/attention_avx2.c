@@ -58,7 +58,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define ATT_T float
 #define ATT_SFX f32
 #define ATT_EXP vexp1_soft_f32
-#define ATT_LOG logf
 #define ATT_V __m256
 #define VL 8
 #define VZERO() _mm256_setzero_ps()
@@ -75,7 +74,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #undef ATT_T
 #undef ATT_SFX
 #undef ATT_EXP
-#undef ATT_LOG
 #undef ATT_V
 #undef VL
 #undef VZERO
@@ -92,7 +90,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define ATT_T double
 #define ATT_SFX f64
 #define ATT_EXP vexp1_soft_f64
-#define ATT_LOG log
 #define ATT_V __m256d
 #define VL 4
 #define VZERO() _mm256_setzero_pd()

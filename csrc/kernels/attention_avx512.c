@@ -71,7 +71,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define ATT_T float
 #define ATT_SFX f32
 #define ATT_EXP vexp1_soft_f32
-#define ATT_LOG logf
 #define ATT_V __m512
 #define VL 16
 #define VZERO() _mm512_setzero_ps()
@@ -88,7 +87,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #undef ATT_T
 #undef ATT_SFX
 #undef ATT_EXP
-#undef ATT_LOG
 #undef ATT_V
 #undef VL
 #undef VZERO
@@ -105,7 +103,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define ATT_T double
 #define ATT_SFX f64
 #define ATT_EXP vexp1_soft_f64
-#define ATT_LOG log
 #define ATT_V __m512d
 #define VL 8
 #define VZERO() _mm512_setzero_pd()

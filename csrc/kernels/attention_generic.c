@@ -72,7 +72,6 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #define ATT_T float
 #define ATT_SFX f32
 #define ATT_EXP vexp1_soft_f32
-#define ATT_LOG logf
 #define ATT_V att_gv_f32
 #define VL 4
 #define VZERO() ((att_gv_f32){0})
@@ -86,7 +85,6 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #undef ATT_T
 #undef ATT_SFX
 #undef ATT_EXP
-#undef ATT_LOG
 #undef ATT_V
 #undef VL
 #undef VZERO
@@ -100,7 +98,6 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #define ATT_T double
 #define ATT_SFX f64
 #define ATT_EXP vexp1_soft_f64
-#define ATT_LOG log
 #define ATT_V att_gv_f64
 #define VL 2
 #define VZERO() ((att_gv_f64){0})
