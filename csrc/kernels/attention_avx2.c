@@ -65,6 +65,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm256_max_ps(a, b)
 #define VMASK_T __m256i
 #define VMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VLOADM(p, m) _mm256_maskload_ps(p, m)
@@ -81,6 +82,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #undef VLOAD
 #undef VSTORE
 #undef VFMA
+#undef VMAX
 #undef VMASK_T
 #undef VMASK
 #undef VLOADM
@@ -97,6 +99,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define VLOAD(p) _mm256_loadu_pd(p)
 #define VSTORE(p, v) _mm256_storeu_pd(p, v)
 #define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define VMAX(a, b) _mm256_max_pd(a, b)
 #define VMASK_T __m256i
 #define VMASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define VLOADM(p, m) _mm256_maskload_pd(p, m)

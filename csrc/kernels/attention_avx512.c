@@ -78,6 +78,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm512_max_ps(a, b)
 #define VMASK_T __mmask16
 #define VMASK(n) ((__mmask16)((1u << (n)) - 1u))
 #define VLOADM(p, m) _mm512_maskz_loadu_ps(m, p)
@@ -94,6 +95,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #undef VLOAD
 #undef VSTORE
 #undef VFMA
+#undef VMAX
 #undef VMASK_T
 #undef VMASK
 #undef VLOADM
@@ -110,6 +112,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define VLOAD(p) _mm512_loadu_pd(p)
 #define VSTORE(p, v) _mm512_storeu_pd(p, v)
 #define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VMAX(a, b) _mm512_max_pd(a, b)
 #define VMASK_T __mmask8
 #define VMASK(n) ((__mmask8)((1u << (n)) - 1u))
 #define VLOADM(p, m) _mm512_maskz_loadu_pd(m, p)
