@@ -10,15 +10,19 @@
  * The math lives in attention_kern.h, compiled once per ISA in
  * kernels/attention_<isa>.c; attention_internal.h is the contract.
  *
- * Work is split into tasks whose outputs no other task touches: in the
- * forward, one query block of one (n, h) (its rows of Y, lse and probs); in
- * the backward, one (n, h) (its dQ, dK and dV, each summed over the blocks in
- * a fixed order). Tasks are handed out dynamically (causal blocks differ in
- * cost), which changes only who computes a task, never how: results are
- * bitwise the same for any thread count. Each thread uses its own slot of
- * `work`; there are min(tasks, fnn_num_procs()) slots, so the scratch depends
- * on the shape and the machine, never on nthreads. Small calls run on the
- * calling thread without entering a parallel region.
+ * Work is split into tasks whose outputs no other task touches. Forward:
+ * one (n, h) pair -- its K and V rows packed into the thread's copy, then
+ * its query blocks in turn (its rows of Y, lse and probs); with more threads
+ * than pairs, every pair's K and V are packed first and each query block is
+ * a task. Backward: one (n, h) (its dQ, dK and dV, each summed over the
+ * blocks in a fixed order). Pairs are shared out in static blocks (they
+ * cost the same), query blocks dynamically (causal ones differ in cost);
+ * either way only who computes a task changes, never how: results are
+ * bitwise the same for any thread count. Each thread uses
+ * its own slot of `work`; there are min(tasks, fnn_num_procs()) slots and
+ * min(pairs, fnn_num_procs()) K, V copies, so the scratch depends on the
+ * shape and the machine, never on nthreads. Small calls run on the calling
+ * thread without entering a parallel region.
  */
 #include <string.h>
 
@@ -188,15 +192,18 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
             const int64_t me = fnn_omp_thread_num();
             char *mine = slot + me * c->L.bytes;
             int64_t u;
+            /* Pairs cost the same: static blocks of neighbouring pairs, so each
+             * thread streams its own part of the arrays, and the same part
+             * call after call (it may still be in that core's cache). */
             if (backward) {
-#pragma omp for schedule(dynamic, 1) nowait
+#pragma omp for schedule(static) nowait
                 for (u = 0; u < pairs; u++) {
                     fns.backward(c, u, mine);
                 }
             }
             else if (!split) {
                 /* One (n, h) at a time: K, V packed into this thread's copy. */
-#pragma omp for schedule(dynamic, 1) nowait
+#pragma omp for schedule(static) nowait
                 for (u = 0; u < pairs; u++) {
                     fns.pack(c, u, kv + me * c->L.kv);
                     fns.forward(c, u, 0, nqb, kv + me * c->L.kv, mine);

@@ -7,9 +7,9 @@
  *   ATT_EXP(x)            vexp.h's vexp1_soft_<f32|f64> (lane-wise in `omp simd` loops):
  *                         every exponent here is <= 0 (a score minus its row's max,
  *                         or lse)
- *   ATT_LOG(x)            logf / log
  *   ATT_V, VL             the vector type and its lanes
  *   VZERO() VSET1(x) VLOAD(p) VSTORE(p, v) VFMA(a, b, c)    a * b + c
+ *   VMAX(a, b)            lane-wise a > b ? a : b (b when a is NaN)
  *   VMASK_T VMASK(n) VLOADM(p, m) VSTOREM(p, v, m)           the first n lanes only
  *                         (masked lanes are neither read nor written)
  *   ATT_TRANSPOSE(dst, ldd, src, lds, s)  dst[c * ldd + r] = s * src[r * lds + c],
@@ -83,7 +83,8 @@
 
 static ATT_INLINE void FN(tile)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t ars,
                                 int64_t aps, const ATT_T *b, int64_t ldb, int64_t P, int acc,
-                                VMASK_T m, const int ROWS, const int NVEC, const int MASKED)
+                                ATT_T *cmax, VMASK_T m, const int ROWS, const int NVEC,
+                                const int MASKED)
 {
     ATT_V s[ATT_MR_NARROW][ATT_NV];
     const ATT_T *ap[ATT_MR_NARROW];
@@ -124,6 +125,18 @@ static ATT_INLINE void FN(tile)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t a
         }
         b += ldb;
     }
+    if (cmax != NULL) {
+        /* the column maxima of C (forward scores; W a multiple of VL) */
+#pragma GCC unroll 8
+        for (v = 0; v < NVEC; v++) {
+            ATT_V mv = VLOAD(cmax + v * VL);
+#pragma GCC unroll 16
+            for (r = 0; r < ROWS; r++) {
+                mv = VMAX(s[r][v], mv);
+            }
+            VSTORE(cmax + v * VL, mv);
+        }
+    }
 #pragma GCC unroll 16
     for (r = 0; r < ROWS; r++) {
 #pragma GCC unroll 8
@@ -146,12 +159,13 @@ static ATT_INLINE void FN(tile)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t a
  * one tile of the rows left (specialised, no call per tile). */
 static ATT_INLINE void FN(rows)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t ars, int64_t aps,
                                 const ATT_T *b, int64_t ldb, int64_t R, int64_t P, int acc,
-                                VMASK_T m, const int NVEC, const int MASKED)
+                                ATT_T *cmax, VMASK_T m, const int NVEC, const int MASKED)
 {
     const int MR = ATT_MR_OF(NVEC);
     int64_t r0 = 0;
     for (; r0 + MR <= R; r0 += MR) {
-        FN(tile)(c + r0 * ldc, ldc, a + r0 * ars, ars, aps, b, ldb, P, acc, m, MR, NVEC, MASKED);
+        FN(tile)(c + r0 * ldc, ldc, a + r0 * ars, ars, aps, b, ldb, P, acc, cmax, m, MR, NVEC,
+                 MASKED);
     }
     c += r0 * ldc;
     a += r0 * ars;
@@ -159,8 +173,8 @@ static ATT_INLINE void FN(rows)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t a
 #define ATT_REST(ROWS_)                                                                   \
     case ROWS_:                                                                           \
         if (ROWS_ < MR) {                                                                 \
-            FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, m, ROWS_ < MR ? ROWS_ : 1, NVEC, \
-                     MASKED);                                                             \
+            FN(tile)(c, ldc, a, ars, aps, b, ldb, P, acc, cmax, m, ROWS_ < MR ? ROWS_ : 1, \
+                     NVEC, MASKED);                                                       \
         }                                                                                 \
         break;
     ATT_REST(1)
@@ -176,9 +190,11 @@ static ATT_INLINE void FN(rows)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t a
     }
 }
 
-/* C[R x W] = (acc: C +) A(R x P) B[P x W]; see the file's comment. */
+/* C[R x W] = (acc: C +) A(R x P) B[P x W]; see the file's comment. With cmax
+ * (W elements, W a multiple of VL), cmax = max(cmax, every row of C). */
 static void FN(mm)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t ars, int64_t aps,
-                   const ATT_T *b, int64_t ldb, int64_t R, int64_t W, int64_t P, int acc)
+                   const ATT_T *b, int64_t ldb, int64_t R, int64_t W, int64_t P, int acc,
+                   ATT_T *cmax)
 {
     for (int64_t w0 = 0; w0 < W; w0 += (int64_t)ATT_NV * VL) {
         const int64_t w = ATT_MIN(W - w0, (int64_t)ATT_NV * VL);
@@ -190,7 +206,8 @@ static void FN(mm)(ATT_T *c, int64_t ldc, const ATT_T *a, int64_t ars, int64_t a
         switch (nvec * 2 + (last != VL)) {
 #define ATT_CHUNK(NV_, MK_)                                                               \
     case (NV_) * 2 + (MK_):                                                               \
-        FN(rows)(cw, ldc, a, ars, aps, bw, ldb, R, P, acc, m, NV_, MK_);                  \
+        FN(rows)(cw, ldc, a, ars, aps, bw, ldb, R, P, acc, cmax == NULL ? NULL : cmax + w0, m, \
+                 NV_, MK_);                                                               \
         break;
         ATT_CHUNK(1, 0)
         ATT_CHUNK(1, 1)
@@ -276,10 +293,11 @@ static inline double att_log_pos(double x)
 /* Adds -1e9 to the disallowed scores of St's rows j < nk (keys j0 + j) for
  * the lanes of query rows i0 + i: qok[i] (query mask, 1 past the block's
  * rows), the key mask row km (NULL: all), the attention mask rows am (row i
- * at am + i * Tk; NULL: all) and causality. amt: BQ bytes of scratch. */
+ * at am + i * Tk; NULL: all) and causality; mx (BQ lanes) = max(mx, the
+ * masked scores). amt: BQ bytes of scratch. */
 static void FN(apply_mask)(ATT_T *St, int64_t nk, int64_t j0, int64_t i0, int64_t nq,
                            const uint8_t *qok, const uint8_t *km, const uint8_t *am,
-                           int64_t Tk, int causal, uint8_t *amt)
+                           int64_t Tk, int causal, uint8_t *amt, ATT_T *mx)
 {
     const ATT_T neg = (ATT_T)ATT_MASK_VALUE;
     int i;
@@ -302,7 +320,9 @@ static void FN(apply_mask)(ATT_T *St, int64_t nk, int64_t j0, int64_t i0, int64_
 #pragma omp simd
         for (i = 0; i < ATT_BQ; i++) {
             const int ok = (qok[i] & amt[i] & kj) != 0 && i >= last_ok;
-            s[i] = ok ? s[i] : s[i] + neg;
+            const ATT_T v = ok ? s[i] : s[i] + neg;
+            s[i] = v;
+            mx[i] = v > mx[i] ? v : mx[i];
         }
     }
 }
@@ -456,9 +476,17 @@ void FN(fnn_att_forward)(const att_ctx *c, int64_t bh, int64_t qb0, int64_t qb1,
                 jend = j0;
                 break;
             }
-            FN(mm)(St, ATT_BQ, Kp + j0 * D, D, 1, Qt, ATT_BQ, nk, ATT_BQ, D, 0);
-            if (masked || (p->causal && j0 + nk - 1 > i0)) {
-                FN(apply_mask)(St, nk, j0, i0, nq, qok, km, am, Tk, p->causal, amt);
+            const int mask_tile = masked || (p->causal && j0 + nk - 1 > i0);
+            /* tmp = the new running max, taken as the scores are stored (or
+             * masked) */
+#pragma omp simd
+            for (il = 0; il < ATT_BQ; il++) {
+                tmp[il] = mrow[il];
+            }
+            FN(mm)(St, ATT_BQ, Kp + j0 * D, D, 1, Qt, ATT_BQ, nk, ATT_BQ, D, 0,
+                   mask_tile ? NULL : tmp);
+            if (mask_tile) {
+                FN(apply_mask)(St, nk, j0, i0, nq, qok, km, am, Tk, p->causal, amt, tmp);
             }
             if (probs != NULL) {
                 /* The masked scores, normalised once m and l are known. */
@@ -466,17 +494,6 @@ void FN(fnn_att_forward)(const att_ctx *c, int64_t bh, int64_t qb0, int64_t qb1,
                     for (j = 0; j < nk; j++) {
                         probs[i * Tk + j0 + j] = St[j * ATT_BQ + i];
                     }
-                }
-            }
-#pragma omp simd
-            for (il = 0; il < ATT_BQ; il++) {
-                tmp[il] = mrow[il];
-            }
-            for (j = 0; j < nk; j++) {
-                const ATT_T *s = St + j * ATT_BQ;
-#pragma omp simd
-                for (il = 0; il < ATT_BQ; il++) {
-                    tmp[il] = s[il] > tmp[il] ? s[il] : tmp[il];
                 }
             }
 #pragma omp simd
@@ -512,7 +529,7 @@ void FN(fnn_att_forward)(const att_ctx *c, int64_t bh, int64_t qb0, int64_t qb1,
                 }
             }
             /* the first block overwrites Ot */
-            FN(mm)(Ot, ATT_BQ, Vp + j0 * Dv, 1, Dv, St, ATT_BQ, Dv, ATT_BQ, nk, j0 > 0);
+            FN(mm)(Ot, ATT_BQ, Vp + j0 * Dv, 1, Dv, St, ATT_BQ, Dv, ATT_BQ, nk, j0 > 0, NULL);
         }
 
         /* Y = Ot^T / l (alpha, tmp: 1 / l and log l of each lane) */
@@ -710,7 +727,7 @@ void FN(fnn_att_backward)(const att_ctx *c, int64_t bh, char *slot)
                 if (blk_ok[qb] && (pass == 0 || (p->causal && j0 > i0 + nq - 1))) {
                     continue;
                 }
-                FN(mm)(S, ATT_BK, Qs + i0 * D, D, 1, Kt, ATT_BK, nq, ATT_BK, D, 0);
+                FN(mm)(S, ATT_BK, Qs + i0 * D, D, 1, Kt, ATT_BK, nq, ATT_BK, D, 0, NULL);
                 if (masked || (p->causal && j0 + nk - 1 > i0)) {
                     FN(mask_rows)(S, nq, nk, i0, j0, qok + i0, kok, am, Tk, p->causal);
                 }
@@ -764,11 +781,11 @@ void FN(fnn_att_backward)(const att_ctx *c, int64_t bh, char *slot)
             if (p->causal && j0 > i0 + nq - 1 && blk_ok[i0 / ATT_BQ]) {
                 continue; /* wholly in this query block's future */
             }
-            FN(mm)(S, ATT_BK, Qs + i0 * D, D, 1, Kt, ATT_BK, nq, ATT_BK, D, 0);
+            FN(mm)(S, ATT_BK, Qs + i0 * D, D, 1, Kt, ATT_BK, nq, ATT_BK, D, 0, NULL);
             if (masked || (p->causal && j0 + nk - 1 > i0)) {
                 FN(mask_rows)(S, nq, nk, i0, j0, qok + i0, kok, am, Tk, p->causal);
             }
-            FN(mm)(dP, ATT_BK, dYr + i0 * Dv, Dv, 1, Vt, ATT_BK, nq, ATT_BK, Dv, 0);
+            FN(mm)(dP, ATT_BK, dYr + i0 * Dv, Dv, 1, Vt, ATT_BK, nq, ATT_BK, Dv, 0, NULL);
             for (i = 0; i < nq; i++) {
                 const int64_t r = i0 + i;
                 const ATT_T si = shift[r], mi = mul[r], de = delta[r];
@@ -823,9 +840,9 @@ void FN(fnn_att_backward)(const att_ctx *c, int64_t bh, char *slot)
                 }
             }
             /* The first contribution overwrites the block's dK^T, dV^T. */
-            FN(mm)(dVt, ATT_BK, dYr + i0 * Dv, 1, Dv, S, ATT_BK, Dv, ATT_BK, nq, !first);
-            FN(mm)(dKt, ATT_BK, Qs + i0 * D, 1, D, dP, ATT_BK, D, ATT_BK, nq, !first);
-            FN(mm)(dQs + i0 * D, D, dP, ATT_BK, 1, Kp, D, nq, D, nk, 1);
+            FN(mm)(dVt, ATT_BK, dYr + i0 * Dv, 1, Dv, S, ATT_BK, Dv, ATT_BK, nq, !first, NULL);
+            FN(mm)(dKt, ATT_BK, Qs + i0 * D, 1, D, dP, ATT_BK, D, ATT_BK, nq, !first, NULL);
+            FN(mm)(dQs + i0 * D, D, dP, ATT_BK, 1, Kp, D, nq, D, nk, 1, NULL);
             first = 0;
         }
         if (first) {

@@ -539,10 +539,12 @@ int fnn_batch_matmul_f64(double *C, const double *A, const double *B, int64_t ba
  *             dprobs (may be NULL), an extra gradient on p.
  * `work` holds fnn_attention_work_bytes(params, sizeof(T), backward) bytes
  * (any alignment): the kernels allocate nothing. It is O(T * (D + Dv)) per
- * (n, h) in flight, for at most min(tasks, fnn_num_procs()) threads.
- * FNN_ERR_ARG for bad sizes or a short `work`. Tasks (the forward: one query
- * block of one (n, h); the backward: one (n, h)) each sum their outputs in a
- * fixed order: bitwise identical for any nthreads. */
+ * (n, h) in flight, for at most fnn_num_procs() threads; it depends on the
+ * sizes and the machine, not on nthreads. FNN_ERR_ARG for bad sizes or a
+ * short `work`. Tasks (an (n, h) pair, or in the forward one query block of
+ * it) each sum their outputs in a fixed order: bitwise identical for any
+ * nthreads. Every exponent is computed with vexp.h's vexp1_soft (e^x below
+ * the smallest normal flushed to 0). */
 typedef struct {
     int64_t N, Tq, Tk, H, D, Dv;
     int64_t q_n, k_n, v_n, y_n, dy_n;   /* batch strides, elements */

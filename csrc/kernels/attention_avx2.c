@@ -6,8 +6,8 @@
  * or 8 x 1.
  */
 #if defined(__GNUC__) && !defined(__clang__)
-/* no-trapping-math: see vexp.h. fp-contract=fast: vexp's polynomial and the
- * block products' epilogues use FMA here (attention's results are not
+/* no-trapping-math: see vexp.h. fp-contract=fast: the exp polynomial and the
+ * element-wise updates use FMA here (attention's results are not
  * required to match fnn_vexp's bit for bit; they match NumPy to rounding). */
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #endif
@@ -16,39 +16,57 @@
 
 #include "vexp.h"
 
-/* In-register transposes of one VL x VL block, times scale:
- * dst[c * ldd + r] = scale * src[r * lds + c]. */
-static inline void att_tr_f32(float *dst, int64_t ldd, const float *src, int64_t lds, float scale)
+/* In-register transposes of one VL x VL block, times s:
+ * dst[c * ldd + r] = s * src[r * lds + c]. Rows are interleaved in pairs
+ * (unpack), then in fours (shuffle), then the 128-bit halves are swapped. */
+static inline void att_tr_f32(float *dst, int64_t ldd, const float *src, int64_t lds, float s)
 {
+    const __m256 sv = _mm256_set1_ps(s);
     __m256 r[8], t[8];
-    const __m256 s = _mm256_set1_ps(scale);
-    for (int i = 0; i < 8; i++) r[i] = _mm256_mul_ps(_mm256_loadu_ps(src + i * lds), s);
-    for (int i = 0; i < 8; i += 2) { t[i] = _mm256_unpacklo_ps(r[i], r[i+1]); t[i+1] = _mm256_unpackhi_ps(r[i], r[i+1]); }
-    for (int i = 0; i < 8; i += 4) {
-        r[i]   = _mm256_shuffle_ps(t[i],   t[i+2], 0x44);
-        r[i+1] = _mm256_shuffle_ps(t[i],   t[i+2], 0xEE);
-        r[i+2] = _mm256_shuffle_ps(t[i+1], t[i+3], 0x44);
-        r[i+3] = _mm256_shuffle_ps(t[i+1], t[i+3], 0xEE);
+    int i;
+    for (i = 0; i < 8; i++) {
+        r[i] = _mm256_mul_ps(_mm256_loadu_ps(src + i * lds), sv);
     }
-    for (int i = 0; i < 4; i++) {
-        t[i]   = _mm256_permute2f128_ps(r[i], r[i+4], 0x20);
-        t[i+4] = _mm256_permute2f128_ps(r[i], r[i+4], 0x31);
+    for (i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
     }
-    for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + i * ldd, t[i]);
+    for (i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (i = 0; i < 4; i++) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (i = 0; i < 8; i++) {
+        _mm256_storeu_ps(dst + i * ldd, t[i]);
+    }
 }
 
-static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64_t lds, double scale)
+static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64_t lds,
+                              double s)
 {
+    const __m256d sv = _mm256_set1_pd(s);
     __m256d r[4], t[4];
-    const __m256d s = _mm256_set1_pd(scale);
-    for (int i = 0; i < 4; i++) r[i] = _mm256_mul_pd(_mm256_loadu_pd(src + i * lds), s);
-    t[0] = _mm256_unpacklo_pd(r[0], r[1]); t[1] = _mm256_unpackhi_pd(r[0], r[1]);
-    t[2] = _mm256_unpacklo_pd(r[2], r[3]); t[3] = _mm256_unpackhi_pd(r[2], r[3]);
-    r[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20); r[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
-    r[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31); r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
-    for (int i = 0; i < 4; i++) _mm256_storeu_pd(dst + i * ldd, r[i]);
+    int i;
+    for (i = 0; i < 4; i++) {
+        r[i] = _mm256_mul_pd(_mm256_loadu_pd(src + i * lds), sv);
+    }
+    t[0] = _mm256_unpacklo_pd(r[0], r[1]);
+    t[1] = _mm256_unpackhi_pd(r[0], r[1]);
+    t[2] = _mm256_unpacklo_pd(r[2], r[3]);
+    t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20);
+    r[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
+    r[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31);
+    r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
+    for (i = 0; i < 4; i++) {
+        _mm256_storeu_pd(dst + i * ldd, r[i]);
+    }
 }
-
 
 #define ATT_ISA avx2
 #define ATT_NV 2
@@ -58,7 +76,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define ATT_T float
 #define ATT_SFX f32
 #define ATT_EXP vexp1_soft_f32
-#define ATT_LOG logf
 #define ATT_V __m256
 #define VL 8
 #define VZERO() _mm256_setzero_ps()
@@ -66,6 +83,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm256_max_ps(a, b)
 #define VMASK_T __m256i
 #define VMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define VLOADM(p, m) _mm256_maskload_ps(p, m)
@@ -75,7 +93,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #undef ATT_T
 #undef ATT_SFX
 #undef ATT_EXP
-#undef ATT_LOG
 #undef ATT_V
 #undef VL
 #undef VZERO
@@ -83,6 +100,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #undef VLOAD
 #undef VSTORE
 #undef VFMA
+#undef VMAX
 #undef VMASK_T
 #undef VMASK
 #undef VLOADM
@@ -92,7 +110,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define ATT_T double
 #define ATT_SFX f64
 #define ATT_EXP vexp1_soft_f64
-#define ATT_LOG log
 #define ATT_V __m256d
 #define VL 4
 #define VZERO() _mm256_setzero_pd()
@@ -100,6 +117,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define VLOAD(p) _mm256_loadu_pd(p)
 #define VSTORE(p, v) _mm256_storeu_pd(p, v)
 #define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define VMAX(a, b) _mm256_max_pd(a, b)
 #define VMASK_T __m256i
 #define VMASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define VLOADM(p, m) _mm256_maskload_pd(p, m)

@@ -6,8 +6,8 @@
  * for narrow products (D = 32 in float32): 16 accumulators of the 32 ZMM.
  */
 #if defined(__GNUC__) && !defined(__clang__)
-/* no-trapping-math: see vexp.h. fp-contract=fast: vexp's polynomial and the
- * block products' epilogues use FMA here (attention's results are not
+/* no-trapping-math: see vexp.h. fp-contract=fast: the exp polynomial and the
+ * element-wise updates use FMA here (attention's results are not
  * required to match fnn_vexp's bit for bit; they match NumPy to rounding). */
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #endif
@@ -16,52 +16,69 @@
 
 #include "vexp.h"
 
-/* In-register transposes of one VL x VL block, times scale:
- * dst[c * ldd + r] = scale * src[r * lds + c]. */
-static inline void att_tr_f32(float *dst, int64_t ldd, const float *src, int64_t lds, float scale)
+/* In-register transposes of one VL x VL block, times s:
+ * dst[c * ldd + r] = s * src[r * lds + c]. Rows are interleaved in pairs
+ * (unpack), then in fours (shuffle), then 128-bit lanes are regrouped. */
+static inline void att_tr_f32(float *dst, int64_t ldd, const float *src, int64_t lds, float s)
 {
+    const __m512 sv = _mm512_set1_ps(s);
     __m512 r[16], t[16];
-    const __m512 s = _mm512_set1_ps(scale);
-    for (int i = 0; i < 16; i++) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * lds), s);
-    for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_ps(r[i], r[i+1]); t[i+1] = _mm512_unpackhi_ps(r[i], r[i+1]); }
-    for (int i = 0; i < 16; i += 4) {
-        r[i]   = _mm512_shuffle_ps(t[i],   t[i+2], 0x44);
-        r[i+1] = _mm512_shuffle_ps(t[i],   t[i+2], 0xEE);
-        r[i+2] = _mm512_shuffle_ps(t[i+1], t[i+3], 0x44);
-        r[i+3] = _mm512_shuffle_ps(t[i+1], t[i+3], 0xEE);
+    int i;
+    for (i = 0; i < 16; i++) {
+        r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * lds), sv);
     }
-    for (int i = 0; i < 4; i++) {
-        t[i]    = _mm512_shuffle_f32x4(r[i],   r[i+4],  0x88);
-        t[i+4]  = _mm512_shuffle_f32x4(r[i],   r[i+4],  0xDD);
-        t[i+8]  = _mm512_shuffle_f32x4(r[i+8], r[i+12], 0x88);
-        t[i+12] = _mm512_shuffle_f32x4(r[i+8], r[i+12], 0xDD);
+    for (i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
-    for (int i = 0; i < 8; i++) {
-        r[i]   = _mm512_shuffle_f32x4(t[i], t[i+8], 0x88);
-        r[i+8] = _mm512_shuffle_f32x4(t[i], t[i+8], 0xDD);
+    for (i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
     }
-    for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ldd, r[i]);
+    for (i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+    for (i = 0; i < 16; i++) {
+        _mm512_storeu_ps(dst + i * ldd, r[i]);
+    }
 }
 
-static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64_t lds, double scale)
+static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64_t lds,
+                              double s)
 {
+    const __m512d sv = _mm512_set1_pd(s);
     __m512d r[8], t[8];
-    const __m512d s = _mm512_set1_pd(scale);
-    for (int i = 0; i < 8; i++) r[i] = _mm512_mul_pd(_mm512_loadu_pd(src + i * lds), s);
-    for (int i = 0; i < 8; i += 2) { t[i] = _mm512_unpacklo_pd(r[i], r[i+1]); t[i+1] = _mm512_unpackhi_pd(r[i], r[i+1]); }
-    for (int i = 0; i < 2; i++) {
-        r[i]   = _mm512_shuffle_f64x2(t[i],   t[i+2], 0x88);
-        r[i+2] = _mm512_shuffle_f64x2(t[i],   t[i+2], 0xDD);
-        r[i+4] = _mm512_shuffle_f64x2(t[i+4], t[i+6], 0x88);
-        r[i+6] = _mm512_shuffle_f64x2(t[i+4], t[i+6], 0xDD);
+    int i;
+    for (i = 0; i < 8; i++) {
+        r[i] = _mm512_mul_pd(_mm512_loadu_pd(src + i * lds), sv);
     }
-    for (int i = 0; i < 4; i++) {
-        t[i]   = _mm512_shuffle_f64x2(r[i], r[i+4], 0x88);
-        t[i+4] = _mm512_shuffle_f64x2(r[i], r[i+4], 0xDD);
+    for (i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
     }
-    for (int i = 0; i < 8; i++) _mm512_storeu_pd(dst + i * ldd, t[i]);
+    for (i = 0; i < 2; i++) {
+        r[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
+        r[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xDD);
+        r[i + 4] = _mm512_shuffle_f64x2(t[i + 4], t[i + 6], 0x88);
+        r[i + 6] = _mm512_shuffle_f64x2(t[i + 4], t[i + 6], 0xDD);
+    }
+    for (i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0xDD);
+    }
+    for (i = 0; i < 8; i++) {
+        _mm512_storeu_pd(dst + i * ldd, t[i]);
+    }
 }
-
 
 #define ATT_ISA avx512
 #define ATT_NV 4
@@ -71,7 +88,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define ATT_T float
 #define ATT_SFX f32
 #define ATT_EXP vexp1_soft_f32
-#define ATT_LOG logf
 #define ATT_V __m512
 #define VL 16
 #define VZERO() _mm512_setzero_ps()
@@ -79,6 +95,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VMAX(a, b) _mm512_max_ps(a, b)
 #define VMASK_T __mmask16
 #define VMASK(n) ((__mmask16)((1u << (n)) - 1u))
 #define VLOADM(p, m) _mm512_maskz_loadu_ps(m, p)
@@ -88,7 +105,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #undef ATT_T
 #undef ATT_SFX
 #undef ATT_EXP
-#undef ATT_LOG
 #undef ATT_V
 #undef VL
 #undef VZERO
@@ -96,6 +112,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #undef VLOAD
 #undef VSTORE
 #undef VFMA
+#undef VMAX
 #undef VMASK_T
 #undef VMASK
 #undef VLOADM
@@ -105,7 +122,6 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define ATT_T double
 #define ATT_SFX f64
 #define ATT_EXP vexp1_soft_f64
-#define ATT_LOG log
 #define ATT_V __m512d
 #define VL 8
 #define VZERO() _mm512_setzero_pd()
@@ -113,6 +129,7 @@ static inline void att_tr_f64(double *dst, int64_t ldd, const double *src, int64
 #define VLOAD(p) _mm512_loadu_pd(p)
 #define VSTORE(p, v) _mm512_storeu_pd(p, v)
 #define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VMAX(a, b) _mm512_max_pd(a, b)
 #define VMASK_T __mmask8
 #define VMASK(n) ((__mmask8)((1u << (n)) - 1u))
 #define VLOADM(p, m) _mm512_maskz_loadu_pd(m, p)

@@ -49,6 +49,13 @@ typedef double att_gv_f64 __attribute__((vector_size(16)));
             }                                                                  \
         }                                                                      \
     }                                                                          \
+    static inline VT att_gmax_##SFX(VT a, VT b)                                \
+    {                                                                          \
+        for (int k = 0; k < LANES; k++) {                                      \
+            b[k] = a[k] > b[k] ? a[k] : b[k];                                  \
+        }                                                                      \
+        return b;                                                              \
+    }                                                                          \
     static inline VT att_gset1_##SFX(T x)                                      \
     {                                                                          \
         VT v;                                                                  \
@@ -72,11 +79,11 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #define ATT_T float
 #define ATT_SFX f32
 #define ATT_EXP vexp1_soft_f32
-#define ATT_LOG logf
 #define ATT_V att_gv_f32
 #define VL 4
 #define VZERO() ((att_gv_f32){0})
 #define VSET1(x) att_gset1_f32(x)
+#define VMAX(a, b) att_gmax_f32(a, b)
 #define VLOAD(p) att_gload_f32(p)
 #define VSTORE(p, v) att_gstore_f32(p, v)
 #define VLOADM(p, m) att_gloadm_f32(p, m)
@@ -86,11 +93,11 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #undef ATT_T
 #undef ATT_SFX
 #undef ATT_EXP
-#undef ATT_LOG
 #undef ATT_V
 #undef VL
 #undef VZERO
 #undef VSET1
+#undef VMAX
 #undef VLOAD
 #undef VSTORE
 #undef VLOADM
@@ -100,11 +107,11 @@ ATT_GENERIC_VECTOR(f64, double, att_gv_f64, 2)
 #define ATT_T double
 #define ATT_SFX f64
 #define ATT_EXP vexp1_soft_f64
-#define ATT_LOG log
 #define ATT_V att_gv_f64
 #define VL 2
 #define VZERO() ((att_gv_f64){0})
 #define VSET1(x) att_gset1_f64(x)
+#define VMAX(a, b) att_gmax_f64(a, b)
 #define VLOAD(p) att_gload_f64(p)
 #define VSTORE(p, v) att_gstore_f64(p, v)
 #define VLOADM(p, m) att_gloadm_f64(p, m)

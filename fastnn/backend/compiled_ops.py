@@ -3,10 +3,10 @@
 float32 is the fast path and runs compiled. float64 runs compiled for GEMM,
 dense forward, embedding, the broadcast element-wise ops, fastnn.ops'
 primitives (unary, compare, where, reduce, softmax), concatenate / split,
-batch_matmul and fused attention; its other operations are handed to NumpyOps, visibly: each
-such hand-off is recorded once in ``FALLBACKS`` and shown by
-``fastnn.show_config()``. arg_reduce and cumsum run on NumPy for every dtype
-(recorded the same way).
+batch_matmul and fused attention; its other operations are handed to
+NumpyOps, visibly: each such hand-off is recorded once in ``FALLBACKS`` and
+shown by ``fastnn.show_config()``. arg_reduce and cumsum run on NumPy for
+every dtype (recorded the same way).
 """
 import numpy as np
 
@@ -607,7 +607,6 @@ class CompiledOps(Ops):
         return self._fallback("l2_normalize_backward", x.dtype).l2_normalize_backward(
             dy, x, axis, out)
 
-
     # ---- fused attention: csrc/attention.c, float32 and float64 ------------------------
     # Validation in Python (ops.check_attention_args: the errors users see),
     # then one kernel call with the GIL released. The kernels' scratch is
@@ -623,9 +622,9 @@ class CompiledOps(Ops):
         if lse_out is None:
             lse_out = np.empty((n, h, tq), q.dtype)
         return _core.attention_forward(
-            out, lse_out, probs_out, None, q, k, v, _contiguous(query_mask), _contiguous(key_mask),
-            _contiguous(attention_mask), scale, bool(causal), seed, dropout_threshold(rate),
-            dropout_scale(rate), _threads())
+            out, lse_out, probs_out, None, q, k, v, _contiguous(query_mask),
+            _contiguous(key_mask), _contiguous(attention_mask), scale, bool(causal), seed,
+            dropout_threshold(rate), dropout_scale(rate), _threads())
 
     def attention_backward(self, dout, q, k, v, out, lse, *, scale, causal=False,
                            query_mask=None, key_mask=None, attention_mask=None,
@@ -646,6 +645,7 @@ class CompiledOps(Ops):
     def attention_scratch_bytes(self, n, tq, tk, h, d, dv, dtype, *, backward):
         return _core.attention_work_bytes(n, tq, tk, h, d, dv, np.dtype(dtype).itemsize,
                                           bool(backward))
+
 
 def _conv_geometry(x, w, b, strides, padding, dilation, where):
     """Check a convolution's operands; return the output shape (N, OH, OW, F) and the
