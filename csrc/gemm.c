@@ -67,19 +67,9 @@ static int act_in_ukr(int act)
     return act == FNN_ACT_LINEAR || act == FNN_ACT_RELU || act == FNN_ACT_LEAKY_RELU;
 }
 
-/* Apply an activation to an m x n tile of C in place. `act` is a constant in
- * every call below, so each case inlines its own scalar function. */
-static inline __attribute__((always_inline)) void
-act_loop_f32(float *c, int64_t ldc, int64_t m, int64_t n, const int act)
-{
-    int64_t i, j;
-    for (i = 0; i < m; i++) {
-        for (j = 0; j < n; j++) {
-            c[i * ldc + j] = fnn_act_apply_f32(act, c[i * ldc + j]);
-        }
-    }
-}
-
+/* Apply an activation to an m x n tile of C in place, float64 (float32 uses
+ * the kernel table's act_f32.tile). `act` is a constant in every call below,
+ * so each case inlines its own scalar function. */
 static inline __attribute__((always_inline)) void
 act_loop_f64(double *c, int64_t ldc, int64_t m, int64_t n, const int act)
 {
@@ -88,35 +78,6 @@ act_loop_f64(double *c, int64_t ldc, int64_t m, int64_t n, const int act)
         for (j = 0; j < n; j++) {
             c[i * ldc + j] = fnn_act_apply_f64(act, c[i * ldc + j]);
         }
-    }
-}
-
-static void act_tile_f32(float *c, int64_t ldc, int64_t m, int64_t n, int act)
-{
-    switch (act) {
-    case FNN_ACT_RELU:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_RELU);
-        break;
-    case FNN_ACT_LEAKY_RELU:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_LEAKY_RELU);
-        break;
-    case FNN_ACT_ELU:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_ELU);
-        break;
-    case FNN_ACT_SIGMOID:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_SIGMOID);
-        break;
-    case FNN_ACT_TANH:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_TANH);
-        break;
-    case FNN_ACT_GELU:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_GELU);
-        break;
-    case FNN_ACT_SWISH:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_SWISH);
-        break;
-    default:
-        break;
     }
 }
 
@@ -195,6 +156,7 @@ typedef struct {
     float alpha, beta;
     int act;
     fnn_gemm_kernel_f32 ker;
+    fnn_act_tile_loop_f32 act_tile; /* the transcendental activations' epilogue */
     int64_t kc;       /* K block actually used (<= ker.kc, same for every block) */
     int64_t nc;       /* N block actually used */
     int pack_a;
@@ -327,7 +289,7 @@ static inline void run_tile(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, cons
     epi->bias = last && pl->bias != NULL ? pl->bias + j : NULL;
     pl->ker.ukr(kc, a, rs_a, cs_a, pl->bpack + q * kc * nr, c, pl->ldc, m, n, epi);
     if (last && !act_in_ukr(pl->act)) {
-        act_tile_f32(c, pl->ldc, m, n, pl->act);
+        pl->act_tile(c, pl->ldc, m, n, pl->act);
     }
 }
 
@@ -554,6 +516,7 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
     pl.beta = beta;
     pl.act = act;
     pl.ker = fnn_kernels()->gemm_f32;
+    pl.act_tile = fnn_kernels()->act_f32.tile;
 
     /* K in equal blocks of at most KC (a multiple of 8): no thin last block,
      * and the blocking depends on K and the ISA alone. */
