@@ -290,10 +290,12 @@ static inline float vact_swish_f32(float x)
 
 /* swish'(x) = s (1 + x (1 - s)), s = sigmoid(x). 1 - s is taken as e s for
  * x >= 0, where 1 - s would cancel (14 ulp at x = 15 otherwise); for x < 0
- * the product is formed on s / 2^k and scaled last, as in swish. */
+ * the product is formed on s / 2^k and scaled last, as in swish. x is
+ * clamped to +-120 in the product (e s is 0 beyond): swish'(+-inf) = 1, -0. */
 static inline float vact_swish_deriv_f32(float x)
 {
-    const float xc = x < -120.0f ? -120.0f : x;
+    float xc = x < -120.0f ? -120.0f : x;          /* NaN fails both tests and stays */
+    xc = xc > 120.0f ? 120.0f : xc;
     const vact_exp_parts ep = vact_exp_neg(-fabsf(x));
     const float e = (ep.p * ep.s1) * ep.s2;
     const float m = (x >= 0.0f ? 1.0f : ep.p) / (1.0f + e);   /* s, or s / 2^k */
