@@ -18,6 +18,7 @@
  *                                    (fnn_act_needs_input), Y for the others
  *                                    (elu's derivative is taken as e^x from X)
  *   tile(C, ldc, m, n, act)          C[i*ldc + j] = act(C[i*ldc + j]), i < m, j < n
+ *                                    (the GEMM epilogue: blocks of C in cache)
  */
 #ifndef FNN_ACT_LOOPS_H
 #define FNN_ACT_LOOPS_H
