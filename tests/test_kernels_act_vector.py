@@ -287,18 +287,25 @@ def _dense_case(rng, n, i, o, scale=1.0):
     return x, w, b
 
 
+# (N, I, O): A read in place (O of a few micro-panels), A packed, and with two
+# threads the GEMM's column mode (few rows) and row blocks (many).
+FUSED_SHAPES = [(1, 3, 1), (7, 13, 33), (61, 70, 257), (300, 64, 40), (40, 512, 1024),
+                (600, 256, 300)]
+
+
 @pytest.mark.parametrize("isa", SUPPORTED_ISAS)
 @pytest.mark.parametrize("name", ELEMENTWISE)
-@pytest.mark.parametrize("shape", [(1, 3, 1), (7, 13, 33), (61, 70, 257), (300, 64, 40)])
+@pytest.mark.parametrize("shape", FUSED_SHAPES, ids=[f"{n}x{i}x{o}" for n, i, o in FUSED_SHAPES])
 def test_fused_dense_equals_separate_activation(compiled_ops, rng, isa, name, shape):
     x, w, b = _dense_case(rng, *shape)
     before = _core.isa_current()
     try:
         _core.isa_select(isa)
-        fused = compiled_ops.dense_forward(x, w, b, name)
-        z = np.empty_like(fused)
-        separate = compiled_ops.dense_forward(x, w, b, name, preact_out=z)
-        direct = compiled_ops.activation_forward(name, z)
+        with num_threads(2):
+            fused = compiled_ops.dense_forward(x, w, b, name)
+            z = np.empty_like(fused)
+            separate = compiled_ops.dense_forward(x, w, b, name, preact_out=z)
+            direct = compiled_ops.activation_forward(name, z)
     finally:
         _core.isa_select(before)
     np.testing.assert_array_equal(fused, separate)
