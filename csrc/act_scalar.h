@@ -1,9 +1,13 @@
 /*
  * act_scalar.h -- the element-wise activations, one scalar at a time.
  *
- * Shared by the GEMM epilogue (gemm.c) and the activation kernels (act.c) so
- * that a fused `act(X W + b)` and a separate `act(Z)` compute the very same
- * values. Keras' definitions: leaky_relu slope FNN_LEAKY_RELU_SLOPE (0.2),
+ * Every float32 activation value in csrc/ comes from fnn_act_apply_f32 /
+ * fnn_act_deriv_f32: the activation loops of act_loops_impl.h (act.c, the
+ * GEMM epilogue's tiles, the recurrent kernels) inline them, so a fused
+ * `act(X W + b)` and a separate `act(Z)` compute the very same values. The
+ * transcendental ones are vact.h's branch-free code, which gives the same
+ * bits on every ISA and vectorises; float64 uses libm (the reference-precision
+ * path). Keras' definitions: leaky_relu slope FNN_LEAKY_RELU_SLOPE (0.2),
  * elu alpha FNN_ELU_ALPHA (1.0), gelu the exact erf form, swish x*sigmoid(x).
  * Softmax is not element-wise and is not here: fnn_act_apply_* return z
  * unchanged for it (and for any unknown code); callers reject it first.
@@ -13,8 +17,8 @@
  *   fnn_act_deriv_f32/f64(act, z, y)     act'(z), given the input z and the
  *                                        output y = act(z); activations whose
  *                                        derivative only needs y ignore z
- *                                        (fnn_act_needs_input says which).
- *   fnn_sigmoid_f32/f64(z)               1 / (1 + exp(-z)), never overflows.
+ *                                        (fnn_act_deriv_needs_input says which).
+ *   fnn_sigmoid_f64(z)                   1 / (1 + exp(-z)), never overflows.
  *
  * NaN propagates through every activation (relu(NaN) is NaN, as np.maximum).
  */
@@ -24,23 +28,13 @@
 #include <math.h>
 
 #include "fastnn.h"
+#include "vact.h"
 
 #define FNN_INV_SQRT2 0.70710678118654752440
 #define FNN_INV_SQRT_2PI 0.39894228040143267794
 
 /* Split at 0 so that exp() only ever sees a non-positive argument: no
  * overflow for large |z|, and full relative precision for very negative z. */
-static inline float fnn_sigmoid_f32(float z)
-{
-    if (z >= 0.0f) {
-        return 1.0f / (1.0f + expf(-z));
-    }
-    else {
-        float e = expf(z);
-        return e / (1.0f + e);
-    }
-}
-
 static inline double fnn_sigmoid_f64(double z)
 {
     if (z >= 0.0) {
@@ -61,15 +55,15 @@ static inline float fnn_act_apply_f32(int act, float z)
     case FNN_ACT_LEAKY_RELU:
         return z < 0.0f ? (float)FNN_LEAKY_RELU_SLOPE * z : z;
     case FNN_ACT_ELU:
-        return z < 0.0f ? (float)FNN_ELU_ALPHA * expm1f(z) : z;
+        return z < 0.0f ? (float)FNN_ELU_ALPHA * vact_expm1_neg_f32(z) : z;
     case FNN_ACT_SIGMOID:
-        return fnn_sigmoid_f32(z);
+        return vact_sigmoid_f32(z);
     case FNN_ACT_TANH:
-        return tanhf(z);
+        return vact_tanh_f32(z);
     case FNN_ACT_GELU:
-        return 0.5f * z * (1.0f + erff(z * (float)FNN_INV_SQRT2));
+        return vact_gelu_f32(z);
     case FNN_ACT_SWISH:
-        return z * fnn_sigmoid_f32(z);
+        return vact_swish_f32(z);
     default: /* linear; softmax is not element-wise (rejected by callers) */
         return z;
     }
@@ -116,12 +110,9 @@ static inline float fnn_act_deriv_f32(int act, float z, float y)
     case FNN_ACT_TANH:
         return 1.0f - y * y;
     case FNN_ACT_GELU:
-        return 0.5f * (1.0f + erff(z * (float)FNN_INV_SQRT2))
-               + z * (float)FNN_INV_SQRT_2PI * expf(-0.5f * z * z);
-    case FNN_ACT_SWISH: {
-        float s = fnn_sigmoid_f32(z);
-        return s * (1.0f + z * (1.0f - s));
-    }
+        return vact_gelu_deriv_f32(z);
+    case FNN_ACT_SWISH:
+        return vact_swish_deriv_f32(z);
     default:
         return 1.0f;
     }

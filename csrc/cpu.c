@@ -108,6 +108,9 @@ static void fill_generic(fnn_kernel_table *t)
     t->gemm_f32.mc = 128;
     t->gemm_f32.kc = 256;
     t->gemm_f32.nc = 1024;
+    t->act_f32.forward = fnn_act_forward_loop_f32_generic;
+    t->act_f32.backward = fnn_act_backward_loop_f32_generic;
+    t->act_f32.tile = fnn_act_tile_loop_f32_generic;
 }
 
 #ifdef FNN_X86_DETECT
@@ -123,6 +126,9 @@ static void fill_avx2(fnn_kernel_table *t)
     t->gemm_f32.mc = 48;
     t->gemm_f32.kc = 512;
     t->gemm_f32.nc = 2048;
+    t->act_f32.forward = fnn_act_forward_loop_f32_avx2;
+    t->act_f32.backward = fnn_act_backward_loop_f32_avx2;
+    t->act_f32.tile = fnn_act_tile_loop_f32_avx2;
 }
 
 static void fill_avx512(fnn_kernel_table *t)
@@ -141,6 +147,9 @@ static void fill_avx512(fnn_kernel_table *t)
     t->gemm_f32.mc = 24;
     t->gemm_f32.kc = 1024;
     t->gemm_f32.nc = 2048;
+    t->act_f32.forward = fnn_act_forward_loop_f32_avx512;
+    t->act_f32.backward = fnn_act_backward_loop_f32_avx512;
+    t->act_f32.tile = fnn_act_tile_loop_f32_avx512;
 }
 #endif
 

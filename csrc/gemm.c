@@ -67,19 +67,9 @@ static int act_in_ukr(int act)
     return act == FNN_ACT_LINEAR || act == FNN_ACT_RELU || act == FNN_ACT_LEAKY_RELU;
 }
 
-/* Apply an activation to an m x n tile of C in place. `act` is a constant in
- * every call below, so each case inlines its own scalar function. */
-static inline __attribute__((always_inline)) void
-act_loop_f32(float *c, int64_t ldc, int64_t m, int64_t n, const int act)
-{
-    int64_t i, j;
-    for (i = 0; i < m; i++) {
-        for (j = 0; j < n; j++) {
-            c[i * ldc + j] = fnn_act_apply_f32(act, c[i * ldc + j]);
-        }
-    }
-}
-
+/* Apply an activation to an m x n tile of C in place, float64 (float32 uses
+ * the kernel table's act_f32.tile). `act` is a constant in every call below,
+ * so each case inlines its own scalar function. */
 static inline __attribute__((always_inline)) void
 act_loop_f64(double *c, int64_t ldc, int64_t m, int64_t n, const int act)
 {
@@ -88,35 +78,6 @@ act_loop_f64(double *c, int64_t ldc, int64_t m, int64_t n, const int act)
         for (j = 0; j < n; j++) {
             c[i * ldc + j] = fnn_act_apply_f64(act, c[i * ldc + j]);
         }
-    }
-}
-
-static void act_tile_f32(float *c, int64_t ldc, int64_t m, int64_t n, int act)
-{
-    switch (act) {
-    case FNN_ACT_RELU:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_RELU);
-        break;
-    case FNN_ACT_LEAKY_RELU:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_LEAKY_RELU);
-        break;
-    case FNN_ACT_ELU:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_ELU);
-        break;
-    case FNN_ACT_SIGMOID:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_SIGMOID);
-        break;
-    case FNN_ACT_TANH:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_TANH);
-        break;
-    case FNN_ACT_GELU:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_GELU);
-        break;
-    case FNN_ACT_SWISH:
-        act_loop_f32(c, ldc, m, n, FNN_ACT_SWISH);
-        break;
-    default:
-        break;
     }
 }
 
@@ -195,6 +156,7 @@ typedef struct {
     float alpha, beta;
     int act;
     fnn_gemm_kernel_f32 ker;
+    fnn_act_tile_loop_f32 act_tile; /* the transcendental activations' epilogue */
     int64_t kc;       /* K block actually used (<= ker.kc, same for every block) */
     int64_t nc;       /* N block actually used */
     int pack_a;
@@ -312,10 +274,12 @@ static inline void prefetch_rows_l2(const float *p, int64_t ld, int64_t rows, in
 
 /* One micro-kernel call: the tile at rows [i, i+MR), micro-panel q of the
  * current B block (columns jc + q*NR ...), K block [pc, pc+kc). The epilogue
- * template `epi` carries alpha, beta and act for this K block. */
+ * template `epi` carries alpha, beta and act for this K block; the
+ * transcendental activations are left to the caller (act_rows) unless
+ * `with_act`. */
 static inline void run_tile(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, const float *a,
                             int64_t rs_a, int64_t cs_a, int64_t i, int64_t pc, int64_t kc,
-                            int64_t jc, int64_t q)
+                            int64_t jc, int64_t q, int with_act)
 {
     const int64_t mr = pl->ker.mr, nr = pl->ker.nr;
     const int64_t j = jc + q * nr;
@@ -326,8 +290,24 @@ static inline void run_tile(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, cons
 
     epi->bias = last && pl->bias != NULL ? pl->bias + j : NULL;
     pl->ker.ukr(kc, a, rs_a, cs_a, pl->bpack + q * kc * nr, c, pl->ldc, m, n, epi);
-    if (last && !act_in_ukr(pl->act)) {
-        act_tile_f32(c, pl->ldc, m, n, pl->act);
+    if (with_act && last && !act_in_ukr(pl->act)) {
+        pl->act_tile(c, pl->ldc, m, n, pl->act);
+    }
+}
+
+/* The transcendental activation over rows [i, i+m) of micro-panels
+ * [q_lo, q_hi) of the current B block, once their last K block is done: a
+ * block of up to MC x NC still in L2, in rows of up to NC elements (per tile,
+ * rows of NR would cost loop overhead for every 32 elements). The values are
+ * the same either way (act_loops.h). */
+static void act_rows(const gemm_f32_plan *pl, int64_t i, int64_t m, int64_t pc, int64_t kc,
+                     int64_t jc, int64_t q_lo, int64_t q_hi)
+{
+    const int64_t nr = pl->ker.nr;
+    const int64_t j0 = jc + q_lo * nr;
+    const int64_t j1 = jc + q_hi * nr < pl->N ? jc + q_hi * nr : pl->N;
+    if (pc + kc == pl->K && !act_in_ukr(pl->act) && j1 > j0) {
+        pl->act_tile(pl->C + i * pl->ldc + j0, pl->ldc, m, j1 - j0, pl->act);
     }
 }
 
@@ -359,9 +339,10 @@ static void run_unit(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, float *apac
              * micro-panels stream past it. */
             for (q = q_lo; q < q_hi; q++) {
                 for (ir = 0; ir < mc; ir += mr) {
-                    run_tile(pl, epi, apack + ir * kc, 1, mr, ic + ir, pc, kc, jc, q);
+                    run_tile(pl, epi, apack + ir * kc, 1, mr, ic + ir, pc, kc, jc, q, 0);
                 }
             }
+            act_rows(pl, ic, mc, pc, kc, jc, q_lo, q_hi);
             continue;
         }
         /* A read in place: its MR rows stay in L1 for the few B micro-panels
@@ -373,12 +354,15 @@ static void run_unit(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, float *apac
             }
             for (q = q_lo; q < q_hi; q++) {
                 if (!pl->trans_a) {
-                    run_tile(pl, epi, pl->A + i * pl->lda + pc, pl->lda, 1, i, pc, kc, jc, q);
+                    run_tile(pl, epi, pl->A + i * pl->lda + pc, pl->lda, 1, i, pc, kc, jc, q,
+                             0);
                 }
                 else {
-                    run_tile(pl, epi, pl->A + pc * pl->lda + i, 1, pl->lda, i, pc, kc, jc, q);
+                    run_tile(pl, epi, pl->A + pc * pl->lda + i, 1, pl->lda, i, pc, kc, jc, q,
+                             0);
                 }
             }
+            act_rows(pl, i, pl->M - i < mr ? pl->M - i : mr, pc, kc, jc, q_lo, q_hi);
         }
     }
 }
@@ -459,7 +443,8 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt, int64_t *w
                         continue;
                     }
                     for (i = 0; i < M; i += pl->ker.mr) {
-                        run_tile(pl, &epi, pl->apack + i * kc, 1, pl->ker.mr, i, pc, kc, jc, q);
+                        run_tile(pl, &epi, pl->apack + i * kc, 1, pl->ker.mr, i, pc, kc, jc, q,
+                                 1);
                     }
                 }
             }
@@ -554,6 +539,7 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
     pl.beta = beta;
     pl.act = act;
     pl.ker = fnn_kernels()->gemm_f32;
+    pl.act_tile = fnn_kernels()->act_f32.tile;
 
     /* K in equal blocks of at most KC (a multiple of 8): no thin last block,
      * and the blocking depends on K and the ISA alone. */

@@ -32,7 +32,8 @@
  *     C = t
  * `act` in the epilogue is FNN_ACT_LINEAR, _RELU or _LEAKY_RELU only; the
  * driver applies the transcendental activations itself, on the tile just
- * written (still in L1), with act_scalar.h.
+ * written (still in L1), with the table's act_f32.tile loop (act_loops.h: the
+ * same values as act.c's kernels).
  *
  * The driver accumulates over K in blocks of KC: the first block passes the
  * caller's beta, later blocks beta = 1; bias and act ride only on the last
@@ -45,6 +46,7 @@
 
 #include <stdint.h>
 
+#include "act_loops.h"
 #include "fastnn.h"
 
 typedef struct {
@@ -80,6 +82,7 @@ typedef struct {
 typedef struct {
     int isa;
     fnn_gemm_kernel_f32 gemm_f32;
+    fnn_act_kernel_f32 act_f32; /* the activation loops (act_loops.h) */
 } fnn_kernel_table;
 
 /* The table in force now (never NULL once fastnn's module has imported;

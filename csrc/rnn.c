@@ -37,13 +37,12 @@
  * GEMMs split over outputs only and the column sum runs in row order: all
  * results are bitwise identical for any nthreads.
  *
- * Sigmoid and tanh run on branch-free polynomial code that the compiler
- * vectorises (rnn_act.h; built for the baseline ISA here and with AVX2 /
- * AVX-512 flags in kernels/rnn_<isa>.c, picked by fnn_isa_current(); the
- * same values on every ISA); the other element-wise activations use
- * act_scalar.h. Derivatives are taken from the stored
- * activations (sigmoid y(1-y), tanh 1-y^2) or, for gelu and swish, from the
- * pre-activations, which the cache then keeps.
+ * The activations run on the kernel table's activation loops (act_loops.h:
+ * vact.h's branch-free code, vectorised, built per ISA, the same values on
+ * every ISA and the same as act.c's and the GEMM epilogue's). Derivatives
+ * are taken from the stored activations (sigmoid y(1-y), tanh 1-y^2, elu
+ * y + alpha) or, for gelu and swish, from the pre-activations, which the
+ * cache then keeps.
  *
  * The cache (fnn_rnn_cache_width(cell, U) floats per (n, t), rows in
  * ORIGINAL time order, row (n, t) at cache + (n*T + t) * width) holds:
@@ -59,7 +58,7 @@
  * and dG plus small row states (backward) are allocated per call.
  */
 /* GCC keeps FP exception flags exact by default (-ftrapping-math), which
- * stops it from if-converting the selects inside the sigmoid/tanh loops, so
+ * stops it from if-converting the selects inside the element-wise loops, so
  * they would run one element at a time. Nothing here reads those flags.
  * Before the includes: every function of this file gets the same options
  * (GCC does not inline across different ones). Clang's default is already
@@ -77,42 +76,14 @@
 #include "fastnn.h"
 #include "fnn_omp.h"
 #include "gemm_internal.h"
-#include "rnn_act.h"
 
 /* Recurrent FLOPs (whole sequence) per thread before a second one pays: the
  * region is entered once per call, so a few hundred microseconds of work
  * are enough. */
 #define RNN_GRAIN_FLOPS 2e6
 
-FNN_RNN_ACT_DEFINE(generic)
-
-/* The sigmoid and tanh loops for the ISA whose kernels are in force. */
-typedef struct {
-    fnn_rnn_act_f32 sigmoid, tanh;
-} rnn_act_kernels;
-
-static rnn_act_kernels act_kernels(void)
-{
-    rnn_act_kernels k = {fnn_rnn_sigmoid_f32_generic, fnn_rnn_tanh_f32_generic};
-#ifdef FNN_HAVE_X86_KERNELS
-    switch (fnn_isa_current()) {
-    case FNN_ISA_AVX512:
-        k.sigmoid = fnn_rnn_sigmoid_f32_avx512;
-        k.tanh = fnn_rnn_tanh_f32_avx512;
-        break;
-    case FNN_ISA_AVX2:
-        k.sigmoid = fnn_rnn_sigmoid_f32_avx2;
-        k.tanh = fnn_rnn_tanh_f32_avx2;
-        break;
-    default:
-        break;
-    }
-#endif
-    return k;
-}
-
 /* y[n] = act(z[n]); y may equal z. */
-static void act_vec(const rnn_act_kernels *ak, float *y, const float *z, int64_t n, int act)
+static void act_vec(const fnn_act_kernel_f32 *ak, float *y, const float *z, int64_t n, int act)
 {
     int64_t j;
     switch (act) {
@@ -121,12 +92,6 @@ static void act_vec(const rnn_act_kernels *ak, float *y, const float *z, int64_t
             memmove(y, z, (size_t)n * sizeof(float));
         }
         break;
-    case FNN_ACT_SIGMOID:
-        ak->sigmoid(y, z, n);
-        break;
-    case FNN_ACT_TANH:
-        ak->tanh(y, z, n);
-        break;
     case FNN_ACT_RELU:
         #pragma omp simd
         for (j = 0; j < n; j++) {
@@ -134,17 +99,15 @@ static void act_vec(const rnn_act_kernels *ak, float *y, const float *z, int64_t
         }
         break;
     default:
-        for (j = 0; j < n; j++) {
-            y[j] = fnn_act_apply_f32(act, z[j]);
-        }
+        ak->forward(y, z, n, act);
         break;
     }
 }
 
 /* d[n] = g[n] * act'(z, y) with y = act(z) (z is read for gelu/swish only,
  * and may be NULL otherwise); d may equal g. */
-static void mul_deriv(float *d, const float *g, const float *z, const float *y, int64_t n,
-                      int act)
+static void mul_deriv(const fnn_act_kernel_f32 *ak, float *d, const float *g, const float *z,
+                      const float *y, int64_t n, int act)
 {
     int64_t j;
     switch (act) {
@@ -170,6 +133,10 @@ static void mul_deriv(float *d, const float *g, const float *z, const float *y, 
         for (j = 0; j < n; j++) {
             d[j] = y[j] > 0.0f ? g[j] : 0.0f;
         }
+        break;
+    case FNN_ACT_GELU:
+    case FNN_ACT_SWISH:
+        ak->backward(d, g, z, y, n, act);   /* g * act'(z), vectorised */
         break;
     default:
         for (j = 0; j < n; j++) {
@@ -206,7 +173,7 @@ typedef struct {
     const float *dhs;
     rnn_sec z, a, zr, hp, cp, ac;  /* absent sections have p == NULL */
     fnn_gemm_kernel_f32 ker;
-    rnn_act_kernels ak;            /* sigmoid and tanh loops for the current ISA */
+    fnn_act_kernel_f32 ak;         /* the activation loops of the current ISA */
     float *bpack;                  /* R (forward) or R^T (backward), NR-wide panels */
     float *tmp;                    /* per-thread scratch, tmp_stride floats each */
     int64_t tmp_stride;
@@ -558,7 +525,7 @@ int fnn_rnn_forward_f32(float *hs, float *cache, const float *X, const float *W,
     pl.mask = mask;
     pl.hs = hs;
     pl.ker = fnn_kernels()->gemm_f32;
-    pl.ak = act_kernels();
+    pl.ak = fnn_kernels()->act_f32;
 
     nt = rnn_threads(2.0 * (double)N * (double)T * (double)U * (double)pl.GU, N, nthreads);
     bpack_size = U * ((pl.GU + pl.ker.nr - 1) / pl.ker.nr) * pl.ker.nr;
@@ -629,7 +596,7 @@ static void bwd_row(const rnn_plan *pl, int64_t n, int64_t k, int64_t t, const f
     int64_t j;
 
     if (pl->cell == FNN_RNN_SIMPLE) {
-        mul_deriv(dgx, dh, at(pl->z, n, t), pl->hs + (n * T + k) * U, U, pl->act);
+        mul_deriv(&pl->ak, dgx, dh, at(pl->z, n, t), pl->hs + (n * T + k) * U, U, pl->act);
     }
     else if (pl->cell == FNN_RNN_LSTM) {
         const float *z = at(pl->z, n, t), *a = at(pl->a, n, t);
@@ -648,7 +615,7 @@ static void bwd_row(const rnn_plan *pl, int64_t n, int64_t k, int64_t t, const f
         for (j = 0; j < U; j++) {
             tmp[j] = dh[j] * go[j];
         }
-        mul_deriv(tmp, tmp, cn, ac, U, pl->act);
+        mul_deriv(&pl->ak, tmp, tmp, cn, ac, U, pl->act);
         #pragma omp simd
         for (j = 0; j < U; j++) {
             const float dct = dc[j] + tmp[j];
@@ -658,10 +625,10 @@ static void bwd_row(const rnn_plan *pl, int64_t n, int64_t k, int64_t t, const f
             dgx[3 * U + j] = dh[j] * ac[j];
             dc[j] = dct * gf[j];
         }
-        mul_deriv(dgx, dgx, z, gi, U, pl->ract);
-        mul_deriv(dgx + U, dgx + U, z + U, gf, U, pl->ract);
-        mul_deriv(dgx + 2 * U, dgx + 2 * U, z + 2 * U, gg, U, pl->act);
-        mul_deriv(dgx + 3 * U, dgx + 3 * U, z + 3 * U, go, U, pl->ract);
+        mul_deriv(&pl->ak, dgx, dgx, z, gi, U, pl->ract);
+        mul_deriv(&pl->ak, dgx + U, dgx + U, z + U, gf, U, pl->ract);
+        mul_deriv(&pl->ak, dgx + 2 * U, dgx + 2 * U, z + 2 * U, gg, U, pl->act);
+        mul_deriv(&pl->ak, dgx + 3 * U, dgx + 3 * U, z + 3 * U, go, U, pl->ract);
     }
     else {
         const float *zx = at(pl->z, n, t), *zr = at(pl->zr, n, t), *a = at(pl->a, n, t);
@@ -686,13 +653,14 @@ static void bwd_row(const rnn_plan *pl, int64_t n, int64_t k, int64_t t, const f
             dgx[j] = dh[j] * (hp[j] - gh[j]);
             dhc[j] = dh[j] * gz[j];
         }
-        mul_deriv(dgx + 2 * U, dgx + 2 * U, pre != NULL ? pre + 2 * U : NULL, gh, U, pl->act);
-        mul_deriv(dgx, dgx, pre, gz, U, pl->ract);
+        mul_deriv(&pl->ak, dgx + 2 * U, dgx + 2 * U, pre != NULL ? pre + 2 * U : NULL, gh, U,
+                  pl->act);
+        mul_deriv(&pl->ak, dgx, dgx, pre, gz, U, pl->ract);
         #pragma omp simd
         for (j = 0; j < U; j++) {
             dgx[U + j] = dgx[2 * U + j] * rh[j];
         }
-        mul_deriv(dgx + U, dgx + U, pre != NULL ? pre + U : NULL, gr, U, pl->ract);
+        mul_deriv(&pl->ak, dgx + U, dgx + U, pre != NULL ? pre + U : NULL, gr, U, pl->ract);
         memcpy(dgr, dgx, (size_t)(2 * U) * sizeof(float));
         #pragma omp simd
         for (j = 0; j < U; j++) {
@@ -816,7 +784,7 @@ int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float
     pl.hs = (float *)hs;    /* read only here */
     pl.dhs = dhs;
     pl.ker = fnn_kernels()->gemm_f32;
-    pl.ak = act_kernels();
+    pl.ak = fnn_kernels()->act_f32;
     cache_sections(&pl, (float *)cache);    /* read only here */
 
     nt = rnn_threads(2.0 * (double)NT * (double)U * (double)GU, N, nthreads);

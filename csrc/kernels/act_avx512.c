@@ -1,0 +1,12 @@
+/*
+ * act_avx512.c -- the float32 activation loops (act_loops_impl.h) built with
+ * AVX-512 flags; put in the kernel table by cpu.c only when this ISA is
+ * selected, after it checked the CPU and the OS. Same values as every other
+ * build (vact.h).
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")   /* see vact.h */
+#endif
+
+#define FNN_ACT_ISA avx512
+#include "act_loops_impl.h"
