@@ -10,7 +10,7 @@
  *   read of X is bounds-checked, and Y/Z/dY/dZ are N*OH*OW*F.
  *
  *   fnn_conv2d_forward_f32   Y (and Z, when given) as above.
- *   fnn_conv2d_backward_f32  dZ = dY * act'(Z or Y) (overwritten),
+ *   fnn_conv2d_backward_f32  dZ = dY * act'(Z or Y) (overwritten; unused for linear),
  *                            dW = sum over pixels of patch^T dZ (OVERWRITTEN),
  *                            db = column sums of dZ (OVERWRITTEN; may be NULL),
  *                            dX = col2im(dZ W^T)    (overwritten; may be NULL).
@@ -572,8 +572,15 @@ int fnn_conv2d_backward_f32(float *dX, float *dW, float *db, float *dZ, float *w
         return FNN_ERR_ARG;
     }
 
-    /* dZ = dY * act'(.) (a copy of dY for linear); db = its column sums. */
-    status = fnn_act_backward_f32(dZ, dY, Z, Y, pl.rows, shape->F, act, nthreads);
+    /* dZ = dY * act'(.) (dY itself, read in place, for linear); db = its
+     * column sums. */
+    status = FNN_OK;
+    if (act == FNN_ACT_LINEAR) {
+        dZ = (float *)dY;
+    }
+    else {
+        status = fnn_act_backward_f32(dZ, dY, Z, Y, pl.rows, shape->F, act, nthreads);
+    }
     if (status == FNN_OK && db != NULL) {
         status = fnn_colsum_f32(db, dZ, pl.rows, shape->F, nthreads);
     }

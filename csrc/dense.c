@@ -2,7 +2,8 @@
  * dense.c -- backward pass of a dense layer, and the column sum it uses.
  *
  *   fnn_dense_backward_f32   for Y = act(X W + b), X[N,I], W[I,O], b[O]:
- *                            dZ[N,O] = dY * act'(Z or Y)   (scratch, overwritten)
+ *                            dZ[N,O] = dY * act'(Z or Y)   (scratch, overwritten;
+ *                                                           unused for linear)
  *                            dW[I,O] = X^T dZ              (overwritten)
  *                            db[O]   = column sums of dZ   (overwritten; may be NULL)
  *                            dX[N,I] = dZ W^T              (overwritten; may be NULL)
@@ -12,43 +13,48 @@
  * transposed copy of X or W is ever made; the GEMM splits over output tiles
  * only, hence dW and dX are bitwise the same for any thread count.
  *
- * The column sum is deterministic by construction: every column is summed
- * in row order, in double, by one thread. Threads split the columns (fixed
- * blocks of COLSUM_BLOCK, schedule(static)), never the rows.
+ * The column sum is deterministic by construction: rows are cut into fixed
+ * chunks of COLSUM_ROWS (whatever the thread count), each chunk's columns
+ * are summed in row order, in double, by one thread, and the chunks'
+ * partial sums are added in chunk order. Threads share out the (chunk,
+ * column block) pieces, so a layer of few columns still uses every thread.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "fastnn.h"
 #include "fnn_omp.h"
 
-/* Columns per block: one double accumulator per column lives on the stack
- * (2 KiB), and a row's slice of a block is a few cache lines. */
+/* Columns per piece: one double accumulator per column lives on the stack
+ * (2 KiB), and a row's slice of a piece is a few cache lines. */
 #define COLSUM_BLOCK 256
+/* Rows per piece: part of the sums' definition, never of the thread count. */
+#define COLSUM_ROWS 512
 #define COLSUM_GRAIN 32768.0
 
-/* out[c0:c0+w] = column sums of X[:, c0:c0+w] (X has O columns). */
-static void colsum_block(float *out, const float *X, int64_t N, int64_t O, int64_t c0, int64_t w)
+/* part[c0:c0+w] = column sums of rows [r0, r1) of X[:, c0:c0+w] (X has O columns). */
+static void colsum_piece(double *part, const float *X, int64_t r0, int64_t r1, int64_t O,
+                         int64_t c0, int64_t w)
 {
     double acc[COLSUM_BLOCK];
 
     for (int64_t j = 0; j < w; j++) {
         acc[j] = 0.0;
     }
-    for (int64_t i = 0; i < N; i++) {
+    for (int64_t i = r0; i < r1; i++) {
         const float *x = X + i * O + c0;
         #pragma omp simd
         for (int64_t j = 0; j < w; j++) {
             acc[j] += (double)x[j];
         }
     }
-    for (int64_t j = 0; j < w; j++) {
-        out[c0 + j] = (float)acc[j];
-    }
+    memcpy(part + c0, acc, (size_t)w * sizeof(double));
 }
 
 int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads)
 {
-    int64_t nblocks;
+    int64_t nblocks, nchunks, npieces, p;
+    double *parts;
     int nt;
 
     if (N < 0 || O < 0) {
@@ -60,25 +66,36 @@ int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthread
     if (out == NULL || (N > 0 && X == NULL)) {
         return FNN_ERR_ARG;
     }
+    if (N == 0) {
+        memset(out, 0, (size_t)O * sizeof(float));
+        return FNN_OK;
+    }
     nblocks = (O + COLSUM_BLOCK - 1) / COLSUM_BLOCK;
+    nchunks = (N + COLSUM_ROWS - 1) / COLSUM_ROWS;
+    npieces = nblocks * nchunks;
+    parts = malloc((size_t)(nchunks * O) * sizeof(double));
+    if (parts == NULL) {
+        return FNN_ERR_NOMEM;
+    }
     nt = fnn_threads_for((double)N * (double)O, COLSUM_GRAIN, nthreads);
-    if (nt > nblocks) {
-        nt = (int)nblocks;
+    if (nt > npieces) {
+        nt = (int)npieces;
     }
-    if (nt <= 1) {
-        for (int64_t b = 0; b < nblocks; b++) {
-            const int64_t c0 = b * COLSUM_BLOCK;
-            colsum_block(out, X, N, O, c0, O - c0 < COLSUM_BLOCK ? O - c0 : COLSUM_BLOCK);
+    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (p = 0; p < npieces; p++) {
+        const int64_t chunk = p / nblocks, c0 = (p % nblocks) * COLSUM_BLOCK;
+        const int64_t r0 = chunk * COLSUM_ROWS;
+        colsum_piece(parts + chunk * O, X, r0, N - r0 < COLSUM_ROWS ? N : r0 + COLSUM_ROWS, O,
+                     c0, O - c0 < COLSUM_BLOCK ? O - c0 : COLSUM_BLOCK);
+    }
+    for (int64_t j = 0; j < O; j++) {
+        double sum = parts[j];
+        for (int64_t c = 1; c < nchunks; c++) {
+            sum += parts[c * O + j];
         }
+        out[j] = (float)sum;
     }
-    else {
-        int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (b = 0; b < nblocks; b++) {
-            const int64_t c0 = b * COLSUM_BLOCK;
-            colsum_block(out, X, N, O, c0, O - c0 < COLSUM_BLOCK ? O - c0 : COLSUM_BLOCK);
-        }
-    }
+    free(parts);
     return FNN_OK;
 }
 
@@ -99,11 +116,16 @@ int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
         return FNN_ERR_ARG;
     }
 
-    /* dZ = dY * act'(.): act_backward copies dY for linear and checks that
-     * the Z or Y this activation reads was given. */
-    status = fnn_act_backward_f32(dZ, dY, Z, Y, N, O, act, nthreads);
-    if (status != FNN_OK) {
-        return status;
+    /* dZ = dY * act'(.) (act_backward checks that the Z or Y this activation
+     * reads was given); for linear dZ is dY itself, read in place. */
+    if (act == FNN_ACT_LINEAR) {
+        dZ = (float *)dY;
+    }
+    else {
+        status = fnn_act_backward_f32(dZ, dY, Z, Y, N, O, act, nthreads);
+        if (status != FNN_OK) {
+            return status;
+        }
     }
 
     /* dW[In,O] = X^T dZ: op(A) = X^T with X stored N x In (trans_a, lda = In).

@@ -82,6 +82,13 @@ int fnn_act_needs_input(int act);    /* 1 when the backward pass reads X, 0 when
 int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
                  int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
                  int trans_a, int trans_b, float alpha, float beta, int act, int nthreads);
+/* fnn_gemm_f32 that also keeps the pre-activation: Z (M x N, leading
+ * dimension ldc, not C) = alpha * op(A) @ op(B) + beta * C + bias, and
+ * C = act(Z), each tile's Z written while it is in cache. Z may be NULL
+ * (then exactly fnn_gemm_f32). */
+int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B, const float *bias,
+                      int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                      int trans_a, int trans_b, float alpha, float beta, int act, int nthreads);
 int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias,
                  int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
                  int trans_a, int trans_b, double alpha, double beta, int act, int nthreads);
@@ -91,7 +98,7 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
  * spelled `In`: <complex.h>, which NumPy's headers pull in, defines I.)
  *   dZ[N,O] (scratch, overwritten) = dY * act'(Z) using Z (pre-activation,
  *   may be NULL unless fnn_act_needs_input) or Y. act == FNN_ACT_LINEAR
- *   copies dY. dW[I,O] = X^T dZ and db[O] = column sums of dZ (both
+ *   reads dY in place and leaves dZ untouched. dW[I,O] = X^T dZ and db[O] = column sums of dZ (both
  *   OVERWRITTEN; db may be NULL when the layer has no bias).
  *   dX[N,I] = dZ W^T (overwritten; may be NULL to skip, for the first layer). */
 int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
@@ -124,7 +131,7 @@ int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X, cons
                            const float *b, const fnn_conv2d_shape *shape, int64_t work_len,
                            int act, int nthreads);
 /* Backward of fnn_conv2d_forward_f32: dZ[N,OH,OW,F] (scratch, overwritten) =
- * dY * act'(Z or Y) (as fnn_dense_backward_f32); dW[KH,KW,C,F] and db[F]
+ * dY * act'(Z or Y) (as fnn_dense_backward_f32: untouched for linear); dW[KH,KW,C,F] and db[F]
  * (may be NULL) OVERWRITTEN; dX[N,H,W,C] overwritten (may be NULL to skip).
  * `work` as for the forward pass, with backward = 1. */
 int fnn_conv2d_backward_f32(float *dX, float *dW, float *db, float *dZ, float *work,

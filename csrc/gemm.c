@@ -157,6 +157,7 @@ typedef struct {
     int act;
     fnn_gemm_kernel_f32 ker;
     fnn_act_tile_loop_f32 act_tile; /* the transcendental activations' epilogue */
+    float *Z;         /* NULL, or receives the pre-activation (leading dim ldc) */
     int64_t kc;       /* K block actually used (<= ker.kc, same for every block) */
     int64_t nc;       /* N block actually used */
     int pack_a;
@@ -175,6 +176,31 @@ typedef struct {
     int col_mode;
     int64_t *counters; /* [2][2]: per phase parity, items packed, units taken */
 } gemm_f32_plan;
+
+/* Ask for the cache line holding p to be brought into L2 (a hint; any
+ * address is allowed). */
+static inline void prefetch_l2(const float *p)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 0, 2);
+#else
+    (void)p;
+#endif
+}
+
+/* Ask for `rows` rows of `len` floats (stride ld) to be brought into L2:
+ * the next tile's rows of an A read in place, fetched while this tile
+ * computes (twelve row streams are more than the hardware prefetcher follows
+ * well). */
+static inline void prefetch_rows_l2(const float *p, int64_t ld, int64_t rows, int64_t len)
+{
+    int64_t r, x;
+    for (r = 0; r < rows; r++) {
+        for (x = 0; x < len; x += 16) {
+            prefetch_l2(p + r * ld + x);
+        }
+    }
+}
 
 /* B block rows [pc, pc+kc), columns [j0, j0+w) -> one NR-wide micro-panel,
  * zero padded past w. */
@@ -223,7 +249,20 @@ static void pack_a_block_f32(float *dst, const gemm_f32_plan *pl, int64_t i0, in
             pl->ker.pack_bt(d, pl->A + (i0 + r) * pl->lda + pc, pl->lda, kc, h, mr);
             continue;
         }
-        /* A is stored K x M: MR consecutive rows of op(A) per k step. */
+        /* A is stored K x M: MR consecutive rows of op(A) per k step, read
+         * from rows of A lda apart, which the hardware prefetcher follows
+         * poorly: ask for the k step 16 ahead. */
+        if (h == mr) {
+            for (p = 0; p < kc; p++) {
+                const float *s = pl->A + (pc + p) * pl->lda + i0 + r;
+                prefetch_l2(s + 16 * pl->lda);
+                prefetch_l2(s + 16 * pl->lda + mr - 1);
+                for (i = 0; i < mr; i++) {
+                    d[p * mr + i] = s[i];
+                }
+            }
+            continue;
+        }
         for (p = 0; p < kc; p++) {
             const float *s = pl->A + (pc + p) * pl->lda + i0 + r;
             for (i = 0; i < h; i++) {
@@ -254,22 +293,28 @@ static void barrier(int nt, int64_t *wait)
 #endif
 }
 
-/* Ask for `rows` rows of `len` floats (stride ld) to be brought into L2:
- * the next tile's rows of an A read in place, fetched while this tile
- * computes (twelve row streams are more than the hardware prefetcher follows
- * well). */
-static inline void prefetch_rows_l2(const float *p, int64_t ld, int64_t rows, int64_t len)
+/* Whether the micro-kernel's epilogue applies the activation. Not when the
+ * pre-activation is kept: the driver copies it out first (keep_then_act). */
+static inline int ukr_applies_act(const gemm_f32_plan *pl)
 {
-#if defined(__GNUC__) || defined(__clang__)
-    int64_t r, x;
-    for (r = 0; r < rows; r++) {
-        for (x = 0; x < len; x += 16) {
-            __builtin_prefetch(p + r * ld + x, 0, 2);
+    return act_in_ukr(pl->act) && pl->Z == NULL;
+}
+
+/* The epilogue the micro-kernel leaves to the driver, on the m x n block of
+ * C at (i, j) once its last K block is done (still in L1 or L2): the
+ * pre-activation copied to Z when kept, then the activation in place. */
+static void keep_then_act(const gemm_f32_plan *pl, int64_t i, int64_t j, int64_t m, int64_t n)
+{
+    float *c = pl->C + i * pl->ldc + j;
+    if (pl->Z != NULL) {
+        int64_t r;
+        for (r = 0; r < m; r++) {
+            memcpy(pl->Z + (i + r) * pl->ldc + j, c + r * pl->ldc, (size_t)n * sizeof(float));
         }
     }
-#else
-    (void)p, (void)ld, (void)rows, (void)len;
-#endif
+    if (pl->act != FNN_ACT_LINEAR) {
+        pl->act_tile(c, pl->ldc, m, n, pl->act);
+    }
 }
 
 /* One micro-kernel call: the tile at rows [i, i+MR), micro-panel q of the
@@ -290,8 +335,8 @@ static inline void run_tile(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, cons
 
     epi->bias = last && pl->bias != NULL ? pl->bias + j : NULL;
     pl->ker.ukr(kc, a, rs_a, cs_a, pl->bpack + q * kc * nr, c, pl->ldc, m, n, epi);
-    if (with_act && last && !act_in_ukr(pl->act)) {
-        pl->act_tile(c, pl->ldc, m, n, pl->act);
+    if (with_act && last && !ukr_applies_act(pl)) {
+        keep_then_act(pl, i, j, m, n);
     }
 }
 
@@ -306,8 +351,8 @@ static void act_rows(const gemm_f32_plan *pl, int64_t i, int64_t m, int64_t pc, 
     const int64_t nr = pl->ker.nr;
     const int64_t j0 = jc + q_lo * nr;
     const int64_t j1 = jc + q_hi * nr < pl->N ? jc + q_hi * nr : pl->N;
-    if (pc + kc == pl->K && !act_in_ukr(pl->act) && j1 > j0) {
-        pl->act_tile(pl->C + i * pl->ldc + j0, pl->ldc, m, j1 - j0, pl->act);
+    if (pc + kc == pl->K && !ukr_applies_act(pl) && j1 > j0) {
+        keep_then_act(pl, i, j0, m, j1 - j0);
     }
 }
 
@@ -425,7 +470,7 @@ static void gemm_f32_worker(const gemm_f32_plan *pl, int tid, int nt, int64_t *w
 
             epi.alpha = pl->alpha;
             epi.beta = pc == 0 ? pl->beta : 1.0f;
-            epi.act = pc + kc == K && act_in_ukr(pl->act) ? pl->act : FNN_ACT_LINEAR;
+            epi.act = pc + kc == K && ukr_applies_act(pl) ? pl->act : FNN_ACT_LINEAR;
             epi.bias = NULL;
 
             if (pl->col_mode) {
@@ -505,6 +550,14 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
                  int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
                  int trans_a, int trans_b, float alpha, float beta, int act, int nthreads)
 {
+    return fnn_gemm_keep_f32(C, NULL, A, B, bias, M, N, K, lda, ldb, ldc, trans_a, trans_b,
+                             alpha, beta, act, nthreads);
+}
+
+int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B, const float *bias,
+                      int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
+                      int trans_a, int trans_b, float alpha, float beta, int act, int nthreads)
+{
     gemm_f32_plan pl;
     int64_t counters[4] = {0, 0, 0, 0};
     int64_t nblocks, need, mc_eff;
@@ -515,15 +568,15 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
     if (status != FNN_OK) {
         return status;
     }
-    if (M == 0 || N == 0) {
-        return FNN_OK;
+    if (Z != NULL && Z == C) {
+        return FNN_ERR_ARG;
     }
-    if (K == 0) {
-        gemm_k0_f32(C, bias, M, N, ldc, beta, act);
+    if (M == 0 || N == 0) {
         return FNN_OK;
     }
 
     pl.C = C;
+    pl.Z = Z;
     pl.A = A;
     pl.B = B;
     pl.bias = bias;
@@ -540,6 +593,13 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
     pl.act = act;
     pl.ker = fnn_kernels()->gemm_f32;
     pl.act_tile = fnn_kernels()->act_f32.tile;
+    if (K == 0) {
+        gemm_k0_f32(C, bias, M, N, ldc, beta, Z != NULL ? FNN_ACT_LINEAR : act);
+        if (Z != NULL) {
+            keep_then_act(&pl, 0, 0, M, N);
+        }
+        return FNN_OK;
+    }
 
     /* K in equal blocks of at most KC (a multiple of 8): no thin last block,
      * and the blocking depends on K and the ISA alone. */
@@ -549,7 +609,11 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
         pl.kc = K;
     }
     pl.nc = N < pl.ker.nc ? round_up(N, pl.ker.nr) : pl.ker.nc;
-    pl.pack_a = ceil_div(N, pl.ker.nr) > GEMM_UNPACKED_A_PANELS;
+    /* A transposed A is always packed: read in place, a tile's k steps
+     * each take MR values from another row of A, a cache line or two apiece,
+     * which do not stay in L1 across the B micro-panels (512x4096^T
+     * @ 4096x128: 70 -> 105 GFLOP/s on one Sapphire Rapids core). */
+    pl.pack_a = trans_a || ceil_div(N, pl.ker.nr) > GEMM_UNPACKED_A_PANELS;
 
     nt = fnn_threads_for(2.0 * (double)M * (double)N * (double)K, GEMM_GRAIN_FLOPS, nthreads);
     choose_units(&pl, nt);

@@ -104,18 +104,27 @@ def _float64_model(case):
     if case == "causal":
         return keras.Model(inputs, mha(inputs, inputs, use_causal_mask=True))
     other = keras.Input((6, 4), dtype="float64")
-    out = mha(inputs, other, layers.Dense(4, dtype="float64")(other))
+    # Dense layers in front of the attention's inputs: their weight gradients
+    # carry the gradients of the query, value and key inputs.
+    if case == "cross":                      # key omitted: the value's projection too
+        out = mha(layers.Dense(4, dtype="float64")(inputs),
+                  layers.Dense(4, dtype="float64")(other))
+    elif case == "key_is_query":             # query and key one tensor, value another
+        query = layers.Dense(4, dtype="float64")(inputs)
+        return keras.Model(inputs, mha(query, layers.Dense(4, dtype="float64")(inputs), query))
+    else:
+        out = mha(inputs, other, layers.Dense(4, dtype="float64")(other))
     return keras.Model([inputs, other], out)
 
 
-@pytest.mark.parametrize("case", ["causal", "cross_key"])
+@pytest.mark.parametrize("case", ["causal", "cross_key", "cross", "key_is_query"])
 def test_gradients_match_finite_differences(rng, case):
     keras.set_backend("numpy")
     try:
         model = _float64_model(case)
         model.compile(optimizer="sgd", loss="mse")
         x = rng.normal(size=(3, 5, 4))
-        inputs = x if case == "causal" else [x, rng.normal(size=(3, 6, 4))]
+        inputs = x if len(model.inputs) == 1 else [x, rng.normal(size=(3, 6, 4))]
         y = rng.normal(size=(3, 5, 4))
         np.testing.assert_allclose(model_gradient(model, inputs, y),
                                    model_numeric_gradient(model, inputs, y),

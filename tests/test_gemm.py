@@ -375,3 +375,39 @@ def test_core_wrapper_checks():
     for bad_act in (ACT_CODES["softmax"], -1, 99):
         with pytest.raises(ValueError):
             _core.gemm_f32(c, a, b, None, False, False, 1, 0, bad_act, 1)
+
+
+# ---- keeping the pre-activation (gemm_keep_f32, the dense forward's path) ----
+
+@pytest.mark.parametrize("act", ELEMENTWISE)
+@pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (13, 37, 29), (25, 65, 3), (97, 131, 67),
+                                   (40, 64, 300), (1000, 64, 30), (5, 7, 0)])
+def test_gemm_keep_is_linear_gemm_then_activation(isa, rng, m, n, k, ta, tb, act):
+    """Z is bitwise the linear GEMM and C bitwise act(Z) by the activation
+    kernel, whatever the path (A packed or in place, column mode, K = 0), the
+    beta and the thread count."""
+    a, b, c0, bias = _operands(rng, m, n, k, ta, tb, np.float32)
+    for beta, nthreads in ((0.0, 1), (0.5, 2)):
+        z_ref = c0.copy()
+        _core.gemm_f32(z_ref, a, b, bias, ta, tb, 1.5, beta, ACT_CODES["linear"], nthreads)
+        c_ref = np.empty_like(z_ref)
+        _core.act_forward_f32(c_ref, z_ref, ACT_CODES[act], 1)
+        c, z = c0.copy(), np.full_like(c0, np.nan)
+        _core.gemm_keep_f32(c, z, a, b, bias, ta, tb, 1.5, beta, ACT_CODES[act], nthreads)
+        np.testing.assert_array_equal(z, z_ref)
+        np.testing.assert_array_equal(c, c_ref)
+
+
+def test_gemm_keep_wrapper_checks():
+    a = np.ones((3, 4), np.float32)
+    b = np.ones((4, 5), np.float32)
+    c = np.empty((3, 5), np.float32)
+    with pytest.raises(ValueError, match="Z must have"):
+        _core.gemm_keep_f32(c, np.empty((5, 3), np.float32), a, b, None, False, False, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="share memory"):
+        _core.gemm_keep_f32(c, c, a, b, None, False, False, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="share memory"):
+        _core.gemm_keep_f32(c, c[:, :5], a, b, None, False, False, 1, 0, 0, 1)
+    with pytest.raises(TypeError):
+        _core.gemm_keep_f32(c, np.empty((3, 5)), a, b, None, False, False, 1, 0, 0, 1)

@@ -60,6 +60,10 @@ def _compare(numpy_ops, compiled_ops, rng, shape, geom, activation, bias=True, w
     ref = _backward(numpy_ops, dy, x, wt, y, z, geom, activation, bias, want_dx)
     got = _backward(compiled_ops, dy, x, wt, y, z, geom, activation, bias, want_dx)
     for label, r, g in zip(("dw", "db", "dx", "dz"), ref, got):
+        if label == "dz" and activation in (None, "linear"):
+            # dz is dy itself: the scratch is left as it was (NaN).
+            assert np.isnan(r).all() and np.isnan(g).all()
+            continue
         if r is None:
             assert g is None, label
             continue

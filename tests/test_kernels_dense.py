@@ -39,6 +39,10 @@ def _compare(numpy_ops, compiled_ops, x, w, y, preact, dy, activation, bias, wan
     ref = _backward(numpy_ops, x, w, y, preact, dy, activation, bias, want_dx)
     got = _backward(compiled_ops, x, w, y, preact, dy, activation, bias, want_dx)
     for label, r, g in zip(("dw", "db", "dx", "dz"), ref, got):
+        if label == "dz" and activation == "linear":
+            # dz is dy itself: the scratch is left as it was (NaN).
+            assert np.isnan(r).all() and np.isnan(g).all()
+            continue
         if r is None:
             assert g is None, label
             continue

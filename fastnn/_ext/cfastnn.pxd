@@ -57,6 +57,10 @@ cdef extern from "fastnn.h" nogil:
                      int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
                      int trans_a, int trans_b, float alpha, float beta, int act,
                      int nthreads) noexcept
+    int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B,
+                          const float *bias, int64_t M, int64_t N, int64_t K, int64_t lda,
+                          int64_t ldb, int64_t ldc, int trans_a, int trans_b, float alpha,
+                          float beta, int act, int nthreads) noexcept
     int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias,
                      int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
                      int trans_a, int trans_b, double alpha, double beta, int act,

@@ -67,6 +67,42 @@ def gemm_f32(cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not N
     check_status(status)
 
 
+def gemm_keep_f32(cnp.ndarray C not None, cnp.ndarray Z not None, cnp.ndarray A not None,
+                  cnp.ndarray B not None, cnp.ndarray bias, bint trans_a, bint trans_b,
+                  double alpha, double beta, int act, int nthreads):
+    """gemm_f32 that also keeps the pre-activation: Z = alpha * op(A) @ op(B) +
+    beta * C + bias and C = act(Z), both float32 of C's shape, in place.
+
+    Z is written tile by tile while the tile is in cache, so keeping it costs
+    a copy, not another pass over C.
+    """
+    cdef int64_t mnk[3]
+    cdef float *c
+    cdef float *z
+    cdef const float *a
+    cdef const float *b
+    cdef const float *bp = NULL
+    cdef int status
+    _gemm_check("gemm_keep_f32", C, A, B, bias, trans_a, trans_b, mnk)
+    if Z.ndim != 2 or Z.shape[0] != C.shape[0] or Z.shape[1] != C.shape[1]:
+        raise ValueError(f"gemm_keep_f32: Z must have C's shape {(<object>C).shape}, "
+                         f"got {(<object>Z).shape}")
+    if (_overlaps(Z, C) or _overlaps(Z, A) or _overlaps(Z, B)
+            or (bias is not None and _overlaps(Z, bias))):
+        raise ValueError("gemm_keep_f32: Z must not share memory with C, A, B or bias")
+    c = <float *>data_of(C, np.float32, "gemm_keep_f32", "C", True)
+    z = <float *>data_of(Z, np.float32, "gemm_keep_f32", "Z", True)
+    a = <const float *>data_of(A, np.float32, "gemm_keep_f32", "A")
+    b = <const float *>data_of(B, np.float32, "gemm_keep_f32", "B")
+    if bias is not None:
+        bp = <const float *>data_of(bias, np.float32, "gemm_keep_f32", "bias")
+    with nogil:
+        status = fnn_gemm_keep_f32(c, z, a, b, bp, mnk[0], mnk[1], mnk[2], A.shape[1],
+                                   B.shape[1], C.shape[1], trans_a, trans_b, <float>alpha,
+                                   <float>beta, act, nthreads)
+    check_status(status)
+
+
 def gemm_f64(cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not None,
              cnp.ndarray bias, bint trans_a, bint trans_b, double alpha, double beta,
              int act, int nthreads):

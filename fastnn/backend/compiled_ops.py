@@ -107,6 +107,10 @@ class CompiledOps(Ops):
         if out is None:
             out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
         kernel = _core.gemm_f32 if x.dtype == np.float32 else _core.gemm_f64
+        if preact_out is not None and x.dtype == np.float32 and activation != "softmax":
+            _core.gemm_keep_f32(out, preact_out, x, w, b, False, False, 1.0, 0.0,
+                                ACT_CODES[activation], _threads())
+            return out
         if preact_out is not None:
             kernel(preact_out, x, w, b, False, False, 1.0, 0.0, 0, _threads())
             return self.activation_forward(activation, preact_out, out)

@@ -159,8 +159,9 @@ class NumpyOps(Ops):
 
     def dense_backward(self, dy, x, w, y, preact, activation, dw_out, db_out, dx_out=None,
                        scratch=None):
-        dz = _activation_grad(check_activation(activation), dy, preact, y)
-        if scratch is not None:
+        activation = check_activation(activation)
+        dz = _activation_grad(activation, dy, preact, y)
+        if scratch is not None and activation != "linear":
             np.copyto(scratch, dz)
         np.matmul(x.T, dz, out=dw_out)
         if db_out is not None:
@@ -444,8 +445,9 @@ class NumpyOps(Ops):
 
     def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
                         dw_out, db_out, dx_out=None, scratch=None, cols=None):
-        dz = _activation_grad(check_activation(activation), dy, preact, y)
-        if scratch is not None:
+        activation = check_activation(activation)
+        dz = _activation_grad(activation, dy, preact, y)
+        if scratch is not None and activation != "linear":
             np.copyto(scratch, dz)
         geom = _ConvGeometry(x.shape, w.shape[:2], strides, padding, dilation)
         win = geom.windows(np.pad(x, geom.pad_widths()))

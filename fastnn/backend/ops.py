@@ -92,8 +92,9 @@ class Ops:
         column sums of dz (``db_out`` None when the layer has no bias), where
         dz = dy * act'(preact). Returns dx = dz @ w.T (N, I) in ``dx_out`` when
         given or a new array; returns None when ``dx_out is False`` (first layer).
-        ``scratch`` (N, O), optional, holds dz. ``preact`` may be None unless the
-        activation needs it; ``y`` is the layer's output.
+        ``scratch`` (N, O), optional, receives dz when the activation is not
+        linear (a linear layer's dz is dy, read in place). ``preact`` may be
+        None unless the activation needs it; ``y`` is the layer's output.
         """
         raise NotImplementedError
 
@@ -297,7 +298,8 @@ class Ops:
                         dw_out, db_out, dx_out=None, scratch=None, cols=None):
         """Backward of conv2d_forward.
 
-        dz = dy * act'(preact or y) (``scratch`` (N,OH,OW,F), optional, receives it);
+        dz = dy * act'(preact or y) (``scratch`` (N,OH,OW,F), optional, receives it
+        unless the activation is linear, as in dense_backward);
         ``dw_out`` (KH,KW,C,F) and ``db_out`` (F,) (None when the layer has no bias)
         are OVERWRITTEN. Returns dx (N,H,W,C) in ``dx_out`` when given or a new
         array; returns None when ``dx_out is False`` (first layer). ``cols`` as in

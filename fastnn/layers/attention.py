@@ -278,20 +278,29 @@ class MultiHeadAttention(Layer):
             dprobs=dprobs, dq_out=ws.buffer("dq", q.shape, self.dtype),
             dk_out=ws.buffer("dk", k.shape, self.dtype),
             dv_out=ws.buffer("dv", v.shape, self.dtype), **masks)
-        query, value = named["query"], named["value"]
-        grads = {"query": self._project_back(ops, dq, query, self.query_kernel,
-                                             self.query_bias, ws, "dquery", need_dx),
-                 "value": self._project_back(ops, dv_, value, self.value_kernel,
-                                             self.value_bias, ws, "dvalue", need_dx)}
-        dkey = self._project_back(ops, dk, named.get("key", value), self.key_kernel,
-                                  self.key_bias, ws, "dkey", need_dx)
-        if "key" in named:
-            grads["key"] = dkey
-        elif need_dx:               # the keys are the values' projection too
-            ops.binary("add", grads["value"], dkey, out=grads["value"])
+        # The input gradients, by input name. Projections of one tensor (self-
+        # attention: query, key and value all x) accumulate into one buffer by
+        # the GEMM (beta = 1) rather than by separate additions; that tensor's
+        # later names then get None (the graph adds nothing for them).
+        by_tensor = {}
+        for name, dproj, kernel, bias in (("query", dq, self.query_kernel, self.query_bias),
+                                          ("key", dk, self.key_kernel, self.key_bias),
+                                          ("value", dv_, self.value_kernel, self.value_bias)):
+            x = named.get(name, named["value"])
+            first = id(x) not in by_tensor
+            dx = self._project_back(ops, dproj, x, kernel, bias, ws, "d" + name,
+                                    need_dx and first)
+            if first:
+                by_tensor[id(x)] = dx
+            elif need_dx:
+                width = kernel.shape[1] * kernel.shape[2]
+                ops.gemm(dproj.reshape(-1, width), kernel.value.reshape(-1, width),
+                         transpose_b=True, beta=1.0,
+                         out=by_tensor[id(x)].reshape(-1, x.shape[-1]))
         if not need_dx:
             return None
-        return [grads.get(name) for name in static["inputs"]]
+        return [by_tensor.pop(id(named[name]), None) if name in _PROJECTED else None
+                for name in static["inputs"]]
 
     def _project_back(self, ops, dproj, x, kernel, bias, ws, key, need_dx):
         """Weight gradients of one projection; the input's gradient when needed."""
@@ -315,6 +324,10 @@ class MultiHeadAttention(Layer):
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
                 "seed": self.seed}
+
+
+# The inputs MultiHeadAttention projects (the others are masks).
+_PROJECTED = ("query", "value", "key")
 
 
 def _as_mask(mask):
