@@ -14,8 +14,9 @@
  * one (n, h) pair -- its K and V rows packed into the thread's copy, then
  * its query blocks in turn (its rows of Y, lse and probs); with more threads
  * than pairs, every pair's K and V are packed first and each query block is
- * a task. Backward: one (n, h) (its dQ, dK and dV, each summed over the
- * blocks in a fixed order). Pairs are shared out in static blocks (they
+ * a task. A forward of a few query rows (decoding) goes row by row instead,
+ * one (n, h) per task, K and V read in place. Backward: one (n, h) (its dQ,
+ * dK and dV, each summed over the blocks in a fixed order). Pairs are shared out in static blocks (they
  * cost the same), query blocks dynamically (causal ones differ in cost);
  * either way only who computes a task changes, never how: results are
  * bitwise the same for any thread count. Each thread uses
@@ -111,11 +112,13 @@ int64_t fnn_attention_work_bytes(const fnn_attention_params *p, int64_t elem, in
 typedef struct {
     att_pack_fn pack;
     att_fwd_fn forward;
+    att_rows_fn rows;
     att_bwd_fn backward;
 } att_fns;
 
-#define ATT_FNS(SFX, ISA) \
-    {fnn_att_pack_##SFX##_##ISA, fnn_att_forward_##SFX##_##ISA, fnn_att_backward_##SFX##_##ISA}
+#define ATT_FNS(SFX, ISA)                                                            \
+    {fnn_att_pack_##SFX##_##ISA, fnn_att_forward_##SFX##_##ISA,                      \
+     fnn_att_rows_##SFX##_##ISA, fnn_att_backward_##SFX##_##ISA}
 
 /* The task loops of the ISA in force, for float32 or float64. */
 static att_fns att_pick(int f64)
@@ -142,6 +145,7 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
 {
     const fnn_attention_params *p = c->p;
     int64_t tasks, need, copies, slots, pairs, nqb, t;
+    int by_rows;
     double flops;
     char *base, *kv, *slot;
     att_fns fns;
@@ -165,6 +169,7 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
     fns = att_pick(elem == 8);
     pairs = p->N * p->H;
     nqb = (p->Tq + ATT_BQ - 1) / ATT_BQ;
+    by_rows = !backward && p->Tq <= ATT_ROWS_MAX && c->probs == NULL;
 
     flops = 2.0 * (double)pairs * (double)p->Tq * (double)p->Tk * (double)(p->D + p->Dv)
             * (backward ? 2.5 : 1.0);
@@ -178,6 +183,9 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
             if (backward) {
                 fns.backward(c, t, slot);
             }
+            else if (by_rows) {
+                fns.rows(c, t, slot);
+            }
             else {
                 fns.pack(c, t, kv);
                 fns.forward(c, t, 0, nqb, kv, slot);
@@ -185,7 +193,8 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
         }
     }
     else {
-        const int split = !backward && nt > pairs; /* threads to spare: split query blocks */
+        /* threads to spare: split query blocks */
+        const int split = !backward && !by_rows && nt > pairs;
         int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #pragma omp parallel num_threads(nt)
         {
@@ -199,6 +208,12 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
 #pragma omp for schedule(static) nowait
                 for (u = 0; u < pairs; u++) {
                     fns.backward(c, u, mine);
+                }
+            }
+            else if (by_rows) {
+#pragma omp for schedule(static) nowait
+                for (u = 0; u < pairs; u++) {
+                    fns.rows(c, u, mine);
                 }
             }
             else if (!split) {

@@ -52,6 +52,9 @@
 
 #define ATT_BQ 64
 #define ATT_BK 64
+/* A forward of at most this many query rows, without probs, runs row by row
+ * (att_rows_fn): the block loop would compute ATT_BQ lanes for each. */
+#define ATT_ROWS_MAX 4
 #define ATT_ALIGN 64
 /* Keras's _large_negative_number for float32 / float64 (added, not set). */
 #define ATT_MASK_VALUE (-1e9)
@@ -137,18 +140,22 @@ typedef struct {
 /* Forward:
  *   pack(c, bh, kv):       K and V rows of (n, h) = bh into the copy at kv
  *   run(c, bh, qb0, qb1, kv, slot):  query blocks [qb0, qb1) of bh, K and V at kv
+ *   rows(c, bh, slot):     every query row of bh, one at a time, K and V read
+ *                          in place (qt, ot, st of the slot as scratch)
  * Backward:
  *   task(c, bh, slot):     all of (n, h) = bh.
  * kv and slot are 64-byte aligned. */
 typedef void (*att_pack_fn)(const att_ctx *c, int64_t bh, char *kv);
 typedef void (*att_fwd_fn)(const att_ctx *c, int64_t bh, int64_t qb0, int64_t qb1,
                            const char *kv, char *slot);
+typedef void (*att_rows_fn)(const att_ctx *c, int64_t bh, char *slot);
 typedef void (*att_bwd_fn)(const att_ctx *c, int64_t bh, char *slot);
 
 #define ATT_DECLARE_T(SFX, ISA)                                                          \
     void fnn_att_pack_##SFX##_##ISA(const att_ctx *c, int64_t bh, char *kv);             \
     void fnn_att_forward_##SFX##_##ISA(const att_ctx *c, int64_t bh, int64_t qb0,        \
                                         int64_t qb1, const char *kv, char *slot);         \
+    void fnn_att_rows_##SFX##_##ISA(const att_ctx *c, int64_t bh, char *slot);           \
     void fnn_att_backward_##SFX##_##ISA(const att_ctx *c, int64_t bh, char *slot);
 #define ATT_DECLARE(ISA) ATT_DECLARE_T(f32, ISA) ATT_DECLARE_T(f64, ISA)
 

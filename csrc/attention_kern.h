@@ -565,6 +565,85 @@ void FN(fnn_att_forward)(const att_ctx *c, int64_t bh, int64_t qb0, int64_t qb1,
     }
 }
 
+/* ---- forward, row by row (few query rows: decoding) -------------------------------- */
+
+/* The forward of every query row of (n, h) = bh, one row at a time: for a call
+ * of a few rows (decoding: one new position against the cache) the block loop
+ * would compute ATT_BQ lanes for each. Per block of ATT_BK keys: Kt =
+ * (scale * K)^T (qt region), s = q Kt (att_mm, lanes = keys), masked scores
+ * get -1e9 added, and the block joins the running max m, sum l and output
+ * o = sum p V (att_mm over V's rows in place) as in the block loop. Dropout
+ * draws the same keep bits. No probs (the caller takes the block loop). */
+void FN(fnn_att_rows)(const att_ctx *c, int64_t bh, char *slot)
+{
+    const fnn_attention_params *p = c->p;
+    const int64_t Tq = p->Tq, Tk = p->Tk, H = p->H, D = p->D, Dv = p->Dv;
+    const int64_t n = bh / H, h = bh % H;
+    ATT_T *Kt = (ATT_T *)(slot + c->L.qt), *o = (ATT_T *)(slot + c->L.ot);
+    ATT_T *s = (ATT_T *)(slot + c->L.st);
+    const ATT_T *K = (const ATT_T *)c->K + n * p->k_n + h * D;
+    const ATT_T *V = (const ATT_T *)c->V + n * p->v_n + h * Dv;
+    const uint8_t *km = c->kmask == NULL ? NULL : c->kmask + n * Tk;
+    const ATT_T sc = (ATT_T)p->scale, ks = (ATT_T)p->keep_scale, neg = (ATT_T)ATT_MASK_VALUE;
+    const uint64_t key = p->threshold ? fnn_att_mix64(p->seed) : 0;
+
+    for (int64_t i = 0; i < Tq; i++) {
+        const ATT_T *q = (const ATT_T *)c->Q + n * p->q_n + i * H * D + h * D;
+        const uint8_t *am = c->amask == NULL ? NULL : c->amask + (n * Tq + i) * Tk;
+        const int qok = c->qmask == NULL || c->qmask[n * Tq + i] != 0;
+        ATT_T m = (ATT_T)-INFINITY, l = 0;
+        int64_t d, j;
+
+        for (int64_t j0 = 0; j0 < Tk; j0 += ATT_BK) {
+            const int64_t nk = ATT_MIN((int64_t)ATT_BK, Tk - j0);
+            ATT_T mb = m, alpha, sum = 0;
+            FN(transpose)(Kt, ATT_BK, K + j0 * H * D, H * D, nk, D, sc);
+            FN(mm)(s, ATT_BK, q, 0, 1, Kt, ATT_BK, 1, nk, D, 0, NULL);
+            for (j = 0; j < nk; j++) {
+                const int64_t jj = j0 + j;
+                const int ok = qok && (km == NULL || km[jj] != 0)
+                               && (am == NULL || am[jj] != 0) && !(p->causal && jj > i);
+                s[j] = ok ? s[j] : s[j] + neg;
+                mb = s[j] > mb ? s[j] : mb;
+            }
+            alpha = ATT_EXP(m - mb);
+            m = mb;
+#pragma omp simd reduction(+ : sum)
+            for (j = 0; j < nk; j++) {
+                s[j] = ATT_EXP(s[j] - m);
+                sum += s[j];
+            }
+            l = alpha * l + sum;
+            if (p->threshold) {
+                for (j = 0; j < nk; j++) {
+                    uint64_t z = key + ((uint64_t)((bh * Tq + i) * Tk + j0 + j) + 1u)
+                                           * 0x9E3779B97F4A7C15ULL;
+                    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+                    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+                    z ^= z >> 31;
+                    s[j] = (z >> 11) >= p->threshold ? s[j] * ks : (ATT_T)0;
+                }
+            }
+            if (j0 > 0) {
+#pragma omp simd
+                for (d = 0; d < Dv; d++) {
+                    o[d] *= alpha;
+                }
+            }
+            FN(mm)(o, Dv, s, 0, 1, V + j0 * H * Dv, H * Dv, 1, Dv, nk, j0 > 0, NULL);
+        }
+        {
+            const ATT_T inv = (ATT_T)1 / l;
+            ATT_T *y = (ATT_T *)c->Y + n * p->y_n + i * H * Dv + h * Dv;
+#pragma omp simd
+            for (d = 0; d < Dv; d++) {
+                y[d] = o[d] * inv;
+            }
+            ((ATT_T *)c->lse)[bh * Tq + i] = m + (ATT_T)att_log_pos((double)l);
+        }
+    }
+}
+
 /* ---- backward ------------------------------------------------------------------- */
 
 /* Adds -1e9 to the disallowed scores of S's rows i < nq (query rows i0 + i)

@@ -293,6 +293,66 @@ def test_numpy_gradients_match_finite_differences(numpy_ops, kw):
         np.testing.assert_allclose(g, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
 
 
+# ---- a few query rows (decoding): the row-by-row forward ---------------------------
+# Without probs_out, a forward of at most 4 query rows runs row by row (the
+# block loop would compute 64 lanes for each); with probs_out it takes the
+# block loop. Both must agree with NumPy and with each other.
+
+def _forward_rows(ops, q, k, v, **kw):
+    """out and lse without probs_out (the row path for tq <= 4)."""
+    n, tq, h, _ = q.shape
+    lse = np.empty((n, h, tq), q.dtype)
+    return ops.attention(q, k, v, lse_out=lse, **kw), lse
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tq", [1, 2, 4, 5])
+@pytest.mark.parametrize("tk", [1, 63, 130])
+@pytest.mark.parametrize("which", ["", "qka"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_few_query_rows_match_numpy(numpy_ops, compiled_ops, tq, tk, which, causal, dtype,
+                                    rng):
+    """One to five rows (five: the block loop) against 1 and 130 keys (past a
+    64-key block), masks with rows that lose every key, causal, dropout."""
+    q, k, v, _ = _problem(rng, 2, tq, tk, 3, 9, 5, dtype)
+    kw = dict(scale=0.4, causal=causal, dropout_rate=0.25, seed=11,
+              **_masks(rng, 2, tq, tk, which))
+    want = _forward_rows(numpy_ops, q, k, v, **kw)
+    got = _forward_rows(compiled_ops, q, k, v, **kw)
+    for name, a, b in zip(("out", "lse"), got, want):
+        np.testing.assert_allclose(a, b, **TOL[dtype], err_msg=name)
+    # the block loop (taken when the probabilities are asked for) agrees too
+    blocks = _run(compiled_ops, q, k, v, np.zeros_like(want[0]), **kw)
+    np.testing.assert_allclose(got[0], blocks[0], **TOL[dtype])
+    np.testing.assert_allclose(got[1], blocks[1], **TOL[dtype])
+
+
+@pytest.mark.parametrize("isa", SUPPORTED_ISAS)
+def test_few_query_rows_on_every_isa_and_cache_views(numpy_ops, compiled_ops, isa, rng):
+    """Decoding's call: one new row against views cache[:, :t] of a KV cache,
+    on each ISA's build; 1 and 2 threads bitwise equal."""
+    before = _core.isa_current()
+    cache_k = _tensor(rng, (3, 200, 4, 32), np.float32)
+    cache_v = _tensor(rng, (3, 200, 4, 16), np.float32)
+    k, v = cache_k[:, :150], cache_v[:, :150]
+    q = _tensor(rng, (3, 1, 4, 32), np.float32)
+    want = _forward_rows(numpy_ops, q, np.ascontiguousarray(k), np.ascontiguousarray(v),
+                         scale=0.18)
+    try:
+        _core.isa_select(isa)
+        results = []
+        for threads in (1, 2):
+            _core.reset_oversubscription()
+            with num_threads(threads):
+                results.append(_forward_rows(compiled_ops, q, k, v, scale=0.18))
+    finally:
+        _core.isa_select(before)
+    for a, b in zip(results[0], want):
+        np.testing.assert_allclose(a, b, **TOL[np.float32])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---- threads -------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
