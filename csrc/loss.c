@@ -92,8 +92,14 @@ static double sigmoid(double z)
     }
 }
 
-/* log sum_j exp(p_j) of a row, and its maximum (the shift used). */
-static double row_logsumexp(const float *p, int64_t D, double *mx_out)
+/* Rows of at most this many classes keep their exponentials (on the stack)
+ * for the gradient's softmax; wider rows take exp again. */
+#define LOSS_EXP_KEEP 1024
+
+/* sum_j exp(p_j - max) of a row, and its maximum (the shift). With e (may be
+ * NULL), e[j] = exp(p_j - max) as well, so that the gradient's softmax
+ * q_j = e[j] / sum takes no second exp. */
+static double row_expsum(const float *p, int64_t D, double *mx_out, double *e)
 {
     double mx = p[0];
     double s = 0.0;
@@ -101,10 +107,14 @@ static double row_logsumexp(const float *p, int64_t D, double *mx_out)
         mx = p[j] > mx ? p[j] : mx;
     }
     for (int64_t j = 0; j < D; j++) {
-        s += exp((double)p[j] - mx);
+        const double ej = exp((double)p[j] - mx);
+        s += ej;
+        if (e != NULL) {
+            e[j] = ej;
+        }
     }
     *mx_out = mx;
-    return log(s);
+    return s;
 }
 
 /* ---- one row of each loss: returns the sample's loss, writes its gradient
@@ -185,8 +195,10 @@ static double row_categorical(const loss_args *a, const float *p, const float *t
     double loss = 0.0;
 
     if (a->from_logits) {
-        double mx;
-        double lse = row_logsumexp(p, D, &mx);
+        double mx, ebuf[LOSS_EXP_KEEP];
+        double *e = g != NULL && D <= LOSS_EXP_KEEP ? ebuf : NULL;
+        const double sum = row_expsum(p, D, &mx, e);
+        const double lse = log(sum), inv = 1.0 / sum;
         double tsum = 0.0;
         for (int64_t j = 0; j < D; j++) {
             double logq = ((double)p[j] - mx) - lse;
@@ -195,7 +207,7 @@ static double row_categorical(const loss_args *a, const float *p, const float *t
         }
         if (g) {
             for (int64_t j = 0; j < D; j++) {
-                double q = exp(((double)p[j] - mx) - lse);
+                double q = e != NULL ? e[j] * inv : exp(((double)p[j] - mx) - lse);
                 g[j] = (float)((q * tsum - (double)t[j]) * c);
             }
         }
@@ -234,11 +246,13 @@ static double row_sparse(const loss_args *a, const float *p, int64_t label, floa
     const int64_t D = a->D;
 
     if (a->from_logits) {
-        double mx;
-        double lse = row_logsumexp(p, D, &mx);
+        double mx, ebuf[LOSS_EXP_KEEP];
+        double *e = g != NULL && D <= LOSS_EXP_KEEP ? ebuf : NULL;
+        const double sum = row_expsum(p, D, &mx, e);
+        const double lse = log(sum), inv = 1.0 / sum;
         if (g) {
             for (int64_t j = 0; j < D; j++) {
-                double q = exp(((double)p[j] - mx) - lse);
+                double q = e != NULL ? e[j] * inv : exp(((double)p[j] - mx) - lse);
                 g[j] = (float)((q - (j == label ? 1.0 : 0.0)) * c);
             }
         }

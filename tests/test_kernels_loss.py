@@ -105,6 +105,15 @@ def test_probabilities_at_the_clip_bounds(numpy_ops, compiled_ops, name):
     assert np.isfinite(value)
 
 
+@pytest.mark.parametrize("name", ["categorical_crossentropy", SPARSE])
+@pytest.mark.parametrize("d", [1024, 1025, 3000])
+def test_wide_rows_from_logits(numpy_ops, compiled_ops, rng, name, d):
+    """Rows up to 1024 classes keep their exponentials for the gradient; wider
+    ones take exp again: both paths against NumPy."""
+    p, t = _data(rng, name, (5, d), True)
+    _compare(numpy_ops, compiled_ops, name, p, t, True)
+
+
 def test_categorical_from_logits_with_unnormalised_targets(numpy_ops, compiled_ops, rng):
     # Label smoothing or soft targets need not sum to 1: the gradient is
     # softmax * sum(t) - t, not softmax - t.
