@@ -9,12 +9,15 @@
  *                            dX[N,I] = dZ W^T              (overwritten; may be NULL)
  *   fnn_colsum_f32           out[O] = sum over the N rows of X[N,O]
  *
- * The two products go through fnn_gemm_f32 with its transpose flags, so no
+ * The two products go through the GEMM with its transpose flags, so no
  * transposed copy of X or W is ever made; the GEMM splits over output tiles
- * only, hence dW and dX are bitwise the same for any thread count.
+ * only, hence dW and dX are bitwise the same for any thread count. db comes
+ * from the dW product too: the GEMM sums dZ's columns (in double, in row
+ * order) as it packs them, sparing a pass over dZ.
  *
- * The column sum is deterministic by construction: rows are cut into fixed
- * chunks of COLSUM_ROWS (whatever the thread count), each chunk's columns
+ * fnn_colsum_f32 (the other layers' bias gradients) is deterministic by
+ * construction: rows are cut into fixed chunks of COLSUM_ROWS (whatever the
+ * thread count), each chunk's columns
  * are summed in row order, in double, by one thread, and the chunks'
  * partial sums are added in chunk order. Threads share out the (chunk,
  * column block) pieces, so a layer of few columns still uses every thread.
@@ -24,6 +27,7 @@
 
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "gemm_internal.h"
 
 /* Columns per piece: one double accumulator per column lives on the stack
  * (2 KiB), and a row's slice of a piece is a few cache lines. */
@@ -128,25 +132,25 @@ int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
         }
     }
 
-    /* dW[In,O] = X^T dZ: op(A) = X^T with X stored N x In (trans_a, lda = In).
-     * With no rows the sum is empty: zeros, without asking the GEMM. */
-    if (In * O > 0) {
-        if (N == 0) {
+    /* dW[In,O] = X^T dZ: op(A) = X^T with X stored N x In (trans_a, lda = In);
+     * db, the column sums of dZ (= op(B)), taken by the GEMM as it packs dZ.
+     * With no rows the sums are empty: zeros, without asking the GEMM. */
+    if (In * O > 0 && N > 0) {
+        status = fnn_gemm_run_f32(dW, NULL, db, X, dZ, NULL, In, O, N, In, O, O, 1, 0, 1.0f,
+                                  0.0f, FNN_ACT_LINEAR, nthreads);
+        if (status != FNN_OK) {
+            return status;
+        }
+    }
+    else {
+        if (In * O > 0) {
             memset(dW, 0, (size_t)(In * O) * sizeof(float));
         }
-        else {
-            status = fnn_gemm_f32(dW, X, dZ, NULL, In, O, N, In, O, O, 1, 0, 1.0f, 0.0f,
-                                  FNN_ACT_LINEAR, nthreads);
+        if (db != NULL) {
+            status = fnn_colsum_f32(db, dZ, N, O, nthreads);
             if (status != FNN_OK) {
                 return status;
             }
-        }
-    }
-
-    if (db != NULL) {
-        status = fnn_colsum_f32(db, dZ, N, O, nthreads);
-        if (status != FNN_OK) {
-            return status;
         }
     }
 

@@ -158,6 +158,7 @@ typedef struct {
     fnn_gemm_kernel_f32 ker;
     fnn_act_tile_loop_f32 act_tile; /* the transcendental activations' epilogue */
     float *Z;         /* NULL, or receives the pre-activation (leading dim ldc) */
+    double *bsum;     /* NULL, or op(B)'s column sums so far (N), added as B is packed */
     int64_t kc;       /* K block actually used (<= ker.kc, same for every block) */
     int64_t nc;       /* N block actually used */
     int pack_a;
@@ -223,6 +224,18 @@ static void pack_b_panel_f32(float *dst, const gemm_f32_plan *pl, int64_t pc, in
                 }
                 for (; j < nr; j++) {
                     d[j] = 0.0f;
+                }
+            }
+        }
+        if (pl->bsum != NULL) {
+            /* The rows just copied are in L1: add them to the column sums, in
+             * row order (the K blocks come in order, one packer per panel). */
+            double *acc = pl->bsum + j0;
+            for (p = 0; p < kc; p++) {
+                const float *d = dst + p * nr;
+#pragma omp simd
+                for (j = 0; j < w; j++) {
+                    acc[j] += (double)d[j];
                 }
             }
         }
@@ -550,13 +563,22 @@ int fnn_gemm_f32(float *C, const float *A, const float *B, const float *bias,
                  int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
                  int trans_a, int trans_b, float alpha, float beta, int act, int nthreads)
 {
-    return fnn_gemm_keep_f32(C, NULL, A, B, bias, M, N, K, lda, ldb, ldc, trans_a, trans_b,
-                             alpha, beta, act, nthreads);
+    return fnn_gemm_run_f32(C, NULL, NULL, A, B, bias, M, N, K, lda, ldb, ldc, trans_a,
+                            trans_b, alpha, beta, act, nthreads);
 }
 
 int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B, const float *bias,
                       int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
                       int trans_a, int trans_b, float alpha, float beta, int act, int nthreads)
+{
+    return fnn_gemm_run_f32(C, Z, NULL, A, B, bias, M, N, K, lda, ldb, ldc, trans_a, trans_b,
+                            alpha, beta, act, nthreads);
+}
+
+int fnn_gemm_run_f32(float *C, float *Z, float *bsum, const float *A, const float *B,
+                     const float *bias, int64_t M, int64_t N, int64_t K, int64_t lda,
+                     int64_t ldb, int64_t ldc, int trans_a, int trans_b, float alpha,
+                     float beta, int act, int nthreads)
 {
     gemm_f32_plan pl;
     int64_t counters[4] = {0, 0, 0, 0};
@@ -568,8 +590,19 @@ int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B, const 
     if (status != FNN_OK) {
         return status;
     }
-    if (Z != NULL && Z == C) {
+    if ((Z != NULL && Z == C) || (bsum != NULL && trans_b)) {
         return FNN_ERR_ARG;
+    }
+    if (bsum != NULL && (M == 0 || K == 0)) {
+        /* nothing gets packed: the sums straight from B (0 for K == 0) */
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int64_t p = 0; p < K; p++) {
+                acc += (double)B[p * ldb + j];
+            }
+            bsum[j] = (float)acc;
+        }
+        bsum = NULL;
     }
     if (M == 0 || N == 0) {
         return FNN_OK;
@@ -577,6 +610,7 @@ int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B, const 
 
     pl.C = C;
     pl.Z = Z;
+    pl.bsum = NULL;
     pl.A = A;
     pl.B = B;
     pl.bias = bias;
@@ -638,6 +672,13 @@ int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B, const 
     }
     pl.bpack = scratch;
     pl.apack = scratch + round_up(pl.kc * pl.nc, 16);
+    if (bsum != NULL) {
+        pl.bsum = calloc((size_t)N, sizeof(double));
+        if (pl.bsum == NULL) {
+            free(heap);
+            return FNN_ERR_NOMEM;
+        }
+    }
 
     if (nt == 1) {
         gemm_f32_worker(&pl, 0, 1, NULL);
@@ -655,6 +696,12 @@ int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B, const 
             fnn_team_note_done(&first_done, wait);
         }
         fnn_team_report(start, first_done);
+    }
+    if (pl.bsum != NULL) {
+        for (int64_t j = 0; j < N; j++) {
+            bsum[j] = (float)pl.bsum[j];
+        }
+        free(pl.bsum);
     }
     free(heap);
     return FNN_OK;

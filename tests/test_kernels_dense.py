@@ -94,6 +94,20 @@ def test_one_and_two_threads_bitwise_equal(numpy_ops, compiled_ops, rng, activat
         np.testing.assert_array_equal(a, b, err_msg=label)
 
 
+def test_bias_gradient_is_exact_on_integers(compiled_ops, rng):
+    """db comes from the dW GEMM (column sums taken as it packs dZ): over many K
+    blocks and panels, with 1 and 2 threads, exact where the sums are."""
+    n, i, o = 3001, 37, 70
+    x = rng.standard_normal((n, i)).astype(np.float32)
+    w = rng.standard_normal((i, o)).astype(np.float32)
+    dy = rng.integers(-1000, 1000, size=(n, o)).astype(np.float32)
+    for threads in (1, 2):
+        with num_threads(threads):
+            db = np.full(o, np.nan, np.float32)
+            compiled_ops.dense_backward(dy, x, w, None, None, "linear", np.empty_like(w), db)
+        np.testing.assert_array_equal(db, dy.astype(np.int64).sum(axis=0))
+
+
 # ---- colsum ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 300), (7, 1), (13, 17), (1000, 3), (5, 257),
