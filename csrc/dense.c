@@ -35,6 +35,11 @@
 /* Rows per piece: part of the sums' definition, never of the thread count. */
 #define COLSUM_ROWS 512
 #define COLSUM_GRAIN 32768.0
+/* The weight gradient's row chunks: at least this many rows each, at most
+ * DW_MAX_CHUNKS of them (their partial dW are the scratch). */
+#define DW_CHUNK_ROWS 1024
+#define DW_MAX_CHUNKS 8
+#define DW_GRAIN_FLOPS 4e6
 
 /* part[c0:c0+w] = column sums of rows [r0, r1) of X[:, c0:c0+w] (X has O columns). */
 static void colsum_piece(double *part, const float *X, int64_t r0, int64_t r1, int64_t O,
@@ -103,6 +108,70 @@ int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthread
     return FNN_OK;
 }
 
+/* dW[In,O] = X^T dZ and db[O] = column sums of dZ (db may be NULL), N > 0:
+ * GEMMs with op(A) = X^T (X stored N x In: trans_a, lda = In), db taken by
+ * the GEMM as it packs dZ (op(B)). Many rows against a small dW (every dense
+ * layer's case: N = batch x time) would leave threads little to share but
+ * dW's few tiles, synchronised once per K block; instead the rows are cut
+ * into fixed chunks (DW_CHUNK_ROWS, a function of the shape only), each
+ * chunk's partial dW and db computed by one thread, and the partials added
+ * in chunk order: the same bits for any thread count. */
+static int weight_gradient(float *dW, float *db, const float *X, const float *dZ, int64_t N,
+                           int64_t In, int64_t O, int nthreads)
+{
+    int64_t nchunks = N / DW_CHUNK_ROWS, rows, c;
+    float *part;
+    int nt, status = FNN_OK;
+
+    if (nchunks > DW_MAX_CHUNKS) {
+        nchunks = DW_MAX_CHUNKS;
+    }
+    if (nchunks < 2) {
+        return fnn_gemm_run_f32(dW, NULL, db, X, dZ, NULL, In, O, N, In, O, O, 1, 0, 1.0f,
+                                0.0f, FNN_ACT_LINEAR, nthreads);
+    }
+    rows = (N + nchunks - 1) / nchunks;
+    /* chunk 0 writes dW and db; the others their own slots */
+    part = malloc((size_t)((nchunks - 1) * (In * O + O)) * sizeof(float));
+    if (part == NULL) {
+        return FNN_ERR_NOMEM;
+    }
+    nt = fnn_threads_for(2.0 * (double)N * (double)In * (double)O, DW_GRAIN_FLOPS, nthreads);
+    if (nt > nchunks) {
+        nt = (int)nchunks;
+    }
+    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (c = 0; c < nchunks; c++) {
+        const int64_t r0 = c * rows, n = N - r0 < rows ? N - r0 : rows;
+        float *dw = c == 0 ? dW : part + (c - 1) * (In * O + O);
+        float *dbc = db == NULL ? NULL : c == 0 ? db : dw + In * O;
+        /* one thread per chunk: nothing to share inside */
+        int st = fnn_gemm_run_f32(dw, NULL, dbc, X + r0 * In, dZ + r0 * O, NULL, In, O, n, In,
+                                  O, O, 1, 0, 1.0f, 0.0f, FNN_ACT_LINEAR, 1);
+        if (st != FNN_OK) {
+            #pragma omp atomic write
+            status = st;
+        }
+    }
+    if (status == FNN_OK) {
+        for (c = 1; c < nchunks; c++) {
+            const float *dw = part + (c - 1) * (In * O + O);
+            #pragma omp simd
+            for (int64_t k = 0; k < In * O; k++) {
+                dW[k] += dw[k];
+            }
+            if (db != NULL) {
+                #pragma omp simd
+                for (int64_t k = 0; k < O; k++) {
+                    db[k] += dw[In * O + k];
+                }
+            }
+        }
+    }
+    free(part);
+    return status;
+}
+
 /* The input width is named In, not I: <complex.h> (which NumPy's headers
  * pull into the Cython module) defines I as a macro. */
 int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
@@ -132,17 +201,14 @@ int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
         }
     }
 
-    /* dW[In,O] = X^T dZ: op(A) = X^T with X stored N x In (trans_a, lda = In);
-     * db, the column sums of dZ (= op(B)), taken by the GEMM as it packs dZ.
-     * With no rows the sums are empty: zeros, without asking the GEMM. */
     if (In * O > 0 && N > 0) {
-        status = fnn_gemm_run_f32(dW, NULL, db, X, dZ, NULL, In, O, N, In, O, O, 1, 0, 1.0f,
-                                  0.0f, FNN_ACT_LINEAR, nthreads);
+        status = weight_gradient(dW, db, X, dZ, N, In, O, nthreads);
         if (status != FNN_OK) {
             return status;
         }
     }
     else {
+        /* With no rows the sums are empty: zeros, without asking the GEMM. */
         if (In * O > 0) {
             memset(dW, 0, (size_t)(In * O) * sizeof(float));
         }

@@ -94,18 +94,24 @@ def test_one_and_two_threads_bitwise_equal(numpy_ops, compiled_ops, rng, activat
         np.testing.assert_array_equal(a, b, err_msg=label)
 
 
-def test_bias_gradient_is_exact_on_integers(compiled_ops, rng):
-    """db comes from the dW GEMM (column sums taken as it packs dZ): over many K
-    blocks and panels, with 1 and 2 threads, exact where the sums are."""
-    n, i, o = 3001, 37, 70
+@pytest.mark.parametrize("n", [1023, 3001, 20000])
+def test_many_rows_chunked_weight_gradient(numpy_ops, compiled_ops, rng, n):
+    """Past 2048 rows dW and db are summed over fixed row chunks (partials added
+    in order, at most 8): against NumPy, 1 and 2 threads bitwise equal, and db
+    exact where the sums are (integer dY)."""
+    i, o = 37, 70
     x = rng.standard_normal((n, i)).astype(np.float32)
     w = rng.standard_normal((i, o)).astype(np.float32)
     dy = rng.integers(-1000, 1000, size=(n, o)).astype(np.float32)
+    want = _backward(numpy_ops, x, w, None, None, dy, "linear", True, True)
+    results = []
     for threads in (1, 2):
         with num_threads(threads):
-            db = np.full(o, np.nan, np.float32)
-            compiled_ops.dense_backward(dy, x, w, None, None, "linear", np.empty_like(w), db)
-        np.testing.assert_array_equal(db, dy.astype(np.int64).sum(axis=0))
+            results.append(_backward(compiled_ops, x, w, None, None, dy, "linear", True, True))
+    for label, a, b, r in zip(("dw", "db", "dx"), *results, want):
+        np.testing.assert_array_equal(a, b, err_msg=label)
+        np.testing.assert_allclose(a, r, rtol=RTOL, atol=ATOL * np.abs(r).max(), err_msg=label)
+    np.testing.assert_array_equal(results[0][1], dy.astype(np.int64).sum(axis=0))
 
 
 # ---- colsum ---------------------------------------------------------------------
