@@ -8,13 +8,16 @@ from fastnn.bench.runner import ALL_WORKLOADS, BACKENDS, BenchConfig, run
 from fastnn.bench.timing import compiled_available, compiled_import_error, machine_cores
 
 DESCRIPTION = """\
-Benchmark fastnn: each workload of workloads.md (W1 train, W1-infer predict,
-W2 train, W3 CNN train, W5 GEMM) on each backend (compiled, numpy) and thread count, plus
-PyTorch rows when torch is installed. Throughput is samples/s over one full
-shuffled epoch (model.fit) or one predict pass, after a warm-up, median of
-the repeats; W5 is GFLOP/s of fastnn.ops.gemm vs NumPy's A @ B. Every
+Benchmark fastnn: each workload of workloads.md (W1 MLP train, W1-infer predict,
+W2 MNIST-size MLP, W3 CNN, W4-rnn / W4-lstm recurrent, C1 a custom residual MLP,
+W6 a small GPT: training tokens/s and, W6-gen, KV-cache generation; W5 GEMM) on
+each backend (compiled, numpy) and thread count, plus PyTorch rows when torch
+is installed. Throughput is samples/s (tokens/s for W6) over one full shuffled
+epoch (model.fit), one predict pass or one generate call, after a warm-up,
+median of the repeats; "of peak" is the FLOP rate over this machine's measured
+float32 FMA peak; W5 is GFLOP/s of fastnn.ops.gemm vs NumPy's A @ B. Every
 non-NumPy row is first checked against NumPy and is not timed if it disagrees.
-Quick by default (smaller N, about a minute); --full uses workloads.md's sizes.
+Quick by default (smaller N, a few minutes); --full uses workloads.md's sizes.
 Exit status: 0 when every check passed, 1 when one failed."""
 
 
