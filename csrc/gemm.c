@@ -7,11 +7,14 @@
  * into KC x NR micro-panels (one KC x NC block at a time, shared by all
  * threads), A into MR x KC micro-panels (one MC x KC block at a time per
  * thread; or all of A's K block, shared, when there are few rows and several
- * threads; or read in place when N is small), and the ISA's micro-kernel from
- * the kernel table (cpu.c) computes each MR x NR tile, edge tiles included,
- * following the contract in gemm_internal.h. The bias and activation are
- * applied to each tile right after its last K block, while it is in L1.
- * float64 uses a simpler portable tiled kernel.
+ * threads; or read in place when N is small and A not transposed), and the
+ * ISA's micro-kernel from the kernel table (cpu.c) computes each MR x NR
+ * tile, edge tiles included, following the contract in gemm_internal.h. The
+ * bias and activation are applied to each tile right after its last K block,
+ * while it is in L1. Two extras ride on the same passes (fnn_gemm_run_f32):
+ * the pre-activation kept in Z, copied from each tile before its activation,
+ * and op(B)'s column sums, added up as B's rows are packed. float64 uses a
+ * simpler portable tiled kernel.
  *
  * Threads: C is cut into work units of whole tiles (row blocks, or single B
  * micro-panels when there are few rows) that the threads take from a shared
