@@ -208,6 +208,16 @@ int fnn_isa_current(void)
     return fnn_kernels()->isa;
 }
 
+void fnn_gemm_blocking(int64_t out[5])
+{
+    const fnn_gemm_kernel_f32 *g = &fnn_kernels()->gemm_f32;
+    out[0] = g->mr;
+    out[1] = g->nr;
+    out[2] = g->mc;
+    out[3] = g->kc;
+    out[4] = g->nc;
+}
+
 const fnn_kernel_table *fnn_kernels(void)
 {
     const fnn_kernel_table *t = __atomic_load_n(&current, __ATOMIC_ACQUIRE);

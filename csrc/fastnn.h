@@ -49,6 +49,9 @@ int fnn_isa_best(void);              /* best supported ISA */
 int fnn_isa_select(int isa);         /* fill the kernel table; FNN_ERR_ISA if unsupported */
 int fnn_isa_current(void);
 const char *fnn_isa_name(int isa);   /* "generic", "avx2", "avx512" */
+/* The float32 GEMM's tile (MR x NR) and cache blocking (MC, KC, NC) in force:
+ * out[0..4] = MR, NR, MC, KC, NC. */
+void fnn_gemm_blocking(int64_t out[5]);
 
 /* ---- activations (act.c) ----------------------------------------------- */
 /* Keras' built-ins; leaky_relu uses negative_slope 0.2 and elu alpha 1.0,

@@ -7,8 +7,9 @@ from fastnn._version import __version__
 
 def show_config(mode="stdout"):
     """Print (mode="stdout") or return (mode="dicts") the configuration:
-    version, backend, ISA kernel in use, OpenMP on/off, threads, and the
-    operations the compiled backend hands to NumPy."""
+    version, backend, ISA kernel in use and its GEMM blocking (chosen per ISA and
+    CPU vendor), OpenMP on/off, threads, and the operations the compiled backend
+    hands to NumPy."""
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"show_config: mode must be 'stdout' or 'dicts', got {mode!r}")
     ext = _runtime.extension()
@@ -23,6 +24,7 @@ def show_config(mode="stdout"):
         "version": __version__,
         "backend": _runtime.get_backend(),
         "isa": ext.isa_current() if ext is not None else None,
+        "gemm_blocking": ext.gemm_blocking() if ext is not None else None,
         "openmp": bool(ext is not None and ext.openmp_enabled()),
         "threads": _runtime.get_num_threads(),
         "fallbacks": fallbacks,
@@ -33,6 +35,10 @@ def show_config(mode="stdout"):
     print(f"  backend:   {config['backend']}"
           + ("" if ext is not None else "  (compiled extension not available)"))
     print(f"  isa:       {config['isa'] or 'n/a'}")
+    if config["gemm_blocking"] is not None:
+        b = config["gemm_blocking"]
+        print(f"  gemm:      {b['mr']}x{b['nr']} tiles, blocks MC {b['mc']} KC {b['kc']} "
+              f"NC {b['nc']}")
     print(f"  openmp:    {'on' if config['openmp'] else 'off (kernels run single-threaded)'}")
     print(f"  threads:   {config['threads']}")
     print(f"  numpy:     {np.__version__}")

@@ -64,9 +64,15 @@ def test_numpy_backend_imports_no_compiled_code():
 def test_show_config_tells_the_truth():
     from fastnn._ext import _core
     config = fastnn.show_config(mode="dicts")
-    assert set(config) == {"version", "backend", "isa", "openmp", "threads", "fallbacks"}
+    assert set(config) == {"version", "backend", "isa", "gemm_blocking", "openmp", "threads",
+                           "fallbacks"}
     assert config["version"] == fastnn.__version__
     assert config["isa"] == _core.isa_current() == _core.isa_best()
+    # the blocking in force: the ISA's tile, blocks whole tiles
+    b = config["gemm_blocking"]
+    tile = {"generic": (4, 16), "avx2": (6, 16), "avx512": (12, 32)}[config["isa"]]
+    assert (b["mr"], b["nr"]) == tile
+    assert b["mc"] % b["mr"] == 0 and b["nc"] % b["nr"] == 0 and b["kc"] % 8 == 0
     assert config["threads"] == fastnn.get_num_threads()
     with pytest.raises(ValueError):
         fastnn.show_config(mode="xml")

@@ -34,6 +34,7 @@ cdef extern from "fastnn.h" nogil:
     int fnn_isa_best() noexcept
     int fnn_isa_select(int isa) noexcept
     int fnn_isa_current() noexcept
+    void fnn_gemm_blocking(int64_t *out) noexcept
     const char *fnn_isa_name(int isa) noexcept
 
     enum:

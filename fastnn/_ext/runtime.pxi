@@ -89,6 +89,14 @@ def isa_current():
     return ISA_NAMES[fnn_isa_current()]
 
 
+def gemm_blocking():
+    """The float32 GEMM's tile and cache blocking in force: a dict of mr, nr
+    (the micro-kernel's tile), mc, kc, nc (rows, depth and columns per block)."""
+    cdef int64_t out[5]
+    fnn_gemm_blocking(out)
+    return dict(zip(("mr", "nr", "mc", "kc", "nc"), [out[i] for i in range(5)]))
+
+
 def isa_select(str name):
     """Fill the kernel table with the named ISA's kernels (ValueError if unsupported)."""
     if name not in ISA_NAMES:
