@@ -15,7 +15,7 @@
  * its query blocks in turn (its rows of Y, lse and probs); with more threads
  * than pairs, every pair's K and V are packed first and each query block is
  * a task. A forward of a few query rows (decoding) goes row by row instead,
- * one (n, h) per task, K and V read in place. Backward: one (n, h) (its dQ,
+ * one (n, h) per task (V read in place, K transposed a block at a time). Backward: one (n, h) (its dQ,
  * dK and dV, each summed over the blocks in a fixed order). Pairs are shared out in static blocks (they
  * cost the same), query blocks dynamically (causal ones differ in cost);
  * either way only who computes a task changes, never how: results are

@@ -140,8 +140,8 @@ typedef struct {
 /* Forward:
  *   pack(c, bh, kv):       K and V rows of (n, h) = bh into the copy at kv
  *   run(c, bh, qb0, qb1, kv, slot):  query blocks [qb0, qb1) of bh, K and V at kv
- *   rows(c, bh, slot):     every query row of bh, one at a time, K and V read
- *                          in place (qt, ot, st of the slot as scratch)
+ *   rows(c, bh, slot):     every query row of bh, one at a time: V read in place,
+ *                          (scale * K)^T a block at a time into qt; ot, st scratch
  * Backward:
  *   task(c, bh, slot):     all of (n, h) = bh.
  * kv and slot are 64-byte aligned. */

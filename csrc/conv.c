@@ -56,6 +56,7 @@
 #include <string.h>
 
 #include "fastnn.h"
+#include "fnn_alloc.h"
 #include "fnn_omp.h"
 
 /* Floats of patch matrix per chunk: with the GEMM's packed operands it stays
@@ -213,7 +214,7 @@ static float *scratch(float *work, int64_t work_len, int64_t need, float **heap)
         uintptr_t p = (uintptr_t)work;
         return (float *)((p + 63) & ~(uintptr_t)63);
     }
-    *heap = aligned_alloc(64, (size_t)round_up(need, CONV_ALIGN_FLOATS) * sizeof(float));
+    *heap = fnn_aligned_alloc((size_t)round_up(need, CONV_ALIGN_FLOATS) * sizeof(float));
     return *heap;
 }
 

@@ -12,8 +12,8 @@
  * The two products go through the GEMM with its transpose flags, so no
  * transposed copy of X or W is ever made; the GEMM splits over output tiles
  * only, hence dW and dX are bitwise the same for any thread count. db comes
- * from the dW product too: the GEMM sums dZ's columns (in double, in row
- * order) as it packs them, sparing a pass over dZ.
+ * from the dW product too: the GEMM sums dZ's columns in double as it packs
+ * them, sparing a pass over dZ (see weight_gradient for the row chunks).
  *
  * fnn_colsum_f32 (the other layers' bias gradients) is deterministic by
  * construction: rows are cut into fixed chunks of COLSUM_ROWS (whatever the
@@ -39,6 +39,9 @@
  * DW_MAX_CHUNKS of them (their partial dW are the scratch). */
 #define DW_CHUNK_ROWS 1024
 #define DW_MAX_CHUNKS 8
+/* dW of more elements than this has tiles enough to share: one GEMM (and no
+ * partials to hold). */
+#define DW_CHUNKED_MAX (1 << 18)
 #define DW_GRAIN_FLOPS 4e6
 
 /* part[c0:c0+w] = column sums of rows [r0, r1) of X[:, c0:c0+w] (X has O columns). */
@@ -109,66 +112,83 @@ int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthread
 }
 
 /* dW[In,O] = X^T dZ and db[O] = column sums of dZ (db may be NULL), N > 0:
- * GEMMs with op(A) = X^T (X stored N x In: trans_a, lda = In), db taken by
- * the GEMM as it packs dZ (op(B)). Many rows against a small dW (every dense
- * layer's case: N = batch x time) would leave threads little to share but
- * dW's few tiles, synchronised once per K block; instead the rows are cut
- * into fixed chunks (DW_CHUNK_ROWS, a function of the shape only), each
- * chunk's partial dW and db computed by one thread, and the partials added
- * in chunk order: the same bits for any thread count. */
+ * GEMMs with op(A) = X^T (X stored N x In: trans_a, lda = In), db summed in
+ * double by the GEMM as it packs dZ (op(B)) and rounded once. Many rows
+ * against a small dW (a dense layer on batch x time rows) leave threads
+ * little to share but dW's few tiles, synchronised once per K block: there
+ * the rows are cut into fixed chunks (DW_CHUNK_ROWS or more, at most
+ * DW_MAX_CHUNKS: a function of the shape only), each chunk's partial dW and
+ * db computed by one thread, the partials added in chunk order -- the same
+ * bits for any thread count. A large dW is one GEMM over every row. */
 static int weight_gradient(float *dW, float *db, const float *X, const float *dZ, int64_t N,
                            int64_t In, int64_t O, int nthreads)
 {
     int64_t nchunks = N / DW_CHUNK_ROWS, rows, c;
-    float *part;
+    double *sums = NULL;
+    float *part = NULL;
     int nt, status = FNN_OK;
 
     if (nchunks > DW_MAX_CHUNKS) {
         nchunks = DW_MAX_CHUNKS;
     }
-    if (nchunks < 2) {
-        return fnn_gemm_run_f32(dW, NULL, db, X, dZ, NULL, In, O, N, In, O, O, 1, 0, 1.0f,
-                                0.0f, FNN_ACT_LINEAR, nthreads);
+    if (In * O > DW_CHUNKED_MAX || nchunks < 2) {
+        nchunks = 1;
     }
     rows = (N + nchunks - 1) / nchunks;
-    /* chunk 0 writes dW and db; the others their own slots */
-    part = malloc((size_t)((nchunks - 1) * (In * O + O)) * sizeof(float));
-    if (part == NULL) {
+    /* chunk 0 writes dW, the others their own slots; db's sums per chunk */
+    if (nchunks > 1) {
+        part = malloc((size_t)((nchunks - 1) * In * O) * sizeof(float));
+    }
+    if (db != NULL) {
+        sums = calloc((size_t)(nchunks * O), sizeof(double));
+    }
+    if ((nchunks > 1 && part == NULL) || (db != NULL && sums == NULL)) {
+        free(part);
+        free(sums);
         return FNN_ERR_NOMEM;
     }
-    nt = fnn_threads_for(2.0 * (double)N * (double)In * (double)O, DW_GRAIN_FLOPS, nthreads);
-    if (nt > nchunks) {
-        nt = (int)nchunks;
+    if (nchunks == 1) {
+        status = fnn_gemm_run_f32(dW, NULL, sums, X, dZ, NULL, In, O, N, In, O, O, 1, 0, 1.0f,
+                                  0.0f, FNN_ACT_LINEAR, nthreads);
     }
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (c = 0; c < nchunks; c++) {
-        const int64_t r0 = c * rows, n = N - r0 < rows ? N - r0 : rows;
-        float *dw = c == 0 ? dW : part + (c - 1) * (In * O + O);
-        float *dbc = db == NULL ? NULL : c == 0 ? db : dw + In * O;
-        /* one thread per chunk: nothing to share inside */
-        int st = fnn_gemm_run_f32(dw, NULL, dbc, X + r0 * In, dZ + r0 * O, NULL, In, O, n, In,
-                                  O, O, 1, 0, 1.0f, 0.0f, FNN_ACT_LINEAR, 1);
-        if (st != FNN_OK) {
-            #pragma omp atomic write
-            status = st;
+    else {
+        nt = fnn_threads_for(2.0 * (double)N * (double)In * (double)O, DW_GRAIN_FLOPS,
+                             nthreads);
+        if (nt > nchunks) {
+            nt = (int)nchunks;
         }
-    }
-    if (status == FNN_OK) {
-        for (c = 1; c < nchunks; c++) {
-            const float *dw = part + (c - 1) * (In * O + O);
+        #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+        for (c = 0; c < nchunks; c++) {
+            const int64_t r0 = c * rows, n = N - r0 < rows ? N - r0 : rows;
+            float *dw = c == 0 ? dW : part + (c - 1) * In * O;
+            /* one thread per chunk: nothing to share inside */
+            int st = fnn_gemm_run_f32(dw, NULL, sums == NULL ? NULL : sums + c * O,
+                                      X + r0 * In, dZ + r0 * O, NULL, In, O, n, In, O, O, 1, 0,
+                                      1.0f, 0.0f, FNN_ACT_LINEAR, 1);
+            if (st != FNN_OK) {
+                #pragma omp atomic write
+                status = st;
+            }
+        }
+        for (c = 1; c < nchunks && status == FNN_OK; c++) {
+            const float *dw = part + (c - 1) * In * O;
             #pragma omp simd
             for (int64_t k = 0; k < In * O; k++) {
                 dW[k] += dw[k];
             }
-            if (db != NULL) {
-                #pragma omp simd
-                for (int64_t k = 0; k < O; k++) {
-                    db[k] += dw[In * O + k];
-                }
+        }
+    }
+    if (status == FNN_OK && db != NULL) {
+        for (int64_t j = 0; j < O; j++) {
+            double total = sums[j];
+            for (c = 1; c < nchunks; c++) {
+                total += sums[c * O + j];
             }
+            db[j] = (float)total;
         }
     }
     free(part);
+    free(sums);
     return status;
 }
 

@@ -20,9 +20,9 @@
  * micro-panels when there are few rows) that the threads take from a shared
  * counter, so a thread the OS has descheduled on a busy machine does not hold
  * the others up. K is never split and the blocking depends on the shapes and
- * the ISA only, so every element is computed by the same sequence of
- * operations whoever computes it: results are bitwise identical for any
- * nthreads. Below a few MFLOP, one thread, and no parallel region is entered
+ * the kernel table (the ISA; for AVX-512, the CPU vendor) only, so every
+ * element is computed by the same sequence of operations whoever computes
+ * it: results are bitwise identical for any nthreads. Below a few MFLOP, one thread, and no parallel region is entered
  * at all (a process forked after OpenMP started still runs).
  *
  * Scratch: small problems use a per-thread static buffer (no malloc); larger
@@ -35,6 +35,7 @@
 
 #include "act_scalar.h"
 #include "fastnn.h"
+#include "fnn_alloc.h"
 #include "fnn_omp.h"
 #include "gemm_internal.h"
 
@@ -161,7 +162,7 @@ typedef struct {
     fnn_gemm_kernel_f32 ker;
     fnn_act_tile_loop_f32 act_tile; /* the transcendental activations' epilogue */
     float *Z;         /* NULL, or receives the pre-activation (leading dim ldc) */
-    double *bsum;     /* NULL, or op(B)'s column sums so far (N), added as B is packed */
+    double *bsum;     /* NULL, or the caller's N sums to add op(B)'s columns to, as B is packed */
     int64_t kc;       /* K block actually used (<= ker.kc, same for every block) */
     int64_t nc;       /* N block actually used */
     int pack_a;
@@ -181,8 +182,8 @@ typedef struct {
     int64_t *counters; /* [2][2]: per phase parity, items packed, units taken */
 } gemm_f32_plan;
 
-/* Ask for the cache line holding p to be brought into L2 (a hint; any
- * address is allowed). */
+/* Ask for the cache line holding p (an address inside an operand) to be
+ * brought into L2: a hint, which never faults. */
 static inline void prefetch_l2(const float *p)
 {
 #if defined(__GNUC__) || defined(__clang__)
@@ -271,8 +272,10 @@ static void pack_a_block_f32(float *dst, const gemm_f32_plan *pl, int64_t i0, in
         if (h == mr) {
             for (p = 0; p < kc; p++) {
                 const float *s = pl->A + (pc + p) * pl->lda + i0 + r;
-                prefetch_l2(s + 16 * pl->lda);
-                prefetch_l2(s + 16 * pl->lda + mr - 1);
+                if (pc + p + 16 < pl->K) {
+                    prefetch_l2(s + 16 * pl->lda);
+                    prefetch_l2(s + 16 * pl->lda + mr - 1);
+                }
                 for (i = 0; i < mr; i++) {
                     d[p * mr + i] = s[i];
                 }
@@ -406,22 +409,15 @@ static void run_unit(const gemm_f32_plan *pl, fnn_gemm_epi_f32 *epi, float *apac
             act_rows(pl, ic, mc, pc, kc, jc, q_lo, q_hi);
             continue;
         }
-        /* A read in place: its MR rows stay in L1 for the few B micro-panels
-         * (N is small on this path). */
+        /* A read in place (never transposed: that is always packed): its MR
+         * rows stay in L1 for the few B micro-panels (N is small on this path). */
         for (ir = 0; ir < mc; ir += mr) {
             const int64_t i = ic + ir;
-            if (!pl->trans_a && kc >= 64 && i + 2 * mr <= pl->M) {
+            if (kc >= 64 && i + 2 * mr <= pl->M) {
                 prefetch_rows_l2(pl->A + (i + mr) * pl->lda + pc, pl->lda, mr, kc);
             }
             for (q = q_lo; q < q_hi; q++) {
-                if (!pl->trans_a) {
-                    run_tile(pl, epi, pl->A + i * pl->lda + pc, pl->lda, 1, i, pc, kc, jc, q,
-                             0);
-                }
-                else {
-                    run_tile(pl, epi, pl->A + pc * pl->lda + i, 1, pl->lda, i, pc, kc, jc, q,
-                             0);
-                }
+                run_tile(pl, epi, pl->A + i * pl->lda + pc, pl->lda, 1, i, pc, kc, jc, q, 0);
             }
             act_rows(pl, i, pl->M - i < mr ? pl->M - i : mr, pc, kc, jc, q_lo, q_hi);
         }
@@ -578,7 +574,7 @@ int fnn_gemm_keep_f32(float *C, float *Z, const float *A, const float *B, const 
                             alpha, beta, act, nthreads);
 }
 
-int fnn_gemm_run_f32(float *C, float *Z, float *bsum, const float *A, const float *B,
+int fnn_gemm_run_f32(float *C, float *Z, double *bsum, const float *A, const float *B,
                      const float *bias, int64_t M, int64_t N, int64_t K, int64_t lda,
                      int64_t ldb, int64_t ldc, int trans_a, int trans_b, float alpha,
                      float beta, int act, int nthreads)
@@ -593,27 +589,27 @@ int fnn_gemm_run_f32(float *C, float *Z, float *bsum, const float *A, const floa
     if (status != FNN_OK) {
         return status;
     }
+    if (M == 0 || N == 0) {
+        if (bsum != NULL && !trans_b && N > 0 && K > 0) {
+            /* nothing gets packed: the sums straight from B */
+            if (B == NULL) {
+                return FNN_ERR_ARG;
+            }
+            for (int64_t p = 0; p < K; p++) {
+                for (int64_t j = 0; j < N; j++) {
+                    bsum[j] += (double)B[p * ldb + j];
+                }
+            }
+        }
+        return bsum != NULL && trans_b ? FNN_ERR_ARG : FNN_OK;
+    }
     if ((Z != NULL && Z == C) || (bsum != NULL && trans_b)) {
         return FNN_ERR_ARG;
-    }
-    if (bsum != NULL && (M == 0 || K == 0)) {
-        /* nothing gets packed: the sums straight from B (0 for K == 0) */
-        for (int64_t j = 0; j < N; j++) {
-            double acc = 0.0;
-            for (int64_t p = 0; p < K; p++) {
-                acc += (double)B[p * ldb + j];
-            }
-            bsum[j] = (float)acc;
-        }
-        bsum = NULL;
-    }
-    if (M == 0 || N == 0) {
-        return FNN_OK;
     }
 
     pl.C = C;
     pl.Z = Z;
-    pl.bsum = NULL;
+    pl.bsum = bsum;
     pl.A = A;
     pl.B = B;
     pl.bias = bias;
@@ -639,7 +635,7 @@ int fnn_gemm_run_f32(float *C, float *Z, float *bsum, const float *A, const floa
     }
 
     /* K in equal blocks of at most KC (a multiple of 8): no thin last block,
-     * and the blocking depends on K and the ISA alone. */
+     * and the blocking depends on K and the kernel table alone. */
     nblocks = ceil_div(K, pl.ker.kc);
     pl.kc = round_up(ceil_div(K, nblocks), 8);
     if (pl.kc > K) {
@@ -667,7 +663,7 @@ int fnn_gemm_run_f32(float *C, float *Z, float *bsum, const float *A, const floa
         scratch = tls_scratch;
     }
     else {
-        heap = aligned_alloc(64, (size_t)need * sizeof(float));
+        heap = fnn_aligned_alloc((size_t)need * sizeof(float));
         if (heap == NULL) {
             return FNN_ERR_NOMEM;
         }
@@ -675,13 +671,6 @@ int fnn_gemm_run_f32(float *C, float *Z, float *bsum, const float *A, const floa
     }
     pl.bpack = scratch;
     pl.apack = scratch + round_up(pl.kc * pl.nc, 16);
-    if (bsum != NULL) {
-        pl.bsum = calloc((size_t)N, sizeof(double));
-        if (pl.bsum == NULL) {
-            free(heap);
-            return FNN_ERR_NOMEM;
-        }
-    }
 
     if (nt == 1) {
         gemm_f32_worker(&pl, 0, 1, NULL);
@@ -699,12 +688,6 @@ int fnn_gemm_run_f32(float *C, float *Z, float *bsum, const float *A, const floa
             fnn_team_note_done(&first_done, wait);
         }
         fnn_team_report(start, first_done);
-    }
-    if (pl.bsum != NULL) {
-        for (int64_t j = 0; j < N; j++) {
-            bsum[j] = (float)pl.bsum[j];
-        }
-        free(pl.bsum);
     }
     free(heap);
     return FNN_OK;
@@ -866,7 +849,7 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
         scratch = (double *)tls_scratch;
     }
     else {
-        heap = aligned_alloc(64, (size_t)(per_thread * nt) * sizeof(double));
+        heap = fnn_aligned_alloc((size_t)(per_thread * nt) * sizeof(double));
         if (heap == NULL) {
             return FNN_ERR_NOMEM;
         }

@@ -91,9 +91,9 @@ const fnn_kernel_table *fnn_kernels(void);
 
 /* fnn_gemm_keep_f32 that can also sum op(B)'s columns over K (the dense
  * layers' bias gradient, taken from B's rows while they are packed):
- * bsum[j] = sum over k of op(B)[k, j], in double in k order, rounded once;
- * bsum may be NULL, and needs trans_b == 0. */
-int fnn_gemm_run_f32(float *C, float *Z, float *bsum, const float *A, const float *B,
+ * bsum[j] += op(B)[k, j] for k = 0 .. K-1 in order, in double. bsum (N
+ * doubles, the caller's to zero) may be NULL; it needs trans_b == 0. */
+int fnn_gemm_run_f32(float *C, float *Z, double *bsum, const float *A, const float *B,
                      const float *bias, int64_t M, int64_t N, int64_t K, int64_t lda,
                      int64_t ldb, int64_t ldc, int trans_a, int trans_b, float alpha,
                      float beta, int act, int nthreads);

@@ -74,6 +74,7 @@
 
 #include "act_scalar.h"
 #include "fastnn.h"
+#include "fnn_alloc.h"
 #include "fnn_omp.h"
 #include "gemm_internal.h"
 
@@ -536,7 +537,7 @@ int fnn_rnn_forward_f32(float *hs, float *cache, const float *X, const float *W,
         compact = N * T * pl.GU + (cell == FNN_RNN_GRU ? N * pl.GU : 0)
                   + (cell == FNN_RNN_LSTM ? N * U : 0);
     }
-    heap = aligned_alloc(64, (size_t)(bpack_size + nt * tmp_stride + compact) * sizeof(float));
+    heap = fnn_aligned_alloc((size_t)(bpack_size + nt * tmp_stride + compact) * sizeof(float));
     if (heap == NULL) {
         return FNN_ERR_NOMEM;
     }
@@ -792,7 +793,7 @@ int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float
     tmp_stride = ((pl.ker.mr + 4) * U + 15) / 16 * 16;
     dg_size = (NT * GU + 15) / 16 * 16;
     state_size = (N * U + 15) / 16 * 16;
-    heap = aligned_alloc(64, (size_t)(bpack_size + nt * tmp_stride
+    heap = fnn_aligned_alloc((size_t)(bpack_size + nt * tmp_stride
                                       + (cell == FNN_RNN_GRU ? 2 : 1) * dg_size
                                       + (cell == FNN_RNN_LSTM ? 2 : 1) * state_size)
                                  * sizeof(float));

@@ -133,6 +133,30 @@ def test_gradients_match_finite_differences(rng, case):
         keras.set_backend("compiled")
 
 
+def test_an_input_under_stop_gradient_gets_no_gradient(rng):
+    """mha(q, stop_gradient(q)): at run time the value is the query's very array,
+    yet only the query's projection may pass a gradient back (the graph, not
+    array identity, says which inputs are one tensor)."""
+    from fastnn import ops
+
+    def model(copy):
+        keras.utils.set_random_seed(5)
+        inputs = keras.Input((5, 4), dtype="float64")
+        q = layers.Dense(4, dtype="float64")(inputs)
+        v = ops.stop_gradient(q * 1.0 if copy else q)
+        m = keras.Model(inputs, layers.MultiHeadAttention(2, 3, dtype="float64")(q, v))
+        m.compile(optimizer="sgd", loss="mse")
+        return m
+
+    keras.set_backend("numpy")
+    try:
+        x, y = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 5, 4))
+        np.testing.assert_allclose(model_gradient(model(False), x, y),
+                                   model_gradient(model(True), x, y), rtol=1e-12, atol=1e-14)
+    finally:
+        keras.set_backend("compiled")
+
+
 def test_gradient_through_the_returned_scores(rng):
     keras.set_backend("numpy")
     try:

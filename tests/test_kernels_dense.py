@@ -70,6 +70,16 @@ def test_matches_numpy_drawn_shapes(numpy_ops, compiled_ops, n, i, o, activation
     _compare(numpy_ops, compiled_ops, x, w, y, preact, dy, activation, True, True)
 
 
+@pytest.mark.parametrize("activation", ["gelu", "relu", "linear"])
+def test_empty_batch_forward_keeping_the_preactivation(compiled_ops, activation):
+    """No rows: empty outputs (the kept pre-activation and the output are
+    distinct arrays even when both are empty)."""
+    w = np.ones((4, 3), np.float32)
+    y = compiled_ops.dense_forward(np.zeros((0, 4), np.float32), w, None, activation,
+                                   preact_out=np.empty((0, 3), np.float32))
+    assert y.shape == (0, 3)
+
+
 def test_empty_batch_gives_zero_gradients(compiled_ops):
     x = np.empty((0, 4), np.float32)
     w = np.ones((4, 3), np.float32)
@@ -94,12 +104,13 @@ def test_one_and_two_threads_bitwise_equal(numpy_ops, compiled_ops, rng, activat
         np.testing.assert_array_equal(a, b, err_msg=label)
 
 
-@pytest.mark.parametrize("n", [1023, 3001, 20000])
-def test_many_rows_chunked_weight_gradient(numpy_ops, compiled_ops, rng, n):
-    """Past 2048 rows dW and db are summed over fixed row chunks (partials added
-    in order, at most 8): against NumPy, 1 and 2 threads bitwise equal, and db
-    exact where the sums are (integer dY)."""
-    i, o = 37, 70
+@pytest.mark.parametrize("n,i,o", [(1023, 37, 70), (3001, 37, 70), (20000, 37, 70),
+                                   (3001, 600, 500)])
+def test_many_rows_chunked_weight_gradient(numpy_ops, compiled_ops, rng, n, i, o):
+    """Past 2048 rows a small dW and its db are summed over fixed row chunks
+    (partials added in order, at most 8); a large dW (600 x 500) is one GEMM:
+    against NumPy, 1 and 2 threads bitwise equal, and db exact where the sums
+    are (integer dY)."""
     x = rng.standard_normal((n, i)).astype(np.float32)
     w = rng.standard_normal((i, o)).astype(np.float32)
     dy = rng.integers(-1000, 1000, size=(n, o)).astype(np.float32)

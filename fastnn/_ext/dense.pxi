@@ -7,7 +7,8 @@ def dense_backward_f32(object dX, cnp.ndarray dW not None, object db, cnp.ndarra
                        object Z, object Y, int act, int nthreads):
     """Backward of Y = act(X W + b), X (N, I), W (I, O), all float32.
 
-    Overwrites dZ (N, O) = dY * act'(Z or Y), dW (I, O) = X^T dZ, db (O,) =
+    Overwrites dZ (N, O) = dY * act'(Z or Y) (for linear, dZ is dY, read in place,
+    and dZ is left as it was), dW (I, O) = X^T dZ, db (O,) =
     column sums of dZ (db may be None) and dX (N, I) = dZ W^T (dX may be None
     to skip it). Z, the pre-activation, is needed for elu/gelu/swish; Y, the
     output, for the other non-linear activations; either may be None otherwise.
@@ -58,7 +59,8 @@ def dense_backward_f32(object dX, cnp.ndarray dW not None, object db, cnp.ndarra
 
 
 def colsum_f32(cnp.ndarray out not None, cnp.ndarray X not None, int nthreads):
-    """out (O,) = column sums of float32 X (N, O), in row order, in double."""
+    """out (O,) = column sums of float32 X (N, O), in double: each fixed chunk of rows
+    in row order, the chunks in order (the same bits for any nthreads)."""
     cdef Py_ssize_t n = _k_rows2(X, "colsum_f32", "X")
     cdef Py_ssize_t o = X.shape[1]
     cdef const float *x = <const float *>data_of(X, _K_F32, "colsum_f32", "X")

@@ -21,6 +21,8 @@ from fastnn.layers.regularization import check_rate, check_seed, step_seed
 _TENSOR_ARGUMENTS = ("query", "value", "key", "query_mask", "value_mask", "key_mask",
                      "attention_mask")
 _MASKS = ("query_mask", "value_mask", "key_mask", "attention_mask")
+# The inputs MultiHeadAttention projects (the others are masks).
+_PROJECTED = ("query", "value", "key")
 
 
 class MultiHeadAttention(Layer):
@@ -80,8 +82,15 @@ class MultiHeadAttention(Layer):
         given = dict(query=query, value=value, key=key, query_mask=query_mask,
                      value_mask=value_mask, key_mask=key_mask, attention_mask=attention_mask)
         names = [n for n in _TENSOR_ARGUMENTS if given[n] is not None]
+        # Inputs passed as one tensor (self-attention: mha(x, x)): the backward
+        # sums their projections' input gradients into the first one's.
+        shares = {}
+        for i, name in enumerate(names):
+            same = [m for m in names[:i] if m in _PROJECTED and given[m] is given[name]]
+            if name in _PROJECTED and same:
+                shares[name] = same[0]
         static = {"inputs": names, "scores": bool(return_attention_scores),
-                  "causal": bool(use_causal_mask)}
+                  "causal": bool(use_causal_mask), "shares": shares}
         return [given[n] for n in names], static
 
     def build(self, input_shape, static=None):
@@ -278,28 +287,30 @@ class MultiHeadAttention(Layer):
             dprobs=dprobs, dq_out=ws.buffer("dq", q.shape, self.dtype),
             dk_out=ws.buffer("dk", k.shape, self.dtype),
             dv_out=ws.buffer("dv", v.shape, self.dtype), **masks)
-        # The input gradients, by input name. Projections of one tensor (self-
-        # attention: query, key and value all x) accumulate into one buffer by
-        # the GEMM (beta = 1) rather than by separate additions; that tensor's
-        # later names then get None (the graph adds nothing for them).
-        by_tensor = {}
+        # The input gradients, by input name. Projections of one input (the key
+        # omitted: the value's; or inputs passed as one tensor, static "shares")
+        # accumulate into one buffer by the GEMM (beta = 1) rather than by
+        # separate additions; the input's other names get None.
+        shares = static.get("shares", {})
+        grads = {}
         for name, dproj, kernel, bias in (("query", dq, self.query_kernel, self.query_bias),
                                           ("key", dk, self.key_kernel, self.key_bias),
                                           ("value", dv_, self.value_kernel, self.value_bias)):
-            x = named.get(name, named["value"])
-            first = id(x) not in by_tensor
+            owner = name if name in named else "value"
+            owner = shares.get(owner, owner)
+            x = named[owner]
+            first = owner not in grads
             dx = self._project_back(ops, dproj, x, kernel, bias, ws, "d" + name,
                                     need_dx and first)
             if first:
-                by_tensor[id(x)] = dx
+                grads[owner] = dx
             elif need_dx:
                 width = kernel.shape[1] * kernel.shape[2]
                 ops.gemm(dproj.reshape(-1, width), kernel.value.reshape(-1, width),
-                         transpose_b=True, beta=1.0,
-                         out=by_tensor[id(x)].reshape(-1, x.shape[-1]))
+                         transpose_b=True, beta=1.0, out=grads[owner].reshape(-1, x.shape[-1]))
         if not need_dx:
             return None
-        return [by_tensor.pop(id(named[name]), None) if name in _PROJECTED else None
+        return [grads.get(name) if name in _PROJECTED and name not in shares else None
                 for name in static["inputs"]]
 
     def _project_back(self, ops, dproj, x, kernel, bias, ws, key, need_dx):
@@ -324,10 +335,6 @@ class MultiHeadAttention(Layer):
                 "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
                 "seed": self.seed}
-
-
-# The inputs MultiHeadAttention projects (the others are masks).
-_PROJECTED = ("query", "value", "key")
 
 
 def _as_mask(mask):
