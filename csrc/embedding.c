@@ -8,8 +8,10 @@
  * M = N*T lookups into a table of V rows of D features. Every idx[m] must lie
  * in [0, V): the kernels scan the indices first and return FNN_ERR_ARG,
  * touching no output, when one does not (the Python wrapper checks the same
- * thing first and names the shapes; this keeps a bad call from ever reading
- * or writing out of bounds).
+ * thing first and names the shapes). Each index is then read once more, and
+ * checked again where it is used (fnn_index.h): one that another thread
+ * changed meanwhile gives a row of zeros (forward) or is skipped (backward),
+ * and FNN_ERR_ARG from the forward -- never a read or write out of bounds.
  *
  * Threads: the forward pass splits the M output rows. The backward pass
  * gives each thread a fixed range of table rows; every thread scans all M
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "fastnn.h"
+#include "fnn_index.h"
 #include "fnn_omp.h"
 
 /* Elements copied or added per thread before a second thread pays off. */
@@ -60,7 +63,7 @@ static int gather_rows(char *Y, const int64_t *idx, const char *table, int64_t M
 {
     const int status = check_sizes(idx, M, V, D);
     const size_t row = (size_t)D * elem;
-    int nt;
+    int nt, changed = 0;
 
     if (status != FNN_OK) {
         return status;
@@ -68,9 +71,19 @@ static int gather_rows(char *Y, const int64_t *idx, const char *table, int64_t M
     nt = fnn_threads_for((double)M * (double)D, EMB_GRAIN, nthreads);
     #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t m = 0; m < M; m++) {
-        memcpy(Y + (size_t)m * row, table + (size_t)idx[m] * row, row);
+        /* read once and checked again here: another thread may have changed
+         * the index since the scan (fnn_index.h); such a row is zeros */
+        const int64_t v = fnn_read_index(idx + m);
+        if (v >= 0 && v < V) {
+            memcpy(Y + (size_t)m * row, table + (size_t)v * row, row);
+        }
+        else {
+            memset(Y + (size_t)m * row, 0, row);
+            #pragma omp atomic write
+            changed = 1;
+        }
     }
-    return FNN_OK;
+    return changed ? FNN_ERR_ARG : FNN_OK;
 }
 
 int fnn_embedding_forward_f32(float *Y, const int64_t *idx, const float *table,
@@ -105,7 +118,7 @@ int fnn_embedding_backward_f32(float *dtable, const float *dY, const int64_t *id
         owned_rows(V, fnn_omp_thread_num(), fnn_omp_num_threads(), &v0, &v1);
         memset(dtable + v0 * D, 0, (size_t)((v1 - v0) * D) * sizeof(float));
         for (int64_t m = 0; m < M; m++) {
-            const int64_t v = idx[m];
+            const int64_t v = fnn_read_index(idx + m);
             if (v >= v0 && v < v1) {
                 float *row = dtable + v * D;
                 const float *src = dY + m * D;
@@ -138,7 +151,7 @@ int fnn_embedding_backward_f64(double *dtable, const double *dY, const int64_t *
         owned_rows(V, fnn_omp_thread_num(), fnn_omp_num_threads(), &v0, &v1);
         memset(dtable + v0 * D, 0, (size_t)((v1 - v0) * D) * sizeof(double));
         for (int64_t m = 0; m < M; m++) {
-            const int64_t v = idx[m];
+            const int64_t v = fnn_read_index(idx + m);
             if (v >= v0 && v < v1) {
                 double *row = dtable + v * D;
                 const double *src = dY + m * D;

@@ -44,8 +44,10 @@
  * order, and the chunk sums are added in chunk order, on one thread or many.
  */
 #include <math.h>
+#include <string.h>
 
 #include "fastnn.h"
+#include "fnn_index.h"
 #include "fnn_omp.h"
 #include "fnn_reduce.h"
 
@@ -62,6 +64,7 @@ typedef struct {
     const float *P;           /* predictions [N,D] */
     const float *T;           /* targets [N,D], or NULL (sparse) */
     const int64_t *labels;    /* class indices [N], or NULL */
+    int *label_changed;       /* set when a label read in a row is out of range */
     const float *weights;     /* per-sample loss weights [N], or NULL (all 1) */
     int64_t N, D;
     int kind;                 /* FNN_LOSS_* or FNN_METRIC_* */
@@ -352,7 +355,18 @@ static double chunk_sum(const loss_args *a, int metric, int64_t r0, int64_t r1)
             s += row_metric(a, r);
         }
         else if (a->kind == FNN_LOSS_SPARSE_CE) {
-            s += w * row_sparse(a, p, a->labels[r], g, c);
+            /* read once and checked where used: another thread may have
+             * changed the label since the scan (fnn_index.h) */
+            const int64_t label = fnn_read_index(a->labels + r);
+            if (label < 0 || label >= D) {
+                if (g != NULL) {
+                    memset(g, 0, (size_t)D * sizeof(float));
+                }
+                #pragma omp atomic write
+                *a->label_changed = 1;
+                continue;
+            }
+            s += w * row_sparse(a, p, label, g, c);
         }
         else if (a->kind == FNN_LOSS_CATEGORICAL_CE) {
             s += w * row_categorical(a, p, a->T + r * D, g, c);
@@ -398,7 +412,7 @@ int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_
 {
     loss_args a;
     double total;
-    int status;
+    int status, label_changed = 0;
 
     if (loss == NULL || Y_pred == NULL || N < 1 || D < 1 || kind < 0
         || kind >= FNN_LOSS_COUNT) {
@@ -426,6 +440,7 @@ int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_
     a.P = Y_pred;
     a.T = kind == FNN_LOSS_SPARSE_CE ? NULL : Y_true;
     a.labels = labels;
+    a.label_changed = &label_changed;
     a.weights = sample_weight;
     a.N = N;
     a.D = D;
@@ -441,6 +456,9 @@ int fnn_loss_f32(double *loss, float *grad, const float *Y_pred, const float *Y_
     status = ordered_sum(&total, &a, 0, nthreads);
     if (status != FNN_OK) {
         return status;
+    }
+    if (label_changed) {
+        return FNN_ERR_LABEL;
     }
     *loss = total / (double)N;
     return FNN_OK;
@@ -465,6 +483,7 @@ int fnn_metric_f32(double *sum, const float *Y_pred, const float *Y_true,
     a.P = Y_pred;
     a.T = kind == FNN_METRIC_SPARSE_ACC ? NULL : Y_true;
     a.labels = labels;
+    a.label_changed = NULL;   /* metrics never index by a label */
     a.weights = NULL;
     a.N = N;
     a.D = D;

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "fastnn.h"
+#include "fnn_index.h"
 #include "fnn_omp.h"
 
 #define POOL_CBLOCK 64          /* channels per unit of work (fixed: determinism) */
@@ -214,9 +215,10 @@ static void max_backward_unit(const pool_call *call, int64_t unit)
         const int64_t *at = argmax + o;
         for (int64_t c = 0; c < nc; c++) {
             /* an index outside the plane (a corrupted argmax) is skipped,
-             * never written through */
-            if (at[c] >= 0 && at[c] < plane) {
-                dXn[at[c] * g->C + c] += dy[c];
+             * never written through; read once (fnn_index.h) */
+            const int64_t a = fnn_read_index(at + c);
+            if (a >= 0 && a < plane) {
+                dXn[a * g->C + c] += dy[c];
             }
         }
     }
