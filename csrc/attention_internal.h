@@ -118,11 +118,19 @@ static inline void att_slot_layout(const fnn_attention_params *p, int64_t elem, 
 }
 
 /* dropout.c's mix64 (splitmix64's finaliser): the dropout key is mix64(seed). */
-static inline uint64_t fnn_att_mix64(uint64_t z)
+static inline __attribute__((always_inline)) uint64_t fnn_att_mix64(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
+}
+
+/* dropout.c's draw for flat index idx (passed as idx + 1) under `key`: the
+ * element is kept when it is >= the threshold. Inlined, so the lane loops
+ * over it vectorise. */
+static inline __attribute__((always_inline)) uint64_t fnn_att_draw(uint64_t key, uint64_t idx1)
+{
+    return fnn_att_mix64(key + idx1 * 0x9E3779B97F4A7C15ULL) >> 11;
 }
 
 /* What one task reads and writes (pointers at element 0 of each array). */

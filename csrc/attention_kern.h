@@ -337,11 +337,8 @@ static void FN(dropout_tile)(ATT_T *St, int64_t nk, uint64_t base, int64_t Tk, u
         const uint64_t b = base + (uint64_t)j + 1u;
 #pragma omp simd
         for (int i = 0; i < ATT_BQ; i++) {
-            uint64_t z = key + (b + (uint64_t)i * (uint64_t)Tk) * 0x9E3779B97F4A7C15ULL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-            z ^= z >> 31;
-            s[i] = (z >> 11) >= threshold ? s[i] * ks : (ATT_T)0;
+            s[i] = fnn_att_draw(key, b + (uint64_t)i * (uint64_t)Tk) >= threshold ? s[i] * ks
+                                                                              : (ATT_T)0;
         }
     }
 }
@@ -615,13 +612,10 @@ void FN(fnn_att_rows)(const att_ctx *c, int64_t bh, char *slot)
             }
             l = alpha * l + sum;
             if (p->threshold) {
+                const uint64_t b = (uint64_t)((bh * Tq + i) * Tk + j0) + 1u;
                 for (j = 0; j < nk; j++) {
-                    uint64_t z = key + ((uint64_t)((bh * Tq + i) * Tk + j0 + j) + 1u)
-                                           * 0x9E3779B97F4A7C15ULL;
-                    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-                    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-                    z ^= z >> 31;
-                    s[j] = (z >> 11) >= p->threshold ? s[j] * ks : (ATT_T)0;
+                    s[j] = fnn_att_draw(key, b + (uint64_t)j) >= p->threshold ? s[j] * ks
+                                                                            : (ATT_T)0;
                 }
             }
             if (j0 > 0) {
@@ -889,12 +883,9 @@ void FN(fnn_att_backward)(const att_ctx *c, int64_t bh, char *slot)
                     const uint64_t th = p->threshold;
 #pragma omp simd
                     for (jl = 0; jl < ATT_BK; jl++) {
-                        uint64_t z = key + (b + (uint64_t)jl) * 0x9E3779B97F4A7C15ULL;
-                        ATT_T kf, pe, g;
-                        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-                        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-                        z ^= z >> 31;
-                        kf = (z >> 11) >= th ? ks : (ATT_T)0;
+                        const ATT_T kf = fnn_att_draw(key, b + (uint64_t)jl) >= th ? ks
+                                                                                   : (ATT_T)0;
+                        ATT_T pe, g;
                         pe = ATT_EXP(s[jl] - si) * mi;
                         g = dp[jl] * kf + dpr[jl];
                         dp[jl] = pe * (g - de);

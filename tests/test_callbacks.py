@@ -237,8 +237,6 @@ def test_checkpoint_bad_arguments_and_missing_fields(tmp_path):
 
 
 def test_checkpoint_with_a_real_model_round_trips(tmp_path):
-    if not callable(getattr(models.Model, "save", None)) or not hasattr(models, "load_model"):
-        pytest.skip("model saving (fastnn.saving) is not available yet")
     x, y = data()
     model = small_model()
     path = str(tmp_path / "m-{epoch}.fnn")
@@ -249,8 +247,6 @@ def test_checkpoint_with_a_real_model_round_trips(tmp_path):
 
 
 def test_checkpoint_best_weights_of_a_real_model(tmp_path):
-    if not callable(getattr(models.Model, "load_weights", None)):
-        pytest.skip("model saving (fastnn.saving) is not available yet")
     path = str(tmp_path / "best.weights")
     seen = WeightsPerEpoch()
     fit_scripted(small_model(), "val_loss", [1.0, 0.5, 0.7, 0.9], seen,

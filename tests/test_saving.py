@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import layers, losses, metrics, models, optimizers, saving
+from fastnn import layers, losses, metrics, models, optimizers, saving, schedules
 
 
 def data(n=96, features=6, outputs=3, seed=0):
@@ -104,8 +104,6 @@ def test_training_resumes_bitwise_after_save_and_load(backend, tmp_path, make_op
 def test_dropout_and_batchnorm_state_resume_bitwise(backend, tmp_path):
     """BatchNorm's moving statistics travel with the weights, and loading leaves
     fastnn's random generator alone, so dropout masks continue their stream."""
-    if not all(hasattr(layers, n) for n in ("Dropout", "BatchNormalization")):
-        pytest.skip("Dropout / BatchNormalization not available")
     x, y = data()
 
     def make():
@@ -228,7 +226,6 @@ def test_state_of_a_stale_packing_is_left_out(tmp_path):
 
 
 def test_a_learning_rate_schedule_is_saved_but_a_python_callable_is_refused(tmp_path):
-    schedules = pytest.importorskip("fastnn.schedules")
     schedule = schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
     model = small_model(optimizers.SGD(learning_rate=schedule))
     model.fit(*data(), epochs=1, verbose=0)
