@@ -39,22 +39,38 @@ launched with ``mpiexec -n 4 python -m mpi4py train.py`` (or ``srun``). What
 - A failure on one rank (any exception inside fit) prints its traceback and
   calls ``comm.Abort(1)``, ending the whole job instead of leaving the other
   ranks waiting in a collective forever.
+- A missing rank ends the job with exit status 1 after ``timeout`` seconds
+  (``MPI(timeout=...)``, else the environment variable ``FASTNN_MPI_TIMEOUT``,
+  else 60; ``math.inf`` waits forever). ``fit`` starts with a handshake (small
+  point-to-point messages on a private duplicate of the communicator, polled
+  against the deadline): a rank that has not called ``fit`` by then, e.g. one
+  that left the script with ``sys.exit(0)``, is named on every other rank's
+  stderr, then the job aborts. After the handshake a watchdog thread aborts
+  the job when any collective of ``fit`` has waited longer than ``timeout``
+  for its peers (a rank that vanished with ``os._exit``, or stalled), naming
+  the collective and the epoch. So ``timeout`` must exceed the longest time
+  the ranks legitimately drift apart inside ``fit``, e.g. a chief-only
+  callback's work at an epoch's end. It costs no extra communication per
+  step: the watchdog reads a timestamp the collective wrappers already take.
+  Launchers differ on a rank that exits *without* ``MPI_Finalize``
+  (``os._exit``): MPICH's hydra kills the others at once, but reports that
+  rank's own exit status, so ``os._exit(0)`` yields ``mpiexec`` status 0; a
+  launcher that leaves the others running (``srun``, ``mpiexec
+  -disable-auto-cleanup``) gets the watchdog's abort, status 1.
 
 Only uppercase (buffer) collectives touch the flat buffers; nothing is
 pickled in the hot path. The C core knows nothing about MPI. mpi4py is
 imported when ``MPI()`` is constructed, never by ``import fastnn``.
 """
 import functools
-import sys
 import time
 import traceback
 
 import numpy as np
 
-from fastnn import _runtime
+from fastnn import _rank_watch, _runtime
 from fastnn import trainer as _trainer
 
-_ABORT_GRACE_S = 0.2      # see _report_failure
 _INSTALL_HINT = ('fastnn.distributed.MPI needs mpi4py and an MPI library: '
                  'pip install "fastnn[mpich]" (mpi4py with a self-contained MPICH), or '
                  'pip install "fastnn[mpi]" to build mpi4py against your site\'s MPI')
@@ -113,21 +129,33 @@ class MPI:
 
     ``comm`` (default ``MPI.COMM_WORLD``) is the communicator of the ranks that
     train together. Attributes: ``rank``, ``size``, ``is_chief`` (rank 0),
-    ``comm``, ``local_size`` (ranks on this node) and ``comm_seconds`` (time
-    spent in collectives during the last fit).
+    ``comm``, ``local_size`` (ranks on this node), ``timeout`` and
+    ``comm_seconds`` (time spent in collectives during the last fit).
+
+    ``timeout`` (seconds; default: the environment variable
+    ``FASTNN_MPI_TIMEOUT``, else 60; ``math.inf`` waits forever) bounds how
+    long a rank waits for the others inside ``fit``: for all of them to reach
+    its start, then in any one collective. Past it, the rank says on stderr
+    which ranks (or which collective) it waited for and aborts the job with
+    exit status 1 instead of hanging.
 
     Constructing it sets fastnn's thread count to this node's cores divided by
     its ranks, unless ``fastnn.set_num_threads`` or ``OMP_NUM_THREADS`` chose
     one. Raises ImportError naming what to install when mpi4py is missing.
     """
 
-    def __init__(self, comm=None):
+    def __init__(self, comm=None, timeout=None):
+        self.timeout = _rank_watch.resolve_timeout(timeout)   # before MPI starts
         self._mpi = _import_mpi()
         self.comm = self._mpi.COMM_WORLD if comm is None else comm
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
         self.local_size = self._count_local_ranks()
+        # fastnn's own handshake messages travel here, never among the user's
+        self._control = self.comm.Dup()
         self.comm_seconds = 0.0
+        self._waiting = None        # (what, perf_counter at entry) during a collective
+        self._epoch = 0             # the running epoch, from 1 (0: none yet), for messages
         _runtime.set_default_num_threads(max(1, _runtime.available_cores() // self.local_size))
 
     @property
@@ -146,21 +174,26 @@ class MPI:
         finally:
             local.Free()
 
-    # ---- collectives (timed: the benchmark reports the time in communication) ----
-    def _bcast(self, buf):
+    # ---- collectives (timed: the benchmark reports the time in communication;
+    # ``what`` names it for the watchdog, which reads ``_waiting``) ----
+    def _bcast(self, buf, what):
         start = time.perf_counter()
+        self._waiting = (what, start)
         self.comm.Bcast(buf, root=0)
+        self._waiting = None
         self.comm_seconds += time.perf_counter() - start
 
-    def _allreduce(self, buf, op=None):
+    def _allreduce(self, buf, what, op=None):
         start = time.perf_counter()
+        self._waiting = (what, start)
         self.comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.SUM if op is None else op)
+        self._waiting = None
         self.comm_seconds += time.perf_counter() - start
 
-    def _agree(self, flag):
+    def _agree(self, flag, what):
         """True on every rank when ``flag`` is true on any (keeps ranks in step)."""
         buf = np.array([int(bool(flag))], dtype=np.int64)
-        self._allreduce(buf, self._mpi.MAX)
+        self._allreduce(buf, what, self._mpi.MAX)
         return bool(buf[0])
 
     def _fit_sync(self, model, ops, n, batch_size):
@@ -171,8 +204,9 @@ class MPI:
 def ends_job_on_failure(fit):
     """Decorates ``Model.fit``: with ``distributed=`` an MPI strategy of several
     ranks, an exception on any rank prints its traceback and aborts the whole
-    job (``comm.Abort(1)``), so no rank waits forever in a collective. Without
-    it, or on a single rank, exceptions propagate as usual."""
+    job (``comm.Abort(1)``), and a watchdog aborts it when a collective waits
+    longer than the strategy's timeout, so no rank waits forever in a
+    collective. Without it, or on a single rank, exceptions propagate as usual."""
     @functools.wraps(fit)
     def guarded(model, *args, distributed=None, **kwargs):
         if distributed is None:
@@ -183,23 +217,13 @@ def ends_job_on_failure(fit):
         if distributed.size == 1:
             return fit(model, *args, distributed=distributed, **kwargs)
         try:
-            return fit(model, *args, distributed=distributed, **kwargs)
+            with _rank_watch.Watchdog(distributed):
+                return fit(model, *args, distributed=distributed, **kwargs)
         except BaseException:
-            _report_failure(distributed)
-            distributed.comm.Abort(1)
+            _rank_watch.abort_job(distributed, "failed inside fit; aborting the job\n"
+                                  + traceback.format_exc().rstrip("\n"))
             raise                       # not reached: Abort ends the process
     return guarded
-
-
-def _report_failure(strategy):
-    """Print the current exception's traceback, naming the rank, before an Abort."""
-    sys.stdout.flush()
-    # one write, then a moment for the launcher to forward it: output still in
-    # flight when MPI_Abort kills the job can be lost
-    sys.stderr.write(f"fastnn.distributed: rank {strategy.rank} of {strategy.size} failed "
-                     f"inside fit; aborting the job\n{traceback.format_exc()}")
-    sys.stderr.flush()
-    time.sleep(_ABORT_GRACE_S)
 
 
 class _FitSync:
@@ -222,16 +246,22 @@ class _FitSync:
         """Check every rank runs the same fit, agree on per-batch hooks, and
         broadcast rank 0's parameters, optimizer state and non-trainable state."""
         self.strategy.comm_seconds = 0.0
+        self.strategy._epoch = 0
+        self._next_epoch = initial_epoch + 1
+        # fit's first collective: a rank that never comes is named, not waited for
+        _rank_watch.arrive(self.strategy, "the start of fit")
         self._check_same_fit(epochs, initial_epoch, n_val)
         # a chief's live progress bar wants per-batch logs; they are reduced, so
         # every rank must call the batch hooks when any does
-        cbs.wants_batch_hooks = self.strategy._agree(cbs.wants_batch_hooks)
+        cbs.wants_batch_hooks = self.strategy._agree(cbs.wants_batch_hooks,
+                                                     "agreement on per-batch callbacks")
         model, optimizer = self.model, self.model.optimizer
-        self.strategy._bcast(model.buffers.params)
+        what = "broadcast of rank 0's weights and optimizer state"
+        self.strategy._bcast(model.buffers.params, what)
         for name in sorted(optimizer._slots):
-            self.strategy._bcast(optimizer._slots[name])
+            self.strategy._bcast(optimizer._slots[name], what)
         step = np.array([optimizer.iterations], dtype=np.int64)
-        self.strategy._bcast(step)
+        self.strategy._bcast(step, what)
         optimizer.iterations = int(step[0])
         self._bcast_state()
 
@@ -242,8 +272,9 @@ class _FitSync:
                           self.model.buffers.size, len(self.model.optimizer._slots)],
                          dtype=np.int64)
         low, high = facts.copy(), facts.copy()
-        self.strategy._allreduce(low, self.strategy._mpi.MIN)
-        self.strategy._allreduce(high, self.strategy._mpi.MAX)
+        what = "check that every rank runs the same fit"
+        self.strategy._allreduce(low, what, self.strategy._mpi.MIN)
+        self.strategy._allreduce(high, what, self.strategy._mpi.MAX)
         differ = [f"{name} ({lo} to {hi})" for name, lo, hi in zip(names, low, high) if lo != hi]
         if differ:
             raise ValueError("fit(distributed=...): every rank must call fit with the same "
@@ -255,7 +286,7 @@ class _FitSync:
         weights = self.model.state_weights(changing_only=False)
         if weights:
             staged = self._stage(weights)
-            self.strategy._bcast(staged)
+            self.strategy._bcast(staged, "broadcast of rank 0's non-trainable state")
             self._unstage(weights, staged)
 
     def _average_state(self):
@@ -264,7 +295,7 @@ class _FitSync:
             # float64 staging: the sum of equal float32 values is exact, so
             # ranks that agree keep their values bit for bit
             staged = self._stage(weights)
-            self.strategy._allreduce(staged)
+            self.strategy._allreduce(staged, "average of the moving statistics")
             staged /= self.size
             self._unstage(weights, staged)
 
@@ -283,15 +314,18 @@ class _FitSync:
     def shuffle_order(self, n):
         """This epoch's permutation of the n samples: rank 0's generator draws it,
         exactly as a 1-process fit would; the others draw it from its broadcast state."""
+        self.strategy._epoch = self._next_epoch      # an epoch starts (for messages)
         rng = _runtime.rng()
         words = _pack_rng_state(rng) if self.is_chief else np.zeros(_RNG_WORDS, np.uint64)
-        self.strategy._bcast(words)
+        self.strategy._bcast(words, "broadcast of the shuffle")
         if self.is_chief:
             return rng.permutation(n)
         return _unpack_rng_state(words).permutation(n)
 
     def local_bounds(self, step):
         """(start, stop) of this rank's slice of global batch ``step``."""
+        if step == 0:                   # an epoch starts (also when not shuffled)
+            self.strategy._epoch = self._next_epoch
         start, stop, g_count = local_bounds(step, self.n, self.size, self.rank, self.batch_size)
         self._weight = (stop - start) / g_count
         return start, stop
@@ -302,14 +336,14 @@ class _FitSync:
         grads = self.model.buffers.grads
         if self._weight != 1.0:
             self.ops.scale_(grads, self._weight)
-        self.strategy._allreduce(grads)
+        self.strategy._allreduce(grads, "gradient Allreduce")
 
     def empty_step(self, ranges):
         """A step on a rank with no sample of the (last) global batch: a zero
         gradient in the Allreduce, then the same update as every other rank."""
         buffers = self.model.buffers
         buffers.grads.fill(0)
-        self.strategy._allreduce(buffers.grads)
+        self.strategy._allreduce(buffers.grads, "gradient Allreduce")
         self.model.optimizer.apply(self.ops, buffers.params, buffers.grads, ranges[0], ranges[1])
         return 0.0
 
@@ -317,7 +351,7 @@ class _FitSync:
         """The loss and metrics over every rank's samples up to ``step``: rank-local
         sums (each value times the local batch size) summed, divided by the count."""
         totals = np.array(sums, dtype=np.float64)
-        self.strategy._allreduce(totals)
+        self.strategy._allreduce(totals, "Allreduce of the loss and metrics")
         seen = min(self.n, (step + 1) * self.size * self.batch_size)
         return run.logs([float(t) for t in totals], seen)
 
@@ -325,11 +359,12 @@ class _FitSync:
         """The epoch's reduced logs; also averages the moving statistics, so
         validation and checkpoints see the same model on every rank."""
         self._average_state()
+        self._next_epoch += 1
         return self.logs(run, sums, step)
 
     def agree_stop(self):
         """Whether any rank's callbacks asked to stop (then every rank stops)."""
-        return self.strategy._agree(self.model.stop_training)
+        return self.strategy._agree(self.model.stop_training, "agreement on stopping")
 
     def evaluate(self, run, data, batch_size, cbs):
         """Validation: each rank evaluates an even share of ``data``; the shares'
@@ -344,7 +379,7 @@ class _FitSync:
         else:                           # fewer samples than ranks: the same keys, zeros
             logs = run.logs(run.zero_sums(), 1)
         totals = np.array([value * count for value in logs.values()], dtype=np.float64)
-        self.strategy._allreduce(totals)
+        self.strategy._allreduce(totals, "Allreduce of the validation results")
         logs = {key: float(total / n) for key, total in zip(logs, totals)}
         if cbs is not None:
             cbs.on_test_end(logs)

@@ -2,9 +2,12 @@
 
 The MPI tests launch ``mpiexec -n 2 python -m mpi4py worker.py`` (the worker's
 source is below, written to a temporary directory) and compare what each rank
-saved. They run whenever mpi4py is installed (CI installs ``.[test,mpich]``)
-and skip only without it. The pure arithmetic and the error without mpi4py
-are tested in-process.
+saved, or check that a job with a failed, missing or stalled rank ends with a
+non-zero status and says why (within a subprocess timeout, so a regression
+fails instead of hanging the suite). They run whenever mpi4py is installed (CI
+installs ``.[test,mpich]``) and skip only without it. The pure arithmetic and
+the error without mpi4py are tested in-process (the timeout guards in
+test_rank_watch.py).
 """
 import importlib.util
 import os
@@ -125,6 +128,33 @@ elif mode == "mismatch":
         model.fit(x, y, batch_size=4, epochs=100000, verbose=0, distributed=strategy)
     except ValueError:
         pass
+elif mode == "exit_before_fit":
+    # a clean exit: MPI is finalised, so the launcher sees nothing wrong; rank 0
+    # would wait in fit's first collective forever
+    if rank == 1:
+        sys.exit(0)
+    model = mlp(seed=0)
+    x, y = data(64)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, distributed=strategy)
+    save(model, model.history)
+elif mode in ("vanish", "stall", "late"):
+    import time
+
+    class Trouble(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if rank == 1 and epoch == 1:
+                if mode == "vanish":
+                    os._exit(0)         # no traceback, no MPI_Finalize, status 0
+                if mode == "stall":
+                    time.sleep(600)     # alive but never back: a hung peer
+                time.sleep(1.0)         # "late": behind, but within the timeout
+    if mode == "late" and rank == 1:
+        time.sleep(1.0)                 # reaches fit late, within the timeout
+    model = mlp(seed=0)
+    x, y = data(64)
+    model.fit(x, y, batch_size=4, epochs=3 if mode == "late" else 100000, verbose=0,
+              callbacks=[Trouble()], distributed=strategy)
+    save(model, model.history)
 """
 
 
@@ -140,16 +170,22 @@ def _mpiexec():
     return found
 
 
-def run_workers(tmp_path, mode, ranks=2, timeout=120, omp_threads="1"):
+def run_workers(tmp_path, mode, ranks=2, timeout=120, omp_threads="1", mpi_timeout=None,
+                launcher_options=()):
     """Run the worker in ``mode`` on ``ranks`` ranks; return the CompletedProcess.
-    ``omp_threads=None`` leaves OMP_NUM_THREADS unset (fastnn's default applies)."""
+    ``omp_threads=None`` leaves OMP_NUM_THREADS unset (fastnn's default applies);
+    ``mpi_timeout`` sets FASTNN_MPI_TIMEOUT (else it is unset: the default
+    applies); ``launcher_options`` go to mpiexec before ``-n``."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", str(worker),
-               mode, str(tmp_path)]
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    command = [_mpiexec(), *launcher_options, "-n", str(ranks), sys.executable, "-m",
+               "mpi4py", str(worker), mode, str(tmp_path)]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "FASTNN_MPI_TIMEOUT")}
     if omp_threads is not None:     # one thread per rank: the test machine's cores are few
         env["OMP_NUM_THREADS"] = omp_threads
+    if mpi_timeout is not None:
+        env["FASTNN_MPI_TIMEOUT"] = str(mpi_timeout)
     # its own process group, so a job that hangs is killed whole (launcher and ranks)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=tmp_path, start_new_session=True)
@@ -370,6 +406,66 @@ def test_ranks_given_different_data_fail_instead_of_hanging(tmp_path):
     result = run_workers(tmp_path, "mismatch", timeout=30)
     assert result.returncode != 0
     assert "differ between ranks: samples (60 to 64)" in result.stderr
+
+
+# ---- a missing rank: the job ends, non-zero, within the timeout ----------------------
+# FASTNN_MPI_TIMEOUT=2 s; the subprocess timeout (30 s) fails the test on a hang.
+
+def _is_hydra():
+    version = subprocess.run([_mpiexec(), "--version"], capture_output=True, text=True,
+                             timeout=30)
+    return "HYDRA" in version.stdout
+
+
+@needs_mpi
+def test_a_rank_that_exits_before_fit_is_named_and_the_job_fails(tmp_path):
+    result = run_workers(tmp_path, "exit_before_fit", timeout=30, mpi_timeout=2)
+    assert result.returncode != 0
+    assert ("rank 0 of 2 waited for rank 1 at the start of fit, but it did not arrive "
+            "within 2 s") in result.stderr
+    assert not (tmp_path / "rank0.npz").exists()
+
+
+@needs_mpi
+def test_a_stalled_rank_mid_fit_makes_the_job_fail(tmp_path):
+    result = run_workers(tmp_path, "stall", timeout=30, mpi_timeout=2)
+    assert result.returncode != 0
+    assert "rank 0 of 2 waited" in result.stderr
+    assert "(epoch 2) for the other ranks, more than the timeout of 2 s" in result.stderr
+
+
+@needs_mpi
+def test_a_rank_vanishing_mid_fit_fails_the_job_when_the_launcher_keeps_the_others(
+        tmp_path):
+    # like srun, mpiexec -disable-auto-cleanup leaves the other ranks running
+    # when one exits without MPI_Finalize: rank 0 would wait in a collective forever
+    if not _is_hydra():
+        pytest.skip("-disable-auto-cleanup is an option of MPICH's mpiexec (hydra)")
+    result = run_workers(tmp_path, "vanish", timeout=30, mpi_timeout=2,
+                         launcher_options=["-disable-auto-cleanup"])
+    assert result.returncode != 0
+    assert "rank 0 of 2 waited" in result.stderr
+    assert "(epoch 2) for the other ranks" in result.stderr
+
+
+@needs_mpi
+def test_a_rank_vanishing_mid_fit_under_plain_mpiexec_ends_the_job(tmp_path):
+    # hydra kills the other ranks as soon as one exits without MPI_Finalize; its
+    # exit status is that rank's own (0 here), so it is not asserted: see
+    # fastnn.distributed's docstring
+    run_workers(tmp_path, "vanish", timeout=30, mpi_timeout=2)
+    assert not (tmp_path / "rank0.npz").exists()
+
+
+@needs_mpi
+def test_ranks_that_lag_within_the_timeout_train_normally(tmp_path):
+    # rank 1 reaches fit 1 s late and falls 1 s behind mid-fit: a 3 s timeout waits
+    result = run_workers(tmp_path, "late", timeout=60, mpi_timeout=3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r0, r1 = load_rank(tmp_path, 0), load_rank(tmp_path, 1)
+    assert r0["h_loss"].shape == (3,)
+    for key in r0:
+        assert r0[key].tobytes() == r1[key].tobytes(), key
 
 
 @needs_mpi
