@@ -113,11 +113,15 @@ int fnn_act_forward_f32(float *Y, const float *X, int64_t N, int64_t O, int act,
     else {
         const int64_t nblocks = (n + ACT_BLOCK - 1) / ACT_BLOCK;
         int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (b = 0; b < nblocks; b++) {
-            const int64_t lo = b * ACT_BLOCK;
-            const int64_t len = n - lo < ACT_BLOCK ? n - lo : ACT_BLOCK;
-            fwd(Y + lo, X + lo, len, act);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (b = 0; b < nblocks; b++) {
+                const int64_t lo = b * ACT_BLOCK;
+                const int64_t len = n - lo < ACT_BLOCK ? n - lo : ACT_BLOCK;
+                fwd(Y + lo, X + lo, len, act);
+            }
         }
     }
     return FNN_OK;
@@ -160,11 +164,15 @@ int fnn_act_backward_f32(float *dX, const float *dY, const float *X, const float
     else {
         const int64_t nblocks = (n + ACT_BLOCK - 1) / ACT_BLOCK;
         int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (b = 0; b < nblocks; b++) {
-            const int64_t lo = b * ACT_BLOCK;
-            const int64_t len = n - lo < ACT_BLOCK ? n - lo : ACT_BLOCK;
-            bwd(dX + lo, dY + lo, X ? X + lo : NULL, Y ? Y + lo : NULL, len, act);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (b = 0; b < nblocks; b++) {
+                const int64_t lo = b * ACT_BLOCK;
+                const int64_t len = n - lo < ACT_BLOCK ? n - lo : ACT_BLOCK;
+                bwd(dX + lo, dY + lo, X ? X + lo : NULL, Y ? Y + lo : NULL, len, act);
+            }
         }
     }
     return FNN_OK;

@@ -198,6 +198,7 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
         int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #pragma omp parallel num_threads(nt)
         {
+            fnn_note_team();
             const int64_t me = fnn_omp_thread_num();
             char *mine = slot + me * c->L.bytes;
             int64_t u;

@@ -83,13 +83,17 @@ static int batch_matmul(bmm_gemm_fn gemm, size_t elem, char *C, const char *A, c
     }
     {
         int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (b = 0; b < batch; b++) {
-            const int s = gemm(C + (size_t)b * c_bytes, A + (size_t)b * a_bytes,
-                               B + (size_t)b * b_bytes, M, N, K, trans_a, trans_b, 1);
-            if (s != FNN_OK) {
-                #pragma omp atomic write
-                status = s;
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (b = 0; b < batch; b++) {
+                const int s = gemm(C + (size_t)b * c_bytes, A + (size_t)b * a_bytes,
+                                   B + (size_t)b * b_bytes, M, N, K, trans_a, trans_b, 1);
+                if (s != FNN_OK) {
+                    #pragma omp atomic write
+                    status = s;
+                }
             }
         }
     }

@@ -124,10 +124,14 @@ int FN(fnn_compare)(uint8_t *Y, const FNN_CT *A, const FNN_CT *B, int ndim,
     else {
         const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
         int64_t blk;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (blk = 0; blk < nblocks; blk++) {
-            const int64_t lo = blk * EW_BLOCK;
-            FN(cmp_range)(op, Y, A, B, ndim, shape, as, bs, lo, min64(lo + EW_BLOCK, n));
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (blk = 0; blk < nblocks; blk++) {
+                const int64_t lo = blk * EW_BLOCK;
+                FN(cmp_range)(op, Y, A, B, ndim, shape, as, bs, lo, min64(lo + EW_BLOCK, n));
+            }
         }
     }
     return FNN_OK;

@@ -138,9 +138,13 @@ static int concat_copy(char *whole, char *const *pieces, const int64_t *widths, 
     }
     else {
         int64_t u;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < units; u++) {
-            copy_unit(&p, u);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (u = 0; u < units; u++) {
+                copy_unit(&p, u);
+            }
         }
     }
     if (table != stack) {

@@ -402,6 +402,7 @@ int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X, cons
         int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #pragma omp parallel num_threads(nt)
         {
+            fnn_note_team();
             float *cols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(&pl);
 #pragma omp for schedule(dynamic, 1) nowait
             for (c = 0; c < pl.nchunks; c++) {
@@ -482,6 +483,7 @@ static int backward_filter(float *dW, float *part, float *buf, const float *X, c
         int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #pragma omp parallel num_threads(nt)
         {
+            fnn_note_team();
             float *cols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(pl);
 #pragma omp for schedule(dynamic, 1) nowait
             for (g = 0; g < pl->groups; g++) {
@@ -521,6 +523,7 @@ static int backward_data(float *dX, float *buf, const float *dZ, const float *WT
         int64_t start = fnn_now_ns(), first_done = INT64_MAX;
 #pragma omp parallel num_threads(nt)
         {
+            fnn_note_team();
             float *dcols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(pl);
 #pragma omp for schedule(dynamic, 1) nowait
             for (n = 0; n < pl->s->N; n++) {

@@ -93,12 +93,16 @@ int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthread
     if (nt > npieces) {
         nt = (int)npieces;
     }
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (p = 0; p < npieces; p++) {
-        const int64_t chunk = p / nblocks, c0 = (p % nblocks) * COLSUM_BLOCK;
-        const int64_t r0 = chunk * COLSUM_ROWS;
-        colsum_piece(parts + chunk * O, X, r0, N - r0 < COLSUM_ROWS ? N : r0 + COLSUM_ROWS, O,
-                     c0, O - c0 < COLSUM_BLOCK ? O - c0 : COLSUM_BLOCK);
+    #pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        fnn_note_team();
+        #pragma omp for schedule(static) nowait
+        for (p = 0; p < npieces; p++) {
+            const int64_t chunk = p / nblocks, c0 = (p % nblocks) * COLSUM_BLOCK;
+            const int64_t r0 = chunk * COLSUM_ROWS;
+            colsum_piece(parts + chunk * O, X, r0, N - r0 < COLSUM_ROWS ? N : r0 + COLSUM_ROWS, O,
+                         c0, O - c0 < COLSUM_BLOCK ? O - c0 : COLSUM_BLOCK);
+        }
     }
     for (int64_t j = 0; j < O; j++) {
         double sum = parts[j];
@@ -157,17 +161,21 @@ static int weight_gradient(float *dW, float *db, const float *X, const float *dZ
         if (nt > nchunks) {
             nt = (int)nchunks;
         }
-        #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-        for (c = 0; c < nchunks; c++) {
-            const int64_t r0 = c * rows, n = N - r0 < rows ? N - r0 : rows;
-            float *dw = c == 0 ? dW : part + (c - 1) * In * O;
-            /* one thread per chunk: nothing to share inside */
-            int st = fnn_gemm_run_f32(dw, NULL, sums == NULL ? NULL : sums + c * O,
-                                      X + r0 * In, dZ + r0 * O, NULL, In, O, n, In, O, O, 1, 0,
-                                      1.0f, 0.0f, FNN_ACT_LINEAR, 1);
-            if (st != FNN_OK) {
-                #pragma omp atomic write
-                status = st;
+        #pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (c = 0; c < nchunks; c++) {
+                const int64_t r0 = c * rows, n = N - r0 < rows ? N - r0 : rows;
+                float *dw = c == 0 ? dW : part + (c - 1) * In * O;
+                /* one thread per chunk: nothing to share inside */
+                int st = fnn_gemm_run_f32(dw, NULL, sums == NULL ? NULL : sums + c * O,
+                                          X + r0 * In, dZ + r0 * O, NULL, In, O, n, In, O, O, 1, 0,
+                                          1.0f, 0.0f, FNN_ACT_LINEAR, 1);
+                if (st != FNN_OK) {
+                    #pragma omp atomic write
+                    status = st;
+                }
             }
         }
         for (c = 1; c < nchunks && status == FNN_OK; c++) {

@@ -87,11 +87,15 @@ static int dropout_run(float *Y, uint8_t *mask, const float *X, int64_t n, uint6
     }
     else {
         int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (b = 0; b < nblocks; b++) {
-            const int64_t i0 = b * DROP_BLOCK;
-            const int64_t i1 = n - i0 < DROP_BLOCK ? n : i0 + DROP_BLOCK;
-            forward_range(Y, mask, X, i0, i1, key, threshold, scale);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (b = 0; b < nblocks; b++) {
+                const int64_t i0 = b * DROP_BLOCK;
+                const int64_t i1 = n - i0 < DROP_BLOCK ? n : i0 + DROP_BLOCK;
+                forward_range(Y, mask, X, i0, i1, key, threshold, scale);
+            }
         }
     }
     return FNN_OK;
@@ -137,11 +141,15 @@ int fnn_dropout_backward_f32(float *dX, const float *dY, const uint8_t *mask, in
     }
     else {
         int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (b = 0; b < nblocks; b++) {
-            const int64_t i0 = b * DROP_BLOCK;
-            const int64_t i1 = n - i0 < DROP_BLOCK ? n : i0 + DROP_BLOCK;
-            backward_range(dX, dY, mask, i0, i1, scale);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (b = 0; b < nblocks; b++) {
+                const int64_t i0 = b * DROP_BLOCK;
+                const int64_t i1 = n - i0 < DROP_BLOCK ? n : i0 + DROP_BLOCK;
+                backward_range(dX, dY, mask, i0, i1, scale);
+            }
         }
     }
     return FNN_OK;

@@ -160,10 +160,14 @@ int FN(fnn_binary_forward)(FNN_T *Y, const FNN_T *A, const FNN_T *B, int ndim,
     else {
         const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
         int64_t blk;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (blk = 0; blk < nblocks; blk++) {
-            const int64_t lo = blk * EW_BLOCK;
-            FN(fwd_range)(op, Y, A, B, ndim, shape, as, bs, lo, min64(lo + EW_BLOCK, n));
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (blk = 0; blk < nblocks; blk++) {
+                const int64_t lo = blk * EW_BLOCK;
+                FN(fwd_range)(op, Y, A, B, ndim, shape, as, bs, lo, min64(lo + EW_BLOCK, n));
+            }
         }
     }
     return FNN_OK;
@@ -344,10 +348,14 @@ int FN(fnn_unary_forward)(FNN_T *Y, const FNN_T *X, int64_t n, int op, int nthre
     else {
         const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
         int64_t blk;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (blk = 0; blk < nblocks; blk++) {
-            const int64_t lo = blk * EW_BLOCK;
-            FN(unary_range)(op, Y + lo, X + lo, min64(EW_BLOCK, n - lo));
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (blk = 0; blk < nblocks; blk++) {
+                const int64_t lo = blk * EW_BLOCK;
+                FN(unary_range)(op, Y + lo, X + lo, min64(EW_BLOCK, n - lo));
+            }
         }
     }
     return FNN_OK;
@@ -382,10 +390,14 @@ int FN(fnn_unary_backward)(FNN_T *dX, const FNN_T *dY, const FNN_T *X, const FNN
     else {
         const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
         int64_t blk;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (blk = 0; blk < nblocks; blk++) {
-            const int64_t lo = blk * EW_BLOCK;
-            FN(unary_bwd_range)(op, dX + lo, dY + lo, X + lo, Y + lo, min64(EW_BLOCK, n - lo));
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (blk = 0; blk < nblocks; blk++) {
+                const int64_t lo = blk * EW_BLOCK;
+                FN(unary_bwd_range)(op, dX + lo, dY + lo, X + lo, Y + lo, min64(EW_BLOCK, n - lo));
+            }
         }
     }
     return FNN_OK;
@@ -470,10 +482,14 @@ int FN(fnn_where)(FNN_T *Y, const uint8_t *Cond, const FNN_T *A, const FNN_T *B,
     else {
         const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
         int64_t blk;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (blk = 0; blk < nblocks; blk++) {
-            const int64_t lo = blk * EW_BLOCK;
-            FN(where_range)(Y, Cond, A, B, ndim, shape, st, lo, min64(lo + EW_BLOCK, n));
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (blk = 0; blk < nblocks; blk++) {
+                const int64_t lo = blk * EW_BLOCK;
+                FN(where_range)(Y, Cond, A, B, ndim, shape, st, lo, min64(lo + EW_BLOCK, n));
+            }
         }
     }
     return FNN_OK;

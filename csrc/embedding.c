@@ -69,18 +69,22 @@ static int gather_rows(char *Y, const int64_t *idx, const char *table, int64_t M
         return status;
     }
     nt = fnn_threads_for((double)M * (double)D, EMB_GRAIN, nthreads);
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t m = 0; m < M; m++) {
-        /* read once and checked again here: another thread may have changed
-         * the index since the scan (fnn_index.h); such a row is zeros */
-        const int64_t v = fnn_read_index(idx + m);
-        if (v >= 0 && v < V) {
-            memcpy(Y + (size_t)m * row, table + (size_t)v * row, row);
-        }
-        else {
-            memset(Y + (size_t)m * row, 0, row);
-            #pragma omp atomic write
-            changed = 1;
+    #pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        fnn_note_team();
+        #pragma omp for schedule(static) nowait
+        for (int64_t m = 0; m < M; m++) {
+            /* read once and checked again here: another thread may have changed
+             * the index since the scan (fnn_index.h); such a row is zeros */
+            const int64_t v = fnn_read_index(idx + m);
+            if (v >= 0 && v < V) {
+                memcpy(Y + (size_t)m * row, table + (size_t)v * row, row);
+            }
+            else {
+                memset(Y + (size_t)m * row, 0, row);
+                #pragma omp atomic write
+                changed = 1;
+            }
         }
     }
     return changed ? FNN_ERR_ARG : FNN_OK;
@@ -114,6 +118,7 @@ int fnn_embedding_backward_f32(float *dtable, const float *dY, const int64_t *id
     }
     #pragma omp parallel num_threads(nt) if (nt > 1)
     {
+        fnn_note_team();
         int64_t v0, v1;
         owned_rows(V, fnn_omp_thread_num(), fnn_omp_num_threads(), &v0, &v1);
         memset(dtable + v0 * D, 0, (size_t)((v1 - v0) * D) * sizeof(float));
@@ -147,6 +152,7 @@ int fnn_embedding_backward_f64(double *dtable, const double *dY, const int64_t *
     }
     #pragma omp parallel num_threads(nt) if (nt > 1)
     {
+        fnn_note_team();
         int64_t v0, v1;
         owned_rows(V, fnn_omp_thread_num(), fnn_omp_num_threads(), &v0, &v1);
         memset(dtable + v0 * D, 0, (size_t)((v1 - v0) * D) * sizeof(double));

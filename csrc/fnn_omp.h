@@ -24,11 +24,15 @@ static inline int fnn_omp_num_procs(void) { return 1; }
  * cores, a team member is descheduled for a whole time slice and every
  * barrier waits for it: two threads then run far slower than one. A kernel
  * that sees its master idle at barriers reports it; fastnn then runs kernels
- * on one thread for a while (doubling on repeated reports, reset when a team
- * runs well) and tries again. Results do not depend on the thread count, so
- * this changes only speed. */
+ * on one thread for a while (20 ms, doubling on repeated reports up to 1 s,
+ * reset when a team runs well) and tries again. Results do not depend on the
+ * thread count, so this changes only speed. It is a policy the user can turn
+ * off (fastnn.set_oversubscription_guard); off, kernels never back off. */
+void fnn_set_oversubscription_guard(int enabled);   /* also forgets past reports */
+int fnn_oversubscription_guard(void);               /* 1 when the policy is on */
 int fnn_oversubscribed(void);                       /* 1 while backing off */
 void fnn_oversubscription_reset(void);              /* forget past reports */
+int64_t fnn_oversubscription_backoff_ns(void);      /* the next back-off's length */
 void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns);
 int64_t fnn_now_ns(void);                           /* monotonic clock */
 /* How a parallel region measures its wait: start = fnn_now_ns() and
@@ -40,14 +44,39 @@ int64_t fnn_now_ns(void);                           /* monotonic clock */
 void fnn_team_note_done(int64_t *first_done, int64_t own_wait_ns);
 void fnn_team_report(int64_t start, int64_t first_done);
 
+/* Team bookkeeping (runtime.c). fnn_team_seen(size) records a team that
+ * started: the largest size since fnn_max_team_reset (so a test can tell
+ * that two threads really ran) and, for size >= 2, that OpenMP's thread pool
+ * is live. fnn_pool_lost(): this process was forked after the pool started
+ * here or in an ancestor, and GNU libgomp would hang starting a team of 2+
+ * (see runtime.c); every kernel then runs on one thread. fnn_runtime_init
+ * registers the fork handler that notices it (called once at import). */
+void fnn_runtime_init(void);
+void fnn_team_seen(int size);
+int fnn_max_team_seen(void);
+void fnn_max_team_reset(void);
+int fnn_pool_started(void);
+int fnn_pool_lost(void);
+
+/* Called first thing inside every parallel region: its master records the
+ * team's size, once per region (one relaxed load, a store only for a new
+ * maximum), outside every hot loop. */
+static inline void fnn_note_team(void)
+{
+    if (fnn_omp_thread_num() == 0) {
+        fnn_team_seen(fnn_omp_num_threads());
+    }
+}
+
 /* Threads worth using for `work` units (FLOPs or elements) when each thread
  * should get at least `grain` of them: small problems stay on one thread,
  * where a parallel region would cost more than it saves; so does everything
- * while the machine is oversubscribed. */
+ * while the machine is oversubscribed, and in a child forked after OpenMP's
+ * pool started. */
 static inline int fnn_threads_for(double work, double grain, int nthreads)
 {
     int useful;
-    if (nthreads <= 1 || work < 2.0 * grain || fnn_oversubscribed()) {
+    if (nthreads <= 1 || work < 2.0 * grain || fnn_oversubscribed() || fnn_pool_lost()) {
         return 1;
     }
     useful = (int)(work / grain);

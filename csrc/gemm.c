@@ -681,6 +681,7 @@ int fnn_gemm_run_f32(float *C, float *Z, double *bsum, const float *A, const flo
 #pragma omp parallel num_threads(nt)
 #endif
         {
+            fnn_note_team();
             /* The runtime may give fewer threads than asked: the units are
              * shared out dynamically, so any team size computes the same. */
             int64_t wait = 0;
@@ -864,6 +865,7 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
 #pragma omp parallel num_threads(nt)
 #endif
         {
+            fnn_note_team();
             int tid = fnn_omp_thread_num(), got = fnn_omp_num_threads();
             int t;
             for (t = tid; t < nt; t += got) {

@@ -82,10 +82,14 @@ int FN(fnn_layernorm_forward)(FNN_T *Y, FNN_T *mean, FNN_T *rstd, const FNN_T *X
     }
     else {
         int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (b = 0; b < nblocks; b++) {
-            rows(Y, mean, rstd, X, gamma, beta, b * per, ln_min64(b * per + per, M), C, eps,
-                 rms);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (b = 0; b < nblocks; b++) {
+                rows(Y, mean, rstd, X, gamma, beta, b * per, ln_min64(b * per + per, M), C, eps,
+                     rms);
+            }
         }
     }
     return FNN_OK;
@@ -147,9 +151,13 @@ int FN(fnn_layernorm_backward)(FNN_T *dX, FNN_T *dgamma, FNN_T *dbeta, const FNN
     }
     else {
         int64_t k;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (k = 0; k < nchunks; k++) {
-            LN_CHUNK(k);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (k = 0; k < nchunks; k++) {
+                LN_CHUNK(k);
+            }
         }
     }
 #undef LN_CHUNK

@@ -149,9 +149,13 @@ static int reduce(double *out1, double *out2, const float *X, const float *dY, c
     }
     else {
         int64_t t;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (t = 0; t < ntasks; t++) {
-            BN_TASK(t);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (t = 0; t < ntasks; t++) {
+                BN_TASK(t);
+            }
         }
     }
 #undef BN_TASK
@@ -294,10 +298,14 @@ int fnn_batchnorm_forward_f32(float *Y, const float *X, const float *mean, const
     }
     else {
         int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (b = 0; b < nblocks; b++) {
-            const int64_t r0 = b * rows;
-            normalize_rows(Y, X, mean, k, beta, r0, M - r0 < rows ? M : r0 + rows, C);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (b = 0; b < nblocks; b++) {
+                const int64_t r0 = b * rows;
+                normalize_rows(Y, X, mean, k, beta, r0, M - r0 < rows ? M : r0 + rows, C);
+            }
         }
     }
     free(k);
@@ -397,11 +405,15 @@ int fnn_batchnorm_backward_f32(float *dX, float *dgamma, float *dbeta, const flo
         }
         else {
             int64_t b;
-            #pragma omp parallel for schedule(static) num_threads(nt)
-            for (b = 0; b < nblocks; b++) {
-                const int64_t r0 = b * rows;
-                backward_rows(dX, dY, X, mean, coef, a, coef + 2 * C, r0,
-                              M - r0 < rows ? M : r0 + rows, C);
+            #pragma omp parallel num_threads(nt)
+            {
+                fnn_note_team();
+                #pragma omp for schedule(static) nowait
+                for (b = 0; b < nblocks; b++) {
+                    const int64_t r0 = b * rows;
+                    backward_rows(dX, dY, X, mean, coef, a, coef + 2 * C, r0,
+                                  M - r0 < rows ? M : r0 + rows, C);
+                }
             }
         }
     }

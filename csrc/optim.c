@@ -56,10 +56,14 @@
         else {                                                                  \
             const int64_t nb_ = ((n) + BLOCK - 1) / BLOCK;                      \
             int64_t b_;                                                         \
-            _Pragma("omp parallel for schedule(static) num_threads(nt_)")       \
-            for (b_ = 0; b_ < nb_; b_++) {                                      \
-                const int64_t lo_ = b_ * BLOCK;                                 \
-                BODY(lo_, (n) - lo_ < BLOCK ? (n) - lo_ : BLOCK);               \
+            _Pragma("omp parallel num_threads(nt_)")                            \
+            {                                                                   \
+                fnn_note_team();                                                \
+                _Pragma("omp for schedule(static) nowait")                      \
+                for (b_ = 0; b_ < nb_; b_++) {                                  \
+                    const int64_t lo_ = b_ * BLOCK;                             \
+                    BODY(lo_, (n) - lo_ < BLOCK ? (n) - lo_ : BLOCK);           \
+                }                                                               \
             }                                                                   \
         }                                                                       \
     } while (0)
@@ -461,10 +465,14 @@ int fnn_all_finite_f32(int *ok, const float *X, int64_t n, int nthreads)
     else {
         const int64_t nb = (n + BLOCK - 1) / BLOCK;
         int64_t b;
-        #pragma omp parallel for schedule(static) num_threads(nt) reduction(+ : bad)
-        for (b = 0; b < nb; b++) {
-            const int64_t lo = b * BLOCK;
-            bad += count_nonfinite(X + lo, n - lo < BLOCK ? n - lo : BLOCK);
+        #pragma omp parallel num_threads(nt) reduction(+ : bad)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (b = 0; b < nb; b++) {
+                const int64_t lo = b * BLOCK;
+                bad += count_nonfinite(X + lo, n - lo < BLOCK ? n - lo : BLOCK);
+            }
         }
     }
     *ok = bad == 0;

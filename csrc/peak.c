@@ -52,8 +52,8 @@ double fnn_fma_peak_gflops(int nthreads, double seconds)
     double flops_per_iter = 0.0, sink = 0.0;
     int64_t iters = 1 << 16;
     int64_t start, elapsed = 0;
-    if (nthreads < 1) {
-        nthreads = 1;
+    if (nthreads < 1 || fnn_pool_lost()) {
+        nthreads = 1;      /* forked after OpenMP's pool started: a team would hang */
     }
     /* Calibrate on one thread (this also warms the core up): grow the loop until
      * it runs for a tenth of the budget. */
@@ -73,6 +73,7 @@ double fnn_fma_peak_gflops(int nthreads, double seconds)
     start = fnn_now_ns();
 #pragma omp parallel num_threads(nthreads) reduction(+ : sink)
     {
+        fnn_note_team();
         double per_iter;
         sink += run_loop(iters, &per_iter);
     }

@@ -104,9 +104,13 @@ static void run_units(pool_unit_fn fn, const pool_call *call, int nt)
         }
         return;
     }
-    #pragma omp parallel for schedule(static) num_threads(nt)
-    for (u = 0; u < units; u++) {
-        fn(call, u);
+    #pragma omp parallel num_threads(nt)
+    {
+        fnn_note_team();
+        #pragma omp for schedule(static) nowait
+        for (u = 0; u < units; u++) {
+            fn(call, u);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "fastnn.h"
+#include "fnn_omp.h"
 #include "fnn_reduce.h"
 
 /* Partials kept on the stack up to this many doubles; more are allocated. */
@@ -43,9 +44,13 @@ int fnn_ordered_sum(double *total, int width, int64_t nchunks, fnn_chunk_fn fn, 
             return FNN_ERR_NOMEM;
         }
     }
-    #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (c = 0; c < nchunks; c++) {
-        fn(ctx, c, part + c * width);
+    #pragma omp parallel num_threads(nthreads)
+    {
+        fnn_note_team();
+        #pragma omp for schedule(static) nowait
+        for (c = 0; c < nchunks; c++) {
+            fn(ctx, c, part + c * width);
+        }
     }
     for (c = 0; c < nchunks; c++) {
         for (k = 0; k < width; k++) {

@@ -459,11 +459,15 @@ static void FN(reduce)(int term, int comb, double div, FNN_T *out, const FNN_T *
         else {
             const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
             int64_t blk;
-            #pragma omp parallel for schedule(static) num_threads(nt)
-            for (blk = 0; blk < nblocks; blk++) {
-                const int64_t lo = blk * EW_BLOCK;
-                FN(map_range)(term, out, dy, a, b, ndim, shape, sa, sb, lo,
-                              min64(lo + EW_BLOCK, n));
+            #pragma omp parallel num_threads(nt)
+            {
+                fnn_note_team();
+                #pragma omp for schedule(static) nowait
+                for (blk = 0; blk < nblocks; blk++) {
+                    const int64_t lo = blk * EW_BLOCK;
+                    FN(map_range)(term, out, dy, a, b, ndim, shape, sa, sb, lo,
+                                  min64(lo + EW_BLOCK, n));
+                }
             }
         }
         return;
@@ -479,9 +483,13 @@ static void FN(reduce)(int term, int comb, double div, FNN_T *out, const FNN_T *
     }
     else {
         int64_t u;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < p.nunits; u++) {
-            FN(unit)(term, comb, out, dy, a, b, &p, u);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (u = 0; u < p.nunits; u++) {
+                FN(unit)(term, comb, out, dy, a, b, &p, u);
+            }
         }
     }
 }

@@ -463,6 +463,7 @@ static int rnn_threads(double flops, int64_t N, int nthreads)
                 const int tid = fnn_omp_thread_num();                                   \
                 const int got = fnn_omp_num_threads();                                  \
                 int c;                                                                  \
+                fnn_note_team();                                                        \
                 for (c = tid; c < (nt); c += got) {                                     \
                     const int64_t r0 = (pl)->N * c / (nt), r1 = (pl)->N * (c + 1) / (nt); \
                     int st = (body_call);                                               \

@@ -301,9 +301,13 @@ int FN(fnn_softmax_forward)(FNN_T *Y, const FNN_T *X, int64_t outer, int64_t L, 
         }
         else {
             int64_t u;
-            #pragma omp parallel for schedule(static) num_threads(nt)
-            for (u = 0; u < nunits; u++) {
-                FN(sm_rows)(Y, X, u * per, sm_min64(u * per + per, outer), L, is_log);
+            #pragma omp parallel num_threads(nt)
+            {
+                fnn_note_team();
+                #pragma omp for schedule(static) nowait
+                for (u = 0; u < nunits; u++) {
+                    FN(sm_rows)(Y, X, u * per, sm_min64(u * per + per, outer), L, is_log);
+                }
             }
         }
         return FNN_OK;
@@ -321,10 +325,14 @@ int FN(fnn_softmax_forward)(FNN_T *Y, const FNN_T *X, int64_t outer, int64_t L, 
     }
     else {
         int64_t u;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < nunits; u++) {
-            const int64_t c0 = (u % ncb) * SM_COLS;
-            FN(sm_cols)(Y, X, u / ncb, c0, sm_min64(SM_COLS, inner - c0), L, inner, is_log);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (u = 0; u < nunits; u++) {
+                const int64_t c0 = (u % ncb) * SM_COLS;
+                FN(sm_cols)(Y, X, u / ncb, c0, sm_min64(SM_COLS, inner - c0), L, inner, is_log);
+            }
         }
     }
     return FNN_OK;
@@ -355,10 +363,14 @@ int FN(fnn_softmax_backward)(FNN_T *dX, const FNN_T *dY, const FNN_T *Y, int64_t
         }
         else {
             int64_t u;
-            #pragma omp parallel for schedule(static) num_threads(nt)
-            for (u = 0; u < nunits; u++) {
-                FN(sm_rows_backward)(dX, dY, Y, u * per, sm_min64(u * per + per, outer), L,
-                                     is_log);
+            #pragma omp parallel num_threads(nt)
+            {
+                fnn_note_team();
+                #pragma omp for schedule(static) nowait
+                for (u = 0; u < nunits; u++) {
+                    FN(sm_rows_backward)(dX, dY, Y, u * per, sm_min64(u * per + per, outer), L,
+                                         is_log);
+                }
             }
         }
         return FNN_OK;
@@ -377,11 +389,15 @@ int FN(fnn_softmax_backward)(FNN_T *dX, const FNN_T *dY, const FNN_T *Y, int64_t
     }
     else {
         int64_t u;
-        #pragma omp parallel for schedule(static) num_threads(nt)
-        for (u = 0; u < nunits; u++) {
-            const int64_t c0 = (u % ncb) * SM_COLS;
-            FN(sm_cols_backward)(dX, dY, Y, u / ncb, c0, sm_min64(SM_COLS, inner - c0), L, inner,
-                                 is_log);
+        #pragma omp parallel num_threads(nt)
+        {
+            fnn_note_team();
+            #pragma omp for schedule(static) nowait
+            for (u = 0; u < nunits; u++) {
+                const int64_t c0 = (u % ncb) * SM_COLS;
+                FN(sm_cols_backward)(dX, dY, Y, u / ncb, c0, sm_min64(SM_COLS, inner - c0), L,
+                                     inner, is_log);
+            }
         }
     }
     return FNN_OK;

@@ -16,7 +16,8 @@ from fastnn import (  # noqa: F401
     preprocessing, regularizers, saving, utils,
 )
 from fastnn._runtime import (  # noqa: F401
-    floatx, get_backend, get_num_threads, set_backend, set_floatx, set_num_threads, set_seed,
+    floatx, get_backend, get_num_threads, get_oversubscription_guard, set_backend, set_floatx,
+    set_num_threads, set_oversubscription_guard, set_seed,
 )
 from fastnn._version import __version__  # noqa: F401
 from fastnn.config import show_config  # noqa: F401

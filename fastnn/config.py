@@ -8,8 +8,10 @@ from fastnn._version import __version__
 def show_config(mode="stdout"):
     """Print (mode="stdout") or return (mode="dicts") the configuration:
     version, backend, ISA kernel in use and its GEMM blocking (chosen per ISA and
-    CPU vendor), OpenMP on/off, threads, and the operations the compiled backend
-    hands to NumPy."""
+    CPU vendor), OpenMP on/off, threads, whether the oversubscription guard
+    may send kernels to one thread on a busy machine
+    (``fastnn.set_oversubscription_guard``), and the operations the compiled
+    backend hands to NumPy."""
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"show_config: mode must be 'stdout' or 'dicts', got {mode!r}")
     ext = _runtime.extension()
@@ -27,6 +29,7 @@ def show_config(mode="stdout"):
         "gemm_blocking": ext.gemm_blocking() if ext is not None else None,
         "openmp": bool(ext is not None and ext.openmp_enabled()),
         "threads": _runtime.get_num_threads(),
+        "oversubscription_guard": _runtime.get_oversubscription_guard(),
         "fallbacks": fallbacks,
     }
     if mode == "dicts":
@@ -40,7 +43,12 @@ def show_config(mode="stdout"):
         print(f"  gemm:      {b['mr']}x{b['nr']} tiles, blocks MC {b['mc']} KC {b['kc']} "
               f"NC {b['nc']}")
     print(f"  openmp:    {'on' if config['openmp'] else 'off (kernels run single-threaded)'}")
-    print(f"  threads:   {config['threads']}")
+    print(f"  threads:   {config['threads']}"
+          + ("  (forked after OpenMP started: one thread)"
+             if _runtime.settings.openmp_pool_lost else ""))
+    print("  oversubscription guard: "
+          + ("on (one thread while other processes hold our cores)"
+             if config["oversubscription_guard"] else "off"))
     print(f"  numpy:     {np.__version__}")
     print("  handed to NumPy by the compiled backend: "
           + (", ".join(fallbacks) if fallbacks else "nothing so far"))

@@ -1,4 +1,5 @@
-"""Weight initializers (Keras' names, formulas and defaults), drawn from fastnn's generator."""
+"""Weight initializers (Keras' names, formulas and defaults), drawn from fastnn's generator
+(the generator of the model building the layer, fastnn.model_generator; else the process's)."""
 import numpy as np
 
 from fastnn import _runtime

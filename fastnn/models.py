@@ -10,6 +10,7 @@ buffer and one flat gradient buffer (fastnn.packing); layers keep views into
 them. The loops (fit, evaluate, predict) live in fastnn.trainer, the graph
 executor in fastnn.graph.plan, saving in fastnn.saving.
 """
+import functools
 import itertools
 
 import numpy as np
@@ -29,9 +30,10 @@ from fastnn.graph.node import Node
 from fastnn.graph.plan import Plan
 from fastnn.graph.tensor import KerasTensor, any_symbolic, flatten_structure
 from fastnn.layers.base import (
-    AUTO_CONFIG_METHODS, Layer, shapes_compatible, snake_case, unique_name,
+    AUTO_CONFIG_METHODS, Layer, shapes_compatible, snake_case, unique_name, weight_budget,
 )
 from fastnn.layers.core import InputLayer
+from fastnn.model_generator import ModelGenerator, OneCall
 from fastnn.packing import FlatBuffers
 from fastnn.saving import load_model  # noqa: F401  (Keras: models.load_model(path))
 
@@ -43,6 +45,20 @@ _current_version = [next(_structure_version)]
 
 def _structure_changed():
     _current_version[0] = next(_structure_version)
+
+
+def _draws_from_own_generator(method):
+    """Run ``method`` with the model's own generator as the one fastnn draws from in
+    this thread (fastnn.model_generator): its layers' initial weights, fit's
+    shuffles and dropout masks then never depend on other models' draws."""
+    @functools.wraps(method)
+    def with_own_generator(self, *args, **kwargs):
+        token = _runtime.drawing_from(OneCall(self._random))
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _runtime.stop_drawing(token)
+    return with_own_generator
 
 
 class Model(Layer):
@@ -77,6 +93,10 @@ class Model(Layer):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"a model's name must be a non-empty string, got {name!r}")
         self._tracked = []            # sub-layers of a subclassed model
+        # The model's own random generator, taken now (in program order) from
+        # fastnn's; a model being loaded gets the file's instead, so loading
+        # leaves fastnn's generator where it was.
+        self._random = ModelGenerator(take_now=weight_budget.get() is None)
         self._trainable = bool(trainable)
         self._inbound_nodes = []
         self._weights = []            # a model's weights are its layers'
@@ -225,6 +245,7 @@ class Model(Layer):
         raise ValueError(f"{self.name}: no layer named {name!r}; layers are "
                          f"{[layer.name for layer in layers]}")
 
+    @_draws_from_own_generator
     def build(self, input_shape):
         """A functional model is built by construction. A subclassed one traces its
         call() for inputs of ``input_shape`` (Keras' form, batch axis first; a list
@@ -235,6 +256,7 @@ class Model(Layer):
             raise ValueError(f"{self.name}: cannot build a model without a graph")
         self._trace_call(_inputs_for(input_shape, self.dtype))
 
+    @_draws_from_own_generator
     def build_for_data(self, x):
         """Build the model for data ``x`` (an array, a list or a dict of arrays or
         symbolic tensors) when it is not built yet."""
@@ -256,6 +278,7 @@ class Model(Layer):
         self._build_inputs = _input_specs(inputs)
 
     # ---- calling the model as a layer ------------------------------------------------
+    @_draws_from_own_generator
     def __call__(self, inputs, training=None, **kwargs):
         """On symbolic tensors: a node of an enclosing graph (the model is inlined
         there, its weights shared). On arrays: the outputs for that batch
@@ -464,6 +487,7 @@ class Model(Layer):
 
     # ---- the loops (fastnn.trainer) -------------------------------------------------
     @_distributed.ends_job_on_failure
+    @_draws_from_own_generator
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, stop_on_nan=True, *, distributed=None):
@@ -493,6 +517,7 @@ class Model(Layer):
                             validation_split, validation_data, shuffle, class_weight,
                             sample_weight, initial_epoch, stop_on_nan, distributed)
 
+    @_draws_from_own_generator
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  return_dict=False, callbacks=None):
         """Return the mean loss over (x, y), or ``[loss, *per-output losses, *metrics]``
@@ -506,6 +531,7 @@ class Model(Layer):
         return _trainer.evaluate(self, x, y, batch_size, verbose, sample_weight, return_dict,
                                  callbacks)
 
+    @_draws_from_own_generator
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
         """Return the model's outputs for x, computed in batches (inference mode): an
         array, or the outputs' structure (a list or dict) for several outputs.
@@ -516,14 +542,17 @@ class Model(Layer):
         """
         return _trainer.predict(self, x, batch_size, verbose, callbacks)
 
+    @_draws_from_own_generator
     def predict_on_batch(self, x):
         """The outputs for one batch x (all of it at once)."""
         return _trainer.predict_on_batch(self, x)
 
+    @_draws_from_own_generator
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
         """One training step on (x, y); returns the loss, or [loss, ...] as evaluate."""
         return _trainer.train_on_batch(self, x, y, sample_weight, class_weight)
 
+    @_draws_from_own_generator
     def test_on_batch(self, x, y, sample_weight=None):
         """The loss (or [loss, ...]) on one batch, without training."""
         return _trainer.test_on_batch(self, x, y, sample_weight)
@@ -627,8 +656,7 @@ class Sequential(Model):
         self._layers = []
         self._input = None          # the Input tensor the chain starts from
         self._chain_out = None      # the last layer's output tensor (when built)
-        for layer in layers or ():
-            self.add(layer)
+        self._extend(list(layers or ()))
 
     @property
     def layers(self):
@@ -645,6 +673,21 @@ class Sequential(Model):
 
     def add(self, layer):
         """Append a layer (a ``keras.Input`` may only come first)."""
+        self._extend([layer])
+
+    @_draws_from_own_generator
+    def _extend(self, new_layers):
+        """add() each of ``new_layers``. The names already taken are gathered once, so
+        building from a list (or a saved file) of n layers takes time linear in n."""
+        names = {existing.name for existing in self._layers}
+        members = {id(existing) for existing in self._layers}
+        try:
+            for layer in new_layers:
+                self._append(layer, names, members)
+        finally:
+            self._changed()
+
+    def _append(self, layer, names, members):
         if isinstance(layer, KerasTensor):
             if layer.node is None or not layer.node.is_input:
                 raise TypeError(f"{self.name}: add() takes a layer or a keras.Input tensor, "
@@ -654,15 +697,14 @@ class Sequential(Model):
             if self._layers or self._input is not None:
                 raise ValueError(f"{self.name}: an Input must be the first thing added")
             self._input = self._chain_out = layer.output
-            self._changed()
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}: add() takes a fastnn layer, got "
                             f"{type(layer).__name__}")
-        if any(existing.name == layer.name for existing in self._layers):
+        if layer.name in names:
             raise ValueError(f"{self.name}: a layer named {layer.name!r} is already in the "
                              "model; layer names must be unique")
-        if any(existing is layer for existing in self._layers):
+        if id(layer) in members:
             raise ValueError(f"{self.name}: layer {layer.name!r} is already in the model")
         if not self._layers and self._input is None and layer.input_shape_hint is not None:
             self._start_chain(layer.input_shape_hint, layer.dtype)
@@ -673,7 +715,8 @@ class Sequential(Model):
             except Exception:
                 self._layers.pop()
                 raise
-        self._changed()
+        names.add(layer.name)
+        members.add(id(layer))
 
     def pop(self):
         """Remove and return the last layer (compile again before training)."""
@@ -687,6 +730,7 @@ class Sequential(Model):
         self._changed()
         return layer
 
+    @_draws_from_own_generator
     def build(self, input_shape):
         """Build every layer for inputs of ``input_shape``: the shape of one sample,
         or Keras' form with the batch axis first as None."""

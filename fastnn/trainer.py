@@ -100,6 +100,7 @@ class LocalSync:
         pass
 
     def shuffle_order(self, n):
+        # fit runs inside Model.fit: rng() is the model's own generator
         return _runtime.rng().permutation(n)
 
     def local_bounds(self, step):

@@ -27,7 +27,8 @@ def to_categorical(y, num_classes=None, dtype="float32"):
 
 
 def set_random_seed(seed):
-    """Seed fastnn's generator (initializers, shuffling, dropout); an alias of fastnn.set_seed."""
+    """Seed fastnn's generator (initializers, shuffling, dropout; each model draws from a
+    generator of its own taken from it); an alias of fastnn.set_seed."""
     set_seed(seed)
 
 

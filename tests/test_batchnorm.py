@@ -8,6 +8,7 @@ import fastnn
 from fastnn import layers, models, optimizers
 from fastnn.backend import get_ops
 from fastnn.layers.base import Workspace
+from testing_utils import on_threads
 
 
 @pytest.fixture(autouse=True)
@@ -151,16 +152,15 @@ def test_training_is_bitwise_equal_for_1_and_2_threads():
     fastnn.set_backend("compiled")
     results = []
     for threads in (1, 2):
-        fastnn.set_num_threads(threads)
-        fastnn.set_seed(3)
-        # BN sees (200*4, 300) per step: parallel reductions over several chunks
-        model = models.Sequential([layers.Dense(300, input_shape=(4, 10)),
-                                   layers.BatchNormalization(), layers.Dropout(0.3),
-                                   layers.Flatten(), layers.Dense(1)])
-        model.compile(optimizer="adam", loss="mse")
-        model.fit(x, y, epochs=2, batch_size=200, verbose=0)
-        results.append(model.get_weights())
-    fastnn.set_num_threads(2)
+        with on_threads(threads):
+            fastnn.set_seed(3)
+            # BN sees (200*4, 300) per step: parallel reductions over several chunks
+            model = models.Sequential([layers.Dense(300, input_shape=(4, 10)),
+                                       layers.BatchNormalization(), layers.Dropout(0.3),
+                                       layers.Flatten(), layers.Dense(1)])
+            model.compile(optimizer="adam", loss="mse")
+            model.fit(x, y, epochs=2, batch_size=200, verbose=0)
+            results.append(model.get_weights())
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 

@@ -3,7 +3,7 @@ bad arguments, learning on both backends, Conv1D on sequences, and bitwise
 determinism across thread counts."""
 import numpy as np
 import pytest
-from testing_utils import num_threads
+from testing_utils import on_threads
 
 import fastnn
 from fastnn import layers, losses, models, optimizers
@@ -260,9 +260,9 @@ def test_backends_agree_after_training(rng):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def train_for_threads(threads, x, y):
+def train_for_threads(threads, x, y, backend):
     fastnn.set_seed(7)
-    with num_threads(threads):
+    with on_threads(threads, check=backend == "compiled"):
         model = models.Sequential([
             layers.Input(shape=(12, 12, 3)),
             layers.Conv2D(16, 3, activation="relu", padding="same"),
@@ -281,7 +281,7 @@ def train_for_threads(threads, x, y):
 def test_one_and_two_threads_train_bitwise_equal_weights(backend, rng):
     x = rng.random((64, 12, 12, 3)).astype(np.float32)
     y = rng.integers(0, 3, size=64)
-    one, two = train_for_threads(1, x, y), train_for_threads(2, x, y)
+    one, two = train_for_threads(1, x, y, backend), train_for_threads(2, x, y, backend)
     for a, b in zip(one, two):
         assert a.tobytes() == b.tobytes()
 

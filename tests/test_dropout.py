@@ -8,6 +8,7 @@ import fastnn
 from fastnn import layers, models
 from fastnn.backend import get_ops
 from fastnn.layers.base import Workspace
+from testing_utils import on_threads
 
 
 def built(layer, input_shape):
@@ -100,14 +101,14 @@ def test_model_masks_are_bitwise_equal_for_1_and_2_threads():
     y = x[:, :1] * 2.0
     results = []
     for threads in (1, 2):
-        fastnn.set_num_threads(threads)
-        fastnn.set_seed(8)
-        model = models.Sequential([layers.Dense(256, activation="relu", input_shape=(10,)),
-                                   layers.Dropout(0.5), layers.Dense(1)])
-        model.compile(optimizer="adam", loss="mse")
-        model.fit(x, y, epochs=2, batch_size=200, verbose=0)
-        results.append(model.get_weights())
-    fastnn.set_num_threads(2)
+        with on_threads(threads, check=fastnn.get_backend() == "compiled"):
+            fastnn.set_seed(8)
+            model = models.Sequential([layers.Dense(256, activation="relu",
+                                                    input_shape=(10,)),
+                                       layers.Dropout(0.5), layers.Dense(1)])
+            model.compile(optimizer="adam", loss="mse")
+            model.fit(x, y, epochs=2, batch_size=200, verbose=0)
+            results.append(model.get_weights())
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 

@@ -75,14 +75,16 @@ def test_toy_resnet_from_the_guide_trains(backend):
     assert f"{model.layers[5].name}[0][0], {model.layers[3].name}[0][0]" in add_row
 
 
-def residual_model(dtype="float64"):
+def residual_model(dtype="float64", width=1):
+    """A residual block, a branch, add / concatenate / multiply merges; every
+    layer ``width`` times its base size."""
     inputs = keras.Input(shape=(5,), dtype=dtype)
-    h = layers.Dense(4, activation="tanh", dtype=dtype)(inputs)
-    r = layers.Dense(4, activation="sigmoid", dtype=dtype)(h)
+    h = layers.Dense(4 * width, activation="tanh", dtype=dtype)(inputs)
+    r = layers.Dense(4 * width, activation="sigmoid", dtype=dtype)(h)
     s = layers.add([h, r], dtype=dtype)
-    branch = layers.Dense(3, activation="elu", dtype=dtype)(inputs)
+    branch = layers.Dense(3 * width, activation="elu", dtype=dtype)(inputs)
     merged = layers.concatenate([s, branch], dtype=dtype)
-    prod = layers.multiply([layers.Dense(7, dtype=dtype)(merged), merged], dtype=dtype)
+    prod = layers.multiply([layers.Dense(7 * width, dtype=dtype)(merged), merged], dtype=dtype)
     outputs = layers.Dense(2, dtype=dtype)(prod)
     return keras.Model(inputs, outputs)
 
@@ -306,17 +308,19 @@ def test_predict_from_several_threads_on_a_graph(backend):
 
 
 def test_graph_training_is_bitwise_deterministic_across_thread_counts(backend):
-    from testing_utils import num_threads
+    from testing_utils import on_threads
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((300, 5)).astype(np.float32)
-    y = rng.standard_normal((300, 2)).astype(np.float32)
+    x = rng.standard_normal((600, 5)).astype(np.float32)
+    y = rng.standard_normal((600, 2)).astype(np.float32)
     results = []
     for threads in (1, 2):
-        with num_threads(threads):
+        with on_threads(threads, check=backend == "compiled"):
             fastnn.set_seed(11)
-            model = residual_model("float32")
+            # wide enough (200 x 384 and more per merge) for the merges and
+            # GEMMs to share their work between two threads
+            model = residual_model("float32", width=96)
             model.compile(optimizer="adam", loss="mse")
-            model.fit(x, y, epochs=2, batch_size=100, verbose=0)
+            model.fit(x, y, epochs=2, batch_size=200, verbose=0)
             results.append(model.get_weights())
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from fastnn._ext import _core
 from fastnn.backend.ops import ACTIVATIONS
+from testing_utils import on_threads
 
 ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 ELEMENTWISE = [a for a in ACTIVATIONS if a != "softmax"]
@@ -228,7 +229,8 @@ def test_threads_bitwise_identical(isa, rng, m, n, k, ta, tb, dtype):
     results = []
     for nthreads in (1, 2, 3, 4):
         c = c0.copy()
-        KERNELS[dtype](c, a, b, bias, ta, tb, 0.5, 0.25, ACT_CODES["gelu"], nthreads)
+        with on_threads(nthreads):
+            KERNELS[dtype](c, a, b, bias, ta, tb, 0.5, 0.25, ACT_CODES["gelu"], nthreads)
         results.append(c)
     for c in results[1:]:
         assert np.array_equal(c, results[0])

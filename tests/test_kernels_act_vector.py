@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fastnn._ext import _core
 from fastnn.backend.ops import ACTIVATIONS
-from testing_utils import num_threads
+from testing_utils import num_threads, on_threads
 
 ELEMENTWISE = [a for a in ACTIVATIONS if a != "softmax"]
 TRANSCENDENTAL = ["elu", "sigmoid", "tanh", "gelu", "swish"]
@@ -269,9 +269,9 @@ def test_fastnn_isa_override_gives_the_same_bits():
 
 def test_one_and_two_threads_bitwise_equal_on_the_grid(compiled_ops):
     x, dy = _grid_case(6)
-    with num_threads(1):
+    with on_threads(1):
         one = _all_outputs(compiled_ops, x, dy)
-    with num_threads(2):
+    with on_threads(2):
         two = _all_outputs(compiled_ops, x, dy)
     for name in ELEMENTWISE:
         np.testing.assert_array_equal(one[name][0], two[name][0], err_msg=name)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from fastnn._ext import _core
 from fastnn.backend import compiled_ops as compiled_module
 from fastnn.backend.ops import ACTIVATIONS, NEEDS_PREACTIVATION
-from testing_utils import num_threads
+from testing_utils import on_threads
 
 SHAPES = [(1, 1), (1, 17), (7, 13), (31, 1), (3, 64), (64, 33)]
 # The reference computes gelu's erf in double, the kernels erff in float32:
@@ -127,7 +127,7 @@ def test_one_and_two_threads_bitwise_equal(compiled_ops, rng, name):
     x, dy = _inputs(rng, (301, 257))
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with on_threads(n):
             y = compiled_ops.activation_forward(name, x)
             dx = compiled_ops.activation_backward(name, dy, x, y)
         results.append((y, dx))

@@ -22,7 +22,7 @@ from fastnn._ext import _core
 from fastnn.backend.ops import (
     ATTENTION_MASK_VALUE, dropout_scale, dropout_threshold,
 )
-from testing_utils import num_threads, numeric_grad
+from testing_utils import numeric_grad, on_threads
 
 DTYPES = [np.float32, np.float64]
 # Sums in other orders, exp's few ulp, online softmax vs a plain one.
@@ -332,18 +332,18 @@ def test_few_query_rows_on_every_isa_and_cache_views(numpy_ops, compiled_ops, is
     """Decoding's call: one new row against views cache[:, :t] of a KV cache,
     on each ISA's build; 1 and 2 threads bitwise equal."""
     before = _core.isa_current()
-    cache_k = _tensor(rng, (3, 200, 4, 32), np.float32)
-    cache_v = _tensor(rng, (3, 200, 4, 16), np.float32)
+    # 120 sequences: about 7 MFLOP, enough work for two threads to share
+    cache_k = _tensor(rng, (120, 200, 4, 32), np.float32)
+    cache_v = _tensor(rng, (120, 200, 4, 16), np.float32)
     k, v = cache_k[:, :150], cache_v[:, :150]
-    q = _tensor(rng, (3, 1, 4, 32), np.float32)
+    q = _tensor(rng, (120, 1, 4, 32), np.float32)
     want = _forward_rows(numpy_ops, q, np.ascontiguousarray(k), np.ascontiguousarray(v),
                          scale=0.18)
     try:
         _core.isa_select(isa)
         results = []
         for threads in (1, 2):
-            _core.reset_oversubscription()
-            with num_threads(threads):
+            with on_threads(threads):
                 results.append(_forward_rows(compiled_ops, q, k, v, scale=0.18))
     finally:
         _core.isa_select(before)
@@ -367,8 +367,7 @@ def test_one_and_two_threads_bitwise_equal(compiled_ops, n, h, t, dtype, rng):
               **_masks(rng, n, t, t, "qka"))
     results = []
     for threads in (1, 2):
-        _core.reset_oversubscription()
-        with num_threads(threads):
+        with on_threads(threads):
             results.append(_run(compiled_ops, q, k, v, dout, dprobs, **kw))
     for name, a, b in zip(NAMES, *results):
         np.testing.assert_array_equal(a, b, err_msg=name)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from fastnn._ext import _core
 from fastnn.backend import compiled_ops as compiled_ops_module
 from fastnn.backend.ops import ACTIVATIONS
-from testing_utils import num_threads
+from testing_utils import on_threads
 
 RTOL = 2e-5
 
@@ -159,7 +159,7 @@ def test_one_and_two_threads_bitwise_equal(compiled_ops, rng, shape, geom):
     dy = rng.standard_normal(y.shape).astype(np.float32)
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with on_threads(n):
             results.append(_all_outputs(compiled_ops, x, wt, b, geom, "relu", dy))
     for label, a, c in zip(("y", "z", "dw", "db", "dx", "dz"), *results):
         np.testing.assert_array_equal(a, c, err_msg=label)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from fastnn._ext import _core
 from fastnn.backend.ops import ACTIVATIONS
-from testing_utils import num_threads
+from testing_utils import on_threads
 
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 9), (3, 5, 1), (13, 17, 11), (32, 64, 10), (2, 3, 31)]
 RTOL, ATOL = 2e-5, 2e-6
@@ -98,7 +98,7 @@ def test_one_and_two_threads_bitwise_equal(numpy_ops, compiled_ops, rng, activat
     x, w, y, preact, dy = _layer(numpy_ops, rng, 257, 31, 521, activation)
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with on_threads(n):
             results.append(_backward(compiled_ops, x, w, y, preact, dy, activation, True, True))
     for label, a, b in zip(("dw", "db", "dx", "dz"), *results):
         np.testing.assert_array_equal(a, b, err_msg=label)
@@ -117,7 +117,7 @@ def test_many_rows_chunked_weight_gradient(numpy_ops, compiled_ops, rng, n, i, o
     want = _backward(numpy_ops, x, w, None, None, dy, "linear", True, True)
     results = []
     for threads in (1, 2):
-        with num_threads(threads):
+        with on_threads(threads):
             results.append(_backward(compiled_ops, x, w, None, None, dy, "linear", True, True))
     for label, a, b, r in zip(("dw", "db", "dx"), *results, want):
         np.testing.assert_array_equal(a, b, err_msg=label)
@@ -141,7 +141,8 @@ def test_colsum_is_exact_on_integers_and_deterministic(rng):
     outs = []
     for n in (1, 2):
         out = np.empty(600, np.float32)
-        _core.colsum_f32(out, x, n)
+        with on_threads(n):
+            _core.colsum_f32(out, x, n)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], x.astype(np.int64).sum(axis=0))
     np.testing.assert_array_equal(outs[0], outs[1])

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fastnn._ext import _core
 from fastnn.backend import compiled_ops as compiled_module
 from fastnn.backend.ops import BINARY_OPS
-from testing_utils import num_threads, numeric_grad
+from testing_utils import numeric_grad, on_threads
 
 DTYPES = [np.float32, np.float64]
 # One IEEE operation per element: the forward passes agree bitwise, but
@@ -343,28 +343,29 @@ def test_batch_matmul_non_contiguous(ops, rng):
 
 # ---- determinism: 1 vs 2 threads ----------------------------------------------------
 
-def _threaded(fn, guard_stays_off=True):
-    """fn() with 1 and with 2 threads. The oversubscription guard is cleared first,
-    so two threads are really asked for (every case here is far above the
-    kernels' one-thread threshold). These kernels never report a team's wait,
-    so the guard stays off throughout -- checked afterwards, which shows the
-    call ran with two threads (the GEMM does report: not checked there)."""
+def _threaded(fn, serial=False):
+    """fn() with 1 and with 2 threads, the oversubscription guard off, each run
+    checked to have really used that many threads (testing_utils.on_threads).
+    serial=True: a call that runs on one thread by design (a plain copy, or
+    too few outputs to split: work is split over outputs only), checked to."""
     results = []
     for n in (1, 2):
-        _core.reset_oversubscription()
-        with num_threads(n):
+        with on_threads(n, check=not serial):
             results.append(fn())
-        assert not (guard_stays_off and _core.oversubscribed())
+        assert not serial or _core.max_team_seen() <= 1
     return results
 
 
+# sum_serial: sum_to_shape(dy, b.shape) runs on one thread -- same shapes (a
+# copy), or 37 sums, one unit of work.
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("a_shape,b_shape", [
-    ((600, 1000), (600, 1000)), ((600, 1001), (1001,)), ((1003, 600), (1003, 1)),
-    ((40, 1, 300), (1, 50, 300)), ((3000, 37), (37,)), ((7, 20000), (7, 1)),
+@pytest.mark.parametrize("a_shape,b_shape,sum_serial", [
+    ((600, 1000), (600, 1000), True), ((600, 1001), (1001,), False),
+    ((1003, 600), (1003, 1), False), ((40, 1, 300), (1, 50, 300), False),
+    ((3000, 37), (37,), True), ((7, 20000), (7, 1), False),
 ])
-def test_one_and_two_threads_bitwise_equal(compiled_ops, numpy_ops, a_shape, b_shape, dtype,
-                                            rng):
+def test_one_and_two_threads_bitwise_equal(compiled_ops, numpy_ops, a_shape, b_shape, sum_serial,
+                                            dtype, rng):
     assert _core.openmp_enabled()
     for op in ("add", "multiply", "divide", "maximum"):
         a, b = _operands(rng, a_shape, b_shape, dtype, op)
@@ -374,7 +375,7 @@ def test_one_and_two_threads_bitwise_equal(compiled_ops, numpy_ops, a_shape, b_s
         np.testing.assert_array_equal(y1, numpy_ops.binary(op, a, b))
         (da1, db1), (da2, db2) = _threaded(lambda: compiled_ops.binary_backward(op, dy, a, b))
         assert np.array_equal(da1, da2) and np.array_equal(db1, db2), op
-    s1, s2 = _threaded(lambda: compiled_ops.sum_to_shape(dy, b.shape))
+    s1, s2 = _threaded(lambda: compiled_ops.sum_to_shape(dy, b.shape), serial=sum_serial)
     assert np.array_equal(s1, s2)
 
 
@@ -384,11 +385,12 @@ def test_concat_and_batch_matmul_threads_bitwise_equal(compiled_ops, rng):
     np.testing.assert_array_equal(c1, c2)
     p1, p2 = _threaded(lambda: compiled_ops.split(c1, [300, 1, 517], -1))
     assert all(np.array_equal(x, y) for x, y in zip(p1, p2))
-    # One product per thread, then products big enough to share out inside the GEMM.
-    for batch, m, n, k, guarded in [(64, 24, 20, 30, True), (2, 300, 200, 150, False)]:
+    # One product per thread (128 of them: enough work for two threads), then
+    # products big enough to share out inside the GEMM.
+    for batch, m, n, k in [(128, 24, 20, 30), (2, 300, 200, 150)]:
         a = rng.standard_normal((batch, m, k)).astype(np.float32)
         b = rng.standard_normal((batch, n, k)).astype(np.float32)
-        m1, m2 = _threaded(lambda: compiled_ops.batch_matmul(a, b, transpose_b=True), guarded)
+        m1, m2 = _threaded(lambda: compiled_ops.batch_matmul(a, b, transpose_b=True))
         np.testing.assert_array_equal(m1, m2)
 
 

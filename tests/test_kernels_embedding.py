@@ -3,7 +3,7 @@ indexing, compiled vs NumPy, thread-count determinism and bad indices."""
 import numpy as np
 import pytest
 
-import fastnn
+from testing_utils import on_threads
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -49,15 +49,11 @@ def test_one_and_two_threads_bitwise_equal(compiled_ops, rng):
     idx = rng.integers(0, vocab, size=(128, 40))
     dy = rng.standard_normal((128, 40, dim)).astype(np.float32)
     results = []
-    previous = fastnn.get_num_threads()
-    try:
-        for n in (1, 2):
-            fastnn.set_num_threads(n)
+    for n in (1, 2):
+        with on_threads(n):
             out = np.empty((vocab, dim), np.float32)
             compiled_ops.embedding_backward(dy, idx, out)
             results.append(out)
-    finally:
-        fastnn.set_num_threads(previous)
     np.testing.assert_array_equal(results[0], results[1])
 
 

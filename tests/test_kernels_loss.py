@@ -11,7 +11,7 @@ from fastnn._ext import _core
 from fastnn.backend.compiled_ops import LOSS_CODES, METRIC_CODES
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import LOSSES, METRICS
-from testing_utils import num_threads
+from testing_utils import on_threads
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (13, 17), (64, 10), (3, 31)]
 DENSE_LOSSES = [name for name in LOSSES if name != "sparse_categorical_crossentropy"]
@@ -146,7 +146,7 @@ def test_loss_one_and_two_threads_bitwise_equal(compiled_ops, rng, name, from_lo
     p, t = _data(rng, name, (5003, 13), from_logits)
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with on_threads(n):
             results.append(_loss_and_grad(compiled_ops, name, p, t, from_logits))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
@@ -197,7 +197,7 @@ def test_metric_one_and_two_threads_bitwise_equal(compiled_ops, rng, name):
     p, t = _metric_data(rng, name, (20011, 7))
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with on_threads(n):
             results.append(compiled_ops.metric_sum(name, p, t))
     assert results[0] == results[1]
 
@@ -312,7 +312,7 @@ def test_weighted_loss_one_and_two_threads_bitwise_equal(compiled_ops, rng, name
     w = _weights(rng, 5003)
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with on_threads(n):
             results.append(_weighted(compiled_ops, name, p, t, True, w))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])

@@ -16,7 +16,7 @@ import fastnn
 from fastnn._ext import _core
 from fastnn.backend import get_ops
 from fastnn.backend.ops import COMPARE_OPS, REDUCE_OPS, UNARY_OPS
-from testing_utils import num_threads, numeric_grad
+from testing_utils import numeric_grad, on_threads
 
 DTYPES = [np.float32, np.float64]
 # libm's exp / log / log1p (the kernels) and NumPy's SIMD ones differ by a few ulp;
@@ -44,17 +44,17 @@ def _unary_input(rng, op, shape, dtype):
     return np.asarray(x).astype(dtype)
 
 
-def _threaded(fn):
-    """fn() with 1 and with 2 threads. The oversubscription guard is cleared first,
-    so two threads are really asked for (every case is far above the kernels'
-    one-thread threshold); these kernels never report a team's wait, so the guard
-    stays off throughout -- checked afterwards, which shows two threads ran."""
+def _threaded(fn, serial=False):
+    """fn() with 1 and with 2 threads, the oversubscription guard off, each run
+    checked to have really used that many threads (testing_utils.on_threads;
+    every case is far above the kernels' one-thread threshold). serial=True: a
+    call that runs on one thread by design (a reduction to one value: work is
+    split over outputs only), checked to."""
     results = []
     for n in (1, 2):
-        _core.reset_oversubscription()
-        with num_threads(n):
+        with on_threads(n, check=not serial):
             results.append(fn())
-        assert not _core.oversubscribed()
+        assert not serial or _core.max_team_seen() <= 1
     return results
 
 
@@ -613,7 +613,7 @@ def test_one_and_two_threads_bitwise_equal(compiled_ops, dtype, rng):
     big = rng.standard_normal((40, 50, 301)).astype(dtype)
     for axes in (None, 0, 1, 2, (0, 2), (1, 2)):
         for op in REDUCE_OPS:
-            r1, r2 = _threaded(lambda: compiled_ops.reduce(op, big, axes))
+            r1, r2 = _threaded(lambda: compiled_ops.reduce(op, big, axes), serial=axes is None)
             np.testing.assert_array_equal(r1, r2, err_msg=f"{op} {axes}")
             g = np.ones(r1.shape, dtype)
             g1, g2 = _threaded(lambda: compiled_ops.reduce_backward(op, g, big, r1, axes))

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastnn.backend.numpy_ops import NumpyOps
-from testing_utils import num_threads, numeric_grad
+from testing_utils import numeric_grad, on_threads
 
 MASK64 = (1 << 64) - 1
 SHAPES_1D = [(1,), (2,), (7,), (4099,), (100003,)]           # 100003: parallel path
@@ -90,7 +90,7 @@ def test_dropout_is_bitwise_equal_for_1_and_2_threads(compiled_ops, rng):
     dy = rng.standard_normal(x.shape).astype(np.float32)
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with on_threads(n):
             mask = np.empty(x.shape, np.uint8)
             y = compiled_ops.dropout_forward(x, 31337, 0.5, mask_out=mask)
             dx = compiled_ops.dropout_backward(dy, mask, 0.5)
@@ -231,7 +231,7 @@ def test_batchnorm_is_bitwise_equal_for_1_and_2_threads(compiled_ops, rng, shape
     x, gamma, beta, dy = bn_case(rng, shape)
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with on_threads(n):
             results.append(run_bn(compiled_ops, x, gamma, beta, dy, True))
     for key in results[0]:
         np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)

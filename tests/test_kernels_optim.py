@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastnn._ext import _core
-from testing_utils import num_threads
+from testing_utils import num_threads, on_threads
 
 SIZES = [1, 7, 17, 1000, 100_003]
 RTOL, ATOL = 1e-6, 1e-7
@@ -196,7 +196,7 @@ def test_one_and_two_threads_bitwise_equal(compiled_ops, rng, kind, names, cfg):
     grads = [rng.standard_normal(n).astype(f32) for _ in range(2)]
     results = []
     for threads in (1, 2):
-        with num_threads(threads):
+        with on_threads(threads):
             results.append(_run(compiled_ops, kind, state, grads, cfg))
     for key in results[0]:
         np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)
@@ -218,7 +218,7 @@ def test_sum_squares_one_and_two_threads_bitwise_equal(compiled_ops, rng):
         x = rng.standard_normal(n).astype(f32)
         results = []
         for threads in (1, 2, 3):
-            with num_threads(threads):
+            with on_threads(threads):
                 results.append(compiled_ops.sum_squares(x))
         assert results[0] == results[1] == results[2]
 
@@ -268,7 +268,7 @@ def test_helpers_thread_counts_agree(compiled_ops, rng):
     x = rng.standard_normal(300_001).astype(f32)
     outs = []
     for threads in (1, 2):
-        with num_threads(threads):
+        with on_threads(threads):
             a = x.copy()
             compiled_ops.scale_(a, 1.7)
             compiled_ops.clip_(a, -1.0, 1.0)

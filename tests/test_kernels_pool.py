@@ -3,7 +3,7 @@ writes -- odd sizes, strides, both paddings, ties, NaN -- 1 vs 2 threads bitwise
 and bad input that must raise, never read or write out of bounds."""
 import numpy as np
 import pytest
-from testing_utils import num_threads
+from testing_utils import on_threads
 
 from fastnn._ext import _core
 from fastnn.backend.ops import conv2d_output_shape
@@ -83,7 +83,7 @@ def test_one_and_two_threads_are_bitwise_equal(compiled_ops, padding, rng):
     dy = None
     results = []
     for threads in (1, 2):
-        with num_threads(threads):
+        with on_threads(threads):
             y, am = _max(compiled_ops, x, (3, 3), (2, 2), padding)
             if dy is None:
                 dy = rng.standard_normal(y.shape).astype(np.float32)

@@ -9,11 +9,11 @@ must agree bitwise; bad shapes raise ValueError naming them.
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn._ext import _core
 from fastnn.backend.compiled_ops import FALLBACKS, CompiledOps
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import ACTIVATIONS, RNN_CELLS, RNN_GATES
+from testing_utils import on_threads
 
 REF = NumpyOps()
 OPS = CompiledOps()
@@ -136,15 +136,16 @@ def test_one_and_two_threads_bitwise(cell):
     code, act, ract = RNN_CELLS.index(cell), ACT["tanh"], ACT["sigmoid"]
     outs = []
     for threads in (1, 2):
-        hs = np.empty((n, t, u), np.float32)
-        cache = np.empty(OPS.rnn_cache_shape(cell, n, t, u), np.float32)
-        _core.rnn_forward_f32(hs, cache, x, kernel, rec, b, mask, code, act, ract, True,
-                              threads)
-        dx, dk, dr, db = (np.empty_like(x), np.empty_like(kernel), np.empty_like(rec),
-                          np.empty_like(b))
-        _core.rnn_backward_f32(dx, dk, dr, db, dhs, x, kernel, rec, hs, cache, mask, code,
-                               act, ract, True, threads)
-        outs.append((hs, dx, dk, dr, db))
+        with on_threads(threads):
+            hs = np.empty((n, t, u), np.float32)
+            cache = np.empty(OPS.rnn_cache_shape(cell, n, t, u), np.float32)
+            _core.rnn_forward_f32(hs, cache, x, kernel, rec, b, mask, code, act, ract, True,
+                                  threads)
+            dx, dk, dr, db = (np.empty_like(x), np.empty_like(kernel), np.empty_like(rec),
+                              np.empty_like(b))
+            _core.rnn_backward_f32(dx, dk, dr, db, dhs, x, kernel, rec, hs, cache, mask, code,
+                                   act, ract, True, threads)
+            outs.append((hs, dx, dk, dr, db))
     for name, one, two in zip(("hs", "dx", "dkernel", "drecurrent", "dbias"), *outs):
         assert np.array_equal(one, two), f"{cell}: {name} differs between 1 and 2 threads"
 
@@ -152,14 +153,10 @@ def test_one_and_two_threads_bitwise(cell):
 def test_set_num_threads_path_bitwise():
     cell = "simple_rnn"
     args = _operands(cell, 32, 20, 7, 70, mask="random", seed=4)
-    before = fastnn.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2):
-            fastnn.set_num_threads(threads)
+    results = []
+    for threads in (1, 2):
+        with on_threads(threads):
             results.append(_run(OPS, cell, *args))
-    finally:
-        fastnn.set_num_threads(before)
     for name in results[0]:
         assert np.array_equal(results[0][name], results[1][name]), name
 

@@ -7,6 +7,7 @@ import pytest
 
 import fastnn
 from fastnn import callbacks, layers, losses, models, optimizers
+from testing_utils import on_threads
 
 
 def regression_data(n=512, seed=0):
@@ -181,14 +182,13 @@ def test_training_is_bitwise_deterministic_across_thread_counts(backend):
     x, y = regression_data(n=600)
     results = []
     for threads in (1, 2, 1):
-        fastnn.set_num_threads(threads)
-        fastnn.set_seed(42)
-        model = models.Sequential([layers.Dense(384, activation="relu", input_shape=(10,)),
-                                   layers.Dense(256, activation="tanh"), layers.Dense(1)])
-        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
-        model.fit(x, y, epochs=2, batch_size=200, verbose=0)
-        results.append(model.get_weights())
-    fastnn.set_num_threads(2)
+        with on_threads(threads, check=backend == "compiled"):
+            fastnn.set_seed(42)
+            model = models.Sequential([layers.Dense(384, activation="relu", input_shape=(10,)),
+                                       layers.Dense(256, activation="tanh"), layers.Dense(1)])
+            model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+            model.fit(x, y, epochs=2, batch_size=200, verbose=0)
+            results.append(model.get_weights())
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)

@@ -8,7 +8,7 @@ import fastnn
 from fastnn import layers, models, regularizers
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.layers.base import Workspace
-from testing_utils import numeric_grad
+from testing_utils import numeric_grad, on_threads
 
 RECURRENT = [layers.SimpleRNN, layers.LSTM, layers.GRU]
 
@@ -190,20 +190,18 @@ def test_backends_agree_on_a_training_step():
 
 @pytest.mark.parametrize("cls", RECURRENT)
 def test_one_and_two_threads_bitwise_equal(cls, backend):
-    x, y = memory_task(n=64, t=6)
+    # 96 units, 64 rows a batch: enough work for the recurrence to be shared
+    # by two threads (at least 7 MFLOP a batch)
+    x, y = memory_task(n=128, t=6)
     weights = []
-    previous = fastnn.get_num_threads()
-    try:
-        for threads in (1, 2):
-            fastnn.set_num_threads(threads)
+    for threads in (1, 2):
+        with on_threads(threads, check=backend == "compiled"):
             fastnn.set_seed(10)
-            model = models.Sequential([cls(16, dropout=0.1, input_shape=x.shape[1:]),
+            model = models.Sequential([cls(96, dropout=0.1, input_shape=x.shape[1:]),
                                        layers.Dense(2, activation="softmax")])
             model.compile("adam", "sparse_categorical_crossentropy")
-            model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+            model.fit(x, y, epochs=2, batch_size=64, verbose=0)
             weights.append(model.get_weights())
-    finally:
-        fastnn.set_num_threads(previous)
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
 

@@ -8,7 +8,7 @@ import pytest
 import fastnn
 from fastnn import layers, models, optimizers, regularizers
 from fastnn._ext import _core
-from testing_utils import num_threads
+from testing_utils import on_threads
 
 
 # ---- API --------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def test_kernel_one_and_two_threads_bitwise_equal(compiled_ops, rng):
     results = []
     for n in (1, 2):
         g = g0.copy()
-        with num_threads(n):
+        with on_threads(n):
             results.append((compiled_ops.regularize_(g, w, 0.01, 0.02), g))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])

@@ -65,7 +65,7 @@ def test_show_config_tells_the_truth():
     from fastnn._ext import _core
     config = fastnn.show_config(mode="dicts")
     assert set(config) == {"version", "backend", "isa", "gemm_blocking", "openmp", "threads",
-                           "fallbacks"}
+                           "oversubscription_guard", "fallbacks"}
     assert config["version"] == fastnn.__version__
     assert config["isa"] == _core.isa_current() == _core.isa_best()
     # the blocking in force: the ISA's tile, blocks whole tiles
@@ -74,6 +74,7 @@ def test_show_config_tells_the_truth():
     assert (b["mr"], b["nr"]) == tile
     assert b["mc"] % b["mr"] == 0 and b["nc"] % b["nr"] == 0 and b["kc"] % 8 == 0
     assert config["threads"] == fastnn.get_num_threads()
+    assert config["oversubscription_guard"] is fastnn.get_oversubscription_guard() is True
     with pytest.raises(ValueError):
         fastnn.show_config(mode="xml")
 
@@ -89,6 +90,7 @@ def test_show_config_prints(capsys):
     fastnn.show_config()
     out = capsys.readouterr().out
     assert "backend" in out and "isa" in out and "openmp" in out and "threads" in out
+    assert "oversubscription guard: on" in out
 
 
 def test_backend_switch_takes_effect_on_next_call():
@@ -207,3 +209,247 @@ def test_fma_peak_probe_runs_the_loop_of_the_isa_in_force():
     assert np.isfinite(value) and value > 0
     with pytest.raises(ValueError, match="nthreads"):
         _core.fma_peak_gflops(0, 0.01)
+
+
+# ---- the oversubscription guard is an explicit policy ------------------------------
+
+def _guard_reports(core, count=8):
+    """Tell the guard `count` times that a team waited most of its region on a
+    descheduled thread."""
+    for _ in range(count):
+        core._report_team_wait(10_000_000, 12_000_000)
+
+
+def test_oversubscription_guard_can_be_switched_off_and_on():
+    from fastnn._ext import _core
+    from testing_utils import num_threads
+    a = np.ones((400, 300), np.float32)
+    try:
+        fastnn.set_oversubscription_guard(False)
+        assert fastnn.get_oversubscription_guard() is False
+        assert fastnn.show_config(mode="dicts")["oversubscription_guard"] is False
+        _guard_reports(_core)
+        assert not _core.oversubscribed()
+        with num_threads(2):
+            _core.reset_max_team_seen()
+            fastnn.ops.gemm(a, a.T)
+        assert _core.max_team_seen() == 2           # off: never backs off
+        fastnn.set_oversubscription_guard(True)
+        _guard_reports(_core)
+        assert _core.oversubscribed()
+        with num_threads(2):
+            _core.reset_max_team_seen()
+            fastnn.ops.gemm(a, a.T)
+        assert _core.max_team_seen() <= 1           # on: backs off
+        fastnn.set_oversubscription_guard(False)     # and switching forgets the reports
+        assert not _core.oversubscribed()
+        for bad in (0, 1, "off", None):
+            with pytest.raises(ValueError, match="enabled"):
+                fastnn.set_oversubscription_guard(bad)
+    finally:
+        fastnn.set_oversubscription_guard(True)
+        _core.reset_oversubscription()
+
+
+def test_oversubscription_backoff_doubles_up_to_one_second():
+    """20 ms, doubled on each report that follows a retry, at most 1 s (it
+    used to double past it, to 1.28 s)."""
+    from fastnn._ext import _core
+    _guard_reports(_core, 1)         # a first report may follow an idle gap: ignored
+    _core.reset_oversubscription()
+    try:
+        lengths = []
+        for _ in range(7):
+            _guard_reports(_core, 1)
+            lengths.append(_core._oversubscription_backoff_ns() // 1_000_000)
+        assert lengths == [40, 80, 160, 320, 640, 1000, 1000]   # the next back-off's length
+    finally:
+        _core.reset_oversubscription()
+
+
+# ---- counting the threads that really ran ------------------------------------------
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gcc builds have OpenMP")
+def test_max_team_seen_counts_the_threads_kernels_really_ran():
+    from fastnn._ext import _core
+    from testing_utils import on_threads
+    a = np.ones((400, 300), np.float32)
+    _core.reset_max_team_seen()
+    assert _core.max_team_seen() == 0
+    with on_threads(1):
+        fastnn.ops.gemm(a, a.T)
+    assert _core.max_team_seen() <= 1
+    for n in (2, 3):
+        with on_threads(n):
+            fastnn.ops.gemm(a, a.T)
+        assert _core.max_team_seen() == n
+    with on_threads(2, check=False):
+        fastnn.ops.gemm(a[:2, :3], a[:3, :2])       # too small to share: one thread
+    assert _core.max_team_seen() <= 1
+    assert _core.openmp_pool_started()
+
+
+def test_every_parallel_region_records_its_team():
+    """fnn_note_team() opens every parallel region in csrc/: the team counter and
+    the fork rule (a child of a live pool runs serially) rely on it."""
+    import pathlib
+    import re
+    csrc = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+    if not csrc.is_dir():
+        pytest.skip("the C sources are not beside the tests")
+    regions = 0
+    for path in sorted(csrc.rglob("*.[ch]")):
+        text = path.read_text()
+        for match in re.finditer(r'omp parallel(?! for)[^\n]*\n', text):
+            regions += 1
+            opening = text[match.end():match.end() + 400]
+            body = opening[opening.index("{") + 1:]
+            first = re.sub(r"[\\\s]+", " ", body).strip()
+            statements = [s for s in first.split(";")[:4]]
+            assert any("fnn_note_team()" in s for s in statements), \
+                f"{path.name}: a parallel region does not call fnn_note_team() first"
+        assert not re.search(r"omp parallel for", text), \
+            f"{path.name}: 'omp parallel for' has no place for fnn_note_team()"
+    assert regions >= 30
+
+
+# ---- the default thread count: affinity mask and cgroup quota ----------------------
+
+def _fake_cgroup(tmp_path, self_cgroup, files):
+    """A fake /sys/fs/cgroup tree (files: relative path -> text) and a fake
+    /proc/self/cgroup; returns (root, self_cgroup path)."""
+    root = tmp_path / "cgroup"
+    root.mkdir(parents=True)
+    for relative, text in files.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    proc = tmp_path / "self_cgroup"
+    proc.write_text(self_cgroup)
+    return str(root), str(proc)
+
+
+@pytest.mark.parametrize("cpu_max, want", [
+    ("200000 100000\n", 2), ("150000 100000\n", 2), ("50000 100000\n", 1),
+    ("max 100000\n", None), ("garbage\n", None), ("0 100000\n", None), ("100000 0\n", None),
+])
+def test_cgroup_v2_quota(tmp_path, cpu_max, want):
+    from fastnn import _cpus
+    root, proc = _fake_cgroup(tmp_path, "0::/\n", {"cpu.max": cpu_max})
+    assert _cpus.cgroup_cpu_limit(root, proc) == want
+
+
+def test_cgroup_v2_tightest_level_binds_and_host_paths_fall_back_to_the_root(tmp_path):
+    from fastnn import _cpus
+    root, proc = _fake_cgroup(tmp_path, "0::/app.slice/job\n", {
+        "cpu.max": "max 100000\n",
+        "app.slice/cpu.max": "300000 100000\n",
+        "app.slice/job/cpu.max": "max 100000\n",
+    })
+    assert _cpus.cgroup_cpu_limit(root, proc) == 3
+    # a container: /proc/self/cgroup names the host's path, the mount is its own cgroup
+    root, proc = _fake_cgroup(tmp_path / "c", "0::/docker/abc123\n",
+                              {"cpu.max": "400000 100000\n"})
+    assert _cpus.cgroup_cpu_limit(root, proc) == 4
+
+
+@pytest.mark.parametrize("mount", ["cpu", "cpu,cpuacct"])
+def test_cgroup_v1_quota(tmp_path, mount):
+    from fastnn import _cpus
+    root, proc = _fake_cgroup(tmp_path, "5:memory:/x\n4:cpu,cpuacct:/job\n", {
+        f"{mount}/cpu.cfs_quota_us": "-1\n", f"{mount}/cpu.cfs_period_us": "100000\n",
+        f"{mount}/job/cpu.cfs_quota_us": "250000\n", f"{mount}/job/cpu.cfs_period_us": "100000\n",
+    })
+    assert _cpus.cgroup_cpu_limit(root, proc) == 3
+
+
+def test_no_cgroup_files_means_no_limit(tmp_path):
+    from fastnn import _cpus
+    root, proc = _fake_cgroup(tmp_path, "0::/\n4:cpu:/\n", {})
+    assert _cpus.cgroup_cpu_limit(root, proc) is None
+    assert _cpus.cgroup_cpu_limit(root, str(tmp_path / "missing")) is None
+
+
+def test_default_thread_count_honours_the_cgroup_quota_and_omp_num_threads(tmp_path,
+                                                                          monkeypatch):
+    from fastnn import _cpus, _runtime
+    root, proc = _fake_cgroup(tmp_path, "0::/\n", {"cpu.max": "100000 100000\n"})
+    monkeypatch.setattr(_cpus, "CGROUP_ROOT", root)
+    monkeypatch.setattr(_cpus, "SELF_CGROUP", proc)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert _runtime.available_cores() == 1
+    assert _runtime._default_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert _runtime._default_num_threads() == 3      # OMP_NUM_THREADS still wins
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_default_thread_count_honours_the_affinity_mask():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        import fastnn
+        from fastnn import _cpus
+        limit = _cpus.cgroup_cpu_limit()
+        print(fastnn.get_num_threads(), limit)
+    """)], capture_output=True, text=True, timeout=120, env=env, cwd=tempfile.gettempdir())
+    assert result.returncode == 0, result.stderr
+    threads, _ = result.stdout.split()
+    assert threads == "1"
+
+
+# ---- fork: only a child of a live OpenMP pool runs serially ------------------------
+
+FORK_SCRIPT = """
+    import contextlib, io, os, signal, warnings
+    import numpy as np
+    import fastnn
+    from fastnn._ext import _core
+    fastnn.set_oversubscription_guard(False)
+    a = np.ones((400, 300), np.float32)
+    fastnn.set_num_threads(PARENT_THREADS)
+    fastnn.ops.gemm(a, a.T)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(30)                 # a hang ends the child, not the test run
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fastnn.set_num_threads(2)
+        _core.reset_max_team_seen()
+        r = fastnn.ops.gemm(a, a.T)
+        c = np.empty((400, 400), np.float32)
+        _core.gemm_f32(c, a, a, None, False, True, 1.0, 0.0, 0, 2)   # 2 threads asked in C
+        ok = r[0, 0] == 300 and c[0, 0] == 300
+        shown = io.StringIO()
+        with contextlib.redirect_stdout(shown):
+            fastnn.show_config()
+        print(fastnn.get_num_threads(), _core.max_team_seen(), _core.openmp_pool_lost(),
+              len(caught), ok, "forked after OpenMP started" in shown.getvalue(), flush=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gcc builds have OpenMP")
+def test_child_of_a_parent_without_openmp_threads_uses_its_threads():
+    """The parent ran kernels on one thread only: OpenMP never started a pool,
+    so the child honours set_num_threads(2) and really runs two threads."""
+    out = run_python(FORK_SCRIPT.replace("PARENT_THREADS", "1"))
+    child, status = out.splitlines()
+    assert status == "0"
+    assert child.split() == ["2", "2", "False", "0", "True", "False"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gcc builds have OpenMP")
+def test_child_of_a_live_openmp_pool_runs_serially_and_says_so():
+    """GNU libgomp hangs starting a team in such a child: every kernel runs on one
+    thread there, even when 2 are asked for (set_num_threads warns; a kernel
+    called with nthreads=2 directly still runs on one)."""
+    out = run_python(FORK_SCRIPT.replace("PARENT_THREADS", "2"))
+    child, status = out.splitlines()
+    assert status == "0"
+    assert child.split() == ["1", "0", "True", "1", "True", "True"]

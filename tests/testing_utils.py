@@ -2,6 +2,7 @@
 import contextlib
 
 import numpy as np
+import pytest
 
 from fastnn import _runtime
 
@@ -15,6 +16,40 @@ def num_threads(n):
         yield
     finally:
         _runtime.settings.num_threads = old
+
+
+@contextlib.contextmanager
+def on_threads(n, check=True):
+    """Run the block with fastnn on ``n`` threads and the oversubscription guard
+    off, restoring both after; then check that its kernels really ran that many:
+    a team of 2..n threads when n >= 2, never more than one thread when n == 1.
+    A test that compares thread counts thus never compares one thread with one
+    thread (what the guard did on a busy machine, or a problem too small to
+    share). ``check=False``: the block runs the NumPy backend, no fastnn threads.
+
+    Skips the test when n >= 2 and the extension has no OpenMP. One CPU is no
+    reason to skip: with the guard off, OpenMP runs two threads on it."""
+    from fastnn._ext import _core
+    if check and n >= 2 and not _core.openmp_enabled():
+        pytest.skip("built without OpenMP: kernels cannot run on 2 threads")
+    old_threads, old_chosen = _runtime.settings.num_threads, _runtime.settings.num_threads_chosen
+    old_guard = _runtime.get_oversubscription_guard()
+    _runtime.set_num_threads(n)
+    _runtime.set_oversubscription_guard(False)
+    _core.reset_max_team_seen()
+    try:
+        yield
+    finally:
+        _runtime.settings.num_threads = old_threads
+        _runtime.settings.num_threads_chosen = old_chosen
+        _runtime.set_oversubscription_guard(old_guard)
+    if check:
+        seen = _core.max_team_seen()
+        if n == 1:
+            assert seen <= 1, f"asked for 1 thread, a kernel ran a team of {seen}"
+        else:
+            assert 2 <= seen <= n, (f"asked for {n} threads, the largest team was {seen}: "
+                                    "no kernel of this block really ran threaded")
 
 
 def numeric_grad(f, x, step=1e-6):

@@ -19,9 +19,17 @@ cdef extern from "peak.h" nogil:
     double fnn_fma_peak_gflops(int nthreads, double seconds) noexcept
 
 cdef extern from "fnn_omp.h" nogil:
+    void fnn_set_oversubscription_guard(int enabled) noexcept
+    int fnn_oversubscription_guard() noexcept
     int fnn_oversubscribed() noexcept
     void fnn_oversubscription_reset() noexcept
+    int64_t fnn_oversubscription_backoff_ns() noexcept
     void fnn_report_team_wait(int64_t wait_ns, int64_t wall_ns) noexcept
+    void fnn_runtime_init() noexcept
+    int fnn_max_team_seen() noexcept
+    void fnn_max_team_reset() noexcept
+    int fnn_pool_started() noexcept
+    int fnn_pool_lost() noexcept
 
 cdef extern from "fastnn.h" nogil:
 

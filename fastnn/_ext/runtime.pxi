@@ -58,6 +58,17 @@ def fma_peak_gflops(int nthreads=1, double seconds=0.2):
     return result
 
 
+def set_oversubscription_guard(bint enabled):
+    """Turn the oversubscription guard on or off (see fnn_omp.h); either way
+    past reports are forgotten. Off, kernels never back off to one thread."""
+    fnn_set_oversubscription_guard(enabled)
+
+
+def oversubscription_guard():
+    """True when the oversubscription guard is on (the default)."""
+    return bool(fnn_oversubscription_guard())
+
+
 def oversubscribed():
     """True while kernels run on one thread because a team recently waited on a
     descheduled thread (another process holding a core; see fnn_omp.h)."""
@@ -72,6 +83,35 @@ def reset_oversubscription():
 def _report_team_wait(int64_t wait_ns, int64_t wall_ns):
     """Feed the oversubscription guard one team's barrier wait (for tests)."""
     fnn_report_team_wait(wait_ns, wall_ns)
+
+
+def _oversubscription_backoff_ns():
+    """How long the guard's next back-off lasts, in ns (for tests)."""
+    return fnn_oversubscription_backoff_ns()
+
+
+def max_team_seen():
+    """The largest OpenMP team any kernel ran since reset_max_team_seen()
+    (0: no parallel region ran). Tests use it to know threads really ran."""
+    return fnn_max_team_seen()
+
+
+def reset_max_team_seen():
+    """Start max_team_seen() afresh."""
+    fnn_max_team_reset()
+
+
+def openmp_pool_started():
+    """True once a kernel ran a team of 2+ threads in this process, or in the
+    process it was forked from: OpenMP's thread pool exists."""
+    return bool(fnn_pool_started())
+
+
+def openmp_pool_lost():
+    """True in a process forked after OpenMP's pool started. GNU libgomp
+    cannot start a team there (it waits forever for the pool's threads, which
+    fork did not copy), so every kernel runs on one thread."""
+    return bool(fnn_pool_lost())
 
 
 def isa_supported(str name):
@@ -103,6 +143,9 @@ def isa_select(str name):
         raise ValueError(f"unknown ISA {name!r}; expected one of {list(ISA_NAMES)}")
     check_status(fnn_isa_select(ISA_NAMES.index(name)))
 
+
+# The fork handler behind openmp_pool_lost(), registered once.
+fnn_runtime_init()
 
 # Fill the kernel table once, at import, with the best kernels this CPU runs;
 # fastnn.backend applies env FASTNN_ISA on top of this.

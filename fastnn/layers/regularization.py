@@ -14,8 +14,11 @@ class Dropout(Layer):
 
     The mask is a hash of (a per-step seed, the element's index), so it is the
     same on both backends and for any thread count. The per-step seed comes
-    from fastnn's generator (``fastnn.set_seed``), or from the layer's own
-    generator when ``seed`` is given.
+    from the layer's own generator when ``seed`` is given; else from the
+    generator of the model it runs in (fastnn.model_generator: taken from
+    ``fastnn.set_seed``'s, so each model's masks are reproducible even while
+    other models train in other threads), or fastnn's when the layer is called
+    on its own.
 
     ``noise_shape`` (Keras'): the mask's shape including the batch axis, each
     entry 1 (the mask is shared along that axis), the input's size, or None
@@ -113,7 +116,8 @@ def check_seed(seed, where):
 
 def step_seed(rng):
     """A fresh 64-bit seed for one step's dropout mask, from ``rng`` (a layer's own
-    generator) or, when None, fastnn's (``fastnn.set_seed``)."""
+    generator) or, when None, fastnn's (the running model's own, see
+    fastnn.model_generator)."""
     gen = rng if rng is not None else _runtime.rng()
     return int(gen.integers(0, 2**64, dtype=np.uint64))
 
