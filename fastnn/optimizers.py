@@ -8,6 +8,10 @@ corrections) are computed here in Python and passed to the kernels.
 Order of one step, as in Keras: clip gradients (clipnorm per weight,
 global_clipnorm over all, clipvalue), apply decoupled weight decay
 (p -= lr * weight_decay * p), then the optimizer's update.
+
+Every setting is checked when it is set (fastnn.optimizer_settings: the
+ranges that keep training finite), in the constructors as when a saved model
+is loaded: a bad value is a ValueError naming the setting.
 """
 import math
 import sys
@@ -15,6 +19,7 @@ import sys
 import numpy as np
 
 from fastnn import schedules
+from fastnn.optimizer_settings import check_setting
 
 # Keras' path: `from fastnn.optimizers.schedules import ExponentialDecay` works too.
 sys.modules[__name__ + ".schedules"] = schedules
@@ -29,19 +34,31 @@ class Optimizer:
                  global_clipnorm=None, name=None):
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("only one of clipnorm, clipvalue and global_clipnorm may be set")
-        for label, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
-                             ("global_clipnorm", global_clipnorm),
-                             ("weight_decay", weight_decay)):
-            if value is not None and (not np.isfinite(value) or value < 0):
-                raise ValueError(f"{type(self).__name__}: {label} must be >= 0, got {value}")
         self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.clipnorm = clipnorm
-        self.clipvalue = clipvalue
-        self.global_clipnorm = global_clipnorm
+        self.weight_decay = self._optional("weight_decay", weight_decay)
+        self.clipnorm = self._optional("clipnorm", clipnorm)
+        self.clipvalue = self._optional("clipvalue", clipvalue)
+        self.global_clipnorm = self._optional("global_clipnorm", global_clipnorm)
         self.name = name or self.default_name
         self.iterations = 0
         self._slots = {}      # state name -> array the size of the flat buffer
+
+    def _checked(self, setting, value):
+        """``value`` as a float, if it is in ``setting``'s valid range (else ValueError)."""
+        return check_setting(type(self).__name__, setting, value)
+
+    def _optional(self, setting, value):
+        return None if value is None else self._checked(setting, value)
+
+    # ---- step count ----------------------------------------------------------
+    @property
+    def iterations(self):
+        """The number of updates applied so far (an int in [0, 2**62); settable)."""
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value):
+        self._iterations = check_setting(type(self).__name__, "iterations", value)
 
     # ---- learning rate -------------------------------------------------------
     @property
@@ -52,16 +69,17 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value):
         if not callable(value):
-            value = float(value)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{type(self).__name__}: learning_rate must be a finite "
-                                 f"number >= 0, got {value}")
+            value = self._checked("learning_rate", value)
         self._learning_rate = value
 
     def current_learning_rate(self):
-        """The learning rate for the next step (a schedule evaluated at ``iterations``)."""
+        """The learning rate for the next step (a schedule evaluated at ``iterations``;
+        a schedule's value must be finite, >= 0 and <= MAX_LEARNING_RATE)."""
         lr = self._learning_rate
-        return float(lr(self.iterations)) if callable(lr) else lr
+        if not callable(lr):
+            return lr
+        return check_setting(f"{type(self).__name__} at step {self.iterations}",
+                             "scheduled learning rate", lr(self.iterations))
 
     # ---- state ---------------------------------------------------------------
     def build(self, size, dtype):
@@ -131,9 +149,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = self._checked("momentum", momentum)
         self.nesterov = bool(nesterov)
 
     def _slot_specs(self):
@@ -157,11 +173,9 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        for label, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= value < 1:
-                raise ValueError(f"{type(self).__name__}: {label} must be in [0, 1), got {value}")
-        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
-        self.epsilon = float(epsilon)
+        self.beta_1 = self._checked("beta_1", beta_1)
+        self.beta_2 = self._checked("beta_2", beta_2)
+        self.epsilon = self._checked("epsilon", epsilon)
         self.amsgrad = bool(amsgrad)
 
     def _slot_specs(self):
@@ -200,10 +214,10 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        if not 0 <= rho < 1:
-            raise ValueError(f"RMSprop: rho must be in [0, 1), got {rho}")
-        self.rho, self.momentum = float(rho), float(momentum)
-        self.epsilon, self.centered = float(epsilon), bool(centered)
+        self.rho = self._checked("rho", rho)
+        self.momentum = self._checked("momentum", momentum)
+        self.epsilon = self._checked("epsilon", epsilon)
+        self.centered = bool(centered)
 
     def _slot_specs(self):
         specs = [("velocity", 0.0)]
@@ -232,8 +246,9 @@ class Adagrad(Optimizer):
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        self.initial_accumulator_value = self._checked("initial_accumulator_value",
+                                                       initial_accumulator_value)
+        self.epsilon = self._checked("epsilon", epsilon)
 
     def _slot_specs(self):
         return (("accumulator", self.initial_accumulator_value),)

@@ -15,10 +15,18 @@ Reached as ``fastnn.optimizers.schedules``. The formulas are Keras':
 - ``CosineDecay``: an optional linear warmup from ``initial_learning_rate`` to
   ``warmup_target`` over ``warmup_steps``, then a cosine from the peak down to
   ``alpha * peak`` over ``decay_steps``, flat after that.
+
+A schedule's rates (``initial_learning_rate``, ``values``, ``warmup_target``)
+must be finite, >= 0 and <= ``fastnn.optimizer_settings.MAX_LEARNING_RATE``
+(the optimizers' own bound); the optimizer checks the same of the rate the
+schedule gives at each step (an ``ExponentialDecay`` with ``decay_rate > 1``
+grows past it eventually, and is then a ValueError, not inf weights).
 """
 import itertools
 import math
 import numbers
+
+from fastnn.optimizer_settings import check_setting
 
 
 class LearningRateSchedule:
@@ -182,10 +190,8 @@ def _finite(schedule, label, value):
 
 
 def _rate(schedule, label, value):
-    value = float(_finite(schedule, label, value))
-    if value < 0:
-        raise ValueError(f"{type(schedule).__name__}: {label} must be >= 0, got {value}")
-    return value
+    """One of the schedule's rates: in the optimizers' range for a learning rate."""
+    return check_setting(type(schedule).__name__, label, _finite(schedule, label, value))
 
 
 def _positive(schedule, label, value):

@@ -146,3 +146,85 @@ def test_matches_pytorch(ops, name, ours, theirs):
         tp.grad = torch.tensor(g)
         topt.step()
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=2e-4, atol=2e-5)
+
+
+# ---- settings: one rule for constructors and loaded files (fastnn.optimizer_settings) ---
+BAD_SETTINGS = [
+    (optimizers.Adam, dict(epsilon=0), "Adam: epsilon must be a finite number > 0, got 0"),
+    (optimizers.Adam, dict(epsilon=-1e-7), "epsilon must be"),
+    (optimizers.RMSprop, dict(epsilon=float("inf")), "RMSprop: epsilon must be"),
+    (optimizers.Adagrad, dict(epsilon=0.0), "Adagrad: epsilon must be"),
+    (optimizers.AdamW, dict(epsilon=float("nan")), "AdamW: epsilon must be"),
+    (optimizers.SGD, dict(learning_rate=2 ** 31), "SGD: learning_rate must be a finite "
+                                                   "number >= 0 and <= 1000, got 2147483648"),
+    (optimizers.Adam, dict(learning_rate=float("nan")), "learning_rate must be"),
+    (optimizers.Adam, dict(learning_rate=-1e-3), "learning_rate must be"),
+    (optimizers.Adam, dict(learning_rate="0.001"), "learning_rate must be"),
+    (optimizers.SGD, dict(momentum=1.0), r"SGD: momentum must be a number in \[0, 1\)"),
+    (optimizers.SGD, dict(momentum=-0.1), "momentum must be"),
+    (optimizers.RMSprop, dict(momentum=1.5), "RMSprop: momentum must be"),
+    (optimizers.RMSprop, dict(rho=1.0), "RMSprop: rho must be"),
+    (optimizers.Adam, dict(beta_1=1.0), "Adam: beta_1 must be"),
+    (optimizers.AdamW, dict(beta_2=1.0), "AdamW: beta_2 must be"),
+    (optimizers.Adam, dict(beta_2=True), "beta_2 must be"),
+    (optimizers.SGD, dict(clipnorm=0.0), "SGD: clipnorm must be a finite number > 0"),
+    (optimizers.SGD, dict(clipvalue=float("inf")), "clipvalue must be"),
+    (optimizers.Adam, dict(global_clipnorm=-1.0), "global_clipnorm must be"),
+    (optimizers.Adam, dict(weight_decay=float("nan")), "weight_decay must be"),
+    (optimizers.Adagrad, dict(initial_accumulator_value=-0.1),
+     "initial_accumulator_value must be"),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,match", BAD_SETTINGS,
+                         ids=[f"{c.__name__}-{next(iter(k))}={next(iter(k.values()))!r}"
+                              for c, k, _ in BAD_SETTINGS])
+def test_a_setting_outside_its_range_is_a_value_error_naming_it(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+def test_keras_compatible_settings_still_construct():
+    assert optimizers.SGD(momentum=0.0).momentum == 0.0
+    assert optimizers.SGD(0.0).learning_rate == 0.0      # gradients without training
+    assert optimizers.RMSprop(momentum=0.0, centered=True).momentum == 0.0
+    assert optimizers.Adam(beta_1=0.0, beta_2=np.float32(0.5), epsilon=1e-12).beta_2 == 0.5
+    assert optimizers.Adam(learning_rate=np.float64(1e3)).learning_rate == 1e3
+    assert optimizers.SGD(clipnorm=1).clipnorm == 1.0
+    schedule = optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
+    assert optimizers.Adam(learning_rate=schedule).learning_rate is schedule
+    assert callable(optimizers.SGD(learning_rate=lambda step: 0.1).learning_rate)
+
+
+def test_the_settable_learning_rate_and_step_count_follow_the_same_rules():
+    opt = optimizers.SGD()
+    for bad in (float("inf"), 1e4, -1.0):
+        with pytest.raises(ValueError, match="learning_rate must be"):
+            opt.learning_rate = bad
+    opt.iterations = 2 ** 62 - 1
+    for bad in (2 ** 62, -1, 1.0, 10 ** 300, "3"):
+        with pytest.raises(ValueError, match=r"SGD: iterations must be an integer in \[0, 2"):
+            opt.iterations = bad
+    assert opt.iterations == 2 ** 62 - 1
+    opt.iterations = np.int64(7)
+    assert opt.iterations == 7 and type(opt.iterations) is int
+
+
+def test_an_error_quotes_a_huge_value_briefly():
+    with pytest.raises(ValueError, match="an integer of 997 bits") as info:
+        optimizers.Adam().iterations = 10 ** 300
+    assert len(str(info.value)) < 200
+
+
+def test_a_schedule_value_outside_the_range_stops_the_step(ops):
+    """A callable learning rate is checked at each step it is used: NaN or a
+    runaway value is a ValueError naming the step, and the weights keep their
+    last values."""
+    opt = optimizers.SGD(learning_rate=lambda step: [0.1, float("nan")][step])
+    p = P0.copy()
+    opt.build(p.size, p.dtype)
+    opt.apply(ops, p, G.copy(), [(0, 4)], [(0, 4)])
+    before = p.copy()
+    with pytest.raises(ValueError, match="SGD at step 1: scheduled learning rate must be"):
+        opt.apply(ops, p, G.copy(), [(0, 4)], [(0, 4)])
+    np.testing.assert_array_equal(p, before)

@@ -541,7 +541,7 @@ def test_an_unknown_layer_is_refused_without_importing_anything(tmp_path):
 def test_oversized_model_json_is_refused_before_reading(tmp_path, monkeypatch):
     path = tampered(tmp_path, edit_entries=set_entry(
         "model.json", b" " * 5000 + b"{}", zipfile.ZIP_DEFLATED))   # a tiny zip bomb
-    monkeypatch.setattr(saving.archive, "_MAX_JSON_BYTES", 4096)
+    monkeypatch.setattr(saving.archive, "MAX_JSON_BYTES", 4096)
     with pytest.raises(ValueError, match="declares 5002 bytes, over the 4096-byte limit"):
         models.load_model(path)
 

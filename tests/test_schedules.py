@@ -151,3 +151,32 @@ def test_optimizer_steps_with_the_schedule_value_at_each_iteration(make_optimize
 def test_keras_import_path():
     from fastnn.optimizers.schedules import ExponentialDecay
     assert ExponentialDecay is fastnn.optimizers.schedules.ExponentialDecay
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: schedules.ExponentialDecay(2e3, 10, 0.5), "initial_learning_rate must be"),
+    (lambda: schedules.PiecewiseConstantDecay([10], [0.1, 1e4]), "values must be"),
+    (lambda: schedules.CosineDecay(0.1, 10, warmup_target=5e3), "warmup_target must be"),
+])
+def test_rates_above_the_optimizers_bound_are_refused(make, match):
+    """The schedules' rates obey the optimizers' own range (<= MAX_LEARNING_RATE)."""
+    with pytest.raises(ValueError, match=match + r" a finite number >= 0 and <= 1000"):
+        make()
+
+
+def test_a_growing_schedule_is_stopped_at_the_bound_not_at_inf():
+    """decay_rate > 1 grows the rate without end: training stops with a ValueError
+    at the first step past MAX_LEARNING_RATE, the weights still finite."""
+    schedule = schedules.ExponentialDecay(1.0, decay_steps=1, decay_rate=10.0)
+    model = _tiny_model(optimizers.SGD(schedule))
+    x = np.ones((4, 4), np.float32)
+    y = np.zeros((4, 1), np.float32)
+    for _ in range(4):                       # rates 1, 10, 100, 1000
+        model.train_on_batch(x, y)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="step 4: scheduled learning rate must be"):
+        model.train_on_batch(x, y)
+    assert model.optimizer.iterations == 4
+    for a, b in zip(before, model.get_weights()):
+        assert np.isfinite(b).all()
+        np.testing.assert_array_equal(a, b)

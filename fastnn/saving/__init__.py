@@ -5,8 +5,9 @@ A saved model is ONE zip file (any extension; ``.fnn`` recommended) holding
 - ``model.json``: the format name and version, the architecture (each layer's
   class name and ``get_config()``; for a graph, its nodes and their inbound
   tensors), the compile configuration (optimizer class, config and step
-  count; losses, loss weights and metrics per output) and a manifest of the
-  arrays (each one's layer path, name, shape and dtype);
+  count; losses, loss weights and metrics per output), the state of the
+  model's random generator, and a manifest of the arrays (each one's layer
+  path, name, shape and dtype);
 - ``weights/<i>.npy``: every weight, layer by layer (nested models' layers as
   ``outer/inner`` paths);
 - ``optimizer/<i>.npy``: the optimizer's state arrays (moments, accumulators).
@@ -28,6 +29,7 @@ from fastnn.registry import (  # noqa: F401  (Keras' keras.saving names)
     get_registered_name, get_registered_object, register_keras_serializable,
 )
 from fastnn.layers.base import weight_budget
+from fastnn.model_generator import generator_from_config
 from fastnn.saving import config as _config
 from fastnn.saving.archive import (
     FORMAT, FORMAT_VERSION, MODEL_JSON, READABLE_VERSIONS, Archive, array_specs, as_path,
@@ -41,7 +43,11 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_JSON", "READABLE_VERSIONS",
 
 
 def save_model(model, filepath, overwrite=True):
-    """Write ``model`` (architecture, weights, compile state, optimizer state) to one file."""
+    """Write ``model`` (architecture, weights, compile state, optimizer state) to one file.
+
+    The file is replaced atomically; a symlink is written through, an existing
+    file keeps its mode, and a FIFO, device or directory is refused
+    (fastnn.saving.atomic_write)."""
     document, arrays = _describe(model, kind="model")
     write_archive(filepath, document, arrays, overwrite)
 
@@ -61,7 +67,12 @@ def load_model(filepath, custom_objects=None, compile=True):
     continues bitwise as if it had never been saved. Only fastnn's own layer,
     model, optimizer, loss, metric and schedule classes are built, plus the
     classes the caller passes in ``custom_objects`` (a dict, class name -> class).
-    Raises ValueError when the file is not a valid fastnn model.
+    Raises ValueError when the file is not a valid fastnn model, is not a
+    regular file (a FIFO, a device), or describes more than the documented
+    limits allow (fastnn.saving.config.MAX_LAYERS layers, MAX_NESTING levels
+    of nested models; model.json within fastnn.saving.archive's MAX_JSON_BYTES,
+    MAX_JSON_ITEMS and MAX_JSON_DEPTH) -- checked before the memory they would
+    need is taken, and with loading time linear in the file's size.
     """
     custom = _config.check_custom_objects(custom_objects)
     path = as_path(filepath)
@@ -81,6 +92,10 @@ def load_model(filepath, custom_objects=None, compile=True):
         compile_args = _config.compile_args(compile_spec, custom) if compile_spec else None
         weights = read_arrays(archive, "weights", weight_specs)
         state = read_arrays(archive, "optimizer", state_specs)
+        # the model's own generator (fastnn.model_generator); files without one
+        # (format 1) leave the model to take one at its first random draw
+        random_state = document.get("random_state")
+        generator = None if random_state is None else generator_from_config(random_state)
         if compile_args is not None:
             optimizer, loss, loss_weights, metrics, iterations = compile_args
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
@@ -93,6 +108,8 @@ def load_model(filepath, custom_objects=None, compile=True):
             for slot, array in zip(slots, state):
                 np.copyto(slot, array)
             model.optimizer.iterations = iterations
+        if generator is not None:
+            model._random.restore(generator)
     return model
 
 
@@ -152,7 +169,14 @@ def _describe(model, kind):
                     for path, w in weights],
         "optimizer_state": [],
     }
+    try:                      # what load_model would refuse is never written
+        _config.check_size(document["model"]["config"], {})
+    except ValueError as error:
+        raise ValueError(f"cannot save model {model.name!r}: {error}") from None
     arrays = [(f"weights/{i}.npy", w.value) for i, (_, w) in enumerate(weights)]
+    if kind == "model":
+        # so that training resumed from the file continues its shuffles and dropout
+        document["random_state"] = model._random.to_config()
     if kind == "model" and model.optimizer is not None:
         document["compile"] = _config.compile_spec(model)
         # After pop()/add(), or once the layers were packed into another model, the

@@ -1,25 +1,29 @@
 """The model file as a container: one zip of ``model.json`` and ``.npy`` arrays.
 
 Writing goes to a temporary file beside the target, then ``os.replace``, so a
-crash never leaves a half-written file where a good one was. Reading trusts
-nothing: ``model.json`` has a size cap; every array entry must be stored
-uncompressed with a declared size matching its manifest shape (checked
-before anything is read); the entries together must fit in the file (so
-overlapping entries cannot multiply it); every array's header, shape, dtype,
-CRC and finiteness are checked. Any problem is a ``ValueError`` saying what
-is wrong. What the document means is fastnn.saving.config's business.
+crash never leaves a half-written file where a good one was (how, with
+symlinks, modes and stale temporaries: fastnn.saving.atomic_write). Reading
+trusts nothing: only a regular file is opened (a FIFO or /dev/zero would
+never end); ``model.json`` has caps on its size, its number of values and
+its depth (MAX_JSON_BYTES, MAX_JSON_ITEMS, MAX_JSON_DEPTH); every array entry
+must be stored uncompressed with a declared size matching its manifest shape
+(checked before anything is read); the entries together must fit in the file
+(so overlapping entries cannot multiply it); every array's header, shape,
+dtype, CRC and finiteness are checked. Any problem is a ``ValueError`` saying
+what is wrong. What the document means is fastnn.saving.config's business.
 """
 import contextlib
 import json
 import math
 import os
-import secrets
+import stat
 import zipfile
 import zlib
 
 import numpy as np
 
 from fastnn import _version
+from fastnn.saving.atomic_write import file_kind, replace_file
 
 FORMAT = "fastnn"
 # Version 2 describes any graph (nodes and their inbound tensors); version 1
@@ -28,8 +32,16 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MODEL_JSON = "model.json"
 
-# model.json of a model with thousands of layers is well under a megabyte.
-_MAX_JSON_BYTES = 64 << 20
+# Bounds on model.json, checked before it is parsed (bytes, items) and right
+# after (depth), so that the memory parsing takes stays proportional to what a
+# real model of that size needs (about 1 KB and 60 items a layer, nesting 3
+# levels deeper per nested model), generously above fastnn.saving.config's
+# MAX_LAYERS and MAX_NESTING. Without the item bound a 64 KB zip holding a
+# 64 MB model.json of empty objects, [{},{},...], makes json build 21 million
+# dicts (1.7 GB); with it, at most MAX_JSON_ITEMS values are ever built.
+MAX_JSON_BYTES = 64 << 20
+MAX_JSON_ITEMS = 2_000_000      # array elements and object members, in all
+MAX_JSON_DEPTH = 200            # arrays and objects inside each other
 # An .npy entry is its array's bytes plus a header numpy caps at 10000
 # characters (we pass that cap on), padded to 64 bytes, plus magic and length.
 _NPY_MAX_HEADER = 10000
@@ -51,6 +63,14 @@ def write_archive(filepath, document, arrays, overwrite):
                          f"({error})") from error
 
     payload = text.encode("utf-8")
+    try:
+        # what load_model would refuse is never written
+        _check_json_size(len(payload))
+        _check_json_items(payload)
+        _check_json_depth(document)
+    except ValueError as error:
+        raise ValueError(f"cannot save to {path}: the model is too large for a fastnn "
+                         f"file: {error}") from None
 
     def write(stream):
         with zipfile.ZipFile(stream, "w") as archive:
@@ -62,7 +82,7 @@ def write_archive(filepath, document, arrays, overwrite):
                              lambda out, a=array: np.lib.format.write_array(
                                  out, a, allow_pickle=False), array.nbytes)
 
-    _replace_atomically(path, write)
+    replace_file(path, write)
 
 
 def _json_scalar(value):
@@ -78,48 +98,6 @@ def _write_entry(archive, name, compression, write, size):
     info.external_attr = 0o644 << 16
     with archive.open(info, "w", force_zip64=size > _ZIP64_LIMIT) as out:
         write(out)
-
-
-def _replace_atomically(path, write):
-    """Call ``write(stream)`` on a new file beside ``path``, then move it over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    for _ in range(100):
-        temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-        try:
-            # mode 0o666 then the umask: the file gets the user's usual permissions
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o666)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise FileExistsError(f"could not create a temporary file in {directory}")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory):
-    """Make the rename itself durable (POSIX; a no-op where directories can't be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ============================================================================
@@ -145,7 +123,7 @@ class Archive:
 
     def __init__(self, path):
         self.path = path
-        self._file = open(path, "rb")      # a missing file is FileNotFoundError, as usual
+        self._file = _open_regular_file(path)
         try:
             self.size = os.fstat(self._file.fileno()).st_size
             try:
@@ -182,14 +160,15 @@ class Archive:
         info = self._entries.get(MODEL_JSON)
         if info is None:
             raise ValueError(f"not a fastnn model file (the zip has no {MODEL_JSON})")
-        if info.file_size > _MAX_JSON_BYTES:
-            raise ValueError(f"{MODEL_JSON} declares {info.file_size} bytes, over the "
-                             f"{_MAX_JSON_BYTES}-byte limit")
-        raw = self._read_entry(info, _MAX_JSON_BYTES + 1)
+        _check_json_size(info.file_size, "declares ")
+        raw = self._read_entry(info, MAX_JSON_BYTES + 1)
+        _check_json_size(len(raw))          # a declared size that lies
+        _check_json_items(raw)
         try:
             document = json.loads(raw)
         except (ValueError, RecursionError) as error:
             raise ValueError(f"{MODEL_JSON} is not valid JSON ({error})") from None
+        _check_json_depth(document)
         _check_document(document)
         return document
 
@@ -251,6 +230,68 @@ class Archive:
         return array
 
 
+def _check_json_size(size, verb="holds "):
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{MODEL_JSON} {verb}{size} bytes, over the {MAX_JSON_BYTES}-byte "
+                         "limit (fastnn.saving.archive.MAX_JSON_BYTES)")
+
+
+def _check_json_items(raw):
+    """Refuse JSON text that would make more than MAX_JSON_ITEMS values, before parsing.
+
+    Every array element and object member but a container's first follows a
+    comma, so commas plus containers bounds their number from above (commas
+    and brackets inside strings only make the bound larger): C-speed counts,
+    no parse.
+    """
+    items = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if items > MAX_JSON_ITEMS:
+        raise ValueError(f"{MODEL_JSON} holds up to {items} values, over the limit of "
+                         f"{MAX_JSON_ITEMS} (fastnn.saving.archive.MAX_JSON_ITEMS)")
+
+
+def _check_json_depth(document):
+    """Refuse a document nested more than MAX_JSON_DEPTH deep (what reads it later
+    may recurse over it). Walks the containers without recursing itself."""
+    pending = [(document, 1)] if isinstance(document, (dict, list)) else []
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"{MODEL_JSON} is nested more than {MAX_JSON_DEPTH} deep "
+                             "(fastnn.saving.archive.MAX_JSON_DEPTH)")
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children
+                       if isinstance(child, (dict, list)))
+
+
+def _open_regular_file(path):
+    """``path`` opened for reading, if it is a regular file.
+
+    A FIFO, a device or a directory is a ValueError naming what it is: opening
+    a FIFO would wait for a writer, and /dev/zero never ends. The file is
+    opened without blocking and checked again once open, in case it was
+    swapped for something else in between. A missing file is
+    FileNotFoundError, as usual.
+    """
+    _require_regular_file(os.stat(path).st_mode)
+    nonblocking = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_BINARY", 0))
+    try:
+        _require_regular_file(os.fstat(fd).st_mode)
+        if nonblocking:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _require_regular_file(mode):
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"it is {file_kind(mode)}, not a regular file (fastnn reads "
+                         "models from regular files only)")
+
+
 def _check_not_encrypted(info):
     if info.flag_bits & 0x1:
         raise ValueError(f"entry {info.filename} is encrypted; fastnn files never are")
@@ -307,7 +348,8 @@ def array_specs(document, key):
                 or not all(type(d) is int and 0 <= d < 1 << 62 for d in shape)):
             raise ValueError(f"{where}: shape must be a list of non-negative integers, "
                              f"got {shape!r}")
-        dtype = ARRAY_DTYPES.get(spec.get("dtype"))
+        dtype_name = spec.get("dtype")
+        dtype = ARRAY_DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
         if dtype is None:
             raise ValueError(f"{where}: dtype must be one of {sorted(ARRAY_DTYPES)}, "
                              f"got {spec.get('dtype')!r}")

@@ -14,20 +14,23 @@ optimizer, loss, metric and schedule classes) and the caller's
 ``custom_objects`` are ever built; nothing named in a file is imported or
 evaluated. Any problem is a ValueError saying what is wrong.
 """
-import importlib
-
 from fastnn import layers as _layers
 from fastnn import losses as _losses
 from fastnn import metrics as _metrics
 from fastnn import optimizers as _optimizers
 from fastnn import registry as _registry
+from fastnn import schedules as _schedules
 from fastnn.graph.calls import replay_arguments
 from fastnn.graph.tensor import flatten_structure
 from fastnn.layers.base import Layer
+from fastnn.optimizer_settings import check_setting
 
-# Generous bounds on what a file may describe (a real model is far inside them).
-MAX_LAYERS = 100_000
-MAX_NESTING = 32
+# Generous bounds on what a file may describe, counted over the whole file
+# (nested models included) before any layer is built: the largest Keras
+# application models have about a thousand layers. Building takes time linear
+# in the number of layers (20,000 weightless layers load in about a second).
+MAX_LAYERS = 20_000      # layers in all, and layer calls (graph nodes) in all
+MAX_NESTING = 32         # models inside models
 
 
 # ============================================================================
@@ -197,15 +200,6 @@ def _model_classes():
     return _registry.classes("model")
 
 
-def _schedule_classes():
-    try:
-        schedules = importlib.import_module("fastnn.schedules")
-    except ImportError:
-        return {}, object
-    base = getattr(schedules, "LearningRateSchedule", object)
-    return _classes_in(schedules, base), base
-
-
 def class_for(kind, spec, builtin, base, custom):
     """The class ``spec["class_name"]`` names: the caller's custom_objects, then the
     classes registered with register_keras_serializable, then fastnn's own."""
@@ -258,13 +252,50 @@ def _short(value, limit=200):
     return text if len(text) <= limit else text[:limit] + "...}"
 
 
-def build_model(spec, custom, depth=0):
+def build_model(spec, custom):
     """The (uncompiled) model ``spec`` ({"class_name", "config"}) describes."""
+    check_size(spec.get("config") if isinstance(spec, dict) else None, custom)
+    return _build_model(spec, custom)
+
+
+def check_size(config, custom):
+    """Refuse a model config that describes more than MAX_LAYERS layers or layer
+    calls in all (nested models' included), or models nested more than
+    MAX_NESTING deep -- before any layer is built. What else is wrong with it
+    the builder says."""
+    layers = calls = 0
+    pending = [(config, 0)]
+    while pending:
+        config, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise ValueError(f"models are nested more than {MAX_NESTING} deep")
+        if not isinstance(config, dict):
+            continue
+        specs, nodes = config.get("layers"), config.get("nodes")
+        layers += len(specs) if isinstance(specs, list) else 0
+        calls += len(nodes) if isinstance(nodes, list) else 0
+        for count, what in ((layers, "layers"), (calls, "layer calls")):
+            if count > MAX_LAYERS:
+                raise ValueError(f"the architecture has more than {MAX_LAYERS} {what} "
+                                 "(nested models' included), the limit "
+                                 "(fastnn.saving.config.MAX_LAYERS)")
+        if isinstance(specs, list):
+            pending.extend((spec.get("config"), depth + 1) for spec in specs
+                           if _is_nested_model(spec, custom))
+
+
+def _is_nested_model(spec, custom):
+    """Whether a layer spec is a model of fastnn's, built from its own layer list."""
+    name = spec.get("class_name") if isinstance(spec, dict) else None
+    return isinstance(name, str) and name in _model_classes() and name not in custom
+
+
+def _build_model(spec, custom):
     classes = _model_classes()
     cls = class_for("model", spec, classes, classes["Model"], custom)
     if cls.call is not Layer.call:
         return _subclassed(cls, spec)
-    return model_from_config(cls, config_of("model", spec), custom, depth)
+    return _model_from_config(cls, config_of("model", spec), custom)
 
 
 def _subclassed(cls, spec):
@@ -278,52 +309,51 @@ def _subclassed(cls, spec):
     return obj
 
 
-def model_from_config(model_class, config, custom, depth=0):
+def model_from_config(model_class, config, custom):
     """A new, uncompiled model of ``model_class`` from ``model_config``'s data."""
+    check_size(config, custom)
+    return _model_from_config(model_class, config, custom)
+
+
+def _model_from_config(model_class, config, custom):
     if not isinstance(config, dict):
         raise ValueError("a model config must be an object")
-    if depth > MAX_NESTING:
-        raise ValueError(f"models are nested more than {MAX_NESTING} deep")
     name = config.get("name")
     if name is not None and not isinstance(name, str):
         raise ValueError(f"the model's name must be a string, got {name!r}")
     layer_specs = config.get("layers", [])
     if not isinstance(layer_specs, list):
         raise ValueError("the model config's layers must be a list")
-    if len(layer_specs) > MAX_LAYERS:
-        raise ValueError(f"the model has {len(layer_specs)} layers, over the limit of "
-                         f"{MAX_LAYERS}")
     sequential = _model_classes()["Sequential"]
-    if issubclass(model_class, sequential) or "nodes" not in config:
-        model = _sequential_from_config(model_class, config, name, layer_specs, custom, depth)
+    if issubclass(model_class, sequential):
+        model = _sequential_from_config(model_class, config, name, layer_specs, custom)
     else:
-        model = _functional_from_config(model_class, config, name, layer_specs, custom, depth)
+        model = _functional_from_config(model_class, config, name, layer_specs, custom)
     if config.get("trainable") is False:
         model.trainable = False
     return model
 
 
-def _build_layer(spec, custom, depth):
-    name = spec.get("class_name") if isinstance(spec, dict) else None
-    if isinstance(name, str) and name in _model_classes() and name not in custom:
-        return build_model(spec, custom, depth + 1)
+def _build_layer(spec, custom):
+    if _is_nested_model(spec, custom):
+        return _build_model(spec, custom)
     cls = class_for("layer", spec, _registry.classes("layer"), Layer, custom)
     if "build_config" in spec and hasattr(cls, "build_from_config"):
         return _subclassed(cls, spec)
     return _from_config("layer", cls, config_of("layer", spec))
 
 
-def _sequential_from_config(model_class, config, name, layer_specs, custom, depth):
+def _sequential_from_config(model_class, config, name, layer_specs, custom):
     """A chain: its layers added in order (version 1 files give the input shape
     separately; version 2 files start with the Input layer)."""
     input_shape = config.get("input_shape")
     if input_shape is not None and (not isinstance(input_shape, list) or not all(
             type(d) is int and d >= 1 for d in input_shape)):
         raise ValueError(f"input_shape must be a list of positive integers, got {input_shape!r}")
-    model = model_class(name=name)
-    for i, spec in enumerate(layer_specs):
-        layer = _build_layer(spec, custom, depth)
-        construct(f"layer {i} ({layer.name!r}) cannot be added", model.add, layer)
+    built = [_build_layer(spec, custom) for spec in layer_specs]
+    # one constructor call chains them all: time linear in the number of layers
+    model = construct("the layers cannot be chained into a Sequential model",
+                      lambda layers: model_class(layers=layers, name=name), built)
     if input_shape is not None:
         if not model.built:
             construct(f"the model cannot be built for inputs {tuple(input_shape)}",
@@ -334,11 +364,11 @@ def _sequential_from_config(model_class, config, name, layer_specs, custom, dept
     return model
 
 
-def _functional_from_config(model_class, config, name, layer_specs, custom, depth):
+def _functional_from_config(model_class, config, name, layer_specs, custom):
     """A graph: the layers, then every node replayed in the file's order."""
     by_name = {}
     for spec in layer_specs:
-        layer = _build_layer(spec, custom, depth)
+        layer = _build_layer(spec, custom)
         if layer.name in by_name:
             raise ValueError(f"two layers are named {layer.name!r}")
         by_name[layer.name] = layer
@@ -359,14 +389,14 @@ def _functional_from_config(model_class, config, name, layer_specs, custom, dept
         return calls[ref[1]][ref[2]]
 
     nodes = config.get("nodes")
-    if not isinstance(nodes, list) or len(nodes) > MAX_LAYERS:
-        raise ValueError("the model config's nodes must be a list of at most "
-                         f"{MAX_LAYERS} entries")
+    if not isinstance(nodes, list):
+        raise ValueError("the model config's nodes must be a list")
     for i, node in enumerate(nodes):
         where = f"node {i}"
         if not isinstance(node, dict) or not isinstance(node.get("inputs"), list):
             raise ValueError(f"{where} must be an object with a list of inputs")
-        layer = by_name.get(node.get("layer"))
+        layer_name = node.get("layer")
+        layer = by_name.get(layer_name) if isinstance(layer_name, str) else None
         if layer is None or isinstance(layer, _layers.InputLayer):
             raise ValueError(f"{where}: {node.get('layer')!r} is not a layer of the model")
         training = node.get("training")
@@ -426,9 +456,9 @@ def compile_args(spec, custom):
         config["learning_rate"] = _schedule(config["learning_rate"], custom)
     optimizer = construct(f"optimizer {cls.__name__} cannot be built from {_short(config)}",
                           lambda c: cls(**c), config)
-    iterations = opt_spec.get("iterations", 0)
-    if type(iterations) is not int or iterations < 0:
-        raise ValueError(f"optimizer iterations must be an integer >= 0, got {iterations!r}")
+    # the constructor checked every setting; the step count is checked by the same rules
+    iterations = check_setting(f"optimizer {cls.__name__}", "iterations",
+                               opt_spec.get("iterations", 0))
     loss_spec, metric_specs = spec.get("loss"), spec.get("metrics", [])
     if isinstance(loss_spec, dict) and "kind" in loss_spec:         # version 2
         loss = _read_structure(loss_spec, lambda s: _loss(s, custom), "loss")
@@ -495,8 +525,8 @@ def _loss_weight(value):
 
 
 def _schedule(spec, custom):
-    builtin, base = _schedule_classes()
-    cls = class_for("learning-rate schedule", spec, builtin, base, custom)
+    base = _schedules.LearningRateSchedule
+    cls = class_for("learning-rate schedule", spec, _classes_in(_schedules, base), base, custom)
     return _from_config("learning-rate schedule", cls, config_of("schedule", spec))
 
 
