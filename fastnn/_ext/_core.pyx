@@ -8,6 +8,7 @@ included file; they are compiled into this one module so that there is one
 kernel table and one copy of the C state.
 """
 include "runtime.pxi"
+include "overlap.pxi"
 include "gemm.pxi"
 include "act.pxi"
 include "dense.pxi"

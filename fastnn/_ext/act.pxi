@@ -63,6 +63,7 @@ def act_forward_f32(cnp.ndarray Y not None, cnp.ndarray X not None, int act, int
     cdef float *y = <float *>_k_arr2(Y, _K_F32, n, o, "act_forward_f32", "Y", True)
     cdef int status
     _k_check_act(act, "act_forward_f32")
+    _k_apart_or_alias("act_forward_f32", "Y", Y, "X", X)
     with nogil:
         status = fnn_act_forward_f32(y, x, n, o, act, nthreads)
     check_status(status)
@@ -72,7 +73,7 @@ def act_backward_f32(cnp.ndarray dX not None, cnp.ndarray dY not None, object X,
                      int act, int nthreads):
     """dX = dY * act'(.) for 2-D float32 arrays, from the activation's input X
     (elu, gelu, swish) or output Y (the others); the one not read may be None.
-    dX may be dY."""
+    dX may be dY, X or Y itself (each row is read before it is written)."""
     cdef Py_ssize_t n = _k_rows2(dY, "act_backward_f32", "dY")
     cdef Py_ssize_t o = dY.shape[1]
     cdef const float *dy = <const float *>data_of(dY, _K_F32, "act_backward_f32", "dY")
@@ -81,6 +82,9 @@ def act_backward_f32(cnp.ndarray dX not None, cnp.ndarray dY not None, object X,
     cdef const float *y = NULL
     cdef int status
     _k_check_act(act, "act_backward_f32")
+    _k_apart_or_alias("act_backward_f32", "dX", dX, "dY", dY)
+    _k_apart_or_alias("act_backward_f32", "dX", dX, "X", X)
+    _k_apart_or_alias("act_backward_f32", "dX", dX, "Y", Y)
     if X is not None:
         x = <const float *>_k_arr2(X, _K_F32, n, o, "act_backward_f32", "X")
     if Y is not None:

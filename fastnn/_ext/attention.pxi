@@ -157,6 +157,34 @@ def attention_work_bytes(int64_t n, int64_t tq, int64_t tk, int64_t h, int64_t d
     return need
 
 
+cdef int _att_forward_outputs_apart(object Y, object lse, object probs, object work, object Q,
+                                    object K, object V, object qmask, object kmask,
+                                    object amask) except -1:
+    cdef str where = "attention"
+    cdef str others = "the other arrays (out, lse_out, probs_out, q, k, v, masks, scratch)"
+    cdef object out
+    for name, out in (("out", Y), ("lse_out", lse), ("probs_out", probs), ("scratch", work)):
+        _k_apart(where, name, out, others, Q, K, V, qmask, kmask, amask)
+    _k_apart(where, "out", Y, others, lse, probs, work)
+    _k_apart(where, "lse_out", lse, others, probs, work)
+    _k_apart(where, "probs_out", probs, others, work)
+    return 0
+
+
+cdef int _att_gradients_apart(object dQ, object dK, object dV, object work, object dY,
+                              object Q, object K, object V, object Y, object lse,
+                              object dprobs) except -1:
+    cdef str where = "attention_backward"
+    cdef str others = "the other arrays (dq_out, dk_out, dv_out, dout, q, k, v, out, lse, dprobs)"
+    cdef object out
+    for name, out in (("dq_out", dQ), ("dk_out", dK), ("dv_out", dV), ("scratch", work)):
+        _k_apart(where, name, out, others, dY, Q, K, V, Y, lse, dprobs)
+    _k_apart(where, "dq_out", dQ, others, dK, dV, work)
+    _k_apart(where, "dk_out", dK, others, dV, work)
+    _k_apart(where, "dv_out", dV, others, work)
+    return 0
+
+
 def attention_forward(object Y, object lse, object probs, object work, object Q, object K,
                       object V, object qmask, object kmask, object amask, double scale,
                       bint causal, uint64_t seed, uint64_t threshold, double keep_scale,
@@ -193,6 +221,7 @@ def attention_forward(object Y, object lse, object probs, object work, object Q,
     need = fnn_attention_work_bytes(&p, 4 if typ == cnp.NPY_FLOAT else 8, 0)
     if need < 0:
         raise ValueError(f"{where}: invalid sizes q {Q.shape}, k {K.shape}, v {V.shape}")
+    _att_forward_outputs_apart(Y, lse, probs, work, Q, K, V, qmask, kmask, amask)
     w = _att_work(work, need, &wlen, keep, where)
     y = cnp.PyArray_DATA(<cnp.ndarray>Y)
     q = cnp.PyArray_DATA(<cnp.ndarray>Q)
@@ -257,6 +286,7 @@ def attention_backward(object dQ, object dK, object dV, object work, object dY, 
     need = fnn_attention_work_bytes(&p, 4 if typ == cnp.NPY_FLOAT else 8, 1)
     if need < 0:
         raise ValueError(f"{where}: invalid sizes q {Q.shape}, k {K.shape}, v {V.shape}")
+    _att_gradients_apart(dQ, dK, dV, work, dY, Q, K, V, Y, lse, dprobs)
     w = _att_work(work, need, &wlen, keep, where)
     dq = cnp.PyArray_DATA(<cnp.ndarray>dQ)
     dk = cnp.PyArray_DATA(<cnp.ndarray>dK)

@@ -42,7 +42,7 @@ def batch_matmul(object C, cnp.ndarray A not None, cnp.ndarray B not None, bint 
             _ew_raise_out(fault, C, "batch_matmul", "out", 3, shape, t,
                           f" for op(a) {(batch, M, K)} @ op(b) {(batch, K, N)}")
         out = <cnp.ndarray>C
-        if _ew_overlap(out, A) or _ew_overlap(out, B):
+        if _overlaps(out, A) or _overlaps(out, B):
             raise ValueError("batch_matmul: out must not share memory with a or b")
     if cnp.PyArray_SIZE(out) == 0:
         return out

@@ -95,7 +95,7 @@ def concat_forward(object Y, object xs, object axis, int nthreads):
             _ew_raise_out(fault, Y, "concatenate", "out", nd, shape, t, "")
         out = <cnp.ndarray>Y
         for i in range(k):
-            if _ew_overlap(out, <cnp.ndarray>xs[i]):
+            if _overlaps(out, <cnp.ndarray>xs[i]):
                 raise ValueError(f"concatenate: out {Y.shape} must not share memory with "
                                  f"xs[{i}] {xs[i].shape}")
     if cnp.PyArray_SIZE(out) == 0:
@@ -181,10 +181,10 @@ def concat_backward(object outs, cnp.ndarray dY not None, object sizes, object a
         if fault:
             _ew_raise_out(fault, given, "split", f"outs[{i}]", nd, shape, t,
                           f" for piece {i} of x {(<object>dY).shape}")
-        if _ew_overlap(<cnp.ndarray>given, dY):
+        if _overlaps(<cnp.ndarray>given, dY):
             raise ValueError(f"split: outs[{i}] must not share memory with x")
         for d in range(i):
-            if pieces[d] is not None and _ew_overlap(<cnp.ndarray>given, pieces[d]):
+            if pieces[d] is not None and _overlaps(<cnp.ndarray>given, pieces[d]):
                 raise ValueError(f"split: outs[{i}] shares memory with outs[{d}]")
         pieces[i] = given
     if cnp.PyArray_SIZE(dY) == 0:

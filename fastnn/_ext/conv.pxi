@@ -81,8 +81,9 @@ def conv2d_forward_f32(cnp.ndarray Y not None, object Z, cnp.ndarray X not None,
         z = <float *>_k_like(Z, Y, "conv2d_forward_f32", "Z", "Y", True)
     if b is not None:
         bp = <const float *>_k_arr1(b, _K_F32, s.F, "conv2d_forward_f32", "b")
-    if _overlaps(Y, X) or (Z is not None and (_overlaps(Z, X) or _overlaps(Z, Y))):
-        raise ValueError("conv2d_forward_f32: Y and Z must not share memory with X or each other")
+    _k_apart("conv2d_forward_f32", "Y", Y, "Z, X, W or b", Z, X, W, b)
+    _k_apart("conv2d_forward_f32", "Z", Z, "X, W or b", X, W, b)
+    _k_apart("conv2d_forward_f32", "work", work, "Y, Z, X, W or b", Y, Z, X, W, b)
     wk = _conv_work(work, &nwork, "conv2d_forward_f32")
     with nogil:
         status = fnn_conv2d_forward_f32(y, z, wk, x, w, bp, &s, nwork, act, nthreads)
@@ -136,6 +137,9 @@ def conv2d_backward_f32(object dX, cnp.ndarray dW not None, object db, cnp.ndarr
         elif Y is None:
             raise ValueError(f"conv2d_backward_f32: {KERNEL_ACTIVATIONS[act]} needs the "
                              f"layer output Y (got None)")
+    _k_layer_grads_apart("conv2d_backward_f32", dX, dW, db, dZ, dY, X, W, Z, Y)
+    _k_apart("conv2d_backward_f32", "work", work, "the other arrays", dX, dW, db, dZ, dY, X, W)
+    _k_apart("conv2d_backward_f32", "work", work, "the other arrays", Z, Y)
     wk = _conv_work(work, &nwork, "conv2d_backward_f32")
     with nogil:
         status = fnn_conv2d_backward_f32(dxp, dw, dbp, dz, wk, dy, x, w, z, y, &s, nwork, act,

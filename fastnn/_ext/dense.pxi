@@ -53,6 +53,7 @@ def dense_backward_f32(object dX, cnp.ndarray dW not None, object db, cnp.ndarra
         elif Y is None:
             raise ValueError(f"dense_backward_f32: {KERNEL_ACTIVATIONS[act]} needs the "
                              f"layer output Y (got None)")
+    _k_layer_grads_apart("dense_backward_f32", dX, dW, db, dZ, dY, X, W, Z, Y)
     with nogil:
         status = fnn_dense_backward_f32(dxp, dw, dbp, dz, dy, x, w, z, y, n, i, o, act, nthreads)
     check_status(status)

@@ -38,44 +38,6 @@ cdef inline int _ew_float_type(cnp.ndarray a) noexcept:
     return -1
 
 
-cdef inline void _ew_extent(cnp.ndarray a, char **lo, char **hi) noexcept:
-    """[lo, hi): the bytes a's elements span (an empty range when a is empty)."""
-    cdef char *first = <char *>cnp.PyArray_DATA(a)
-    cdef char *last = first
-    cdef int d
-    cdef cnp.npy_intp n, s
-    if cnp.PyArray_SIZE(a) == 0:
-        lo[0] = first
-        hi[0] = first
-        return
-    for d in range(a.ndim):
-        n = cnp.PyArray_DIMS(a)[d]
-        s = cnp.PyArray_STRIDES(a)[d]
-        if s < 0:
-            first += (n - 1) * s
-        else:
-            last += (n - 1) * s
-    lo[0] = first
-    hi[0] = last + cnp.PyArray_ITEMSIZE(a)
-
-
-cdef inline bint _ew_overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
-    """True when the memory spans of a and b intersect (np.may_share_memory's test)."""
-    cdef char *alo
-    cdef char *ahi
-    cdef char *blo
-    cdef char *bhi
-    _ew_extent(a, &alo, &ahi)
-    _ew_extent(b, &blo, &bhi)
-    return alo < ahi and blo < bhi and alo < bhi and blo < ahi
-
-
-cdef inline bint _ew_is_alias(cnp.ndarray out, cnp.ndarray x) noexcept:
-    """True when x is out itself (or a view of exactly the same C-contiguous memory)."""
-    return (cnp.PyArray_DATA(out) == cnp.PyArray_DATA(x) and cnp.PyArray_SAMESHAPE(out, x)
-            and cnp.PyArray_IS_C_CONTIGUOUS(x))
-
-
 cdef inline bint _ew_has_shape(cnp.ndarray a, int nd, const int64_t *shape) noexcept:
     cdef int d
     if a.ndim != nd:
@@ -257,8 +219,8 @@ def binary_forward(object Y, cnp.ndarray A not None, cnp.ndarray B not None, int
             _ew_raise_out(fault, Y, "binary " + KERNEL_BINARY_OPS[op], "out", nd, shape, t,
                           f" for a {(<object>A).shape} and b {(<object>B).shape}")
         out = <cnp.ndarray>Y
-        if ((_ew_overlap(out, A) and not _ew_is_alias(out, A))
-                or (_ew_overlap(out, B) and not _ew_is_alias(out, B))):
+        if ((_overlaps(out, A) and not _is_alias(out, A))
+                or (_overlaps(out, B) and not _is_alias(out, B))):
             raise ValueError(f"binary {KERNEL_BINARY_OPS[op]}: out {Y.shape} shares memory with "
                              f"a {(<object>A).shape} or b {(<object>B).shape} without being "
                              f"that operand itself")
@@ -309,8 +271,8 @@ cdef inline bint _ew_grad_overlaps(object g, object other, cnp.ndarray dY, cnp.n
     """True when gradient g (None: skipped) shares memory with an input or `other`."""
     if g is None:
         return False
-    return (_ew_overlap(g, dY) or _ew_overlap(g, A) or _ew_overlap(g, B)
-            or (other is not None and _ew_overlap(g, other)))
+    return (_overlaps(g, dY) or _overlaps(g, A) or _overlaps(g, B)
+            or (other is not None and _overlaps(g, other)))
 
 
 def binary_backward(object dA, object dB, cnp.ndarray dY not None, cnp.ndarray A not None,
@@ -419,11 +381,11 @@ def sum_to_shape(object Y, cnp.ndarray X not None, object shape, int nthreads):
             _ew_raise_out(fault, Y, "sum_to_shape", "out", nt, target, t,
                           f" for x {(<object>X).shape}")
         out = <cnp.ndarray>Y
-        if _ew_overlap(out, X) and not (same and _ew_is_alias(out, X)):
+        if _overlaps(out, X) and not (same and _is_alias(out, X)):
             raise ValueError(f"sum_to_shape: out {Y.shape} must not share memory with x "
                              f"{(<object>X).shape}")
         if same:
-            if not _ew_is_alias(out, X):
+            if not _is_alias(out, X):
                 cnp.PyArray_CopyInto(out, X)
             return out
     if cnp.PyArray_SIZE(out) == 0:
@@ -480,11 +442,6 @@ cdef cnp.ndarray _ew_out_like(object out, cnp.ndarray ref, int t, str where, str
     return <cnp.ndarray>out
 
 
-cdef inline bint _ew_partial_overlap(cnp.ndarray out, object x):
-    """True when out shares memory with x (an array or None) without being it."""
-    return x is not None and _ew_overlap(out, <cnp.ndarray>x) and not _ew_is_alias(out, x)
-
-
 cdef inline cnp.ndarray _ew_contiguous(cnp.ndarray a):
     return a if cnp.PyArray_IS_C_CONTIGUOUS(a) else cnp.PyArray_GETCONTIGUOUS(a)
 
@@ -502,7 +459,7 @@ def unary_forward(object Y, cnp.ndarray X not None, int op, int nthreads):
     if t < 0:
         raise TypeError(f"{where}: x must be float32 or float64, got {X.dtype}")
     out = _ew_out_like(Y, X, t, where, "x")
-    if Y is not None and _ew_partial_overlap(out, X):
+    if Y is not None and _partial_overlap(out, X):
         raise ValueError(f"{where}: out {(<object>out).shape} shares memory with x without "
                          f"being that array itself")
     X = _ew_contiguous(X)
@@ -548,8 +505,8 @@ def unary_backward(object dX, cnp.ndarray dY not None, cnp.ndarray X not None,
     _ew_check_like(X, "x", dY, t, where)
     _ew_check_like(Y, "y", dY, t, where)
     out = _ew_out_like(dX, dY, t, where, "dy")
-    if dX is not None and (_ew_partial_overlap(out, dY) or _ew_partial_overlap(out, X)
-                           or _ew_partial_overlap(out, Y)):
+    if dX is not None and (_partial_overlap(out, dY) or _partial_overlap(out, X)
+                           or _partial_overlap(out, Y)):
         raise ValueError(f"{where}: out {(<object>out).shape} shares memory with dy, x or y "
                          f"without being that array itself")
     dY = _ew_contiguous(dY)
@@ -616,7 +573,7 @@ def compare(object Y, cnp.ndarray A not None, cnp.ndarray B not None, int op, in
             _ew_raise_out(fault, Y, where, "out", nd, shape, cnp.NPY_BOOL,
                           f" for a {(<object>A).shape} and b {(<object>B).shape}")
         out = <cnp.ndarray>Y
-        if _ew_overlap(out, A) or _ew_overlap(out, B):
+        if _overlaps(out, A) or _overlaps(out, B):
             raise ValueError(f"{where}: out must not share memory with a or b")
     if cnp.PyArray_SIZE(out) == 0:
         return out
@@ -679,9 +636,9 @@ def where(object Y, cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray 
                           f" for condition {(<object>C).shape}, a {(<object>A).shape} and b "
                           f"{(<object>B).shape}")
         out = <cnp.ndarray>Y
-        if _ew_overlap(out, C):
+        if _overlaps(out, C):
             raise ValueError("where: out must not share memory with condition")
-        if _ew_partial_overlap(out, A) or _ew_partial_overlap(out, B):
+        if _partial_overlap(out, A) or _partial_overlap(out, B):
             raise ValueError(f"where: out {Y.shape} shares memory with a or b without being "
                              f"that array itself")
     if cnp.PyArray_SIZE(out) == 0:

@@ -43,6 +43,7 @@ def embedding_forward(cnp.ndarray Y not None, cnp.ndarray idx not None,
     v, d = table.shape[0], table.shape[1]
     yp = data_of(Y, dtype, where, "Y", True)
     tp = data_of(table, dtype, where, "table")
+    _k_apart(where, "Y", Y, "indices or table", idx, table)
     with nogil:
         if f32:
             status = fnn_embedding_forward_f32(<float *>yp, ip, <const float *>tp, m, v, d,
@@ -68,6 +69,7 @@ def embedding_backward(cnp.ndarray dtable not None, cnp.ndarray dY not None,
     v, d = dtable.shape[0], dtable.shape[1]
     gp = data_of(dtable, dtype, where, "dtable", True)
     dyp = data_of(dY, dtype, where, "dY")
+    _k_apart(where, "dtable", dtable, "dY or indices", dY, idx)
     with nogil:
         if f32:
             status = fnn_embedding_backward_f32(<float *>gp, <const float *>dyp, ip, m, v, d,

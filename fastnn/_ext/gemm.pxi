@@ -4,14 +4,6 @@
 # of one dtype, so their leading dimensions are their row lengths.
 
 
-cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
-    """True when the memory of a and b intersects (the kernels assume it does not)."""
-    cdef char *a0 = <char *>cnp.PyArray_DATA(a)
-    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
-    return (cnp.PyArray_NBYTES(a) > 0 and cnp.PyArray_NBYTES(b) > 0
-            and a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a))
-
-
 cdef int _gemm_check(str where, cnp.ndarray C, cnp.ndarray A, cnp.ndarray B, cnp.ndarray bias,
                      bint trans_a, bint trans_b, int64_t *mnk) except -1:
     """Check the shapes of a GEMM call; store M, N, K in mnk."""

@@ -41,6 +41,10 @@ def layer_norm_forward(cnp.ndarray Y not None, object mean, object rstd, cnp.nda
     cdef void *gp = _ln_vec(gamma, dt, c, where, "gamma", False)
     cdef void *bp = _ln_vec(beta, dt, c, where, "beta", False)
     cdef int status
+    _k_apart_or_alias(where, "out", Y, "x", X)
+    _k_apart(where, "out", Y, "mean_out, rstd_out, gamma or beta", mean, rstd, gamma, beta)
+    _k_apart(where, "mean_out", mean, "x, out, rstd_out, gamma or beta", X, Y, rstd, gamma, beta)
+    _k_apart(where, "rstd_out", rstd, "x, out, gamma or beta", X, Y, gamma, beta)
     with nogil:
         if t == cnp.NPY_FLOAT:
             status = fnn_layernorm_forward_f32(<float *>y, <float *>mp, <float *>sp,
@@ -51,6 +55,24 @@ def layer_norm_forward(cnp.ndarray Y not None, object mean, object rstd, cnp.nda
                                                <const double *>x, <const double *>gp,
                                                <const double *>bp, m, c, eps, rms, nthreads)
     check_status(status)
+
+
+cdef int _ln_gradients_apart(str where, object dX, object dgamma, object dbeta, object dY,
+                            object X, object mean, object rstd, object gamma) except -1:
+    """dx_out may be dy or x itself (the kernel reads a row before writing it);
+    every other overlap between an output and any array is refused."""
+    cdef str others = "the other arrays (dx_out, dgamma_out, dbeta_out, dy, x, mean, rstd, gamma)"
+    if dX is not None and dX is not dY and dX is not X:
+        if _is_alias(dX, dY):
+            _k_apart(where, "dx_out", dX, "x", X)
+        elif _is_alias(dX, X):
+            _k_apart(where, "dx_out", dX, "dy", dY)
+        else:
+            _k_apart(where, "dx_out", dX, "dy or x", dY, X)
+    _k_apart(where, "dx_out", dX, others, dgamma, dbeta, mean, rstd, gamma)
+    _k_apart(where, "dgamma_out", dgamma, others, dX, dbeta, dY, X, mean, rstd, gamma)
+    _k_apart(where, "dbeta_out", dbeta, others, dX, dgamma, dY, X, mean, rstd, gamma)
+    return 0
 
 
 def layer_norm_backward(object dX, object dgamma, object dbeta, cnp.ndarray dY not None,
@@ -75,6 +97,7 @@ def layer_norm_backward(object dX, object dgamma, object dbeta, cnp.ndarray dY n
     cdef int status
     if dX is not None:
         dxp = _k_arr2(dX, dt, m, c, where, "dx_out", True)
+    _ln_gradients_apart(where, dX, dgamma, dbeta, dY, X, mean, rstd, gamma)
     with nogil:
         if t == cnp.NPY_FLOAT:
             status = fnn_layernorm_backward_f32(<float *>dxp, <float *>dgp, <float *>dbp,

@@ -40,6 +40,8 @@ def loss_f32(object grad, cnp.ndarray Y_pred not None, object Y_true, object lab
         sw = <const float *>_k_arr1(sample_weight, _K_F32, n, "loss_f32", "sample_weight")
     if grad is not None:
         g = <float *>_k_arr2(grad, _K_F32, n, d, "loss_f32", "grad", True)
+        _k_apart("loss_f32", "grad", grad, "Y_pred, Y_true, labels or sample_weight", Y_pred,
+                 Y_true, labels, sample_weight)
     with nogil:
         status = fnn_loss_f32(&loss, g, p, t, lab, sw, n, d, kind, from_logits, huber_delta,
                               nthreads)

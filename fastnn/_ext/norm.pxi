@@ -32,6 +32,8 @@ def dropout_forward_f32(cnp.ndarray Y not None, object mask, cnp.ndarray X not N
     y = <float *>_k_arr1(Y, _K_F32, n, "dropout_forward_f32", "Y", True)
     if mask is not None:
         mp = <uint8_t *>_k_arr1(mask, _K_U8, n, "dropout_forward_f32", "mask", True)
+    _k_apart_or_alias("dropout_forward_f32", "Y", Y, "X", X)
+    _k_apart("dropout_forward_f32", "mask", mask, "X or Y", X, Y)
     with nogil:
         status = fnn_dropout_forward_f32(y, mp, x, n, seed, threshold, scale, nthreads)
     check_status(status)
@@ -50,6 +52,8 @@ def dropout_backward_f32(cnp.ndarray dX not None, cnp.ndarray dY not None,
     dy = <const float *>data_of(dY, _K_F32, "dropout_backward_f32", "dY")
     dx = <float *>_k_arr1(dX, _K_F32, n, "dropout_backward_f32", "dX", True)
     mp = <const uint8_t *>_k_arr1(mask, _K_U8, n, "dropout_backward_f32", "mask")
+    _k_apart_or_alias("dropout_backward_f32", "dX", dX, "dY", dY)
+    _k_apart("dropout_backward_f32", "dX", dX, "mask", mask)
     with nogil:
         status = fnn_dropout_backward_f32(dx, dy, mp, n, scale, nthreads)
     check_status(status)
@@ -110,9 +114,21 @@ def batchnorm_forward_f32(cnp.ndarray Y not None, cnp.ndarray X not None,
     cdef const float *gp = _bn_vec(gamma, c, "batchnorm_forward_f32", "gamma")
     cdef const float *bp = _bn_vec(beta, c, "batchnorm_forward_f32", "beta")
     cdef int status
+    _k_apart_or_alias("batchnorm_forward_f32", "Y", Y, "X", X)
+    _k_apart("batchnorm_forward_f32", "Y", Y, "mean, var, gamma or beta", mean, var, gamma, beta)
     with nogil:
         status = fnn_batchnorm_forward_f32(y, x, mp, vp, gp, bp, m, c, eps, nthreads)
     check_status(status)
+
+
+cdef int _bn_outputs_apart(object dX, object dgamma, object dbeta, object dY, object X,
+                          object mean, object var, object gamma) except -1:
+    cdef str where = "batchnorm_backward_f32"
+    cdef str others = "the other arrays (dX, dgamma, dbeta, dY, X, mean, var, gamma)"
+    _k_apart(where, "dX", dX, others, dgamma, dbeta, dY, X, mean, var, gamma)
+    _k_apart(where, "dgamma", dgamma, others, dX, dbeta, dY, X, mean, var, gamma)
+    _k_apart(where, "dbeta", dbeta, others, dX, dgamma, dY, X, mean, var, gamma)
+    return 0
 
 
 def batchnorm_backward_f32(object dX, object dgamma, object dbeta, cnp.ndarray dY not None,
@@ -141,6 +157,7 @@ def batchnorm_backward_f32(object dX, object dgamma, object dbeta, cnp.ndarray d
         dgp = <float *>_k_arr1(dgamma, _K_F32, c, "batchnorm_backward_f32", "dgamma", True)
     if dbeta is not None:
         dbp = <float *>_k_arr1(dbeta, _K_F32, c, "batchnorm_backward_f32", "dbeta", True)
+    _bn_outputs_apart(dX, dgamma, dbeta, dY, X, mean, var, gamma)
     with nogil:
         status = fnn_batchnorm_backward_f32(dxp, dgp, dbp, dy, x, mp, vp, gp, m, c, eps,
                                             batch_stats, nthreads)

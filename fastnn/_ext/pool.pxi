@@ -39,6 +39,8 @@ def max_pool2d_forward_f32(cnp.ndarray Y not None, object argmax, cnp.ndarray X 
         if not cnp.PyArray_SAMESHAPE(<cnp.ndarray>argmax, Y):
             raise ValueError(f"{where}: argmax must have Y's shape {(<object>Y).shape}, "
                              f"got {argmax.shape}")
+    _k_apart(where, "Y", Y, "X or argmax", X, argmax)
+    _k_apart(where, "argmax", argmax, "X", X)
     with nogil:
         status = fnn_max_pool2d_forward_f32(y, am, x, X.shape[0], X.shape[1], X.shape[2],
                                             X.shape[3], Y.shape[1], Y.shape[2], kh, kw, sh,
@@ -58,6 +60,7 @@ def max_pool2d_backward_f32(cnp.ndarray dX not None, cnp.ndarray dY not None,
     if not cnp.PyArray_SAMESHAPE(argmax, dY):
         raise ValueError(f"{where}: argmax must have dY's shape {(<object>dY).shape}, "
                          f"got {(<object>argmax).shape}")
+    _k_apart(where, "dX", dX, "dY or argmax", dY, argmax)
     with nogil:
         status = fnn_max_pool2d_backward_f32(dx, dy, am, dX.shape[0], dX.shape[1],
                                              dX.shape[2], dX.shape[3], dY.shape[1],
@@ -74,6 +77,7 @@ def avg_pool2d_forward_f32(cnp.ndarray Y not None, cnp.ndarray X not None, int64
     cdef float *y = <float *>_p_arr4(Y, _K_F32, where, "Y", True)
     cdef int status
     _p_same_nc(Y, X, where, "Y", "X")
+    _k_apart(where, "Y", Y, "X", X)
     with nogil:
         status = fnn_avg_pool2d_forward_f32(y, x, X.shape[0], X.shape[1], X.shape[2],
                                             X.shape[3], Y.shape[1], Y.shape[2], kh, kw, sh,
@@ -90,6 +94,7 @@ def avg_pool2d_backward_f32(cnp.ndarray dX not None, cnp.ndarray dY not None, in
     cdef const float *dy = <const float *>_p_arr4(dY, _K_F32, where, "dY")
     cdef int status
     _p_same_nc(dY, dX, where, "dY", "dX")
+    _k_apart(where, "dX", dX, "dY", dY)
     with nogil:
         status = fnn_avg_pool2d_backward_f32(dx, dy, dX.shape[0], dX.shape[1], dX.shape[2],
                                              dX.shape[3], dY.shape[1], dY.shape[2], kh, kw,

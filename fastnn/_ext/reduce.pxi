@@ -127,7 +127,7 @@ def reduce(object Y, cnp.ndarray X not None, object axes, bint keepdims, int op,
                           f"{_red_axes_tuple(nd, mask)}")
         out = <cnp.ndarray>Y
         same = cnp.PyArray_SAMESHAPE(out, X)
-        if _ew_overlap(out, X) and not (same and _ew_is_alias(out, X)):
+        if _overlaps(out, X) and not (same and _is_alias(out, X)):
             raise ValueError(f"{where}: out {Y.shape} must not share memory with x "
                              f"{(<object>X).shape}")
     if cnp.PyArray_SIZE(out) == 0:
@@ -199,8 +199,8 @@ def reduce_backward(object dX, cnp.ndarray dY not None, cnp.ndarray X not None, 
     if Y is not None or extreme:
         _red_check_grad_input(Y, "y", X, t, ny, yshape, mask, keepdims, where)
     out = _ew_out_like(dX, X, t, where, "x")
-    if dX is not None and (_ew_overlap(out, dY) or _ew_overlap(out, X)
-                           or (Y is not None and _ew_overlap(out, <cnp.ndarray>Y))):
+    if dX is not None and (_overlaps(out, dY) or _overlaps(out, X)
+                           or (Y is not None and _overlaps(out, <cnp.ndarray>Y))):
         raise ValueError(f"{where}: out must not share memory with dy, x or y")
     if cnp.PyArray_SIZE(out) == 0:
         return out
@@ -272,7 +272,7 @@ def softmax_forward(object Y, cnp.ndarray X not None, object axis, bint is_log, 
         raise TypeError(f"{where}: x must be float32 or float64, got {X.dtype}")
     d = _sm_axis(axis, X, where, "x")
     out = _ew_out_like(Y, X, t, where, "x")
-    if Y is not None and _ew_partial_overlap(out, X):
+    if Y is not None and _partial_overlap(out, X):
         raise ValueError(f"{where}: out {(<object>out).shape} shares memory with x without "
                          f"being that array itself")
     X = _ew_contiguous(X)
@@ -304,7 +304,7 @@ def softmax_backward(object dX, cnp.ndarray dY not None, cnp.ndarray Y not None,
     _ew_check_like(Y, "y", dY, t, where)
     d = _sm_axis(axis, dY, where, "dy")
     out = _ew_out_like(dX, dY, t, where, "dy")
-    if dX is not None and (_ew_partial_overlap(out, dY) or _ew_partial_overlap(out, Y)):
+    if dX is not None and (_partial_overlap(out, dY) or _partial_overlap(out, Y)):
         raise ValueError(f"{where}: out {(<object>out).shape} shares memory with dy or y "
                          f"without being that array itself")
     dY = _ew_contiguous(dY)

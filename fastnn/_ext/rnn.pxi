@@ -85,10 +85,27 @@ def rnn_forward_f32(cnp.ndarray hs not None, object cache, cnp.ndarray X not Non
     if cache is not None:
         cp = <float *>_rnn_arr(cache, (n, t, fnn_rnn_cache_width(cell, u)), _K_F32,
                                "rnn_forward_f32", "cache", True)
+    _k_apart("rnn_forward_f32", "hs", hs, "cache, X, W, R, bias or mask", cache, X, W, R, b, mask)
+    _k_apart("rnn_forward_f32", "cache", cache, "X, W, R, bias or mask", X, W, R, b, mask)
     with nogil:
         status = fnn_rnn_forward_f32(hsp, cp, x, w, r, bp, mp, n, t, i, u, cell, act, ract,
                                      go_backwards, nthreads)
     check_status(status)
+
+
+cdef int _rnn_gradients_apart(object dX, object dW, object dR, object db, object dhs,
+                              object X, object W, object R, object hs, object cache,
+                              object mask) except -1:
+    """Each gradient rnn_backward_f32 writes apart from the others and its inputs."""
+    cdef str where = "rnn_backward_f32"
+    cdef str others = "the other arrays (dX, dW, dR, db, dhs, X, W, R, hs, cache, mask)"
+    cdef object out
+    for name, out in (("dX", dX), ("dW", dW), ("dR", dR), ("db", db)):
+        _k_apart(where, name, out, others, dhs, X, W, R, hs, cache, mask)
+    _k_apart(where, "dX", dX, others, dW, dR, db)
+    _k_apart(where, "dW", dW, others, dR, db)
+    _k_apart(where, "dR", dR, others, db)
+    return 0
 
 
 def rnn_backward_f32(object dX, cnp.ndarray dW not None, cnp.ndarray dR not None, object db,
@@ -124,6 +141,7 @@ def rnn_backward_f32(object dX, cnp.ndarray dW not None, cnp.ndarray dR not None
         dxp = <float *>_rnn_arr(dX, (n, t, i), _K_F32, "rnn_backward_f32", "dX", True)
     if mask is not None:
         mp = <const uint8_t *>data_of(mask, _K_U8, "rnn_backward_f32", "mask")
+    _rnn_gradients_apart(dX, dW, dR, db, dhs, X, W, R, hs, cache, mask)
     with nogil:
         status = fnn_rnn_backward_f32(dxp, dwp, drp, dbp, dy, x, w, r, hsp, cp, mp, n, t, i, u,
                                       cell, act, ract, go_backwards, nthreads)

@@ -16,13 +16,15 @@ from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import (
     ACTIVATIONS, BINARY_OPS, COMPARE_OPS, LOSSES, METRICS, REDUCE_OPS, RNN_CELLS, UNARY_OPS, Ops,
     check_activation, check_attention_args, check_attention_backward_args,
-    check_batch_matmul_args, check_binary_args, check_binary_backward_args,
-    check_compare_args, check_dropout_args, check_embedding_indices, check_gemm_args,
+    check_batch_matmul_args, check_batchnorm_args, check_binary_args, check_binary_backward_args,
+    check_compare_args, check_conv2d_args, check_dense_args, check_dropout_args,
+    check_embedding_indices, check_embedding_table, check_gemm_args, check_loss_args,
+    check_metric_args, check_pool_args,
     check_layer_norm_args, check_layer_norm_backward_args,
     check_reduce_args, check_reduce_backward_args, check_rnn_args, check_softmax_args,
     check_softmax_backward_args, check_split_args, check_sum_to_shape_args, check_unary_args,
     check_unary_backward_args, check_where_args,
-    conv2d_output_shape, conv2d_padding, dropout_scale, dropout_threshold, int_pair,
+    dropout_scale, dropout_threshold, WindowGeometry,
 )
 
 ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
@@ -103,17 +105,32 @@ class CompiledOps(Ops):
 
     # ---- dense layers --------------------------------------------------------
     def dense_forward(self, x, w, b, activation, out=None, preact_out=None):
+        # The short path checks types here and leaves shapes to the kernel's
+        # wrapper; any error re-checks with the contract's check_dense_args,
+        # so both backends word it alike (naming the argument).
         activation = activation or "linear"
+        kernel = _GEMM_KERNELS.get(getattr(x, "dtype", None))
+        if (kernel is None or activation not in ACT_CODES or type(x) is not np.ndarray
+                or type(w) is not np.ndarray):
+            check_dense_args(x, w, b, activation, out, preact_out)
+        try:
+            return self._dense_forward(kernel, x, w, b, activation, out, preact_out)
+        except (ValueError, TypeError):
+            check_dense_args(x, w, b, activation, out, preact_out)
+            raise
+
+    def _dense_forward(self, kernel, x, w, b, activation, out, preact_out):
         if out is None:
             out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
-        kernel = _core.gemm_f32 if x.dtype == np.float32 else _core.gemm_f64
         if preact_out is not None and x.dtype == np.float32 and activation != "softmax":
             _core.gemm_keep_f32(out, preact_out, x, w, b, False, False, 1.0, 0.0,
                                 ACT_CODES[activation], _threads())
             return out
-        if preact_out is not None:
-            kernel(preact_out, x, w, b, False, False, 1.0, 0.0, 0, _threads())
-            return self.activation_forward(activation, preact_out, out)
+        if preact_out is not None or activation == "softmax":
+            # The GEMM's epilogue is per element: a row softmax runs after it.
+            z = out if preact_out is None else preact_out
+            kernel(z, x, w, b, False, False, 1.0, 0.0, ACT_CODES["linear"], _threads())
+            return self.activation_forward(activation, z, out)
         kernel(out, x, w, b, False, False, 1.0, 0.0, ACT_CODES[activation], _threads())
         return out
 
@@ -133,30 +150,48 @@ class CompiledOps(Ops):
         return dx_out
 
     # ---- losses and metrics --------------------------------------------------
+    # Short paths as dense_forward's: type tests here, the kernel's wrapper checks
+    # shapes, and an error re-checks with the contract's check (its wording).
     def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None,
              sample_weight=None):
+        code = LOSS_CODES.get(name)
+        sparse = name == "sparse_categorical_crossentropy"
+        if (code is None or type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray
+                or (sparse and y_true.dtype.kind not in "iu")):
+            check_loss_args(name, y_pred, y_true, sample_weight, grad_out)
         if y_pred.dtype != np.float32:
             return self._fallback("loss", y_pred.dtype).loss(
                 name, y_pred, y_true, from_logits=from_logits, delta=delta, grad_out=grad_out,
                 sample_weight=sample_weight)
-        sparse = name == "sparse_categorical_crossentropy"
         if sparse and y_true.dtype != np.int64:
             y_true = np.ascontiguousarray(y_true, dtype=np.int64)
         if sample_weight is not None and (sample_weight.dtype != np.float32
                                           or not sample_weight.flags.c_contiguous):
             sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float32)
-        return _core.loss_f32(grad_out, y_pred, None if sparse else y_true,
-                              y_true if sparse else None, LOSS_CODES[name], bool(from_logits),
-                              float(delta), _threads(), sample_weight)
+        try:
+            return _core.loss_f32(grad_out, y_pred, None if sparse else y_true,
+                                  y_true if sparse else None, code, bool(from_logits),
+                                  float(delta), _threads(), sample_weight)
+        except (ValueError, TypeError):
+            check_loss_args(name, y_pred, y_true, sample_weight, grad_out)
+            raise
 
     def metric_sum(self, name, y_pred, y_true):
+        code = METRIC_CODES.get(name)
+        sparse = name == "sparse_categorical_accuracy"
+        if (code is None or type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray
+                or (sparse and y_true.dtype.kind not in "iu")):
+            check_metric_args(name, y_pred, y_true)
         if y_pred.dtype != np.float32:
             return self._fallback("metric_sum", y_pred.dtype).metric_sum(name, y_pred, y_true)
-        sparse = name == "sparse_categorical_accuracy"
         if sparse and y_true.dtype != np.int64:
             y_true = np.ascontiguousarray(y_true, dtype=np.int64)
-        return _core.metric_f32(y_pred, None if sparse else y_true, y_true if sparse else None,
-                                METRIC_CODES[name], _threads())
+        try:
+            return _core.metric_f32(y_pred, None if sparse else y_true,
+                                    y_true if sparse else None, code, _threads())
+        except (ValueError, TypeError):
+            check_metric_args(name, y_pred, y_true)
+            raise
 
     # ---- optimizer steps -----------------------------------------------------
     def sgd_update(self, p, g, velocity, *, lr, momentum=0.0, nesterov=False, decay=0.0):
@@ -266,8 +301,13 @@ class CompiledOps(Ops):
                 x, mean, var, gamma, beta, epsilon=epsilon, out=out)
         if out is None:
             out = np.empty(x.shape, np.float32)
-        _core.batchnorm_forward_f32(out, np.ascontiguousarray(x), mean, var, gamma, beta,
-                                    float(epsilon), _threads())
+        try:
+            _core.batchnorm_forward_f32(out, np.ascontiguousarray(x), mean, var, gamma, beta,
+                                        float(epsilon), _threads())
+        except (ValueError, TypeError):
+            check_batchnorm_args(x, dict(mean=mean, var=var, gamma=gamma, beta=beta),
+                                 "batchnorm_forward")
+            raise
         return out
 
     def batchnorm_backward(self, dy, x, mean, var, gamma, *, epsilon, batch_stats,
@@ -327,26 +367,23 @@ class CompiledOps(Ops):
             return self._fallback("conv2d_forward", x.dtype).conv2d_forward(
                 x, w, b, strides=strides, padding=padding, dilation=dilation,
                 activation=activation, out=out, preact_out=preact_out, cols=cols)
-        shape, geom = _conv_geometry(x, w, b, strides, padding, dilation, "conv2d_forward")
-        act = ACT_CODES[check_activation(activation)]
+        activation, geom = check_conv2d_args(x, w, b, strides, padding, dilation, activation,
+                                             out, preact_out)
         if out is None:
-            out = np.empty(shape, np.float32)
-        _same_shape(out, out=out, preact_out=preact_out, where="conv2d_forward")
-        if out.shape != shape:
-            raise ValueError(f"conv2d_forward: out must have shape {shape} for x {x.shape} and "
-                             f"w {w.shape}, got {out.shape}")
+            out = np.empty((geom.n, geom.oh, geom.ow, w.shape[3]), np.float32)
         _core.conv2d_forward_f32(out, preact_out, np.ascontiguousarray(x),
-                                 np.ascontiguousarray(w), b, *geom, cols, act, _threads())
+                                 np.ascontiguousarray(w), b, *_conv_kernel_args(geom), cols,
+                                 ACT_CODES[activation], _threads())
         return out
 
     def conv2d_scratch_size(self, x, w, *, strides, padding, dilation):
         if getattr(x, "dtype", None) != np.float32:
             return 0
-        shape, geom = _conv_geometry(x, w, None, strides, padding, dilation,
-                                     "conv2d_scratch_size")
-        y = np.broadcast_to(np.float32(0), shape)     # only its shape is read
+        _, geom = check_conv2d_args(x, w, None, strides, padding, dilation, None, None, None,
+                                    "conv2d_scratch_size")
+        y = np.broadcast_to(np.float32(0), (geom.n, geom.oh, geom.ow, w.shape[3]))  # shape only
         threads = _threads()
-        return max(_core.conv2d_work_floats(x, w, y, *geom, backward, threads)
+        return max(_core.conv2d_work_floats(x, w, y, *_conv_kernel_args(geom), backward, threads)
                    for backward in (False, True))
 
     def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
@@ -356,8 +393,9 @@ class CompiledOps(Ops):
                 dy, x, w, y, preact, strides=strides, padding=padding, dilation=dilation,
                 activation=activation, dw_out=dw_out, db_out=db_out, dx_out=dx_out,
                 scratch=scratch, cols=cols)
-        shape, geom = _conv_geometry(x, w, None, strides, padding, dilation, "conv2d_backward")
-        act = ACT_CODES[check_activation(activation)]
+        activation, geom = check_conv2d_args(x, w, None, strides, padding, dilation, activation,
+                                             None, None, "conv2d_backward")
+        shape = (geom.n, geom.oh, geom.ow, w.shape[3])
         if getattr(dy, "shape", None) != shape:
             raise ValueError(f"conv2d_backward: dy must have shape {shape} for x {x.shape} and "
                              f"w {w.shape}, got {getattr(dy, 'shape', type(dy).__name__)}")
@@ -369,7 +407,8 @@ class CompiledOps(Ops):
             dx_out = None
         _core.conv2d_backward_f32(dx_out, dw_out, db_out, scratch, np.ascontiguousarray(dy),
                                   np.ascontiguousarray(x), np.ascontiguousarray(w), preact, y,
-                                  *geom, cols, act, _threads())
+                                  *_conv_kernel_args(geom), cols, ACT_CODES[activation],
+                                  _threads())
         return dx_out
 
     # ---- pooling (NHWC) --------------------------------------------------------
@@ -378,9 +417,11 @@ class CompiledOps(Ops):
             return self._fallback("max_pool2d_forward", x.dtype).max_pool2d_forward(
                 x, pool_size=pool_size, strides=strides, padding=padding, out=out,
                 argmax_out=argmax_out)
-        window, out = _pool_window(x, pool_size, strides, padding, out)
-        _core.max_pool2d_forward_f32(out, argmax_out, np.ascontiguousarray(x), *window,
-                                     _threads())
+        geom = check_pool_args(x, pool_size, strides, padding, out, "max_pool2d_forward")
+        if out is None:
+            out = np.empty(geom.output_shape, np.float32)
+        _core.max_pool2d_forward_f32(out, argmax_out, np.ascontiguousarray(x),
+                                     *_pool_kernel_args(geom), _threads())
         return out
 
     def max_pool2d_backward(self, dy, argmax, *, input_shape, out=None):
@@ -396,8 +437,11 @@ class CompiledOps(Ops):
         if x.dtype != np.float32:
             return self._fallback("avg_pool2d_forward", x.dtype).avg_pool2d_forward(
                 x, pool_size=pool_size, strides=strides, padding=padding, out=out)
-        window, out = _pool_window(x, pool_size, strides, padding, out)
-        _core.avg_pool2d_forward_f32(out, np.ascontiguousarray(x), *window, _threads())
+        geom = check_pool_args(x, pool_size, strides, padding, out, "avg_pool2d_forward")
+        if out is None:
+            out = np.empty(geom.output_shape, np.float32)
+        _core.avg_pool2d_forward_f32(out, np.ascontiguousarray(x), *_pool_kernel_args(geom),
+                                     _threads())
         return out
 
     def avg_pool2d_backward(self, dy, *, input_shape, pool_size, strides, padding, out=None):
@@ -407,8 +451,14 @@ class CompiledOps(Ops):
                 padding=padding, out=out)
         if out is None:
             out = np.empty(tuple(input_shape), np.float32)
-        window, _ = _pool_window(out, pool_size, strides, padding, dy)
-        _core.avg_pool2d_backward_f32(out, np.ascontiguousarray(dy), *window, _threads())
+        geom = WindowGeometry(out.shape, pool_size, strides, padding, (1, 1),
+                              "avg_pool2d_backward")
+        if getattr(dy, "shape", None) != geom.output_shape:
+            raise ValueError(f"avg_pool2d_backward: dy must have shape {geom.output_shape} "
+                             f"for input_shape {out.shape}, got "
+                             f"{getattr(dy, 'shape', type(dy).__name__)}")
+        _core.avg_pool2d_backward_f32(out, np.ascontiguousarray(dy), *_pool_kernel_args(geom),
+                                      _threads())
         return out
 
     # ---- recurrent layers -------------------------------------------------------
@@ -477,6 +527,7 @@ class CompiledOps(Ops):
 
     # ---- embedding ---------------------------------------------------------------
     def embedding_forward(self, indices, table, out=None):
+        check_embedding_table(table, "embedding_forward")
         idx = check_embedding_indices(indices, table.shape[0], "embedding_forward")
         if out is None:
             out = np.empty(idx.shape + (table.shape[1],), table.dtype)
@@ -651,50 +702,14 @@ class CompiledOps(Ops):
                                           bool(backward))
 
 
-def _conv_geometry(x, w, b, strides, padding, dilation, where):
-    """Check a convolution's operands; return the output shape (N, OH, OW, F) and the
-    kernel's geometry arguments (strides, dilation, (top, left) padding)."""
-    xs, ws = getattr(x, "shape", None), getattr(w, "shape", None)
-    if xs is None or ws is None or len(xs) != 4 or len(ws) != 4:
-        raise ValueError(f"{where}: x must be 4-D (N, H, W, C) and w 4-D (KH, KW, C, F), got "
-                         f"x {xs} and w {ws}")
-    n, h, wd, c = xs
-    kh, kw, wc, f = ws
-    if wc != c:
-        raise ValueError(f"{where}: x {xs} has {c} channels but w {ws} expects {wc}")
-    if b is not None and getattr(b, "shape", None) != (f,):
-        raise ValueError(f"{where}: b must have shape {(f,)} for w {ws}, got "
-                         f"{getattr(b, 'shape', type(b).__name__)}")
-    try:
-        (sh, sw), (dh, dw) = int_pair(strides, "strides"), int_pair(dilation, "dilation")
-        oh, ow = conv2d_output_shape((h, wd), (kh, kw), (sh, sw), padding, (dh, dw))
-    except ValueError as e:
-        raise ValueError(f"{where}: x {xs}, w {ws}: {e}") from None
-    if oh < 1 or ow < 1 or min(xs[1:]) < 1 or min(ws) < 1:
-        raise ValueError(f"{where}: kernel {(kh, kw)} (dilation {(dh, dw)}) does not fit x {xs} "
-                         f"with {padding!r} padding (w {ws})")
-    top = conv2d_padding(h, kh, sh, padding, dh)[0]
-    left = conv2d_padding(wd, kw, sw, padding, dw)[0]
-    return (n, oh, ow, f), ((sh, sw), (dh, dw), (top, left))
+def _conv_kernel_args(geom):
+    """conv.pxi's geometry arguments: strides, dilation, (top, left) padding."""
+    return (geom.sh, geom.sw), (geom.dh, geom.dw), (geom.top, geom.left)
 
 
-def _pool_window(x, pool_size, strides, padding, out):
-    """The kernel's window arguments (kh, kw, sh, sw, top, left) for x (N, H, W, C),
-    and ``out`` (a new (N, OH, OW, C) array when None)."""
-    if x.ndim != 4:
-        raise ValueError(f"pooling: x must be 4-D (N, H, W, C), got shape {x.shape}")
-    (kh, kw), (sh, sw) = pool_size, strides
-    n, h, w, c = x.shape
-    oh, ow = conv2d_output_shape((h, w), (kh, kw), (sh, sw), padding)
-    if out is None:
-        out = np.empty((n, oh, ow, c), x.dtype)
-    elif out.shape != (n, oh, ow, c):
-        raise ValueError(f"pooling: output must have shape {(n, oh, ow, c)} for input "
-                         f"{x.shape}, pool {(kh, kw)}, strides {(sh, sw)}, {padding!r} "
-                         f"padding; got {out.shape}")
-    top = conv2d_padding(h, kh, sh, padding)[0]
-    left = conv2d_padding(w, kw, sw, padding)[0]
-    return (kh, kw, sh, sw, top, left), out
+def _pool_kernel_args(geom):
+    """pool.pxi's window arguments: kh, kw, sh, sw, top, left."""
+    return geom.kh, geom.kw, geom.sh, geom.sw, geom.top, geom.left
 
 
 def _same_shape(ref, where, **arrays):

@@ -13,13 +13,15 @@ from fastnn.backend.ops import (
     PROB_EPSILON, Ops, check_activation, check_arg_reduce_args, check_attention_args,
     check_attention_backward_args,
     check_batch_matmul_args, check_batchnorm_args, check_binary_args,
-    check_binary_backward_args, check_compare_args, check_concatenate_args, check_cumsum_args,
-    check_dropout_args, check_embedding_indices, check_gemm_args, check_layer_norm_args,
-    check_layer_norm_backward_args, check_reduce_args,
+    check_binary_backward_args, check_compare_args, check_concatenate_args, check_conv2d_args,
+    check_cumsum_args, check_dense_args, check_dropout_args, check_embedding_indices,
+    check_embedding_table, check_gemm_args, check_layer_norm_args,
+    check_layer_norm_backward_args, check_loss_args, check_metric_args, check_pool_args,
+    check_reduce_args,
     check_reduce_backward_args, check_rnn_args, check_softmax_args,
     check_softmax_backward_args, check_split_args, check_sum_to_shape_args,
-    check_unary_args, check_unary_backward_args, check_where_args, conv2d_output_shape,
-    conv2d_padding, dropout_scale, dropout_threshold, int_pair, mix64, reduced_shape,
+    check_unary_args, check_unary_backward_args, check_where_args, dropout_scale,
+    dropout_threshold, mix64, reduced_shape, WindowGeometry,
 )
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -149,7 +151,7 @@ class NumpyOps(Ops):
 
     # ---- dense layers --------------------------------------------------------
     def dense_forward(self, x, w, b, activation, out=None, preact_out=None):
-        activation = check_activation(activation)
+        activation = check_dense_args(x, w, b, activation, out, preact_out)
         z = x @ w
         if b is not None:
             z += b
@@ -173,29 +175,17 @@ class NumpyOps(Ops):
     # ---- losses and metrics --------------------------------------------------
     def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None,
              sample_weight=None):
+        check_loss_args(name, y_pred, y_true, sample_weight, grad_out)
         n = y_pred.shape[0]
-        if n == 0:
-            raise ValueError(f"loss {name!r}: empty batch")
         p = y_pred.astype(np.float64)
         if name == "sparse_categorical_crossentropy":
-            labels = np.asarray(y_true)
-            if labels.shape != (n,) or labels.dtype.kind not in "iu":
-                raise ValueError(f"sparse labels must be {n} integers, got {labels.shape} {labels.dtype}")
-            if labels.size and (labels.min() < 0 or labels.max() >= p.shape[1]):
-                raise ValueError(f"class index out of range [0, {p.shape[1]})")
             t = np.zeros_like(p)
-            t[np.arange(n), labels] = 1.0
+            t[np.arange(n), y_true] = 1.0
         else:
-            if y_true.shape != y_pred.shape:
-                raise ValueError(f"loss {name!r}: y_true {y_true.shape} and y_pred "
-                                 f"{y_pred.shape} differ")
             t = y_true.astype(np.float64)
         per_sample, grad = _loss_and_grad(name, p, t, from_logits, delta)
         if sample_weight is not None:
             w = np.asarray(sample_weight, dtype=np.float64)
-            if w.shape != (n,):
-                raise ValueError(f"loss {name!r}: sample_weight must have shape {(n,)}, "
-                                 f"got {w.shape}")
             per_sample = per_sample * w
             grad = grad * w[:, None]
         if grad_out is not None:
@@ -203,6 +193,7 @@ class NumpyOps(Ops):
         return float(per_sample.sum() / n)
 
     def metric_sum(self, name, y_pred, y_true):
+        check_metric_args(name, y_pred, y_true)
         if name == "mae":
             return float(np.abs(y_pred - y_true).astype(np.float64).mean(axis=-1).sum())
         if name == "mse":
@@ -213,7 +204,7 @@ class NumpyOps(Ops):
             return float((y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)).sum())
         if name == "sparse_categorical_accuracy":
             return float((y_pred.argmax(axis=-1) == y_true).sum())
-        raise ValueError(f"unknown metric {name!r}")
+        raise AssertionError(f"metric {name!r} is in METRICS but not computed here")
 
     # ---- optimizer steps -----------------------------------------------------
     def sgd_update(self, p, g, velocity, *, lr, momentum=0.0, nesterov=False, decay=0.0):
@@ -430,8 +421,8 @@ class NumpyOps(Ops):
     # (N, OH, OW); dx scatters dz @ w^T back, one kernel tap at a time.
     def conv2d_forward(self, x, w, b, *, strides, padding, dilation, activation, out=None,
                        preact_out=None, cols=None):
-        activation = check_activation(activation)
-        geom = _ConvGeometry(x.shape, w.shape[:2], strides, padding, dilation)
+        activation, geom = check_conv2d_args(x, w, b, strides, padding, dilation, activation,
+                                             out, preact_out, geometry=_ConvGeometry)
         win = geom.windows(np.pad(x, geom.pad_widths()))
         z = np.tensordot(win, w, axes=([4, 5, 3], [0, 1, 2]))
         if b is not None:
@@ -449,7 +440,8 @@ class NumpyOps(Ops):
         dz = _activation_grad(activation, dy, preact, y)
         if scratch is not None and activation != "linear":
             np.copyto(scratch, dz)
-        geom = _ConvGeometry(x.shape, w.shape[:2], strides, padding, dilation)
+        geom = _ConvGeometry(x.shape, w.shape[:2], strides, padding, dilation,
+                             "conv2d_backward")
         win = geom.windows(np.pad(x, geom.pad_widths()))
         dw = np.tensordot(win, dz, axes=([0, 1, 2], [0, 1, 2]))      # (C, KH, KW, F)
         np.copyto(dw_out, dw.transpose(1, 2, 0, 3))
@@ -466,7 +458,8 @@ class NumpyOps(Ops):
 
     # ---- pooling (NHWC) --------------------------------------------------------
     def max_pool2d_forward(self, x, *, pool_size, strides, padding, out=None, argmax_out=None):
-        geom = _ConvGeometry(x.shape, pool_size, strides, padding, (1, 1))
+        geom = check_pool_args(x, pool_size, strides, padding, out, "max_pool2d_forward",
+                               geometry=_ConvGeometry)
         pads = geom.pad_widths()
         vals = geom.windows(np.pad(x, pads, constant_values=-np.inf))
         valid = geom.windows(np.pad(np.ones(x.shape[1:3], bool), pads[1:3]), spatial=(0, 1))
@@ -496,12 +489,14 @@ class NumpyOps(Ops):
         return _write(dx.reshape(input_shape), out)
 
     def avg_pool2d_forward(self, x, *, pool_size, strides, padding, out=None):
-        geom = _ConvGeometry(x.shape, pool_size, strides, padding, (1, 1))
+        geom = check_pool_args(x, pool_size, strides, padding, out, "avg_pool2d_forward",
+                               geometry=_ConvGeometry)
         total = geom.windows(np.pad(x, geom.pad_widths())).sum(axis=(4, 5))
         return _write(total / geom.counts(x.dtype), out)
 
     def avg_pool2d_backward(self, dy, *, input_shape, pool_size, strides, padding, out=None):
-        geom = _ConvGeometry(input_shape, pool_size, strides, padding, (1, 1))
+        geom = _ConvGeometry(input_shape, pool_size, strides, padding, (1, 1),
+                             "avg_pool2d_backward")
         share = dy / geom.counts(dy.dtype)
         dxp = np.zeros(geom.padded_shape(), dtype=dy.dtype)
         for p in range(geom.kh):
@@ -627,6 +622,7 @@ class NumpyOps(Ops):
 
     # ---- embedding ---------------------------------------------------------------
     def embedding_forward(self, indices, table, out=None):
+        check_embedding_table(table, "embedding_forward")
         idx = check_embedding_indices(indices, table.shape[0], "embedding_forward")
         return _write(table[idx], out)
 
@@ -889,21 +885,8 @@ class NumpyOps(Ops):
         count = 6 if backward else 3
         return count * int(n) * int(h) * int(tq) * int(tk) * np.dtype(dtype).itemsize
 
-class _ConvGeometry:
-    """Index arithmetic of one convolution / pooling window over NHWC inputs."""
-
-    def __init__(self, x_shape, kernel_hw, strides, padding, dilation):
-        self.n, self.h, self.w, self.c = (int(d) for d in x_shape)
-        self.kh, self.kw = (int(d) for d in kernel_hw)
-        self.sh, self.sw = int_pair(strides, "strides")
-        self.dh, self.dw = int_pair(dilation, "dilation")
-        self.oh, self.ow = conv2d_output_shape((self.h, self.w), (self.kh, self.kw),
-                                               (self.sh, self.sw), padding, (self.dh, self.dw))
-        if self.oh < 1 or self.ow < 1:
-            raise ValueError(f"window {(self.kh, self.kw)} (dilation {(self.dh, self.dw)}) is "
-                             f"larger than the input {(self.h, self.w)} with {padding!r} padding")
-        self.top, self.bottom = conv2d_padding(self.h, self.kh, self.sh, padding, self.dh)
-        self.left, self.right = conv2d_padding(self.w, self.kw, self.sw, padding, self.dw)
+class _ConvGeometry(WindowGeometry):
+    """WindowGeometry with the index arithmetic of the NumPy convolution and pooling."""
 
     def pad_widths(self):
         return ((0, 0), (self.top, self.bottom), (self.left, self.right), (0, 0))

@@ -841,13 +841,14 @@ def check_layer_norm_backward_args(dy, x, mean, rstd, gamma, rms, has_beta, dx_o
     return m, c
 
 
-def check_activation(name, *, allow_softmax=True):
+def check_activation(name, *, allow_softmax=True, where=None):
     """Validate an activation name for a kernel; returns it."""
     if name is None:
         return "linear"
     if name not in ACTIVATIONS or (name == "softmax" and not allow_softmax):
         allowed = [a for a in ACTIVATIONS if allow_softmax or a != "softmax"]
-        raise ValueError(f"unknown activation {name!r}; expected one of {allowed}")
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}unknown activation {name!r}; expected one of {allowed}")
     return name
 
 
@@ -929,6 +930,150 @@ def conv2d_output_shape(input_hw, kernel_hw, strides, padding, dilation=(1, 1)):
         else:
             dims.append(max(-(-(size - (k - 1) * d) // s), 0))
     return tuple(dims)
+
+
+class WindowGeometry:
+    """Where a convolution or pooling window goes over an NHWC input: the one
+    geometry both backends use (Keras' output sizes, TF's "same" split).
+
+    Fields: n, h, w, c (input), kh, kw (window), sh, sw (strides), dh, dw
+    (dilation), oh, ow (output), top, bottom, left, right (zero padding).
+    """
+
+    def __init__(self, input_shape, window, strides, padding, dilation=(1, 1),
+                 where="window"):
+        if len(input_shape) != 4:
+            raise ValueError(f"{where}: x must be 4-D (N, H, W, C), got shape "
+                             f"{tuple(input_shape)}")
+        self.n, self.h, self.w, self.c = (int(d) for d in input_shape)
+        try:
+            self.kh, self.kw = int_pair(window, "window size")
+            self.sh, self.sw = int_pair(strides, "strides")
+            self.dh, self.dw = int_pair(dilation, "dilation")
+            self.oh, self.ow = conv2d_output_shape((self.h, self.w), (self.kh, self.kw),
+                                                   (self.sh, self.sw), padding,
+                                                   (self.dh, self.dw))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if self.oh < 1 or self.ow < 1 or self.h < 1 or self.w < 1:
+            raise ValueError(f"{where}: window {(self.kh, self.kw)} (dilation "
+                             f"{(self.dh, self.dw)}) does not fit the input "
+                             f"{(self.h, self.w)} with {padding!r} padding")
+        self.top, self.bottom = conv2d_padding(self.h, self.kh, self.sh, padding, self.dh)
+        self.left, self.right = conv2d_padding(self.w, self.kw, self.sw, padding, self.dw)
+
+    @property
+    def output_shape(self):
+        """(N, OH, OW, C): a pooling output (a convolution's has F for C)."""
+        return (self.n, self.oh, self.ow, self.c)
+
+
+def _check_vector(v, name, length, dtype, where, why=""):
+    """v must be None or a (length,) array of dtype."""
+    if v is not None and (not isinstance(v, np.ndarray) or v.shape != (length,)
+                          or v.dtype != dtype):
+        raise ValueError(f"{where}: {name} must be a {dtype} array of shape {(length,)}{why}, "
+                         f"got {getattr(v, 'dtype', type(v).__name__)} "
+                         f"{getattr(v, 'shape', '')}".rstrip())
+
+
+def check_dense_args(x, w, b, activation, out, preact_out, where="dense_forward"):
+    """Validate Ops.dense_forward's arguments; return the activation name."""
+    activation = check_activation(activation, where=where)
+    _check_float_array(x, "x", where, 2)
+    _check_float_array(w, "w", where, 2, x.dtype)
+    if w.shape[0] != x.shape[1]:
+        raise ValueError(f"{where}: x {x.shape} has {x.shape[1]} features but w {w.shape} "
+                         f"expects {w.shape[0]} (x is (N, I), w is (I, O))")
+    _check_vector(b, "b", w.shape[1], x.dtype, where, f" for w {w.shape}")
+    shape = (x.shape[0], w.shape[1])
+    for arr, name in ((out, "out"), (preact_out, "preact_out")):
+        if arr is not None:
+            _check_array_out(arr, name, shape, x.dtype, where, f" for x {x.shape} @ w {w.shape}")
+    return activation
+
+
+def check_loss_args(name, y_pred, y_true, sample_weight, grad_out, where="loss"):
+    """Validate Ops.loss's arguments (sparse labels: integers, one per row)."""
+    if name not in LOSSES:
+        raise ValueError(f"{where}: unknown loss {name!r}; expected one of {list(LOSSES)}")
+    _check_float_array(y_pred, "y_pred", where, 2)
+    n = y_pred.shape[0]
+    if n == 0 or y_pred.shape[1] == 0:
+        raise ValueError(f"{where} {name!r}: empty batch: y_pred has shape {y_pred.shape}")
+    _check_targets(name == "sparse_categorical_crossentropy", y_pred, y_true, f"{where} {name!r}",
+                   labels_in_range=True)
+    if sample_weight is not None:
+        shape = getattr(sample_weight, "shape", None)
+        if shape != (n,) or np.asarray(sample_weight).dtype.kind not in "fiu":
+            raise ValueError(f"{where} {name!r}: sample_weight must be {n} numbers (shape "
+                             f"{(n,)}), got {shape}")
+    if grad_out is not None:
+        _check_array_out(grad_out, "grad_out", y_pred.shape, y_pred.dtype, where,
+                         " (like y_pred)")
+
+
+def check_metric_args(name, y_pred, y_true, where="metric_sum"):
+    """Validate Ops.metric_sum's arguments."""
+    if name not in METRICS:
+        raise ValueError(f"{where}: unknown metric {name!r}; expected one of {list(METRICS)}")
+    _check_float_array(y_pred, "y_pred", where, 2)
+    _check_targets(name == "sparse_categorical_accuracy", y_pred, y_true, f"{where} {name!r}")
+
+
+def _check_targets(sparse, y_pred, y_true, where, labels_in_range=False):
+    """y_true has y_pred's shape, or is one integer label per row when sparse (in
+    range for a loss: a metric counts an out-of-range label as a miss)."""
+    n = y_pred.shape[0]
+    if sparse:
+        if (not isinstance(y_true, np.ndarray) or y_true.shape != (n,)
+                or y_true.dtype.kind not in "iu"):
+            raise ValueError(f"{where}: labels (y_true) must be an integer array of shape "
+                             f"{(n,)}, got {getattr(y_true, 'dtype', type(y_true).__name__)} "
+                             f"{getattr(y_true, 'shape', '')}".rstrip())
+        if labels_in_range and y_true.size and (y_true.min() < 0
+                                                or y_true.max() >= y_pred.shape[1]):
+            raise ValueError(f"{where}: a class index in labels is out of range "
+                             f"[0, {y_pred.shape[1]})")
+    elif not isinstance(y_true, np.ndarray) or y_true.shape != y_pred.shape:
+        raise ValueError(f"{where}: y_true must have y_pred's shape {y_pred.shape}, got "
+                         f"{getattr(y_true, 'shape', type(y_true).__name__)}")
+
+
+def check_conv2d_args(x, w, b, strides, padding, dilation, activation, out, preact_out,
+                      where="conv2d_forward", geometry=WindowGeometry):
+    """Validate Ops.conv2d_forward's arguments; return (activation, geometry) (a
+    WindowGeometry, or the backend's subclass of it given as ``geometry``)."""
+    activation = check_activation(activation, where=where)
+    _check_float_array(x, "x", where, 4)
+    _check_float_array(w, "w", where, 4, x.dtype)
+    if w.shape[2] != x.shape[3]:
+        raise ValueError(f"{where}: x {x.shape} has {x.shape[3]} channels but w {w.shape} "
+                         f"expects {w.shape[2]}")
+    _check_vector(b, "b", w.shape[3], x.dtype, where, f" for w {w.shape}")
+    geom = geometry(x.shape, w.shape[:2], strides, padding, dilation,
+                    f"{where} (x {x.shape}, w {w.shape})")
+    shape = (geom.n, geom.oh, geom.ow, w.shape[3])
+    for arr, name in ((out, "out"), (preact_out, "preact_out")):
+        if arr is not None:
+            _check_array_out(arr, name, shape, x.dtype, where)
+    return activation, geom
+
+
+def check_pool_args(x, pool_size, strides, padding, out, where, geometry=WindowGeometry):
+    """Validate a pooling forward's arguments; return its geometry (as
+    check_conv2d_args)."""
+    _check_float_array(x, "x", where, 4)
+    geom = geometry(x.shape, pool_size, strides, padding, (1, 1), f"{where} (x {x.shape})")
+    if out is not None:
+        _check_array_out(out, "out", geom.output_shape, x.dtype, where)
+    return geom
+
+
+def check_embedding_table(table, where):
+    """The table must be a 2-D (vocabulary, features) float array."""
+    _check_float_array(table, "table", where, 2)
+    return table
 
 
 def check_out(out, shape, dtype, where):
@@ -1150,12 +1295,17 @@ def _check_op(op, choices, where):
     return op
 
 
-def _check_float_array(arr, name, where):
-    """arr must be a float32 or float64 numpy array (TypeError otherwise)."""
+def _check_float_array(arr, name, where, ndim=None, dtype=None):
+    """arr must be a float32 or float64 numpy array (of ``dtype`` when given;
+    TypeError otherwise) with ``ndim`` axes when given (ValueError otherwise)."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{where}: {name} must be a numpy array, got {type(arr).__name__}")
-    if arr.dtype not in _FLOAT_DTYPES:
+    if dtype is None and arr.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{where}: {name} must be float32 or float64, got {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"{where}: {name} must have dtype {dtype} (like x), got {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{where}: {name} must be {ndim}-D, got shape {arr.shape}")
     return arr
 
 
