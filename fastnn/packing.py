@@ -7,6 +7,8 @@ in one fused call per contiguous trainable range, and distributed training
 all-reduces the gradients in one call. Which ranges are trainable (frozen
 layers) and regularized is recomputed at the start of every fit.
 """
+import copy
+
 import numpy as np
 
 
@@ -27,6 +29,22 @@ class FlatBuffers:
             w.grad = self.grads[offset:stop].reshape(w.shape)
             self.ranges.append((offset, stop, w))
             offset = stop
+
+    def __deepcopy__(self, memo):
+        # numpy copies a view as an independent array: the copied weights must be
+        # pointed back into the copied buffers, or the copy's optimizer would
+        # update a buffer its layers no longer read.
+        twin = FlatBuffers.__new__(FlatBuffers)
+        memo[id(self)] = twin
+        twin.params = self.params.copy()
+        twin.grads = self.grads.copy()
+        twin.ranges = []
+        for start, stop, weight in self.ranges:
+            copied = copy.deepcopy(weight, memo)
+            copied.value = twin.params[start:stop].reshape(weight.shape)
+            copied.grad = twin.grads[start:stop].reshape(weight.shape)
+            twin.ranges.append((start, stop, copied))
+        return twin
 
     @property
     def size(self):

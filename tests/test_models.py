@@ -348,3 +348,27 @@ def test_history_and_callback_hooks_order(backend):
     quickstart_model().fit(x, y, epochs=2, batch_size=10, verbose=0, callbacks=[Recorder()])
     assert events == ["train_begin", "epoch_begin0", "batch0", "batch1", "epoch_end0",
                       "epoch_begin1", "batch0", "batch1", "epoch_end1", "train_end"]
+
+
+def test_deepcopy_of_a_compiled_model_trains_on_its_own():
+    """copy.deepcopy gives independent weights that the copy's optimizer updates
+    (its layers read the copied flat buffer, not a detached copy of the views),
+    and training one model leaves the other as it was."""
+    import copy
+
+    fastnn.set_seed(5)
+    x = np.random.default_rng(1).standard_normal((64, 3)).astype(np.float32)
+    y = np.random.default_rng(2).standard_normal((64, 2)).astype(np.float32)
+    inputs = fastnn.Input((3,))
+    outputs = fastnn.layers.Dense(2)(fastnn.layers.Dense(4, activation="tanh")(inputs))
+    model = fastnn.Model(inputs, outputs)
+    model.compile(fastnn.optimizers.SGD(0.1), "mse")
+    twin = copy.deepcopy(model)
+    before = [w.copy() for w in model.get_weights()]
+    twin.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for a, b, c in zip(model.get_weights(), twin.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
