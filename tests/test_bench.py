@@ -206,3 +206,18 @@ def test_numpy_openblas_threads_can_be_limited_without_threadpoolctl():
         if not timing.have_threadpoolctl():
             assert blas.get_threads() == 1
     assert blas.get_threads() == before
+
+
+def test_cache_sizes_read_from_a_sysfs_tree(tmp_path):
+    from fastnn.bench.machine import cache_sizes
+    for index, (level, kind, size) in enumerate([("1", "Data", "48K"), ("1", "Instruction", "32K"),
+                                                  ("2", "Unified", "2048K"),
+                                                  ("3", "Unified", "32M")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(value + "\n")
+    (tmp_path / "index9").mkdir()             # unreadable entries are skipped
+    assert cache_sizes(str(tmp_path)) == {"L1d": 48 * 1024, "L2": 2048 * 1024,
+                                          "L3": 32 * 1024 ** 2}
+    assert cache_sizes(str(tmp_path / "missing")) == {}

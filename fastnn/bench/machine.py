@@ -23,6 +23,7 @@ def machine_info(peers=False):
         "compiled": _compiled_info(),
         "cpu": _cpu_name(),
         "cores": machine_cores(),
+        "caches": cache_sizes(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": _blas_info(),
@@ -38,7 +39,10 @@ def machine_line(info):
     """``machine_info()`` as the one line printed above the table."""
     compiled = info["compiled"]
     if compiled["available"]:
-        fastnn_part = (f"fastnn {info['fastnn']} (compiled: isa {compiled['isa']}, "
+        blocking = compiled.get("gemm_blocking")
+        gemm = (f"gemm {blocking['mr']}x{blocking['nr']} MC {blocking['mc']} KC "
+                f"{blocking['kc']} NC {blocking['nc']}, " if blocking else "")
+        fastnn_part = (f"fastnn {info['fastnn']} (compiled: isa {compiled['isa']}, {gemm}"
                        f"OpenMP {'on' if compiled['openmp'] else 'OFF'}"
                        + (f"; {compiled['error']})" if compiled["error"] else ")"))
     else:
@@ -51,6 +55,8 @@ def machine_line(info):
     if not info["blas_limited"]:
         blas_part += " (NumPy's BLAS threads could NOT be limited: install threadpoolctl)"
     cpu = f"{info['cpu']}, {info['cores']} cores"
+    if info.get("caches"):
+        cpu += ", " + " / ".join(f"{name} {_kib(size)}" for name, size in info["caches"].items())
     if info.get("fma_peak_gflops"):
         cpu += f" (float32 FMA peak {info['fma_peak_gflops']:.0f} GFLOP/s a core, measured)"
     parts = [fastnn_part, cpu,
@@ -82,7 +88,7 @@ def _compiled_info():
         return {"available": True, "error": f"show_config failed: {exc}", "isa": None,
                 "openmp": False}
     return {"available": True, "error": None, "isa": config["isa"],
-            "openmp": bool(config["openmp"])}
+            "gemm_blocking": config["gemm_blocking"], "openmp": bool(config["openmp"])}
 
 
 def _peer_versions():
@@ -91,6 +97,39 @@ def _peer_versions():
         return {}
     import torch
     return {"torch": torch.__version__}
+
+
+def cache_sizes(root="/sys/devices/system/cpu/cpu0/cache"):
+    """{"L1d": bytes, "L2": bytes, "L3": bytes} of the first CPU as Linux's sysfs
+    reports them (data and unified caches; L3 is shared); {} where it does not."""
+    sizes = {}
+    try:
+        entries = sorted(e for e in os.listdir(root) if e.startswith("index"))
+    except OSError:
+        return sizes
+    for entry in entries:
+        try:
+            level = _read(root, entry, "level")
+            kind = _read(root, entry, "type")
+            size = _read(root, entry, "size")
+        except OSError:
+            continue
+        if kind == "Instruction" or not size[:-1].isdigit():
+            continue
+        scale = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(size[-1])
+        if scale is None:
+            continue
+        sizes[f"L{level}d" if level == "1" else f"L{level}"] = int(size[:-1]) * scale
+    return sizes
+
+
+def _read(root, entry, name):
+    with open(os.path.join(root, entry, name), encoding="ascii") as f:
+        return f.read().strip()
+
+
+def _kib(size):
+    return f"{size // 1024 ** 2} MiB" if size >= 4 * 1024 ** 2 else f"{size // 1024} KiB"
 
 
 def _cpu_name():
