@@ -6,6 +6,7 @@ The functions here compute on arrays at once, and inside a layer's ``call``
 """
 import numpy as np
 
+from fastnn import registry as _registry
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import ACTIVATIONS
 
@@ -43,25 +44,36 @@ gelu = _make("gelu")
 swish = _make("swish")
 silu = swish
 
-_BY_NAME = {f.__name__: f for f in (linear, relu, leaky_relu, elu, sigmoid, tanh, softmax, gelu, swish)}
-_BY_NAME["silu"] = swish
-assert set(_BY_NAME) - {"silu"} == set(ACTIVATIONS)
+for _fn in (linear, relu, leaky_relu, elu, sigmoid, tanh, softmax, gelu, swish):
+    _registry.register_identifier("activation", _fn.__name__, _fn)
+_registry.register_identifier("activation", "silu", swish)
+assert set(_registry.identifiers("activation")) - {"silu"} == set(ACTIVATIONS)
 
 
 def get(identifier):
     """The activation function for a name (None means linear) or one of these functions."""
-    return _BY_NAME[name_of(identifier)]
+    return _registry.identifiers("activation")[name_of(identifier)]
 
 
 def name_of(identifier):
     """The canonical name of an activation given as a name, None or one of these functions."""
     if identifier is None:
         return "linear"
-    if isinstance(identifier, str):
-        if identifier in _BY_NAME:
-            return _BY_NAME[identifier].__name__
-    elif callable(identifier) and _BY_NAME.get(getattr(identifier, "__name__", None)) is identifier:
-        return identifier.__name__
+    fn = _registry.lookup("activation", identifier) if isinstance(identifier, str) else identifier
+    # fastnn's own only: a layer keeps the name and runs it in C
+    if callable(fn) and _registry.identifier_of("activation", fn) is not None:
+        return fn.__name__
     raise ValueError(f"unknown activation {identifier!r}; expected None or one of "
-                     f"{sorted(_BY_NAME)} (custom Python callables are not supported: the "
-                     "kernels run in C)")
+                     f"{sorted(_registry.identifiers('activation'))} (custom Python callables "
+                     "are not supported: the kernels run in C)")
+
+
+def serialize(activation):
+    """An activation's name, as Keras 3 writes it ("relu")."""
+    return name_of(activation)
+
+
+def deserialize(name, custom_objects=None):
+    """The activation function ``serialize`` named. ``custom_objects`` is accepted
+    for Keras' signature; only fastnn's own activations exist (they run in C)."""
+    return get(name)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from fastnn import _runtime
+from fastnn import registry as _registry
 
 
 def _fans(shape):
@@ -25,6 +26,11 @@ class Initializer:
 
     def get_config(self):
         return {}
+
+    @classmethod
+    def from_config(cls, config):
+        """The initializer ``get_config`` described."""
+        return cls(**config)
 
 
 class Zeros(Initializer):
@@ -161,38 +167,52 @@ class TruncatedNormal(RandomNormal):
         return (values + self.mean).astype(dtype)
 
 
-_BY_NAME = {
-    "zeros": Zeros, "ones": Ones, "glorot_uniform": GlorotUniform,
-    "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform,
-    "orthogonal": Orthogonal, "uniform": RandomUniform, "random_uniform": RandomUniform,
-    "normal": RandomNormal, "random_normal": RandomNormal, "truncated_normal": TruncatedNormal,
-}
-
-
-_BY_CLASS_NAME = {cls.__name__: cls for cls in _BY_NAME.values()}
+for _cls in (Zeros, Ones, GlorotUniform, GlorotNormal, HeNormal, HeUniform, Orthogonal,
+             RandomUniform, RandomNormal, TruncatedNormal):
+    _registry.register("initializer", _cls.__name__, _cls)
+# In this order: an initializer with default options is saved as its first name here.
+for _identifier, _cls in (("zeros", Zeros), ("ones", Ones), ("glorot_uniform", GlorotUniform),
+                          ("glorot_normal", GlorotNormal), ("he_normal", HeNormal),
+                          ("he_uniform", HeUniform), ("orthogonal", Orthogonal),
+                          ("uniform", RandomUniform), ("random_uniform", RandomUniform),
+                          ("normal", RandomNormal), ("random_normal", RandomNormal),
+                          ("truncated_normal", TruncatedNormal)):
+    _registry.register_identifier("initializer", _identifier, _cls)
 
 
 def get(identifier):
-    """An Initializer from a name ("glorot_uniform", ...), an Initializer instance,
-    or a ``serialize`` dict (only fastnn's own classes are built from one)."""
+    """An Initializer from a name ("glorot_uniform", a class name, a registered
+    "package>name"), an Initializer instance or class, or a ``serialize`` dict."""
     if isinstance(identifier, Initializer):
         return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS_NAME:
-        return _BY_CLASS_NAME[identifier["class_name"]](**identifier.get("config", {}))
-    raise ValueError(f"unknown initializer {identifier!r}; expected one of {sorted(_BY_NAME)} "
-                     "or an Initializer instance")
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        identifier = _registry.lookup("initializer", identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()
+    raise ValueError(f"unknown initializer {identifier!r}; expected one of "
+                     f"{sorted(_registry.identifiers('initializer'))}, an Initializer or a "
+                     "serialize() dict")
 
 
 def serialize(initializer):
-    """A JSON-able description ``get`` turns back into the same initializer: the
-    name when it has no options set, else {"class_name", "config"}."""
+    """A JSON-able description ``get`` turns back into the same initializer: its
+    name when it is fastnn's own with no options set, else {"class_name", "config"}
+    (a class of your own must be registered with register_keras_serializable)."""
     cls = type(initializer)
-    if cls not in _BY_CLASS_NAME.values():
-        raise ValueError(f"initializer {initializer!r} is not one of fastnn's "
-                         f"({sorted(_BY_CLASS_NAME)}), so it cannot be saved")
+    if not _registry.is_nameable("initializer", cls):
+        raise ValueError(f"initializer {initializer!r} is neither one of fastnn's "
+                         f"({sorted(_registry.classes('initializer'))}) nor registered with "
+                         "register_keras_serializable, so it cannot be saved")
     config = initializer.get_config()
-    if config == cls().get_config():
-        return next(name for name, known in _BY_NAME.items() if known is cls)
-    return {"class_name": cls.__name__, "config": config}
+    name = _registry.identifier_of("initializer", cls)
+    if name is not None and config == cls().get_config():
+        return name
+    return _registry.serialize(initializer)
+
+
+def deserialize(config, custom_objects=None):
+    """The initializer a ``serialize`` dict describes (fastnn's own classes, those
+    registered with register_keras_serializable and those in ``custom_objects``)."""
+    return _registry.deserialize("initializer", config, custom_objects, base=Initializer)

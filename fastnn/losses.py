@@ -13,6 +13,8 @@ Loss objects are callable on arrays: ``loss(y_true, y_pred, sample_weight=None)`
 """
 import numpy as np
 
+from fastnn import registry as _registry
+
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none")
 
 
@@ -124,9 +126,16 @@ class LossFunctionWrapper(Loss):
         return self.fn(y_true, y_pred, **self.fn_kwargs)
 
     def get_config(self):
-        from fastnn.registry import get_registered_name
         return {"name": self.name, "reduction": self.reduction,
-                "fn": get_registered_name(self.fn), **self.fn_kwargs}
+                "fn": _registry.get_registered_name(self.fn), **self.fn_kwargs}
+
+    @classmethod
+    def from_config(cls, config):
+        """The wrapper of the function ``config["fn"]`` names (registered, or in the
+        custom_objects in scope: a function is saved by name, never as code)."""
+        config = dict(config)
+        fn = config.pop("fn", None)
+        return cls(fn if callable(fn) else _registry.function_for(fn), **config)
 
 
 def _snake(name):
@@ -207,53 +216,47 @@ class SparseCategoricalCrossentropy(_KernelLoss):
         super().__init__(name, reduction, dtype, from_logits)
 
 
-_BY_NAME = {
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "huber": Huber, "huber_loss": Huber,
-    "binary_crossentropy": BinaryCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-}
-_CLASS_BY_NAME = {cls.__name__: cls for cls in _BY_NAME.values()}
+for _cls in (MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossentropy,
+             CategoricalCrossentropy, SparseCategoricalCrossentropy, LossFunctionWrapper):
+    _registry.register("loss", _cls.__name__, _cls)
+for _identifier, _cls in (("mse", MeanSquaredError), ("mean_squared_error", MeanSquaredError),
+                          ("mae", MeanAbsoluteError), ("mean_absolute_error", MeanAbsoluteError),
+                          ("huber", Huber), ("huber_loss", Huber),
+                          ("binary_crossentropy", BinaryCrossentropy),
+                          ("categorical_crossentropy", CategoricalCrossentropy),
+                          ("sparse_categorical_crossentropy", SparseCategoricalCrossentropy)):
+    _registry.register_identifier("loss", _identifier, _cls)
 
 
 def get(identifier):
-    """A Loss from a Keras name ("mse", "categorical_crossentropy", ...), a Loss
-    instance or class, or a function ``fn(y_true, y_pred)`` (wrapped, traced)."""
+    """A Loss from a Keras name ("mse", "categorical_crossentropy", a class name, a
+    registered "package>name"), a Loss instance or class, a ``serialize`` dict, or a
+    function ``fn(y_true, y_pred)`` (wrapped, traced)."""
+    if isinstance(identifier, str):
+        identifier = _registry.lookup("loss", identifier)
+    elif isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, Loss):
         return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
-    if callable(identifier) and not isinstance(identifier, (str, type)):
+    if callable(identifier) and not isinstance(identifier, type):
         return LossFunctionWrapper(identifier)
-    raise ValueError(f"unknown loss {identifier!r}; expected one of {sorted(_BY_NAME)}, a "
-                     "fastnn.losses.Loss, or a function loss(y_true, y_pred)")
+    raise ValueError(f"unknown loss {identifier!r}; expected one of "
+                     f"{sorted(_registry.identifiers('loss'))}, a fastnn.losses.Loss, or a "
+                     "function loss(y_true, y_pred)")
 
 
 def serialize(loss):
-    """A JSON-able description of a loss (a function is named, never stored as code)."""
-    from fastnn.registry import get_registered_name
-    return {"class_name": get_registered_name(type(loss)), "config": loss.get_config()}
+    """Keras' description of a loss, ``{"class_name": ..., "config": {...}}`` (a
+    function is named, never stored as code)."""
+    return _registry.serialize(loss)
 
 
-def deserialize(spec, custom_objects=None):
-    """The loss a ``serialize`` description names (fastnn's own classes, and what
-    ``custom_objects`` or register_keras_serializable provide)."""
-    from fastnn.registry import get_registered_object
-    name = spec.get("class_name")
-    cls = _CLASS_BY_NAME.get(name) or get_registered_object(name, custom_objects)
-    if cls is None:
-        raise ValueError(f"unknown loss class {name!r}")
-    config = dict(spec.get("config", {}))
-    if cls is LossFunctionWrapper:
-        fn = get_registered_object(config.pop("fn", ""), custom_objects)
-        if fn is None:
-            raise ValueError("the loss function is not known: pass it in custom_objects")
-        return LossFunctionWrapper(fn, **config)
-    return cls(**config)
+def deserialize(config, custom_objects=None):
+    """The loss a ``serialize`` description names: fastnn's own classes, those
+    registered with register_keras_serializable and those in ``custom_objects``."""
+    return _registry.deserialize("loss", config, custom_objects, base=Loss)
 
 
 mean_squared_error = mse = MeanSquaredError()

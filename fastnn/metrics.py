@@ -13,6 +13,7 @@ import numpy as np
 
 from fastnn import _runtime
 from fastnn import initializers as _initializers
+from fastnn import registry as _registry
 from fastnn.variables import Weight
 
 
@@ -88,8 +89,16 @@ class MeanMetricWrapper(Metric):
         return np.asarray(self.fn(y_true, y_pred, **self.fn_kwargs), dtype=np.float64)
 
     def get_config(self):
-        from fastnn.registry import get_registered_name
-        return {"name": self.name, "fn": get_registered_name(self.fn), **self.fn_kwargs}
+        return {"name": self.name, "fn": _registry.get_registered_name(self.fn),
+                **self.fn_kwargs}
+
+    @classmethod
+    def from_config(cls, config):
+        """The wrapper of the function ``config["fn"]`` names (registered, or in the
+        custom_objects in scope: a function is saved by name, never as code)."""
+        config = dict(config)
+        fn = config.pop("fn", None)
+        return cls(fn if callable(fn) else _registry.function_for(fn), **config)
 
 
 class MeanAbsoluteError(Metric):
@@ -112,28 +121,38 @@ class SparseCategoricalAccuracy(Metric):
     kernel, default_name = "sparse_categorical_accuracy", "sparse_categorical_accuracy"
 
 
-_BY_NAME = {
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
-    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
-}
+for _cls in (MeanAbsoluteError, MeanSquaredError, BinaryAccuracy, CategoricalAccuracy,
+             SparseCategoricalAccuracy, MeanMetricWrapper):
+    _registry.register("metric", _cls.__name__, _cls)
+for _identifier, _cls in (("mae", MeanAbsoluteError), ("mean_absolute_error", MeanAbsoluteError),
+                          ("mse", MeanSquaredError), ("mean_squared_error", MeanSquaredError),
+                          ("binary_accuracy", BinaryAccuracy),
+                          ("categorical_accuracy", CategoricalAccuracy),
+                          ("sparse_categorical_accuracy", SparseCategoricalAccuracy)):
+    _registry.register_identifier("metric", _identifier, _cls)
 _ACCURACY_NAMES = ("accuracy", "acc")
 
 
-def get(identifier, *, sparse_targets, output_dim):
-    """Resolve a metric name, instance, class or function for a model's outputs and
-    targets.
+def get(identifier, *, sparse_targets=None, output_dim=None):
+    """Resolve a metric name, instance, class, ``serialize`` dict or function.
 
     "accuracy" / "acc" become binary accuracy for one output unit, sparse
     categorical accuracy for integer class targets, else categorical accuracy
-    (Keras' rule); the metric keeps the name the user wrote. A function becomes
+    (Keras' rule, so they need ``sparse_targets`` and ``output_dim``: compile
+    passes them); the metric keeps the name the user wrote. A function becomes
     a MeanMetricWrapper named after it.
     """
     if isinstance(identifier, Metric):
         return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str):
         if identifier in _ACCURACY_NAMES:
+            if output_dim is None or sparse_targets is None:
+                raise ValueError(f"metric {identifier!r} is resolved from the model's outputs "
+                                 "and targets (get(..., sparse_targets=, output_dim=), as "
+                                 "compile does); or name one: binary_accuracy, "
+                                 "categorical_accuracy, sparse_categorical_accuracy")
             if output_dim == 1:
                 cls = BinaryAccuracy
             elif sparse_targets:
@@ -141,12 +160,26 @@ def get(identifier, *, sparse_targets, output_dim):
             else:
                 cls = CategoricalAccuracy
             return cls(name=identifier)
-        if identifier in _BY_NAME:
-            return _BY_NAME[identifier](name=identifier)
+        found = _registry.lookup("metric", identifier)
+        if identifier in _registry.identifiers("metric"):
+            return found(name=identifier)          # "mae": reported as written
+        identifier = found
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
-    if callable(identifier) and not isinstance(identifier, (str, type)):
+    if callable(identifier) and not isinstance(identifier, type):
         return MeanMetricWrapper(identifier)
     raise ValueError(f"unknown metric {identifier!r}; expected one of "
-                     f"{sorted(_BY_NAME) + list(_ACCURACY_NAMES)}, a fastnn.metrics.Metric, "
-                     "or a function metric(y_true, y_pred)")
+                     f"{sorted(_registry.identifiers('metric')) + list(_ACCURACY_NAMES)}, a "
+                     "fastnn.metrics.Metric, or a function metric(y_true, y_pred)")
+
+
+def serialize(metric):
+    """Keras' description of a metric, ``{"class_name": ..., "config": {...}}`` (a
+    function's wrapper names the function, never stores code)."""
+    return _registry.serialize(metric)
+
+
+def deserialize(config, custom_objects=None):
+    """The metric a ``serialize`` description names: fastnn's own classes, those
+    registered with register_keras_serializable and those in ``custom_objects``."""
+    return _registry.deserialize("metric", config, custom_objects, base=Metric)

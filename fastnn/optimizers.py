@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from fastnn import registry as _registry
 from fastnn import schedules
 from fastnn.optimizer_settings import check_setting
 
@@ -141,6 +142,15 @@ class Optimizer:
             "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm,
         }
 
+    @classmethod
+    def from_config(cls, config):
+        """The optimizer ``get_config`` (or ``serialize``'s config) described; a
+        learning rate given as a ``serialize`` dict becomes its schedule."""
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        return cls(**config)
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum."""
@@ -262,14 +272,45 @@ class Adagrad(Optimizer):
                 "initial_accumulator_value": self.initial_accumulator_value}
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+for _cls in (SGD, Adam, AdamW, RMSprop, Adagrad):
+    _registry.register("optimizer", _cls.__name__, _cls)
+    _registry.register_identifier("optimizer", _cls.__name__.lower(), _cls)
 
 
 def get(identifier):
-    """An optimizer from a name ("adam", "sgd", ...; Keras defaults) or an Optimizer instance."""
+    """An optimizer from a name ("adam", "sgd", ...: Keras defaults; any case), a
+    ``serialize`` dict or an Optimizer instance."""
     if isinstance(identifier, Optimizer):
         return identifier
-    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        return _BY_NAME[identifier.lower()]()
-    raise ValueError(f"unknown optimizer {identifier!r}; expected one of {sorted(_BY_NAME)} "
-                     "or a fastnn.optimizers.Optimizer instance")
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        lower = identifier.lower()
+        found = _registry.lookup("optimizer", lower if lower in _registry.identifiers(
+            "optimizer") else identifier)
+        if isinstance(found, type) and issubclass(found, Optimizer):
+            return found()
+    raise ValueError(f"unknown optimizer {identifier!r}; expected one of "
+                     f"{sorted(_registry.identifiers('optimizer'))}, a serialize() dict or a "
+                     "fastnn.optimizers.Optimizer instance")
+
+
+def serialize(optimizer):
+    """Keras' description of an optimizer, ``{"class_name": ..., "config": {...}}``;
+    a learning-rate schedule is described the same way inside the config. A
+    learning rate that is a plain Python callable cannot be described."""
+    spec = _registry.serialize(optimizer)
+    lr = optimizer.learning_rate
+    if callable(lr):
+        if not hasattr(lr, "get_config"):
+            raise ValueError(f"cannot save optimizer {optimizer.name!r}: its learning rate is a "
+                             f"Python callable ({lr!r}); only schedule objects (fastnn."
+                             "optimizers.schedules, or classes with get_config) can be saved")
+        spec["config"]["learning_rate"] = _registry.serialize(lr)
+    return spec
+
+
+def deserialize(config, custom_objects=None):
+    """The optimizer a ``serialize`` description names (fastnn's own classes, those
+    registered with register_keras_serializable and those in ``custom_objects``)."""
+    return _registry.deserialize("optimizer", config, custom_objects, base=Optimizer)

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from fastnn import registry as _registry
+
 
 class Regularizer:
     """Base class: a penalty ``l1 * sum(|w|) + l2 * sum(w**2)`` on one weight.
@@ -114,51 +116,48 @@ l1 = L1
 l2 = L2
 l1_l2 = L1L2
 
-_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
-# String identifiers and what they build (Keras: "l1_l2" uses 0.01 for both).
-_BY_STRING = {
-    "l1": L1, "L1": L1,
-    "l2": L2, "L2": L2,
-    "l1_l2": lambda: L1L2(l1=0.01, l2=0.01), "l1l2": lambda: L1L2(l1=0.01, l2=0.01),
-    "L1L2": lambda: L1L2(l1=0.01, l2=0.01),
-}
+for _cls in (L1, L2, L1L2):
+    _registry.register("regularizer", _cls.__name__, _cls)
+
+
+def _keras_l1_l2():
+    """The string "l1_l2": both factors 0.01 (Keras), unlike L1L2()'s zeros."""
+    return L1L2(l1=0.01, l2=0.01)
+
+
+for _identifier, _make in (("l1", L1), ("L1", L1), ("l2", L2), ("L2", L2),
+                           ("l1_l2", _keras_l1_l2), ("l1l2", _keras_l1_l2),
+                           ("L1L2", _keras_l1_l2)):
+    _registry.register_identifier("regularizer", _identifier, _make)
 
 
 def serialize(regularizer):
     """A JSON-able description: ``{"class_name": ..., "config": {...}}``, or None."""
     if regularizer is None:
         return None
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return _registry.serialize(regularizer)
 
 
-def deserialize(spec):
-    """The regularizer a ``serialize`` description names (fastnn's own classes only)."""
-    if not isinstance(spec, dict):
-        raise ValueError(f"regularizer description must be a dict, got {type(spec).__name__}")
-    cls = _CLASSES.get(spec.get("class_name"))
-    if cls is None:
-        raise ValueError(f"unknown regularizer class {spec.get('class_name')!r}; expected one "
-                         f"of {sorted(_CLASSES)}")
-    config = spec.get("config") or {}
-    if not isinstance(config, dict):
-        raise ValueError(f"regularizer config must be a dict, got {type(config).__name__}")
-    try:
-        return cls(**config)
-    except TypeError as err:
-        raise ValueError(f"bad config for regularizer {cls.__name__}: {err}") from None
+def deserialize(config, custom_objects=None):
+    """The regularizer a ``serialize`` description names (fastnn's own classes, those
+    registered with register_keras_serializable and those in ``custom_objects``)."""
+    return _registry.deserialize("regularizer", config, custom_objects, base=Regularizer)
 
 
 def get(identifier):
-    """A Regularizer from None, a name ("l1", "l2", "l1_l2"), a ``serialize`` dict
-    or a Regularizer instance (returned as is)."""
+    """A Regularizer from None, a name ("l1", "l2", "l1_l2", a registered
+    "package>name"), a ``serialize`` dict or a Regularizer instance (returned as
+    is) or class."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Regularizer):
-        return identifier()
     if isinstance(identifier, dict):
         return deserialize(identifier)
-    if isinstance(identifier, str) and identifier in _BY_STRING:
-        return _BY_STRING[identifier]()
+    if isinstance(identifier, str):
+        made = _registry.lookup("regularizer", identifier)()
+        if isinstance(made, Regularizer):
+            return made
+    elif isinstance(identifier, type) and issubclass(identifier, Regularizer):
+        return identifier()
     raise ValueError(f"could not interpret regularizer {identifier!r}; expected None, one of "
-                     f"{sorted(set(_BY_STRING))}, a serialize() dict or a "
+                     f"{sorted(_registry.identifiers('regularizer'))}, a serialize() dict or a "
                      "fastnn.regularizers.Regularizer")

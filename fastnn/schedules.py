@@ -26,6 +26,7 @@ import itertools
 import math
 import numbers
 
+from fastnn import registry as _registry
 from fastnn.optimizer_settings import check_setting
 
 
@@ -157,7 +158,8 @@ class CosineDecay(LearningRateSchedule):
                 "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
 
 
-_BY_NAME = {cls.__name__: cls for cls in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay)}
+for _cls in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay):
+    _registry.register("schedule", _cls.__name__, _cls)
 
 
 def serialize(schedule):
@@ -165,20 +167,14 @@ def serialize(schedule):
     if not isinstance(schedule, LearningRateSchedule):
         raise TypeError(f"serialize: expected a LearningRateSchedule, got "
                         f"{type(schedule).__name__}")
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    return _registry.serialize(schedule)
 
 
-def deserialize(config):
-    """The schedule ``serialize`` described. Only fastnn's own schedule classes
-    are built (a saved file never names code to run)."""
-    if not isinstance(config, dict) or set(config) != {"class_name", "config"}:
-        raise ValueError(f"deserialize: expected {{'class_name': ..., 'config': {{...}}}}, "
-                         f"got {config!r}")
-    cls = _BY_NAME.get(config["class_name"])
-    if cls is None or not isinstance(config["config"], dict):
-        raise ValueError(f"deserialize: unknown learning-rate schedule "
-                         f"{config['class_name']!r}; known: {sorted(_BY_NAME)}")
-    return cls.from_config(config["config"])
+def deserialize(config, custom_objects=None):
+    """The schedule ``serialize`` described: fastnn's own schedule classes, those
+    registered with register_keras_serializable and those in ``custom_objects`` (a
+    saved file never names code to run)."""
+    return _registry.deserialize("schedule", config, custom_objects, base=LearningRateSchedule)
 
 
 # ---- argument checks (one job each; the message names the schedule) ----------

@@ -4,14 +4,18 @@ float32 is the fast path and runs compiled. float64 runs compiled for GEMM,
 dense forward, embedding, the broadcast element-wise ops, fastnn.ops'
 primitives (unary, compare, where, reduce, softmax), concatenate / split,
 batch_matmul and fused attention; its other operations are handed to
-NumpyOps, visibly: each such hand-off is recorded once in ``FALLBACKS`` and
-shown by ``fastnn.show_config()``. arg_reduce and cumsum run on NumPy for
-every dtype (recorded the same way).
+NumpyOps, visibly: each method declares its hand-off with one decorator
+(fastnn.backend.numpy_handoff), which records it once in ``FALLBACKS`` for
+``fastnn.show_config()``. arg_reduce, cumsum and l2_normalize run on NumPy
+for every dtype (declared and recorded the same way).
 """
 import numpy as np
 
 from fastnn import _runtime
 from fastnn._ext import _core
+from fastnn.backend.numpy_handoff import (  # noqa: F401  (FALLBACKS: show_config reads it here)
+    FALLBACKS, compiled_for_float32, numpy_for_every_dtype,
+)
 from fastnn.backend.numpy_ops import NumpyOps
 from fastnn.backend.ops import (
     ACTIVATIONS, BINARY_OPS, COMPARE_OPS, LOSSES, METRICS, REDUCE_OPS, RNN_CELLS, UNARY_OPS, Ops,
@@ -39,12 +43,21 @@ _GEMM_KERNELS = {np.dtype(np.float32): _core.gemm_f32, np.dtype(np.float64): _co
 _GEMM_ACT_CODES = {None: ACT_CODES["linear"], **{name: code for name, code in ACT_CODES.items()
                                                  if name != "softmax"}}
 
-# Operations handed to NumPy, recorded once each ("<method> <dtype>").
-FALLBACKS = []
-
 
 def _threads():
     return _runtime.get_num_threads()
+
+
+def _numpy_rnn_cache(cache_argument, where):
+    """A hand-off adapter for the RNN methods: NumpyOps' cache is narrower than the
+    compiled one and lives in its leading columns, so one cache shape serves both
+    dtypes (``CompiledOps.rnn_cache_shape``)."""
+    def adapt(ops, arguments):
+        a = arguments
+        n, t, _, u, _ = check_rnn_args(a["cell"], a["x"], a["kernel"], a["recurrent_kernel"],
+                                       a["bias"], a["mask"], where)
+        a[cache_argument] = ops._reference_rnn_cache(a["cell"], a[cache_argument], n, t, u)
+    return adapt
 
 
 class CompiledOps(Ops):
@@ -53,14 +66,8 @@ class CompiledOps(Ops):
     name = "compiled"
 
     def __init__(self):
+        # where numpy_handoff's declared hand-offs go
         self._reference = NumpyOps()
-
-    def _fallback(self, method, dtype):
-        """Record that `method` on `dtype` runs on NumPy; return the NumPy backend."""
-        label = f"{method} {np.dtype(dtype).name}"
-        if label not in FALLBACKS:
-            FALLBACKS.append(label)
-        return self._reference
 
     # ---- GEMM ---------------------------------------------------------------
     def gemm(self, a, b, *, transpose_a=False, transpose_b=False, alpha=1.0, beta=0.0,
@@ -85,18 +92,15 @@ class CompiledOps(Ops):
         return out
 
     # ---- activations ---------------------------------------------------------
+    @compiled_for_float32("x")
     def activation_forward(self, name, x, out=None):
-        if x.dtype != np.float32:
-            return self._fallback("activation_forward", x.dtype).activation_forward(name, x, out)
         if out is None:
             out = np.empty_like(x)
         _core.act_forward_f32(_rows(out), _rows(x), ACT_CODES[check_activation(name)], _threads())
         return out
 
+    @compiled_for_float32("dy")
     def activation_backward(self, name, dy, x, y, out=None):
-        if dy.dtype != np.float32:
-            return self._fallback("activation_backward", dy.dtype).activation_backward(
-                name, dy, x, y, out)
         if out is None:
             out = np.empty_like(dy)
         _core.act_backward_f32(_rows(out), _rows(dy), _rows_or_none(x), _rows_or_none(y),
@@ -134,11 +138,9 @@ class CompiledOps(Ops):
         kernel(out, x, w, b, False, False, 1.0, 0.0, ACT_CODES[activation], _threads())
         return out
 
+    @compiled_for_float32("dy")
     def dense_backward(self, dy, x, w, y, preact, activation, dw_out, db_out, dx_out=None,
                        scratch=None):
-        if dy.dtype != np.float32:
-            return self._fallback("dense_backward", dy.dtype).dense_backward(
-                dy, x, w, y, preact, activation, dw_out, db_out, dx_out, scratch)
         if scratch is None:
             scratch = np.empty_like(dy)
         if dx_out is None:
@@ -152,6 +154,7 @@ class CompiledOps(Ops):
     # ---- losses and metrics --------------------------------------------------
     # Short paths as dense_forward's: type tests here, the kernel's wrapper checks
     # shapes, and an error re-checks with the contract's check (its wording).
+    @compiled_for_float32("y_pred")
     def loss(self, name, y_pred, y_true, *, from_logits=False, delta=1.0, grad_out=None,
              sample_weight=None):
         code = LOSS_CODES.get(name)
@@ -159,10 +162,6 @@ class CompiledOps(Ops):
         if (code is None or type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray
                 or (sparse and y_true.dtype.kind not in "iu")):
             check_loss_args(name, y_pred, y_true, sample_weight, grad_out)
-        if y_pred.dtype != np.float32:
-            return self._fallback("loss", y_pred.dtype).loss(
-                name, y_pred, y_true, from_logits=from_logits, delta=delta, grad_out=grad_out,
-                sample_weight=sample_weight)
         if sparse and y_true.dtype != np.int64:
             y_true = np.ascontiguousarray(y_true, dtype=np.int64)
         if sample_weight is not None and (sample_weight.dtype != np.float32
@@ -176,14 +175,13 @@ class CompiledOps(Ops):
             check_loss_args(name, y_pred, y_true, sample_weight, grad_out)
             raise
 
+    @compiled_for_float32("y_pred")
     def metric_sum(self, name, y_pred, y_true):
         code = METRIC_CODES.get(name)
         sparse = name == "sparse_categorical_accuracy"
         if (code is None or type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray
                 or (sparse and y_true.dtype.kind not in "iu")):
             check_metric_args(name, y_pred, y_true)
-        if y_pred.dtype != np.float32:
-            return self._fallback("metric_sum", y_pred.dtype).metric_sum(name, y_pred, y_true)
         if sparse and y_true.dtype != np.int64:
             y_true = np.ascontiguousarray(y_true, dtype=np.int64)
         try:
@@ -194,58 +192,45 @@ class CompiledOps(Ops):
             raise
 
     # ---- optimizer steps -----------------------------------------------------
+    @compiled_for_float32("p")
     def sgd_update(self, p, g, velocity, *, lr, momentum=0.0, nesterov=False, decay=0.0):
-        if p.dtype != np.float32:
-            return self._fallback("sgd_update", p.dtype).sgd_update(
-                p, g, velocity, lr=lr, momentum=momentum, nesterov=nesterov, decay=decay)
         _core.sgd_update_f32(p, velocity, g, lr, momentum, nesterov, decay, _threads())
 
+    @compiled_for_float32("p")
     def adam_update(self, p, g, m, v, *, lr_t, beta1, beta2, eps, decay=0.0, vhat=None):
-        if p.dtype != np.float32:
-            return self._fallback("adam_update", p.dtype).adam_update(
-                p, g, m, v, lr_t=lr_t, beta1=beta1, beta2=beta2, eps=eps, decay=decay, vhat=vhat)
         _core.adam_update_f32(p, m, v, vhat, g, lr_t, beta1, beta2, eps, decay, _threads())
 
+    @compiled_for_float32("p")
     def rmsprop_update(self, p, g, ms, *, lr, rho, eps, momentum=0.0, mom=None, mg=None,
                        decay=0.0):
-        if p.dtype != np.float32:
-            return self._fallback("rmsprop_update", p.dtype).rmsprop_update(
-                p, g, ms, lr=lr, rho=rho, eps=eps, momentum=momentum, mom=mom, mg=mg, decay=decay)
         _core.rmsprop_update_f32(p, ms, mg, mom, g, lr, rho, momentum, eps, decay, _threads())
 
+    @compiled_for_float32("p")
     def adagrad_update(self, p, g, acc, *, lr, eps, decay=0.0):
-        if p.dtype != np.float32:
-            return self._fallback("adagrad_update", p.dtype).adagrad_update(
-                p, g, acc, lr=lr, eps=eps, decay=decay)
         _core.adagrad_update_f32(p, acc, g, lr, eps, decay, _threads())
 
     # ---- reductions and element-wise helpers --------------------------------
+    @compiled_for_float32("x")
     def sum_squares(self, x):
-        if x.dtype != np.float32:
-            return self._fallback("sum_squares", x.dtype).sum_squares(x)
         return _core.sum_squares_f32(_flat(x), _threads())
 
+    @compiled_for_float32("x")
     def scale_(self, x, s):
-        if x.dtype != np.float32:
-            return self._fallback("scale_", x.dtype).scale_(x, s)
         _core.scale_f32(_flat(x), s, _threads())
         return x
 
+    @compiled_for_float32("x")
     def clip_(self, x, lo, hi):
-        if x.dtype != np.float32:
-            return self._fallback("clip_", x.dtype).clip_(x, lo, hi)
         _core.clip_f32(_flat(x), lo, hi, _threads())
         return x
 
+    @compiled_for_float32("x")
     def all_finite(self, x):
-        if x.dtype != np.float32:
-            return self._fallback("all_finite", x.dtype).all_finite(x)
         return _core.all_finite_f32(_flat(np.ascontiguousarray(x)), _threads())
 
     # ---- weight regularizers -------------------------------------------------
+    @compiled_for_float32("param")
     def regularize_(self, grad, param, l1, l2):
-        if param.dtype != np.float32:
-            return self._fallback("regularize_", param.dtype).regularize_(grad, param, l1, l2)
         return _core.regularize_f32(None if grad is None else _flat(grad), _flat(param),
                                     float(l1), float(l2), _threads())
 
@@ -255,10 +240,8 @@ class CompiledOps(Ops):
         _core.dropout_mask(_flat(mask_out), seed, dropout_threshold(rate), _threads())
         return mask_out
 
+    @compiled_for_float32("x")
     def dropout_forward(self, x, seed, rate, out=None, mask_out=None):
-        if x.dtype != np.float32:
-            return self._fallback("dropout_forward", x.dtype).dropout_forward(
-                x, seed, rate, out, mask_out)
         seed, rate = check_dropout_args(seed, rate, "dropout_forward")
         if out is None:
             out = np.empty(x.shape, np.float32)
@@ -268,10 +251,8 @@ class CompiledOps(Ops):
                                   dropout_threshold(rate), dropout_scale(rate), _threads())
         return out
 
+    @compiled_for_float32("dy")
     def dropout_backward(self, dy, mask, rate, out=None):
-        if dy.dtype != np.float32:
-            return self._fallback("dropout_backward", dy.dtype).dropout_backward(
-                dy, mask, rate, out)
         _, rate = check_dropout_args(0, rate, "dropout_backward")
         if out is None:
             out = np.empty(dy.shape, np.float32)
@@ -282,23 +263,16 @@ class CompiledOps(Ops):
         return out
 
     # ---- batch normalization -------------------------------------------------
+    @compiled_for_float32("x")
     def batchnorm_stats(self, x, mean_out, var_out):
-        if x.dtype != np.float32:
-            return self._fallback("batchnorm_stats", x.dtype).batchnorm_stats(
-                x, mean_out, var_out)
         _core.batchnorm_stats_f32(mean_out, var_out, np.ascontiguousarray(x), _threads())
 
+    @compiled_for_float32("moving_mean")
     def batchnorm_update_moving_(self, moving_mean, moving_var, mean, var, momentum):
-        if moving_mean.dtype != np.float32:
-            return self._fallback("batchnorm_update_moving_", moving_mean.dtype
-                                  ).batchnorm_update_moving_(moving_mean, moving_var, mean,
-                                                             var, momentum)
         _core.batchnorm_update_moving_f32(moving_mean, moving_var, mean, var, float(momentum))
 
+    @compiled_for_float32("x")
     def batchnorm_forward(self, x, mean, var, gamma, beta, *, epsilon, out=None):
-        if x.dtype != np.float32:
-            return self._fallback("batchnorm_forward", x.dtype).batchnorm_forward(
-                x, mean, var, gamma, beta, epsilon=epsilon, out=out)
         if out is None:
             out = np.empty(x.shape, np.float32)
         try:
@@ -310,12 +284,9 @@ class CompiledOps(Ops):
             raise
         return out
 
+    @compiled_for_float32("x")
     def batchnorm_backward(self, dy, x, mean, var, gamma, *, epsilon, batch_stats,
                            dgamma_out=None, dbeta_out=None, dx_out=None):
-        if x.dtype != np.float32:
-            return self._fallback("batchnorm_backward", x.dtype).batchnorm_backward(
-                dy, x, mean, var, gamma, epsilon=epsilon, batch_stats=batch_stats,
-                dgamma_out=dgamma_out, dbeta_out=dbeta_out, dx_out=dx_out)
         if dx_out is None:
             dx_out = np.empty(x.shape, np.float32)
         elif dx_out is False:
@@ -361,12 +332,9 @@ class CompiledOps(Ops):
     # ---- convolution (NHWC) ---------------------------------------------------
     # csrc/conv.c: im2col chunks into the GEMM, fused bias + activation. float64
     # is handed to NumPy (recorded in FALLBACKS).
+    @compiled_for_float32("x")
     def conv2d_forward(self, x, w, b, *, strides, padding, dilation, activation, out=None,
                        preact_out=None, cols=None):
-        if getattr(x, "dtype", None) != np.float32:
-            return self._fallback("conv2d_forward", x.dtype).conv2d_forward(
-                x, w, b, strides=strides, padding=padding, dilation=dilation,
-                activation=activation, out=out, preact_out=preact_out, cols=cols)
         activation, geom = check_conv2d_args(x, w, b, strides, padding, dilation, activation,
                                              out, preact_out)
         if out is None:
@@ -386,13 +354,9 @@ class CompiledOps(Ops):
         return max(_core.conv2d_work_floats(x, w, y, *_conv_kernel_args(geom), backward, threads)
                    for backward in (False, True))
 
+    @compiled_for_float32("dy")
     def conv2d_backward(self, dy, x, w, y, preact, *, strides, padding, dilation, activation,
                         dw_out, db_out, dx_out=None, scratch=None, cols=None):
-        if getattr(dy, "dtype", None) != np.float32:
-            return self._fallback("conv2d_backward", dy.dtype).conv2d_backward(
-                dy, x, w, y, preact, strides=strides, padding=padding, dilation=dilation,
-                activation=activation, dw_out=dw_out, db_out=db_out, dx_out=dx_out,
-                scratch=scratch, cols=cols)
         activation, geom = check_conv2d_args(x, w, None, strides, padding, dilation, activation,
                                              None, None, "conv2d_backward")
         shape = (geom.n, geom.oh, geom.ow, w.shape[3])
@@ -412,11 +376,8 @@ class CompiledOps(Ops):
         return dx_out
 
     # ---- pooling (NHWC) --------------------------------------------------------
+    @compiled_for_float32("x")
     def max_pool2d_forward(self, x, *, pool_size, strides, padding, out=None, argmax_out=None):
-        if x.dtype != np.float32:
-            return self._fallback("max_pool2d_forward", x.dtype).max_pool2d_forward(
-                x, pool_size=pool_size, strides=strides, padding=padding, out=out,
-                argmax_out=argmax_out)
         geom = check_pool_args(x, pool_size, strides, padding, out, "max_pool2d_forward")
         if out is None:
             out = np.empty(geom.output_shape, np.float32)
@@ -424,19 +385,15 @@ class CompiledOps(Ops):
                                      *_pool_kernel_args(geom), _threads())
         return out
 
+    @compiled_for_float32("dy")
     def max_pool2d_backward(self, dy, argmax, *, input_shape, out=None):
-        if dy.dtype != np.float32:
-            return self._fallback("max_pool2d_backward", dy.dtype).max_pool2d_backward(
-                dy, argmax, input_shape=input_shape, out=out)
         if out is None:
             out = np.empty(tuple(input_shape), np.float32)
         _core.max_pool2d_backward_f32(out, np.ascontiguousarray(dy), argmax, _threads())
         return out
 
+    @compiled_for_float32("x")
     def avg_pool2d_forward(self, x, *, pool_size, strides, padding, out=None):
-        if x.dtype != np.float32:
-            return self._fallback("avg_pool2d_forward", x.dtype).avg_pool2d_forward(
-                x, pool_size=pool_size, strides=strides, padding=padding, out=out)
         geom = check_pool_args(x, pool_size, strides, padding, out, "avg_pool2d_forward")
         if out is None:
             out = np.empty(geom.output_shape, np.float32)
@@ -444,11 +401,8 @@ class CompiledOps(Ops):
                                      _threads())
         return out
 
+    @compiled_for_float32("dy")
     def avg_pool2d_backward(self, dy, *, input_shape, pool_size, strides, padding, out=None):
-        if dy.dtype != np.float32:
-            return self._fallback("avg_pool2d_backward", dy.dtype).avg_pool2d_backward(
-                dy, input_shape=input_shape, pool_size=pool_size, strides=strides,
-                padding=padding, out=out)
         if out is None:
             out = np.empty(tuple(input_shape), np.float32)
         geom = WindowGeometry(out.shape, pool_size, strides, padding, (1, 1),
@@ -469,17 +423,12 @@ class CompiledOps(Ops):
     def rnn_cache_shape(self, cell, n, t, units):
         return (int(n), int(t), int(_core.rnn_cache_width(_rnn_code(cell), int(units))))
 
+    @compiled_for_float32("x", adapt=_numpy_rnn_cache("cache_out", "rnn_forward"))
     def rnn_forward(self, cell, x, kernel, recurrent_kernel, bias, *, activation,
                     recurrent_activation, go_backwards=False, mask=None, hs_out=None,
                     cache_out=None):
         n, t, _, u, _ = check_rnn_args(cell, x, kernel, recurrent_kernel, bias, mask,
                                        "rnn_forward")
-        if x.dtype != np.float32:
-            return self._fallback("rnn_forward", x.dtype).rnn_forward(
-                cell, x, kernel, recurrent_kernel, bias, activation=activation,
-                recurrent_activation=recurrent_activation, go_backwards=go_backwards,
-                mask=mask, hs_out=hs_out,
-                cache_out=self._reference_rnn_cache(cell, cache_out, n, t, u))
         act = ACT_CODES[check_activation(activation, allow_softmax=False)]
         ract = ACT_CODES[check_activation(recurrent_activation, allow_softmax=False)]
         if hs_out is None:
@@ -489,18 +438,11 @@ class CompiledOps(Ops):
                               _rnn_code(cell), act, ract, bool(go_backwards), _threads())
         return hs_out
 
+    @compiled_for_float32("x", adapt=_numpy_rnn_cache("cache", "rnn_backward"))
     def rnn_backward(self, cell, dhs, x, kernel, recurrent_kernel, bias, hs, cache, *,
                      activation, recurrent_activation, go_backwards=False, mask=None,
                      dkernel_out, drecurrent_out, dbias_out, dx_out=None):
-        n, t, _, u, _ = check_rnn_args(cell, x, kernel, recurrent_kernel, bias, mask,
-                                       "rnn_backward")
-        if x.dtype != np.float32:
-            return self._fallback("rnn_backward", x.dtype).rnn_backward(
-                cell, dhs, x, kernel, recurrent_kernel, bias, hs,
-                self._reference_rnn_cache(cell, cache, n, t, u), activation=activation,
-                recurrent_activation=recurrent_activation, go_backwards=go_backwards,
-                mask=mask, dkernel_out=dkernel_out, drecurrent_out=drecurrent_out,
-                dbias_out=dbias_out, dx_out=dx_out)
+        check_rnn_args(cell, x, kernel, recurrent_kernel, bias, mask, "rnn_backward")
         act = ACT_CODES[check_activation(activation, allow_softmax=False)]
         ract = ACT_CODES[check_activation(recurrent_activation, allow_softmax=False)]
         if dx_out is None:
@@ -627,12 +569,8 @@ class CompiledOps(Ops):
             code = REDUCE_CODES[op]
         return _core.reduce_backward(out, dy, x, y, axes, bool(keepdims), code, _threads())
 
-    def arg_reduce(self, op, x, axis, keepdims=False, out=None):
-        return self._fallback("arg_reduce", getattr(x, "dtype", np.float32)).arg_reduce(
-            op, x, axis, keepdims, out)
-
-    def cumsum(self, x, axis, out=None):
-        return self._fallback("cumsum", getattr(x, "dtype", np.float32)).cumsum(x, axis, out)
+    arg_reduce = numpy_for_every_dtype(NumpyOps.arg_reduce, "x")
+    cumsum = numpy_for_every_dtype(NumpyOps.cumsum, "x")
 
     def softmax(self, x, axis=-1, out=None):
         if type(x) is not np.ndarray:
@@ -655,12 +593,8 @@ class CompiledOps(Ops):
         return _core.softmax_backward(out, dy, y, axis, True, _threads())
 
     # ---- L2 normalization: rare (Dot(normalize=True)), handed to NumPy visibly ------
-    def l2_normalize(self, x, axis, out=None):
-        return self._fallback("l2_normalize", x.dtype).l2_normalize(x, axis, out)
-
-    def l2_normalize_backward(self, dy, x, axis, out=None):
-        return self._fallback("l2_normalize_backward", x.dtype).l2_normalize_backward(
-            dy, x, axis, out)
+    l2_normalize = numpy_for_every_dtype(NumpyOps.l2_normalize, "x")
+    l2_normalize_backward = numpy_for_every_dtype(NumpyOps.l2_normalize_backward, "x")
 
     # ---- fused attention: csrc/attention.c, float32 and float64 ------------------------
     # Validation in Python (ops.check_attention_args: the errors users see),

@@ -31,7 +31,8 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Flatten", "Re
            "GlobalAveragePooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
            "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
-           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot"]
+           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
+           "serialize", "deserialize"]
 
 # The layer types a saved model may name, by class name (fastnn.registry):
 # fastnn.saving builds only these (plus a caller's own custom_objects), so a
@@ -77,3 +78,17 @@ LAYER_CLASSES = {
 }
 for _name, _cls in LAYER_CLASSES.items():
     _registry.register("layer", _name, _cls)
+
+
+def serialize(layer):
+    """Keras' description of a layer, ``{"class_name": ..., "config": get_config()}``
+    (a registered class by its ``package>name``). A whole model is saved with
+    ``save`` or described by ``fastnn.saving.model_config``."""
+    return _registry.serialize(layer)
+
+
+def deserialize(config, custom_objects=None):
+    """A new layer from a ``serialize`` description: fastnn's own layer classes,
+    those registered with register_keras_serializable and those in
+    ``custom_objects``."""
+    return _registry.deserialize("layer", config, custom_objects, base=Layer)

@@ -9,17 +9,17 @@ Loading replays the nodes in order, so a reference can only name a tensor
 that already exists: a file cannot describe a cycle, and nothing is run but
 fastnn's own constructors.
 
-Only fastnn's own classes (those in fastnn.registry: layers and models; the
-optimizer, loss, metric and schedule classes) and the caller's
-``custom_objects`` are ever built; nothing named in a file is imported or
-evaluated. Any problem is a ValueError saying what is wrong.
+Only fastnn's own classes, those registered with register_keras_serializable
+and the caller's ``custom_objects`` are ever built -- every name is looked up
+in fastnn.registry, as ``get`` / ``deserialize`` look it up -- and nothing
+named in a file is imported or evaluated. Any problem is a ValueError saying
+what is wrong.
 """
 from fastnn import layers as _layers
 from fastnn import losses as _losses
 from fastnn import metrics as _metrics
 from fastnn import optimizers as _optimizers
 from fastnn import registry as _registry
-from fastnn import schedules as _schedules
 from fastnn.graph.calls import replay_arguments
 from fastnn.graph.tensor import flatten_structure
 from fastnn.layers.base import Layer
@@ -119,8 +119,7 @@ def compile_spec(model):
         return None
     optimizer = config["optimizer"]
     return {
-        "optimizer": {"class_name": type(optimizer).__name__,
-                      "config": _optimizer_config(optimizer),
+        "optimizer": {**_optimizers.serialize(optimizer),
                       "iterations": int(optimizer.iterations)},
         "loss": _structure(config["loss"], _loss_spec),
         "loss_weights": _structure(config["loss_weights"], float),
@@ -155,22 +154,7 @@ def _loss_spec(loss):
 def _metric_spec(metric):
     if isinstance(metric, str):
         return metric
-    if not isinstance(metric, _metrics.Metric):       # a function: saved by name
-        metric = _metrics.get(metric, sparse_targets=False, output_dim=2)
-    return {"class_name": _registry.get_registered_name(type(metric)),
-            "config": metric.get_config()}
-
-
-def _optimizer_config(optimizer):
-    config = optimizer.get_config()
-    lr = optimizer.learning_rate
-    if callable(lr):
-        if not hasattr(lr, "get_config"):
-            raise ValueError(f"cannot save optimizer {optimizer.name!r}: its learning rate is a "
-                             f"Python callable ({lr!r}); only schedule objects (fastnn."
-                             "optimizers.schedules, or classes with get_config) can be saved")
-        config["learning_rate"] = {"class_name": type(lr).__name__, "config": lr.get_config()}
-    return config
+    return _metrics.serialize(_metrics.get(metric))    # a function: saved by name
 
 
 # ============================================================================
@@ -189,36 +173,8 @@ def check_custom_objects(custom_objects):
     return dict(custom_objects)
 
 
-def _classes_in(module, base):
-    """The public classes ``module`` itself defines that derive from ``base``."""
-    return {name: obj for name, obj in vars(module).items()
-            if isinstance(obj, type) and issubclass(obj, base) and obj is not base
-            and obj.__module__ == module.__name__ and not name.startswith("_")}
-
-
 def _model_classes():
     return _registry.classes("model")
-
-
-def class_for(kind, spec, builtin, base, custom):
-    """The class ``spec["class_name"]`` names: the caller's custom_objects, then the
-    classes registered with register_keras_serializable, then fastnn's own."""
-    if not isinstance(spec, dict):
-        raise ValueError(f"a {kind} must be described by an object, got {type(spec).__name__}")
-    name = spec.get("class_name")
-    if not isinstance(name, str):
-        raise ValueError(f"a {kind}'s class_name must be a string, got {name!r}")
-    cls = _registry.get_registered_object(name, custom) or builtin.get(name)
-    if cls is None:
-        raise ValueError(f"unknown {kind} class {name!r}: fastnn builds only its own {kind} "
-                         f"classes ({', '.join(sorted(builtin))}), those registered with "
-                         "keras.saving.register_keras_serializable and those passed in "
-                         "custom_objects (class name -> class)")
-    if not isinstance(cls, type):
-        raise ValueError(f"{name!r} names {cls!r}, which is not a class")
-    if not issubclass(cls, base):
-        raise ValueError(f"custom_objects[{name!r}] is not a {base.__name__}")
-    return cls
 
 
 def config_of(kind, spec):
@@ -255,7 +211,9 @@ def _short(value, limit=200):
 def build_model(spec, custom):
     """The (uncompiled) model ``spec`` ({"class_name", "config"}) describes."""
     check_size(spec.get("config") if isinstance(spec, dict) else None, custom)
-    return _build_model(spec, custom)
+    # in scope, custom_objects reach what layers deserialize themselves (initializers...)
+    with _registry.custom_objects_in_scope(custom):
+        return _build_model(spec, custom)
 
 
 def check_size(config, custom):
@@ -292,7 +250,7 @@ def _is_nested_model(spec, custom):
 
 def _build_model(spec, custom):
     classes = _model_classes()
-    cls = class_for("model", spec, classes, classes["Model"], custom)
+    cls = _registry.spec_class("model", spec, custom, base=classes["Model"])
     if cls.call is not Layer.call:
         return _subclassed(cls, spec)
     return _model_from_config(cls, config_of("model", spec), custom)
@@ -312,7 +270,8 @@ def _subclassed(cls, spec):
 def model_from_config(model_class, config, custom):
     """A new, uncompiled model of ``model_class`` from ``model_config``'s data."""
     check_size(config, custom)
-    return _model_from_config(model_class, config, custom)
+    with _registry.custom_objects_in_scope(custom):
+        return _model_from_config(model_class, config, custom)
 
 
 def _model_from_config(model_class, config, custom):
@@ -337,7 +296,7 @@ def _model_from_config(model_class, config, custom):
 def _build_layer(spec, custom):
     if _is_nested_model(spec, custom):
         return _build_model(spec, custom)
-    cls = class_for("layer", spec, _registry.classes("layer"), Layer, custom)
+    cls = _registry.spec_class("layer", spec, custom, base=Layer)
     if "build_config" in spec and hasattr(cls, "build_from_config"):
         return _subclassed(cls, spec)
     return _from_config("layer", cls, config_of("layer", spec))
@@ -449,15 +408,9 @@ def compile_args(spec, custom):
     if not isinstance(spec, dict):
         raise ValueError("compile must be an object or null")
     opt_spec = spec.get("optimizer")
-    cls = class_for("optimizer", opt_spec, _classes_in(_optimizers, _optimizers.Optimizer),
-                    _optimizers.Optimizer, custom)
-    config = dict(config_of("optimizer", opt_spec))
-    if isinstance(config.get("learning_rate"), dict):
-        config["learning_rate"] = _schedule(config["learning_rate"], custom)
-    optimizer = construct(f"optimizer {cls.__name__} cannot be built from {_short(config)}",
-                          lambda c: cls(**c), config)
+    optimizer = _optimizers.deserialize(opt_spec, custom)
     # the constructor checked every setting; the step count is checked by the same rules
-    iterations = check_setting(f"optimizer {cls.__name__}", "iterations",
+    iterations = check_setting(f"optimizer {type(optimizer).__name__}", "iterations",
                                opt_spec.get("iterations", 0))
     loss_spec, metric_specs = spec.get("loss"), spec.get("metrics", [])
     if isinstance(loss_spec, dict) and "kind" in loss_spec:         # version 2
@@ -500,22 +453,7 @@ def _read_leaf_or_list(value, leaf):
 
 
 def _loss(spec, custom):
-    cls = class_for("loss", spec, _classes_in(_losses, _losses.Loss), _losses.Loss, custom)
-    return _from_config("loss", cls, _with_function(config_of("loss", spec), custom))
-
-
-def _with_function(config, custom):
-    """A wrapper's config with its function (saved by name) looked up: in
-    custom_objects, then among the registered functions -- never imported."""
-    if "fn" not in config:
-        return config
-    name = config["fn"]
-    fn = _registry.get_registered_object(name, custom) if isinstance(name, str) else None
-    if fn is None or not callable(fn):
-        raise ValueError(f"unknown function {name!r}: a loss or metric function is saved by "
-                         "name only; pass it in custom_objects={name: function} or register it "
-                         "with keras.saving.register_keras_serializable")
-    return {**config, "fn": fn}
+    return _losses.deserialize(spec, custom)
 
 
 def _loss_weight(value):
@@ -524,15 +462,7 @@ def _loss_weight(value):
     return float(value)
 
 
-def _schedule(spec, custom):
-    base = _schedules.LearningRateSchedule
-    cls = class_for("learning-rate schedule", spec, _classes_in(_schedules, base), base, custom)
-    return _from_config("learning-rate schedule", cls, config_of("schedule", spec))
-
-
 def _metric(spec, custom):
     if isinstance(spec, str):
         return spec            # a name: compile() resolves and checks it
-    cls = class_for("metric", spec, _classes_in(_metrics, _metrics.Metric), _metrics.Metric,
-                    custom)
-    return _from_config("metric", cls, _with_function(config_of("metric", spec), custom))
+    return _metrics.deserialize(spec, custom)
