@@ -6,11 +6,6 @@
 # the hot path of a training step, so the checks are C-level compares on the
 # array header; Python objects are only built to word an error.
 
-# Dtype instances: a native array's .dtype *is* one of these, so data_of's
-# identity test succeeds without a rich comparison.
-cdef object _K_F32 = np.dtype(np.float32)
-cdef object _K_I64 = np.dtype(np.int64)
-
 # Names of the FNN_ACT_* codes, in code order (the same tuple as
 # fastnn.backend.ops.ACTIVATIONS; a test keeps them equal). Used in errors.
 KERNEL_ACTIVATIONS = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax",

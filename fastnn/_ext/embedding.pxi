@@ -3,9 +3,7 @@
 # of any shape (M = their count); Y / dY hold M rows of D features. The
 # kernel rejects an index outside [0, V) before touching any output; this
 # wrapper checks first so the error names the shapes and the bad values.
-# Uses data_of (runtime.pxi) and _K_I64 (act.pxi).
-
-cdef object _K_F64_EMB = np.dtype(np.float64)
+# Uses data_of and the dtype constants (runtime.pxi).
 
 
 cdef inline int _e_check(cnp.ndarray rows, cnp.ndarray idx, cnp.ndarray table, str where,
@@ -35,7 +33,7 @@ def embedding_forward(cnp.ndarray Y not None, cnp.ndarray idx not None,
     cdef const int64_t *ip = <const int64_t *>data_of(idx, _K_I64, where, "indices")
     cdef int64_t m = cnp.PyArray_SIZE(idx), v, d
     cdef bint f32 = table.dtype == _K_F32
-    cdef object dtype = _K_F32 if f32 else _K_F64_EMB
+    cdef object dtype = _K_F32 if f32 else _K_F64
     cdef void *yp
     cdef const void *tp
     cdef int status
@@ -61,7 +59,7 @@ def embedding_backward(cnp.ndarray dtable not None, cnp.ndarray dY not None,
     cdef const int64_t *ip = <const int64_t *>data_of(idx, _K_I64, where, "indices")
     cdef int64_t m = cnp.PyArray_SIZE(idx), v, d
     cdef bint f32 = dtable.dtype == _K_F32
-    cdef object dtype = _K_F32 if f32 else _K_F64_EMB
+    cdef object dtype = _K_F32 if f32 else _K_F64
     cdef void *gp
     cdef const void *dyp
     cdef int status

@@ -32,6 +32,49 @@ cdef int _gemm_check(str where, cnp.ndarray C, cnp.ndarray A, cnp.ndarray B, cnp
     return 0
 
 
+cdef int _gemm32(str where, cnp.ndarray C, cnp.ndarray A, cnp.ndarray B, object bias,
+                 bint trans_a, bint trans_b, double alpha, double beta, int act,
+                 int nthreads) except -1:
+    cdef int64_t mnk[3]
+    cdef float *c
+    cdef const float *a
+    cdef const float *b
+    cdef const float *bp = NULL
+    cdef int status
+    _gemm_check(where, C, A, B, bias, trans_a, trans_b, mnk)
+    c = <float *>data_of(C, _K_F32, where, "C", True)
+    a = <const float *>data_of(A, _K_F32, where, "A")
+    b = <const float *>data_of(B, _K_F32, where, "B")
+    if bias is not None:
+        bp = <const float *>data_of(bias, _K_F32, where, "bias")
+    with nogil:
+        status = fnn_gemm_f32(c, a, b, bp, mnk[0], mnk[1], mnk[2], A.shape[1], B.shape[1],
+                              C.shape[1], trans_a, trans_b, <float>alpha, <float>beta, act,
+                              nthreads)
+    return check_status(status)
+
+
+cdef int _gemm64(str where, cnp.ndarray C, cnp.ndarray A, cnp.ndarray B, object bias,
+                 bint trans_a, bint trans_b, double alpha, double beta, int act,
+                 int nthreads) except -1:
+    cdef int64_t mnk[3]
+    cdef double *c
+    cdef const double *a
+    cdef const double *b
+    cdef const double *bp = NULL
+    cdef int status
+    _gemm_check(where, C, A, B, bias, trans_a, trans_b, mnk)
+    c = <double *>data_of(C, _K_F64, where, "C", True)
+    a = <const double *>data_of(A, _K_F64, where, "A")
+    b = <const double *>data_of(B, _K_F64, where, "B")
+    if bias is not None:
+        bp = <const double *>data_of(bias, _K_F64, where, "bias")
+    with nogil:
+        status = fnn_gemm_f64(c, a, b, bp, mnk[0], mnk[1], mnk[2], A.shape[1], B.shape[1],
+                              C.shape[1], trans_a, trans_b, alpha, beta, act, nthreads)
+    return check_status(status)
+
+
 def gemm_f32(cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not None,
              cnp.ndarray bias, bint trans_a, bint trans_b, double alpha, double beta,
              int act, int nthreads):
@@ -40,23 +83,45 @@ def gemm_f32(cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not N
     op(A) is A.T when trans_a (likewise B); bias (N,) may be None; act is an
     FNN_ACT_* code other than softmax. beta == 0 never reads C.
     """
-    cdef int64_t mnk[3]
-    cdef float *c
-    cdef const float *a
-    cdef const float *b
-    cdef const float *bp = NULL
-    cdef int status
-    _gemm_check("gemm_f32", C, A, B, bias, trans_a, trans_b, mnk)
-    c = <float *>data_of(C, np.float32, "gemm_f32", "C", True)
-    a = <const float *>data_of(A, np.float32, "gemm_f32", "A")
-    b = <const float *>data_of(B, np.float32, "gemm_f32", "B")
-    if bias is not None:
-        bp = <const float *>data_of(bias, np.float32, "gemm_f32", "bias")
-    with nogil:
-        status = fnn_gemm_f32(c, a, b, bp, mnk[0], mnk[1], mnk[2], A.shape[1], B.shape[1],
-                              C.shape[1], trans_a, trans_b, <float>alpha, <float>beta, act,
-                              nthreads)
-    check_status(status)
+    _gemm32("gemm_f32", C, A, B, bias, trans_a, trans_b, alpha, beta, act, nthreads)
+
+
+def gemm_f64(cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not None,
+             cnp.ndarray bias, bint trans_a, bint trans_b, double alpha, double beta,
+             int act, int nthreads):
+    """C = act(alpha * op(A) @ op(B) + beta * C + bias), float64, in place in C.
+
+    Same arguments and semantics as gemm_f32.
+    """
+    _gemm64("gemm_f64", C, A, B, bias, trans_a, trans_b, alpha, beta, act, nthreads)
+
+
+def gemm(object C, cnp.ndarray A not None, cnp.ndarray B not None, object bias, bint trans_a,
+         bint trans_b, double alpha, double beta, int act, int nthreads):
+    """fastnn.ops.gemm's one call: gemm_f32 or gemm_f64 by A's dtype, C allocated
+    when None (beta is then ignored: there is nothing to scale), non-contiguous
+    A or B copied. Returns C. Apps call small GEMMs in loops, so the whole path,
+    the allocation included, stays in C."""
+    cdef cnp.npy_intp dims[2]
+    cdef int t = cnp.PyArray_TYPE(A)
+    if not cnp.PyArray_IS_C_CONTIGUOUS(A):
+        A = cnp.PyArray_GETCONTIGUOUS(A)
+    if not cnp.PyArray_IS_C_CONTIGUOUS(B):
+        B = cnp.PyArray_GETCONTIGUOUS(B)
+    if C is None:
+        if A.ndim != 2 or B.ndim != 2:
+            raise ValueError(f"gemm: A and B must be 2-D, got A {(<object>A).shape}, "
+                             f"B {(<object>B).shape}")
+        dims[0] = A.shape[1] if trans_a else A.shape[0]
+        dims[1] = B.shape[0] if trans_b else B.shape[1]
+        C = cnp.PyArray_EMPTY(2, dims, cnp.NPY_DOUBLE if t == cnp.NPY_DOUBLE else cnp.NPY_FLOAT,
+                              0)
+        beta = 0.0
+    if t == cnp.NPY_DOUBLE:
+        _gemm64("gemm", C, A, B, bias, trans_a, trans_b, alpha, beta, act, nthreads)
+    else:
+        _gemm32("gemm", C, A, B, bias, trans_a, trans_b, alpha, beta, act, nthreads)
+    return C
 
 
 def gemm_keep_f32(cnp.ndarray C not None, cnp.ndarray Z not None, cnp.ndarray A not None,
@@ -82,39 +147,14 @@ def gemm_keep_f32(cnp.ndarray C not None, cnp.ndarray Z not None, cnp.ndarray A 
     if (_overlaps(Z, C) or _overlaps(Z, A) or _overlaps(Z, B)
             or (bias is not None and _overlaps(Z, bias))):
         raise ValueError("gemm_keep_f32: Z must not share memory with C, A, B or bias")
-    c = <float *>data_of(C, np.float32, "gemm_keep_f32", "C", True)
-    z = <float *>data_of(Z, np.float32, "gemm_keep_f32", "Z", True)
-    a = <const float *>data_of(A, np.float32, "gemm_keep_f32", "A")
-    b = <const float *>data_of(B, np.float32, "gemm_keep_f32", "B")
+    c = <float *>data_of(C, _K_F32, "gemm_keep_f32", "C", True)
+    z = <float *>data_of(Z, _K_F32, "gemm_keep_f32", "Z", True)
+    a = <const float *>data_of(A, _K_F32, "gemm_keep_f32", "A")
+    b = <const float *>data_of(B, _K_F32, "gemm_keep_f32", "B")
     if bias is not None:
-        bp = <const float *>data_of(bias, np.float32, "gemm_keep_f32", "bias")
+        bp = <const float *>data_of(bias, _K_F32, "gemm_keep_f32", "bias")
     with nogil:
         status = fnn_gemm_keep_f32(c, z, a, b, bp, mnk[0], mnk[1], mnk[2], A.shape[1],
                                    B.shape[1], C.shape[1], trans_a, trans_b, <float>alpha,
                                    <float>beta, act, nthreads)
-    check_status(status)
-
-
-def gemm_f64(cnp.ndarray C not None, cnp.ndarray A not None, cnp.ndarray B not None,
-             cnp.ndarray bias, bint trans_a, bint trans_b, double alpha, double beta,
-             int act, int nthreads):
-    """C = act(alpha * op(A) @ op(B) + beta * C + bias), float64, in place in C.
-
-    Same arguments and semantics as gemm_f32.
-    """
-    cdef int64_t mnk[3]
-    cdef double *c
-    cdef const double *a
-    cdef const double *b
-    cdef const double *bp = NULL
-    cdef int status
-    _gemm_check("gemm_f64", C, A, B, bias, trans_a, trans_b, mnk)
-    c = <double *>data_of(C, np.float64, "gemm_f64", "C", True)
-    a = <const double *>data_of(A, np.float64, "gemm_f64", "A")
-    b = <const double *>data_of(B, np.float64, "gemm_f64", "B")
-    if bias is not None:
-        bp = <const double *>data_of(bias, np.float64, "gemm_f64", "bias")
-    with nogil:
-        status = fnn_gemm_f64(c, a, b, bp, mnk[0], mnk[1], mnk[2], A.shape[1], B.shape[1],
-                              C.shape[1], trans_a, trans_b, alpha, beta, act, nthreads)
     check_status(status)

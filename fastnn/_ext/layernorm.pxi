@@ -4,9 +4,6 @@
 # these checks repeat what the kernel relies on (dtype, shape, contiguity).
 # Uses runtime.pxi, act.pxi and elementwise.pxi's helpers (included before).
 
-cdef object _LN_F32 = np.dtype(np.float32)
-cdef object _LN_F64 = np.dtype(np.float64)
-
 
 cdef inline void *_ln_vec(object a, object dtype, Py_ssize_t n, str where, str name,
                           bint writable) except? NULL:
@@ -21,7 +18,7 @@ cdef inline object _ln_dtype(cnp.ndarray X, str where, int *t):
     t[0] = _ew_float_type(X)
     if t[0] < 0:
         raise TypeError(f"{where}: x must be float32 or float64, got {X.dtype}")
-    return _LN_F32 if t[0] == cnp.NPY_FLOAT else _LN_F64
+    return _K_F32 if t[0] == cnp.NPY_FLOAT else _K_F64
 
 
 def layer_norm_forward(cnp.ndarray Y not None, object mean, object rstd, cnp.ndarray X not None,

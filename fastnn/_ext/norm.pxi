@@ -4,8 +4,6 @@
 # masks uint8. Uses the argument checks in runtime.pxi and act.pxi.
 from libc.stdint cimport uint8_t, uint64_t
 
-cdef object _K_U8 = np.dtype(np.uint8)
-
 
 def dropout_mask(cnp.ndarray mask not None, uint64_t seed, uint64_t threshold, int nthreads):
     """mask (n,) uint8 = 1 where element i is kept for `seed`, else 0."""

@@ -7,6 +7,13 @@ import numpy as np
 
 cnp.import_array()
 
+# Dtype instances: a native array's .dtype *is* one of these, so data_of's
+# identity test succeeds without a rich comparison.
+cdef object _K_F32 = np.dtype(np.float32)
+cdef object _K_F64 = np.dtype(np.float64)
+cdef object _K_I64 = np.dtype(np.int64)
+cdef object _K_U8 = np.dtype(np.uint8)
+
 ISA_NAMES = tuple(fnn_isa_name(i).decode() for i in range(FNN_ISA_COUNT))
 
 

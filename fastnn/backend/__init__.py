@@ -37,8 +37,10 @@ def get_ops(name):
 
 
 def current_ops():
-    """The Ops of the backend in force now."""
-    return get_ops(_runtime.get_backend())
+    """The Ops of the backend in force now (one dict lookup once it is resolved:
+    every kernel call from fastnn.ops and the layers goes through here)."""
+    ops = _instances.get(_runtime.settings.backend)
+    return ops if ops is not None else get_ops(_runtime.get_backend())
 
 
 __all__ = ["Ops", "NumpyOps", "current_ops", "get_ops"]

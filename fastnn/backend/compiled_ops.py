@@ -43,9 +43,8 @@ _GEMM_KERNELS = {np.dtype(np.float32): _core.gemm_f32, np.dtype(np.float64): _co
 _GEMM_ACT_CODES = {None: ACT_CODES["linear"], **{name: code for name, code in ACT_CODES.items()
                                                  if name != "softmax"}}
 
-
-def _threads():
-    return _runtime.get_num_threads()
+# The thread count every kernel call passes (bound once: one call less per kernel).
+_threads = _runtime.get_num_threads
 
 
 def _numpy_rnn_cache(cache_argument, where):
@@ -72,24 +71,19 @@ class CompiledOps(Ops):
     # ---- GEMM ---------------------------------------------------------------
     def gemm(self, a, b, *, transpose_a=False, transpose_b=False, alpha=1.0, beta=0.0,
              bias=None, activation=None, out=None):
+        # Apps call small GEMMs in loops: the type tests here, then one wrapper call
+        # (dtype dispatch, allocation and shape checks in Cython). Any error is
+        # worded by the contract's check_gemm_args, as on the NumPy backend.
         act = _GEMM_ACT_CODES.get(activation)
-        kernel = _GEMM_KERNELS.get(getattr(a, "dtype", None))
-        if (kernel is None or act is None or type(a) is not np.ndarray
-                or type(b) is not np.ndarray or a.dtype != b.dtype or a.ndim != 2 or b.ndim != 2
-                or (out is None and beta != 0)):
+        if (act is None or type(a) is not np.ndarray or type(b) is not np.ndarray
+                or a.dtype is not b.dtype or (out is None and beta != 0)):
             check_gemm_args(a, b, transpose_a, transpose_b, beta, bias, activation, out)
-        # Shapes, out and bias are checked again, naming them, by the kernel's wrapper:
-        # this path stays short for the small GEMMs apps call in loops.
-        if not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a)
-        if not b.flags.c_contiguous:
-            b = np.ascontiguousarray(b)
-        if out is None:
-            out = np.empty((a.shape[1] if transpose_a else a.shape[0],
-                            b.shape[0] if transpose_b else b.shape[1]), dtype=a.dtype)
-        kernel(out, a, b, bias, bool(transpose_a), bool(transpose_b), float(alpha), float(beta),
-               act, _threads())
-        return out
+        try:
+            return _core.gemm(out, a, b, bias, transpose_a, transpose_b, alpha, beta, act,
+                              _threads())
+        except (ValueError, TypeError):
+            check_gemm_args(a, b, transpose_a, transpose_b, beta, bias, activation, out)
+            raise
 
     # ---- activations ---------------------------------------------------------
     @compiled_for_float32("x")

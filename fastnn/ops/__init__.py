@@ -61,10 +61,18 @@ _KERNELS = [name for name in vars(_Ops) if not name.startswith("_")
             and callable(getattr(_Ops, name)) and name not in _KERAS]
 
 
-def __getattr__(name):
-    if name in _KERNELS:
-        return getattr(_current_ops(), name)
-    raise AttributeError(f"module 'fastnn.ops' has no attribute {name!r}")
+def _kernel(name):
+    """fastnn.ops.<name>: the kernel of the backend in force at each call (a
+    module-level function, not a module __getattr__: that lookup alone cost
+    more than a small GEMM)."""
+    def kernel(*args, **kwargs):
+        return getattr(_current_ops(), name)(*args, **kwargs)
+    kernel.__name__ = kernel.__qualname__ = name
+    kernel.__doc__ = getattr(_Ops, name).__doc__
+    return kernel
+
+
+globals().update({name: _kernel(name) for name in _KERNELS})
 
 
 def __dir__():
