@@ -5,29 +5,6 @@
  *   fnn_act_backward_f32   dX[N,O] = dY * act'(X or Y)   (dX may equal dY)
  *   fnn_act_needs_input    whether the backward pass reads X
  *
- * The element-wise activations take their values from act_scalar.h, the
- * same inline functions the GEMM epilogue uses, so a fused act(X W + b) and
- * a separate act(Z) give bitwise the same Y. Softmax runs over each row of
- * length O, shifted by the row maximum so exp() never overflows: it is
- * softmax.c's kernel (rows of a 2-D array), the one Ops.softmax uses too.
- *
- * Backward: relu, leaky_relu, sigmoid, tanh and softmax read Y only; elu,
- * gelu and swish read X (ops.NEEDS_PREACTIVATION). elu's derivative is taken
- * as alpha * exp(x) from X rather than y + alpha from Y: for very negative x
- * y + alpha cancels to 0 while exp(x) keeps its relative precision.
- *
- * Threads: element-wise work is split into fixed blocks of contiguous
- * elements, softmax into blocks of rows, both schedule(static); every
- * output element is computed by the same code whatever the split, so results
- * do not depend on the thread count. Small calls never enter a parallel region.
- */
-/*
- * act.c -- activation functions, forward and backward, float32.
- *
- *   fnn_act_forward_f32    Y[N,O] = act(X[N,O])          (Y may equal X)
- *   fnn_act_backward_f32   dX[N,O] = dY * act'(X or Y)   (dX may equal dY)
- *   fnn_act_needs_input    whether the backward pass reads X
- *
  * The element-wise loops are act_loops_impl.h's, built here for the baseline
  * ISA and in kernels/act_<isa>.c with AVX2 / AVX-512 flags; they are called
  * through the kernel table (fnn_kernels()->act_f32). They take their values
@@ -44,15 +21,11 @@
  * y + alpha cancels to 0 while exp(x) keeps its relative precision.
  *
  * Threads: element-wise work is split into fixed blocks of contiguous
- * elements, softmax into blocks of rows, both schedule(static); every
+ * elements (fnn_run_units), softmax into blocks of rows; every
  * output element is computed by the same code whatever the split, so results
  * do not depend on the thread count. Small calls never enter a parallel region.
  */
-/* Before the includes: the loops built here need it (see vact.h), and every
- * function of this file gets the same options. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
+#include "fnn_vector_opts.h"   /* first: see there */
 
 #include "fastnn.h"
 #include "fnn_omp.h"
@@ -81,13 +54,48 @@ int fnn_act_needs_input(int act)
     return act == FNN_ACT_ELU || act == FNN_ACT_GELU || act == FNN_ACT_SWISH;
 }
 
+/* One call: its arrays and activation, for act_blocks. Forward uses Y, X;
+ * backward dX, dY and whichever of X, Y it reads (NULL otherwise). */
+typedef struct {
+    fnn_act_forward_loop_f32 fwd;     /* NULL for backward */
+    fnn_act_backward_loop_f32 bwd;
+    float *out;                       /* Y, or dX */
+    const float *dY, *X, *Y;
+    int64_t n;
+    int act;
+} act_call;
+
+/* Units are ACT_BLOCK elements; a range of them is one loop call. */
+static int act_blocks(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const act_call *c = (const act_call *)ctx;
+    const int64_t lo = first * ACT_BLOCK;
+    const int64_t len = (last * ACT_BLOCK < c->n ? last * ACT_BLOCK : c->n) - lo;
+    (void)slot;
+    if (c->fwd != NULL) {
+        c->fwd(c->out + lo, c->X + lo, len, c->act);
+    }
+    else {
+        c->bwd(c->out + lo, c->dY + lo, c->X ? c->X + lo : NULL, c->Y ? c->Y + lo : NULL, len,
+               c->act);
+    }
+    return FNN_OK;
+}
+
+static int run_act(const act_call *c, int nthreads)
+{
+    const int64_t blocks = (c->n + ACT_BLOCK - 1) / ACT_BLOCK;
+    const int nt = fnn_threads_for(
+        (double)c->n, is_transcendental(c->act) ? ACT_GRAIN_TRANSCENDENTAL : ACT_GRAIN, blocks,
+        nthreads);
+    return fnn_run_units(blocks, nt, act_blocks, (void *)c);
+}
+
 /* ---- entry points ------------------------------------------------------- */
 
 int fnn_act_forward_f32(float *Y, const float *X, int64_t N, int64_t O, int act, int nthreads)
 {
-    fnn_act_forward_loop_f32 fwd;
     int64_t n;
-    int nt;
 
     if (N < 0 || O < 0 || act < 0 || act >= FNN_ACT_COUNT) {
         return FNN_ERR_ARG;
@@ -102,37 +110,17 @@ int fnn_act_forward_f32(float *Y, const float *X, int64_t N, int64_t O, int act,
     if (act == FNN_ACT_SOFTMAX) {
         return fnn_softmax_forward_f32(Y, X, N, O, 1, 0, nthreads);
     }
-    fwd = fnn_kernels()->act_f32.forward;
-    nt = fnn_threads_for((double)n,
-                         is_transcendental(act) ? ACT_GRAIN_TRANSCENDENTAL : ACT_GRAIN,
-                         nthreads);
-
-    if (nt <= 1) {
-        fwd(Y, X, n, act);
+    {
+        const act_call c = {.fwd = fnn_kernels()->act_f32.forward, .out = Y, .X = X, .n = n,
+                            .act = act};
+        return run_act(&c, nthreads);
     }
-    else {
-        const int64_t nblocks = (n + ACT_BLOCK - 1) / ACT_BLOCK;
-        int64_t b;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (b = 0; b < nblocks; b++) {
-                const int64_t lo = b * ACT_BLOCK;
-                const int64_t len = n - lo < ACT_BLOCK ? n - lo : ACT_BLOCK;
-                fwd(Y + lo, X + lo, len, act);
-            }
-        }
-    }
-    return FNN_OK;
 }
 
 int fnn_act_backward_f32(float *dX, const float *dY, const float *X, const float *Y,
                          int64_t N, int64_t O, int act, int nthreads)
 {
-    fnn_act_backward_loop_f32 bwd;
     int64_t n;
-    int nt;
 
     if (N < 0 || O < 0 || act < 0 || act >= FNN_ACT_COUNT) {
         return FNN_ERR_ARG;
@@ -153,27 +141,9 @@ int fnn_act_backward_f32(float *dX, const float *dY, const float *X, const float
     if (act == FNN_ACT_SOFTMAX) {
         return fnn_softmax_backward_f32(dX, dY, Y, N, O, 1, 0, nthreads);
     }
-    bwd = fnn_kernels()->act_f32.backward;
-    nt = fnn_threads_for((double)n,
-                         is_transcendental(act) ? ACT_GRAIN_TRANSCENDENTAL : ACT_GRAIN,
-                         nthreads);
-
-    if (nt <= 1) {
-        bwd(dX, dY, X, Y, n, act);
+    {
+        const act_call c = {.bwd = fnn_kernels()->act_f32.backward, .out = dX, .dY = dY, .X = X,
+                            .Y = Y, .n = n, .act = act};
+        return run_act(&c, nthreads);
     }
-    else {
-        const int64_t nblocks = (n + ACT_BLOCK - 1) / ACT_BLOCK;
-        int64_t b;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (b = 0; b < nblocks; b++) {
-                const int64_t lo = b * ACT_BLOCK;
-                const int64_t len = n - lo < ACT_BLOCK ? n - lo : ACT_BLOCK;
-                bwd(dX + lo, dY + lo, X ? X + lo : NULL, Y ? Y + lo : NULL, len, act);
-            }
-        }
-    }
-    return FNN_OK;
 }

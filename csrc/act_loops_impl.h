@@ -1,7 +1,7 @@
 /*
  * act_loops_impl.h -- the bodies of act_loops.h's loops, for the ISA named by
  * FNN_ACT_ISA (generic, avx2 or avx512). Included once, by act.c or by
- * kernels/act_<isa>.c, after `#pragma GCC optimize("no-trapping-math")` (see
+ * kernels/act_<isa>.c, after fnn_vector_opts.h (see
  * vact.h) and with FNN_ACT_ISA defined.
  *
  * Each activation has its own loop with the code a compile-time constant, so

@@ -16,9 +16,9 @@
  * than pairs, every pair's K and V are packed first and each query block is
  * a task. A forward of a few query rows (decoding) goes row by row instead,
  * one (n, h) per task (V read in place, K transposed a block at a time). Backward: one (n, h) (its dQ,
- * dK and dV, each summed over the blocks in a fixed order). Pairs are shared out in static blocks (they
- * cost the same), query blocks dynamically (causal ones differ in cost);
- * either way only who computes a task changes, never how: results are
+ * dK and dV, each summed over the blocks in a fixed order). Pairs are shared out in contiguous
+ * ranges (they cost the same), query blocks round-robin (causal ones differ in cost), both
+ * by fnn_run_units; either way only who computes a task changes, never how: results are
  * bitwise the same for any thread count. Each thread uses
  * its own slot of `work`; there are min(tasks, fnn_num_procs()) slots and
  * min(pairs, fnn_num_procs()) K, V copies, so the scratch depends on the
@@ -139,12 +139,72 @@ static att_fns att_pick(int f64)
     return generic[f64];
 }
 
+/* One call's task loops and scratch, for the range functions below. */
+typedef struct {
+    att_ctx *c;
+    att_fns fns;
+    char *kv, *slot;        /* K, V copies (L.kv bytes each); per-slot scratch (L.bytes) */
+    int64_t nqb, pairs;
+    int nt, backward, by_rows;
+} att_call;
+
+/* (n, h) pairs [first, last), one at a time on this slot's scratch (and, for
+ * the forward by blocks, its K, V copy). Pairs cost the same: contiguous
+ * ranges of neighbouring pairs, so each thread streams its own part of the
+ * arrays, and the same part call after call (it may still be in that core's
+ * cache). */
+static int att_pairs(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const att_call *a = (const att_call *)ctx;
+    char *mine = a->slot + slot * a->c->L.bytes;
+    char *kv = a->kv + slot * a->c->L.kv;
+    for (int64_t u = first; u < last; u++) {
+        if (a->backward) {
+            a->fns.backward(a->c, u, mine);
+        }
+        else if (a->by_rows) {
+            a->fns.rows(a->c, u, mine);
+        }
+        else {
+            a->fns.pack(a->c, u, kv);
+            a->fns.forward(a->c, u, 0, a->nqb, kv, mine);
+        }
+    }
+    return FNN_OK;
+}
+
+/* Pairs [first, last): K, V packed into each pair's own copy. */
+static int att_pack_pairs(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const att_call *a = (const att_call *)ctx;
+    (void)slot;
+    for (int64_t u = first; u < last; u++) {
+        a->fns.pack(a->c, u, a->kv + u * a->c->L.kv);
+    }
+    return FNN_OK;
+}
+
+/* Lanes [first, last) of nt: lane l computes query blocks l, l + nt, ... of
+ * all pairs (block u is pair u / nqb's block u % nqb). */
+static int att_query_lanes(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const att_call *a = (const att_call *)ctx;
+    char *mine = a->slot + slot * a->c->L.bytes;
+    for (int64_t lane = first; lane < last; lane++) {
+        for (int64_t u = lane; u < a->pairs * a->nqb; u += a->nt) {
+            a->fns.forward(a->c, u / a->nqb, u % a->nqb, u % a->nqb + 1,
+                           a->kv + (u / a->nqb) * a->c->L.kv, mine);
+        }
+    }
+    return FNN_OK;
+}
+
 /* Runs the call described by `c`: checks, lays out `work`, shares out tasks. */
 static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int backward,
                    int nthreads)
 {
     const fnn_attention_params *p = c->p;
-    int64_t tasks, need, copies, slots, pairs, nqb, t;
+    int64_t tasks, need, copies, slots, pairs, nqb;
     int by_rows;
     double flops;
     char *base, *kv, *slot;
@@ -173,76 +233,20 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
 
     flops = 2.0 * (double)pairs * (double)p->Tq * (double)p->Tk * (double)(p->D + p->Dv)
             * (backward ? 2.5 : 1.0);
-    nt = fnn_threads_for(flops, ATT_GRAIN_FLOPS, nthreads);
-    if (nt > slots) {
-        nt = (int)slots;
-    }
-
-    if (nt <= 1) {
-        for (t = 0; t < pairs; t++) {
-            if (backward) {
-                fns.backward(c, t, slot);
-            }
-            else if (by_rows) {
-                fns.rows(c, t, slot);
-            }
-            else {
-                fns.pack(c, t, kv);
-                fns.forward(c, t, 0, nqb, kv, slot);
-            }
+    nt = fnn_threads_for(flops, ATT_GRAIN_FLOPS, slots, nthreads);
+    {
+        att_call call = {.c = c, .fns = fns, .kv = kv, .slot = slot, .nqb = nqb, .nt = nt,
+                         .pairs = pairs, .backward = backward, .by_rows = by_rows};
+        if (backward || by_rows || nt <= pairs) {
+            return fnn_run_units(pairs, nt, att_pairs, &call);
         }
+        /* Fewer pairs than threads (pairs <= copies): every K, V packed once,
+         * then the query blocks are shared out round-robin (lane l takes
+         * blocks l, l + nt, ...), so lanes get even work even where later
+         * blocks cost more. */
+        fnn_run_units(pairs, nt, att_pack_pairs, &call);
+        return fnn_run_units(nt, nt, att_query_lanes, &call);
     }
-    else {
-        /* threads to spare: split query blocks */
-        const int split = !backward && !by_rows && nt > pairs;
-        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
-#pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            const int64_t me = fnn_omp_thread_num();
-            char *mine = slot + me * c->L.bytes;
-            int64_t u;
-            /* Pairs cost the same: static blocks of neighbouring pairs, so each
-             * thread streams its own part of the arrays, and the same part
-             * call after call (it may still be in that core's cache). */
-            if (backward) {
-#pragma omp for schedule(static) nowait
-                for (u = 0; u < pairs; u++) {
-                    fns.backward(c, u, mine);
-                }
-            }
-            else if (by_rows) {
-#pragma omp for schedule(static) nowait
-                for (u = 0; u < pairs; u++) {
-                    fns.rows(c, u, mine);
-                }
-            }
-            else if (!split) {
-                /* One (n, h) at a time: K, V packed into this thread's copy. */
-#pragma omp for schedule(static) nowait
-                for (u = 0; u < pairs; u++) {
-                    fns.pack(c, u, kv + me * c->L.kv);
-                    fns.forward(c, u, 0, nqb, kv + me * c->L.kv, mine);
-                }
-            }
-            else {
-                /* Fewer pairs than threads (pairs <= copies): every K, V packed
-                 * once, then each query block is a task. */
-#pragma omp for schedule(static)
-                for (u = 0; u < pairs; u++) {
-                    fns.pack(c, u, kv + u * c->L.kv);
-                }
-#pragma omp for schedule(dynamic, 1) nowait
-                for (u = 0; u < pairs * nqb; u++) {
-                    fns.forward(c, u / nqb, u % nqb, u % nqb + 1, kv + (u / nqb) * c->L.kv,
-                                mine);
-                }
-            }
-            fnn_team_note_done(&first_done, 0);
-        }
-        fnn_team_report(start, first_done);
-    }
-    return FNN_OK;
 }
 
 #define ATT_ENTRY_POINTS(T, SFX, ELEM)                                                        \

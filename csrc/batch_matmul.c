@@ -10,7 +10,7 @@
  * linear), whose result does not depend on its thread count. So the batch
  * may be shared out either way without changing a bit: products big enough
  * to use several threads on their own run one after another with all the
- * threads; smaller ones run one per thread (schedule(static) over the batch),
+ * threads; smaller ones run one per thread (fnn_run_units over the batch),
  * each GEMM on one thread and so without a nested parallel region (the GEMM
  * keeps per-thread scratch and may be called from several threads at once).
  *
@@ -44,6 +44,29 @@ static int gemm_f64(void *C, const void *A, const void *B, int64_t M, int64_t N,
                         FNN_ACT_LINEAR, nthreads);
 }
 
+typedef struct {
+    bmm_gemm_fn gemm;
+    char *C;
+    const char *A, *B;
+    size_t a_bytes, b_bytes, c_bytes;
+    int64_t M, N, K;
+    int trans_a, trans_b, inner_threads;
+} bmm_call;
+
+/* Products [first, last), each its own C: any split gives the same bits. */
+static int bmm_range(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const bmm_call *c = (const bmm_call *)ctx;
+    int status = FNN_OK;
+    (void)slot;
+    for (int64_t b = first; b < last && status == FNN_OK; b++) {
+        status = c->gemm(c->C + (size_t)b * c->c_bytes, c->A + (size_t)b * c->a_bytes,
+                         c->B + (size_t)b * c->b_bytes, c->M, c->N, c->K, c->trans_a, c->trans_b,
+                         c->inner_threads);
+    }
+    return status;
+}
+
 static int batch_matmul(bmm_gemm_fn gemm, size_t elem, char *C, const char *A, const char *B,
                         int64_t batch, int64_t M, int64_t N, int64_t K, int trans_a,
                         int trans_b, int nthreads)
@@ -51,8 +74,6 @@ static int batch_matmul(bmm_gemm_fn gemm, size_t elem, char *C, const char *A, c
     const double flops = 2.0 * (double)M * (double)N * (double)K;
     const size_t a_bytes = (size_t)(M * K) * elem, b_bytes = (size_t)(K * N) * elem;
     const size_t c_bytes = (size_t)(M * N) * elem;
-    int status = FNN_OK;
-    int nt;
 
     if (batch < 0 || M < 0 || N < 0 || K < 0) {
         return FNN_ERR_ARG;
@@ -63,41 +84,20 @@ static int batch_matmul(bmm_gemm_fn gemm, size_t elem, char *C, const char *A, c
     if (C == NULL || (K > 0 && (A == NULL || B == NULL))) {
         return FNN_ERR_ARG;
     }
-    if (fnn_threads_for(flops, BMM_GRAIN_FLOPS, nthreads) > 1 || batch == 1) {
-        for (int64_t b = 0; b < batch && status == FNN_OK; b++) {
-            status = gemm(C + (size_t)b * c_bytes, A + (size_t)b * a_bytes,
-                          B + (size_t)b * b_bytes, M, N, K, trans_a, trans_b, nthreads);
-        }
-        return status;
-    }
-    nt = fnn_threads_for(flops * (double)batch, BMM_GRAIN_FLOPS, nthreads);
-    if (nt > batch) {
-        nt = (int)batch;
-    }
-    if (nt <= 1) {
-        for (int64_t b = 0; b < batch && status == FNN_OK; b++) {
-            status = gemm(C + (size_t)b * c_bytes, A + (size_t)b * a_bytes,
-                          B + (size_t)b * b_bytes, M, N, K, trans_a, trans_b, 1);
-        }
-        return status;
-    }
     {
-        int64_t b;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (b = 0; b < batch; b++) {
-                const int s = gemm(C + (size_t)b * c_bytes, A + (size_t)b * a_bytes,
-                                   B + (size_t)b * b_bytes, M, N, K, trans_a, trans_b, 1);
-                if (s != FNN_OK) {
-                    #pragma omp atomic write
-                    status = s;
-                }
-            }
-        }
+        /* One product worth threads by itself: the products in turn, each
+         * GEMM splitting its own tiles; otherwise the products are shared. */
+        const int each = batch == 1
+                         || fnn_threads_for(flops, BMM_GRAIN_FLOPS, M * N, nthreads) > 1;
+        const int nt = each ? 1
+                            : fnn_threads_for(flops * (double)batch, BMM_GRAIN_FLOPS, batch,
+                                              nthreads);
+        const bmm_call c = {.gemm = gemm, .C = C, .A = A, .B = B, .a_bytes = a_bytes,
+                            .b_bytes = b_bytes, .c_bytes = c_bytes, .M = M, .N = N, .K = K,
+                            .trans_a = trans_a, .trans_b = trans_b,
+                            .inner_threads = each ? nthreads : 1};
+        return fnn_run_units(batch, nt, bmm_range, (void *)&c);
     }
-    return status;
 }
 
 int fnn_batch_matmul_f32(float *C, const float *A, const float *B, int64_t batch, int64_t M,

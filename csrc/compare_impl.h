@@ -101,13 +101,18 @@ static void FN(cmp_range)(int op, uint8_t *Y, const FNN_CT *A, const FNN_CT *B, 
     }
 }
 
+static void FN(cmp_elems)(const ew_call *c, int64_t lo, int64_t hi)
+{
+    FN(cmp_range)(c->op, (uint8_t *)c->out, (const FNN_CT *)c->a, (const FNN_CT *)c->b, c->ndim,
+                  c->shape, c->sa, c->sb, lo, hi);
+}
+
 /* Y[shape] = A <op> B as 0 / 1. */
 int FN(fnn_compare)(uint8_t *Y, const FNN_CT *A, const FNN_CT *B, int ndim,
                     const int64_t *shape, const int64_t *as, const int64_t *bs, int op,
                     int nthreads)
 {
     int64_t n;
-    int nt;
     int status = check_layout(ndim, shape, &n);
 
     if (status != FNN_OK) {
@@ -117,22 +122,10 @@ int FN(fnn_compare)(uint8_t *Y, const FNN_CT *A, const FNN_CT *B, int ndim,
         || bs == NULL) {
         return FNN_ERR_ARG;
     }
-    nt = map_threads(n, 0, nthreads);
-    if (nt <= 1) {
-        FN(cmp_range)(op, Y, A, B, ndim, shape, as, bs, 0, n);
-    }
-    else {
-        const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
-        int64_t blk;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (blk = 0; blk < nblocks; blk++) {
-                const int64_t lo = blk * EW_BLOCK;
-                FN(cmp_range)(op, Y, A, B, ndim, shape, as, bs, lo, min64(lo + EW_BLOCK, n));
-            }
-        }
+    {
+        const ew_call c = {.range = FN(cmp_elems), .op = op, .out = Y, .a = A, .b = B,
+                           .ndim = ndim, .shape = shape, .sa = as, .sb = bs};
+        run_elements(&c, n, 0, nthreads);
     }
     return FNN_OK;
 }

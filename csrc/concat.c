@@ -15,7 +15,7 @@
  * Threads: the copy is cut into units -- one row of one piece, or a
  * CONCAT_CHUNK-byte slice of it when the piece's rows are long (a
  * concatenation along axis 0 is one long row per piece) -- and the units are
- * shared out schedule(static). Small calls never enter a parallel region.
+ * shared out by fnn_run_units. Small calls never enter a parallel region.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +76,16 @@ static void copy_unit(const concat_plan *p, int64_t u)
     }
 }
 
+static int copy_units(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const concat_plan *p = (const concat_plan *)ctx;
+    (void)slot;
+    for (int64_t u = first; u < last; u++) {
+        copy_unit(p, u);
+    }
+    return FNN_OK;
+}
+
 /* Both directions: the offset tables, then the units. */
 static int concat_copy(char *whole, char *const *pieces, const int64_t *widths, int64_t k,
                        int64_t outer, int64_t elem, int forward, int nthreads)
@@ -84,7 +94,6 @@ static int concat_copy(char *whole, char *const *pieces, const int64_t *widths, 
     int64_t *table = stack, *first_unit, *byte_off;
     int64_t row_bytes = 0, units;
     concat_plan p;
-    int nt;
 
     if (k < 1 || outer < 0 || elem < 1 || widths == NULL || pieces == NULL) {
         return FNN_ERR_ARG;
@@ -127,26 +136,9 @@ static int concat_copy(char *whole, char *const *pieces, const int64_t *widths, 
     p.forward = forward;
 
     units = outer * first_unit[k];
-    nt = fnn_threads_for((double)outer * (double)row_bytes, CONCAT_GRAIN, nthreads);
-    if (nt > units) {
-        nt = (int)units;
-    }
-    if (nt <= 1) {
-        for (int64_t u = 0; u < units; u++) {
-            copy_unit(&p, u);
-        }
-    }
-    else {
-        int64_t u;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (u = 0; u < units; u++) {
-                copy_unit(&p, u);
-            }
-        }
-    }
+    fnn_run_units(units,
+                  fnn_threads_for((double)outer * (double)row_bytes, CONCAT_GRAIN, units, nthreads),
+                  copy_units, &p);
     if (table != stack) {
         free(table);
     }

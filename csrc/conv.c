@@ -42,10 +42,11 @@
  * Determinism: R, the groups and every summation order depend on the shapes
  * alone, never on nthreads; the GEMM's result for a row does not depend on
  * how many rows it is given. Threads only decide who computes a chunk, a
- * group or an image (taken dynamically, so a descheduled thread on a busy
- * machine does not hold the others up). Results are bitwise identical for any
- * nthreads. Work below a few MFLOP runs on one thread; there are no nested
- * parallel regions (inside a parallel loop, the GEMM runs on one thread).
+ * group or an image: static contiguous ranges of them (fnn_run_units; the
+ * units cost the same, and a descheduled thread is the oversubscription
+ * guard's business). Results are bitwise identical for any nthreads. Work
+ * below a few MFLOP runs on one thread; there are no nested parallel regions
+ * (inside a parallel loop, the GEMM runs on one thread).
  * Each parallel loop reports the final wait of its first thread to run out of
  * work to the oversubscription guard (fnn_omp.h).
  *
@@ -132,16 +133,6 @@ static void make_plan(conv_plan *pl, const fnn_conv2d_shape *s)
                  && s->pad_top == 0 && s->pad_left == 0 && s->OH == s->H && s->OW == s->W;
 }
 
-/* Threads for `flops` of work split into `units` independent pieces. */
-static int threads_for_units(double flops, int64_t units, int nthreads)
-{
-    int nt = fnn_threads_for(flops, CONV_GRAIN_FLOPS, nthreads);
-    if (nt > units) {
-        nt = (int)units;
-    }
-    return nt < 1 ? 1 : nt;
-}
-
 /* ---- scratch layout ------------------------------------------------------ */
 
 /* Floats of one thread's chunk buffer (cols or dcols). */
@@ -154,19 +145,19 @@ static int64_t chunk_floats(const conv_plan *pl)
 static int forward_threads(const conv_plan *pl, int nthreads)
 {
     const double flops = 2.0 * (double)pl->rows * (double)pl->kd * (double)pl->s->F;
-    return threads_for_units(flops, pl->nchunks, nthreads);
+    return fnn_threads_for(flops, CONV_GRAIN_FLOPS, pl->nchunks, nthreads);
 }
 
 static int filter_threads(const conv_plan *pl, int nthreads)
 {
     const double flops = 2.0 * (double)pl->rows * (double)pl->kd * (double)pl->s->F;
-    return threads_for_units(flops, pl->groups, nthreads);
+    return fnn_threads_for(flops, CONV_GRAIN_FLOPS, pl->groups, nthreads);
 }
 
 static int data_threads(const conv_plan *pl, int nthreads)
 {
     const double flops = 2.0 * (double)pl->rows * (double)pl->kd * (double)pl->s->F;
-    return threads_for_units(flops, pl->s->N, nthreads);
+    return fnn_threads_for(flops, CONV_GRAIN_FLOPS, pl->s->N, nthreads);
 }
 
 /* Backward scratch: [W^T: F x KD][partials: (groups - 1) x KD x F][nt chunk buffers]. */
@@ -360,6 +351,38 @@ static int forward_chunk(float *Y, float *Z, float *cols, const float *X, const 
     return fnn_act_forward_f32(Y + r0 * F, dst, m, F, act, nthreads);
 }
 
+/* One call's arrays and plan, for the range functions below (each uses the
+ * fields its pass needs). A range computed on its own thread gives its GEMMs
+ * one thread; on the caller's thread alone, the whole budget. */
+typedef struct {
+    const conv_plan *pl;
+    float *Y, *Z, *dW, *part, *dX;
+    float *buf;             /* per-slot chunk buffers, chunk_floats() apart */
+    const float *X, *Wt, *b, *dZ, *WT;
+    int act;
+    int inner_threads;
+} conv_call;
+
+static float *slot_buffer(const conv_call *c, int slot)
+{
+    return c->buf + (int64_t)slot * chunk_floats(c->pl);
+}
+
+/* Forward: chunks [first, last) of patch rows. */
+static int forward_chunks(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const conv_call *c = (const conv_call *)ctx;
+    const conv_plan *pl = c->pl;
+    int status = FNN_OK;
+    for (int64_t k = first; k < last && status == FNN_OK; k++) {
+        const int64_t r0 = k * pl->R;
+        status = forward_chunk(c->Y, c->Z, slot_buffer(c, slot), c->X, c->Wt, c->b, pl, r0,
+                               pl->rows - r0 < pl->R ? pl->rows - r0 : pl->R, c->act,
+                               c->inner_threads);
+    }
+    return status;
+}
+
 int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X, const float *Wt,
                            const float *b, const fnn_conv2d_shape *shape, int64_t work_len,
                            int act, int nthreads)
@@ -388,35 +411,12 @@ int fnn_conv2d_forward_f32(float *Y, float *Z, float *work, const float *X, cons
     if (buf == NULL) {
         return FNN_ERR_NOMEM;
     }
-    if (nt == 1) {
+    {
         /* One thread, or too few chunks to share: the GEMM may still split
          * a large chunk's rows. */
-        for (int64_t c = 0; c < pl.nchunks && status == FNN_OK; c++) {
-            const int64_t r0 = c * pl.R;
-            status = forward_chunk(Y, Z, buf, X, Wt, b, &pl, r0,
-                                   pl.rows - r0 < pl.R ? pl.rows - r0 : pl.R, act, nthreads);
-        }
-    }
-    else {
-        int64_t c;
-        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
-#pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            float *cols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(&pl);
-#pragma omp for schedule(dynamic, 1) nowait
-            for (c = 0; c < pl.nchunks; c++) {
-                const int64_t r0 = c * pl.R;
-                int st = forward_chunk(Y, Z, cols, X, Wt, b, &pl, r0,
-                                       pl.rows - r0 < pl.R ? pl.rows - r0 : pl.R, act, 1);
-                if (st != FNN_OK) {
-#pragma omp atomic write
-                    status = st;
-                }
-            }
-            fnn_team_note_done(&first_done, 0);
-        }
-        fnn_team_report(start, first_done);
+        const conv_call c = {.pl = &pl, .Y = Y, .Z = Z, .buf = buf, .X = X, .Wt = Wt, .b = b,
+                             .act = act, .inner_threads = nt == 1 ? nthreads : 1};
+        status = fnn_run_units(pl.nchunks, nt, forward_chunks, (void *)&c);
     }
     free(heap);
     return status;
@@ -465,39 +465,29 @@ static int data_image(float *dX, float *dcols, const float *dZ, const float *WT,
     return status;
 }
 
+/* Backward-filter: groups [first, last), group 0 into dW, group g > 0 into
+ * its partial. */
+static int filter_groups(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const conv_call *c = (const conv_call *)ctx;
+    const int64_t wsize = round_up(c->pl->kd * c->pl->s->F, CONV_ALIGN_FLOATS);
+    int status = FNN_OK;
+    for (int64_t g = first; g < last && status == FNN_OK; g++) {
+        status = filter_group(g == 0 ? c->dW : c->part + (g - 1) * wsize, slot_buffer(c, slot),
+                              c->X, c->dZ, c->pl, g, c->inner_threads);
+    }
+    return status;
+}
+
 static int backward_filter(float *dW, float *part, float *buf, const float *X, const float *dZ,
                            const conv_plan *pl, int nt, int nthreads)
 {
     const int64_t wsize = round_up(pl->kd * pl->s->F, CONV_ALIGN_FLOATS);
     const int64_t len = pl->kd * pl->s->F;
-    int status = FNN_OK;
+    const conv_call c = {.pl = pl, .dW = dW, .part = part, .buf = buf, .X = X, .dZ = dZ,
+                         .inner_threads = nt == 1 ? nthreads : 1};
+    int status = fnn_run_units(pl->groups, nt, filter_groups, (void *)&c);
 
-    if (nt == 1) {
-        for (int64_t g = 0; g < pl->groups && status == FNN_OK; g++) {
-            status = filter_group(g == 0 ? dW : part + (g - 1) * wsize, buf, X, dZ, pl, g,
-                                  nthreads);
-        }
-    }
-    else {
-        int64_t g;
-        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
-#pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            float *cols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(pl);
-#pragma omp for schedule(dynamic, 1) nowait
-            for (g = 0; g < pl->groups; g++) {
-                int st = filter_group(g == 0 ? dW : part + (g - 1) * wsize, cols, X, dZ, pl, g,
-                                      1);
-                if (st != FNN_OK) {
-#pragma omp atomic write
-                    status = st;
-                }
-            }
-            fnn_team_note_done(&first_done, 0);
-        }
-        fnn_team_report(start, first_done);
-    }
     if (status != FNN_OK) {
         return status;
     }
@@ -508,36 +498,24 @@ static int backward_filter(float *dW, float *part, float *buf, const float *X, c
     return FNN_OK;
 }
 
+/* Backward-data: images [first, last). */
+static int data_images(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const conv_call *c = (const conv_call *)ctx;
+    int status = FNN_OK;
+    for (int64_t n = first; n < last && status == FNN_OK; n++) {
+        status = data_image(c->dX, slot_buffer(c, slot), c->dZ, c->WT, c->pl, n,
+                            c->inner_threads);
+    }
+    return status;
+}
+
 static int backward_data(float *dX, float *buf, const float *dZ, const float *WT,
                          const conv_plan *pl, int nt, int nthreads)
 {
-    int status = FNN_OK;
-
-    if (nt == 1) {
-        for (int64_t n = 0; n < pl->s->N && status == FNN_OK; n++) {
-            status = data_image(dX, buf, dZ, WT, pl, n, nthreads);
-        }
-    }
-    else {
-        int64_t n;
-        int64_t start = fnn_now_ns(), first_done = INT64_MAX;
-#pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            float *dcols = buf + (int64_t)fnn_omp_thread_num() * chunk_floats(pl);
-#pragma omp for schedule(dynamic, 1) nowait
-            for (n = 0; n < pl->s->N; n++) {
-                int st = data_image(dX, dcols, dZ, WT, pl, n, 1);
-                if (st != FNN_OK) {
-#pragma omp atomic write
-                    status = st;
-                }
-            }
-            fnn_team_note_done(&first_done, 0);
-        }
-        fnn_team_report(start, first_done);
-    }
-    return status;
+    const conv_call c = {.pl = pl, .dX = dX, .buf = buf, .dZ = dZ, .WT = WT,
+                         .inner_threads = nt == 1 ? nthreads : 1};
+    return fnn_run_units(pl->s->N, nt, data_images, (void *)&c);
 }
 
 int fnn_conv2d_backward_f32(float *dX, float *dW, float *db, float *dZ, float *work,

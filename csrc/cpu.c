@@ -18,6 +18,7 @@
  */
 #include "fastnn.h"
 #include "gemm_internal.h"
+#include "vexp.h"
 
 #if defined(FNN_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__)) \
     && (defined(__x86_64__) || defined(__i386__))
@@ -111,6 +112,8 @@ static void fill_generic(fnn_kernel_table *t)
     t->act_f32.forward = fnn_act_forward_loop_f32_generic;
     t->act_f32.backward = fnn_act_backward_loop_f32_generic;
     t->act_f32.tile = fnn_act_tile_loop_f32_generic;
+    t->vexp.f32 = fnn_vexp_f32_generic;
+    t->vexp.f64 = fnn_vexp_f64_generic;
 }
 
 #ifdef FNN_X86_DETECT
@@ -129,6 +132,8 @@ static void fill_avx2(fnn_kernel_table *t)
     t->act_f32.forward = fnn_act_forward_loop_f32_avx2;
     t->act_f32.backward = fnn_act_backward_loop_f32_avx2;
     t->act_f32.tile = fnn_act_tile_loop_f32_avx2;
+    t->vexp.f32 = fnn_vexp_f32_avx2;
+    t->vexp.f64 = fnn_vexp_f64_avx2;
 }
 
 /* Whether the CPU says it is Intel's (CPUID leaf 0: "GenuineIntel"). */
@@ -169,6 +174,8 @@ static void fill_avx512(fnn_kernel_table *t)
     t->act_f32.forward = fnn_act_forward_loop_f32_avx512;
     t->act_f32.backward = fnn_act_backward_loop_f32_avx512;
     t->act_f32.tile = fnn_act_tile_loop_f32_avx512;
+    t->vexp.f32 = fnn_vexp_f32_avx512;
+    t->vexp.f64 = fnn_vexp_f64_avx512;
 }
 #endif
 

@@ -63,11 +63,32 @@ static void colsum_piece(double *part, const float *X, int64_t r0, int64_t r1, i
     memcpy(part + c0, acc, (size_t)w * sizeof(double));
 }
 
+typedef struct {
+    double *parts;      /* chunk c's column sums at parts[c * O] */
+    const float *X;
+    int64_t N, O, nblocks;
+} colsum_call;
+
+/* Pieces [first, last): piece p is row chunk p / nblocks, column block
+ * p % nblocks, summed into its chunk's own partials. */
+static int colsum_pieces(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const colsum_call *c = (const colsum_call *)ctx;
+    (void)slot;
+    for (int64_t p = first; p < last; p++) {
+        const int64_t chunk = p / c->nblocks, c0 = (p % c->nblocks) * COLSUM_BLOCK;
+        const int64_t r0 = chunk * COLSUM_ROWS;
+        colsum_piece(c->parts + chunk * c->O, c->X, r0,
+                     c->N - r0 < COLSUM_ROWS ? c->N : r0 + COLSUM_ROWS, c->O, c0,
+                     c->O - c0 < COLSUM_BLOCK ? c->O - c0 : COLSUM_BLOCK);
+    }
+    return FNN_OK;
+}
+
 int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads)
 {
-    int64_t nblocks, nchunks, npieces, p;
+    int64_t nblocks, nchunks, npieces;
     double *parts;
-    int nt;
 
     if (N < 0 || O < 0) {
         return FNN_ERR_ARG;
@@ -89,20 +110,11 @@ int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthread
     if (parts == NULL) {
         return FNN_ERR_NOMEM;
     }
-    nt = fnn_threads_for((double)N * (double)O, COLSUM_GRAIN, nthreads);
-    if (nt > npieces) {
-        nt = (int)npieces;
-    }
-    #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        fnn_note_team();
-        #pragma omp for schedule(static) nowait
-        for (p = 0; p < npieces; p++) {
-            const int64_t chunk = p / nblocks, c0 = (p % nblocks) * COLSUM_BLOCK;
-            const int64_t r0 = chunk * COLSUM_ROWS;
-            colsum_piece(parts + chunk * O, X, r0, N - r0 < COLSUM_ROWS ? N : r0 + COLSUM_ROWS, O,
-                         c0, O - c0 < COLSUM_BLOCK ? O - c0 : COLSUM_BLOCK);
-        }
+        const colsum_call c = {.parts = parts, .X = X, .N = N, .O = O, .nblocks = nblocks};
+        fnn_run_units(npieces,
+                      fnn_threads_for((double)N * (double)O, COLSUM_GRAIN, npieces, nthreads),
+                      colsum_pieces, (void *)&c);
     }
     for (int64_t j = 0; j < O; j++) {
         double sum = parts[j];
@@ -113,6 +125,31 @@ int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthread
     }
     free(parts);
     return FNN_OK;
+}
+
+typedef struct {
+    float *dW, *part;   /* chunk 0's dW, chunk c > 0's at part[(c - 1) * In * O] */
+    double *sums;       /* NULL, or chunk c's db sums at sums[c * O] */
+    const float *X, *dZ;
+    int64_t N, In, O, rows;
+} dw_call;
+
+/* Row chunks [first, last) of the chunked weight gradient, each a GEMM on
+ * one thread (nothing to share inside a chunk). */
+static int dw_chunks(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const dw_call *w = (const dw_call *)ctx;
+    const int64_t In = w->In, O = w->O;
+    int status = FNN_OK;
+    (void)slot;
+    for (int64_t c = first; c < last && status == FNN_OK; c++) {
+        const int64_t r0 = c * w->rows, n = w->N - r0 < w->rows ? w->N - r0 : w->rows;
+        status = fnn_gemm_run_f32(c == 0 ? w->dW : w->part + (c - 1) * In * O, NULL,
+                                  w->sums == NULL ? NULL : w->sums + c * O, w->X + r0 * In,
+                                  w->dZ + r0 * O, NULL, In, O, n, In, O, O, 1, 0, 1.0f, 0.0f,
+                                  FNN_ACT_LINEAR, 1);
+    }
+    return status;
 }
 
 /* dW[In,O] = X^T dZ and db[O] = column sums of dZ (db may be NULL), N > 0:
@@ -130,7 +167,7 @@ static int weight_gradient(float *dW, float *db, const float *X, const float *dZ
     int64_t nchunks = N / DW_CHUNK_ROWS, rows, c;
     double *sums = NULL;
     float *part = NULL;
-    int nt, status = FNN_OK;
+    int status = FNN_OK;
 
     if (nchunks > DW_MAX_CHUNKS) {
         nchunks = DW_MAX_CHUNKS;
@@ -156,28 +193,12 @@ static int weight_gradient(float *dW, float *db, const float *X, const float *dZ
                                   0.0f, FNN_ACT_LINEAR, nthreads);
     }
     else {
-        nt = fnn_threads_for(2.0 * (double)N * (double)In * (double)O, DW_GRAIN_FLOPS,
-                             nthreads);
-        if (nt > nchunks) {
-            nt = (int)nchunks;
-        }
-        #pragma omp parallel num_threads(nt) if (nt > 1)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (c = 0; c < nchunks; c++) {
-                const int64_t r0 = c * rows, n = N - r0 < rows ? N - r0 : rows;
-                float *dw = c == 0 ? dW : part + (c - 1) * In * O;
-                /* one thread per chunk: nothing to share inside */
-                int st = fnn_gemm_run_f32(dw, NULL, sums == NULL ? NULL : sums + c * O,
-                                          X + r0 * In, dZ + r0 * O, NULL, In, O, n, In, O, O, 1, 0,
-                                          1.0f, 0.0f, FNN_ACT_LINEAR, 1);
-                if (st != FNN_OK) {
-                    #pragma omp atomic write
-                    status = st;
-                }
-            }
-        }
+        const dw_call call = {.dW = dW, .part = part, .sums = sums, .X = X, .dZ = dZ, .N = N,
+                              .In = In, .O = O, .rows = rows};
+        status = fnn_run_units(nchunks,
+                               fnn_threads_for(2.0 * (double)N * (double)In * (double)O,
+                                               DW_GRAIN_FLOPS, nchunks, nthreads),
+                               dw_chunks, (void *)&call);
         for (c = 1; c < nchunks && status == FNN_OK; c++) {
             const float *dw = part + (c - 1) * In * O;
             #pragma omp simd

@@ -18,7 +18,7 @@
  * so an element is dropped with probability threshold / 2^53 (= rate to
  * within 2^-53). The caller computes threshold and scale = 1 / (1 - rate).
  *
- * Threads: fixed blocks of DROP_BLOCK elements, schedule(static); small
+ * Threads: fixed blocks of DROP_BLOCK elements (fnn_run_units); small
  * calls never enter a parallel region.
  */
 #include "fastnn.h"
@@ -66,39 +66,57 @@ static void backward_range(float *dX, const float *dY, const uint8_t *mask,
     }
 }
 
+/* One call, for drop_blocks: forward when dY is NULL (Y and X NULL too when
+ * only the mask is drawn), else backward. */
+typedef struct {
+    float *out;           /* Y, or dX */
+    uint8_t *mask;
+    const uint8_t *mask_in;
+    const float *X, *dY;
+    int64_t n;
+    uint64_t key, threshold;
+    float scale;
+} drop_call;
+
+/* Units are DROP_BLOCK elements. Each element's draw hashes its own index, so
+ * any split draws the same mask. */
+static int drop_blocks(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const drop_call *c = (const drop_call *)ctx;
+    const int64_t i0 = first * DROP_BLOCK;
+    const int64_t i1 = last * DROP_BLOCK < c->n ? last * DROP_BLOCK : c->n;
+    (void)slot;
+    if (c->dY == NULL) {
+        forward_range(c->out, c->mask, c->X, i0, i1, c->key, c->threshold, c->scale);
+    }
+    else {
+        backward_range(c->out, c->dY, c->mask_in, i0, i1, c->scale);
+    }
+    return FNN_OK;
+}
+
+static int run_drop(const drop_call *c, double grain, int nthreads)
+{
+    const int64_t blocks = (c->n + DROP_BLOCK - 1) / DROP_BLOCK;
+    return fnn_run_units(blocks, fnn_threads_for((double)c->n, grain, blocks, nthreads),
+                         drop_blocks, (void *)c);
+}
+
 /* Both public forward kernels: Y and X NULL for the mask alone. */
 static int dropout_run(float *Y, uint8_t *mask, const float *X, int64_t n, uint64_t seed,
                        uint64_t threshold, float scale, int nthreads)
 {
-    const uint64_t key = mix64(seed);
-    int64_t nblocks;
-    int nt;
-
     if (n < 0) {
         return FNN_ERR_ARG;
     }
     if (n == 0) {
         return FNN_OK;
     }
-    nblocks = (n + DROP_BLOCK - 1) / DROP_BLOCK;
-    nt = fnn_threads_for((double)n, DROP_GRAIN, nthreads);
-    if (nt <= 1) {
-        forward_range(Y, mask, X, 0, n, key, threshold, scale);
+    {
+        const drop_call c = {.out = Y, .mask = mask, .X = X, .n = n, .key = mix64(seed),
+                             .threshold = threshold, .scale = scale};
+        return run_drop(&c, DROP_GRAIN, nthreads);
     }
-    else {
-        int64_t b;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (b = 0; b < nblocks; b++) {
-                const int64_t i0 = b * DROP_BLOCK;
-                const int64_t i1 = n - i0 < DROP_BLOCK ? n : i0 + DROP_BLOCK;
-                forward_range(Y, mask, X, i0, i1, key, threshold, scale);
-            }
-        }
-    }
-    return FNN_OK;
 }
 
 int fnn_dropout_mask(uint8_t *mask, int64_t n, uint64_t seed, uint64_t threshold, int nthreads)
@@ -121,9 +139,6 @@ int fnn_dropout_forward_f32(float *Y, uint8_t *mask, const float *X, int64_t n, 
 int fnn_dropout_backward_f32(float *dX, const float *dY, const uint8_t *mask, int64_t n,
                              float scale, int nthreads)
 {
-    int64_t nblocks;
-    int nt;
-
     if (n < 0) {
         return FNN_ERR_ARG;
     }
@@ -133,24 +148,9 @@ int fnn_dropout_backward_f32(float *dX, const float *dY, const uint8_t *mask, in
     if (dX == NULL || dY == NULL || mask == NULL) {
         return FNN_ERR_ARG;
     }
-    nblocks = (n + DROP_BLOCK - 1) / DROP_BLOCK;
-    /* A select and a multiply per element: memory-bound, like a copy. */
-    nt = fnn_threads_for((double)n, 4.0 * DROP_GRAIN, nthreads);
-    if (nt <= 1) {
-        backward_range(dX, dY, mask, 0, n, scale);
+    {
+        /* A select and a multiply per element: memory-bound, like a copy. */
+        const drop_call c = {.out = dX, .mask_in = mask, .dY = dY, .n = n, .scale = scale};
+        return run_drop(&c, 4.0 * DROP_GRAIN, nthreads);
     }
-    else {
-        int64_t b;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (b = 0; b < nblocks; b++) {
-                const int64_t i0 = b * DROP_BLOCK;
-                const int64_t i1 = n - i0 < DROP_BLOCK ? n : i0 + DROP_BLOCK;
-                backward_range(dX, dY, mask, i0, i1, scale);
-            }
-        }
-    }
-    return FNN_OK;
 }

@@ -31,7 +31,7 @@
  * arithmetic, which has no type, lives here.
  *
  * Element-wise: the output is cut into fixed blocks of EW_BLOCK elements,
- * shared out schedule(static). Inside a block an odometer walks the outer
+ * shared out by fnn_run_units (run_elements). Inside a block an odometer walks the outer
  * axes and each row of the inner axis is one loop, specialised (by inlining
  * with constant strides) for the patterns broadcasting produces: operands
  * contiguous, or one of them repeated (stride 0). Those loops vectorise
@@ -168,11 +168,48 @@ static void contiguous_strides(int ndim, const int64_t *shape, int64_t *st)
     }
 }
 
-/* The threads an element-wise pass over n elements is worth. */
-static int map_threads(int64_t n, int transcendental, int nthreads)
+/* One element-wise call for run_elements: `range` computes output elements
+ * [lo, hi). The impl headers fill the fields their range functions read
+ * (their element type cast from void): op (or term), the output, up to three
+ * operands and their strides over `shape`. */
+typedef struct ew_call ew_call;
+struct ew_call {
+    void (*range)(const ew_call *c, int64_t lo, int64_t hi);
+    int op;
+    void *out;
+    const void *a, *b, *c;
+    int ndim;
+    const int64_t *shape, *sa, *sb, *sc;
+};
+
+typedef struct {
+    const ew_call *call;
+    int64_t n;
+} ew_pass;
+
+static int ew_blocks(void *ctx, int64_t first, int64_t last, int slot)
 {
-    return fnn_threads_for((double)n, transcendental ? EW_GRAIN_TRANSCENDENTAL : EW_GRAIN,
-                           nthreads);
+    const ew_pass *pass = (const ew_pass *)ctx;
+    (void)slot;
+    pass->call->range(pass->call, first * EW_BLOCK, min64(last * EW_BLOCK, pass->n));
+    return FNN_OK;
+}
+
+/* Elements per thread before a second thread pays off. */
+static double ew_grain(int transcendental)
+{
+    return transcendental ? EW_GRAIN_TRANSCENDENTAL : EW_GRAIN;
+}
+
+/* call->range over n elements in EW_BLOCK units, on the threads they are
+ * worth; each element is computed the same way whoever computes it. */
+static void run_elements(const ew_call *call, int64_t n, int transcendental, int nthreads)
+{
+    const int64_t blocks = (n + EW_BLOCK - 1) / EW_BLOCK;
+    const ew_pass pass = {call, n};
+    fnn_run_units(blocks,
+                  fnn_threads_for((double)n, ew_grain(transcendental), blocks, nthreads),
+                  ew_blocks, (void *)&pass);
 }
 
 /* ---- element-wise: the odometer over the outer axes ---------------------- */

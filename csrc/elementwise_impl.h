@@ -137,13 +137,18 @@ static void FN(fwd_range)(int op, FNN_T *Y, const FNN_T *A, const FNN_T *B, int 
     }
 }
 
+static void FN(fwd_elems)(const ew_call *c, int64_t lo, int64_t hi)
+{
+    FN(fwd_range)(c->op, (FNN_T *)c->out, (const FNN_T *)c->a, (const FNN_T *)c->b, c->ndim,
+                  c->shape, c->sa, c->sb, lo, hi);
+}
+
 /* Y[shape] = A <op> B. */
 int FN(fnn_binary_forward)(FNN_T *Y, const FNN_T *A, const FNN_T *B, int ndim,
                            const int64_t *shape, const int64_t *as, const int64_t *bs, int op,
                            int nthreads)
 {
     int64_t n;
-    int nt;
     int status = check_layout(ndim, shape, &n);
 
     if (status != FNN_OK) {
@@ -153,22 +158,10 @@ int FN(fnn_binary_forward)(FNN_T *Y, const FNN_T *A, const FNN_T *B, int ndim,
         || bs == NULL) {
         return FNN_ERR_ARG;
     }
-    nt = map_threads(n, op == FNN_BINARY_POWER, nthreads);
-    if (nt <= 1) {
-        FN(fwd_range)(op, Y, A, B, ndim, shape, as, bs, 0, n);
-    }
-    else {
-        const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
-        int64_t blk;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (blk = 0; blk < nblocks; blk++) {
-                const int64_t lo = blk * EW_BLOCK;
-                FN(fwd_range)(op, Y, A, B, ndim, shape, as, bs, lo, min64(lo + EW_BLOCK, n));
-            }
-        }
+    {
+        const ew_call c = {.range = FN(fwd_elems), .op = op, .out = Y, .a = A, .b = B,
+                           .ndim = ndim, .shape = shape, .sa = as, .sb = bs};
+        run_elements(&c, n, op == FNN_BINARY_POWER, nthreads);
     }
     return FNN_OK;
 }
@@ -327,11 +320,14 @@ static void FN(unary_bwd_range)(int op, FNN_T *dX, const FNN_T *dY, const FNN_T 
     }
 }
 
+static void FN(unary_elems)(const ew_call *c, int64_t lo, int64_t hi)
+{
+    FN(unary_range)(c->op, (FNN_T *)c->out + lo, (const FNN_T *)c->a + lo, hi - lo);
+}
+
 /* Y[n] = op(X[n]). */
 int FN(fnn_unary_forward)(FNN_T *Y, const FNN_T *X, int64_t n, int op, int nthreads)
 {
-    int nt;
-
     if (n < 0 || op < 0 || op >= FNN_UNARY_COUNT) {
         return FNN_ERR_ARG;
     }
@@ -341,24 +337,17 @@ int FN(fnn_unary_forward)(FNN_T *Y, const FNN_T *X, int64_t n, int op, int nthre
     if (Y == NULL || X == NULL) {
         return FNN_ERR_ARG;
     }
-    nt = map_threads(n, unary_is_transcendental(op), nthreads);
-    if (nt <= 1) {
-        FN(unary_range)(op, Y, X, n);
-    }
-    else {
-        const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
-        int64_t blk;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (blk = 0; blk < nblocks; blk++) {
-                const int64_t lo = blk * EW_BLOCK;
-                FN(unary_range)(op, Y + lo, X + lo, min64(EW_BLOCK, n - lo));
-            }
-        }
+    {
+        const ew_call c = {.range = FN(unary_elems), .op = op, .out = Y, .a = X};
+        run_elements(&c, n, unary_is_transcendental(op), nthreads);
     }
     return FNN_OK;
+}
+
+static void FN(unary_bwd_elems)(const ew_call *c, int64_t lo, int64_t hi)
+{
+    FN(unary_bwd_range)(c->op, (FNN_T *)c->out + lo, (const FNN_T *)c->a + lo,
+                        (const FNN_T *)c->b + lo, (const FNN_T *)c->c + lo, hi - lo);
 }
 
 /* dX[n] = dY * op'(X or Y); the one op does not read may be NULL. */
@@ -366,7 +355,6 @@ int FN(fnn_unary_backward)(FNN_T *dX, const FNN_T *dY, const FNN_T *X, const FNN
                            int64_t n, int op, int nthreads)
 {
     const int reads = fnn_unary_reads(op);
-    int nt;
 
     if (n < 0 || op < 0 || op >= FNN_UNARY_COUNT) {
         return FNN_ERR_ARG;
@@ -383,22 +371,10 @@ int FN(fnn_unary_backward)(FNN_T *dX, const FNN_T *dY, const FNN_T *X, const FNN
     if (reads != 2) {
         Y = dY;
     }
-    nt = map_threads(n, 0, nthreads);
-    if (nt <= 1) {
-        FN(unary_bwd_range)(op, dX, dY, X, Y, n);
-    }
-    else {
-        const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
-        int64_t blk;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (blk = 0; blk < nblocks; blk++) {
-                const int64_t lo = blk * EW_BLOCK;
-                FN(unary_bwd_range)(op, dX + lo, dY + lo, X + lo, Y + lo, min64(EW_BLOCK, n - lo));
-            }
-        }
+    {
+        const ew_call c = {.range = FN(unary_bwd_elems), .op = op, .out = dX, .a = dY, .b = X,
+                           .c = Y};
+        run_elements(&c, n, 0, nthreads);
     }
     return FNN_OK;
 }
@@ -458,14 +434,19 @@ static void FN(where_range)(FNN_T *Y, const uint8_t *C, const FNN_T *A, const FN
     }
 }
 
+static void FN(where_elems)(const ew_call *c, int64_t lo, int64_t hi)
+{
+    const int64_t *st[3] = {c->sc, c->sa, c->sb};
+    FN(where_range)((FNN_T *)c->out, (const uint8_t *)c->c, (const FNN_T *)c->a,
+                    (const FNN_T *)c->b, c->ndim, c->shape, st, lo, hi);
+}
+
 /* Y[shape] = Cond ? A : B. */
 int FN(fnn_where)(FNN_T *Y, const uint8_t *Cond, const FNN_T *A, const FNN_T *B, int ndim,
                   const int64_t *shape, const int64_t *cs, const int64_t *as, const int64_t *bs,
                   int nthreads)
 {
-    const int64_t *st[3] = {cs, as, bs};
     int64_t n;
-    int nt;
     int status = check_layout(ndim, shape, &n);
 
     if (status != FNN_OK) {
@@ -475,22 +456,10 @@ int FN(fnn_where)(FNN_T *Y, const uint8_t *Cond, const FNN_T *A, const FNN_T *B,
         || bs == NULL) {
         return FNN_ERR_ARG;
     }
-    nt = map_threads(n, 0, nthreads);
-    if (nt <= 1) {
-        FN(where_range)(Y, Cond, A, B, ndim, shape, st, 0, n);
-    }
-    else {
-        const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
-        int64_t blk;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (blk = 0; blk < nblocks; blk++) {
-                const int64_t lo = blk * EW_BLOCK;
-                FN(where_range)(Y, Cond, A, B, ndim, shape, st, lo, min64(lo + EW_BLOCK, n));
-            }
-        }
+    {
+        const ew_call c = {.range = FN(where_elems), .out = Y, .a = A, .b = B, .c = Cond,
+                           .ndim = ndim, .shape = shape, .sa = as, .sb = bs, .sc = cs};
+        run_elements(&c, n, 0, nthreads);
     }
     return FNN_OK;
 }

@@ -68,19 +68,69 @@ static inline void fnn_note_team(void)
     }
 }
 
-/* Threads worth using for `work` units (FLOPs or elements) when each thread
- * should get at least `grain` of them: small problems stay on one thread,
- * where a parallel region would cost more than it saves; so does everything
- * while the machine is oversubscribed, and in a child forked after OpenMP's
- * pool started. */
-static inline int fnn_threads_for(double work, double grain, int nthreads)
+/* The one thread-count rule. Threads worth using for `work` (FLOPs or
+ * elements) cut into `units` independent pieces: each thread should get at
+ * least `grain` of the work and at least one unit, and there are at most
+ * `nthreads`. Small problems stay on one thread, where a parallel region
+ * would cost more than it saves; so does everything while the machine is
+ * oversubscribed, and in a child forked after OpenMP's pool started. */
+static inline int fnn_threads_for(double work, double grain, int64_t units, int nthreads)
 {
     int useful;
-    if (nthreads <= 1 || work < 2.0 * grain || fnn_oversubscribed() || fnn_pool_lost()) {
+    if (nthreads <= 1 || units <= 1 || work < 2.0 * grain || fnn_oversubscribed()
+        || fnn_pool_lost()) {
         return 1;
     }
     useful = (int)(work / grain);
-    return useful < nthreads ? useful : nthreads;
+    if (useful > nthreads) {
+        useful = nthreads;
+    }
+    return (int64_t)useful < units ? useful : (int)units;
+}
+
+/* Units [first, last) of a kernel's work, on one thread. `slot` is in
+ * [0, nthreads) and no two calls running at once share it: per-thread scratch
+ * is indexed by it. Returns FNN_OK (0) or an error status. */
+typedef int (*fnn_unit_fn)(void *ctx, int64_t first, int64_t last, int slot);
+
+/* The one parallel loop. Runs fn over units [0, units) cut into `nthreads`
+ * contiguous ranges, range c = [units*c/nt, units*(c+1)/nt): the ranges
+ * depend on `units` and `nthreads` alone (not on the team OpenMP grants, not
+ * on timing), so a kernel whose units own their outputs -- or keep per-unit
+ * partials that the caller adds in unit order -- gives the same bits on any
+ * thread count. nthreads <= 1 (or a single unit): one call, no parallel region.
+ * The region records its team (fnn_note_team) and reports how long its first
+ * finisher waited to the oversubscription guard. Returns FNN_OK, or the first
+ * error status a range returned (the other ranges still run). */
+static inline int fnn_run_units(int64_t units, int nthreads, fnn_unit_fn fn, void *ctx)
+{
+    int status = 0;
+    int64_t start, first_done = INT64_MAX;
+    const int nt = (int64_t)nthreads < units ? nthreads : (int)units;
+
+    if (units <= 0) {
+        return 0;
+    }
+    if (nt <= 1) {
+        return fn(ctx, 0, units, 0);
+    }
+    start = fnn_now_ns();
+    #pragma omp parallel num_threads(nt)
+    {
+        fnn_note_team();
+        const int got = fnn_omp_num_threads();
+        for (int c = fnn_omp_thread_num(); c < nt; c += got) {
+            int st = fn(ctx, units * c / nt, units * (c + 1) / nt, c);
+            int none = 0;
+            if (st != 0) {
+                __atomic_compare_exchange_n(&status, &none, st, 0, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED);
+            }
+        }
+        fnn_team_note_done(&first_done, 0);
+    }
+    fnn_team_report(start, first_done);
+    return status;
 }
 
 #endif /* FNN_OMP_H */

@@ -46,10 +46,13 @@
  * saves: 36864x288 @ 288x64 runs at 195 GFLOP/s on one Zen 5 core in place,
  * 150 packed). */
 #define GEMM_UNPACKED_A_PANELS 4
-/* Per-thread static scratch, in floats: problems that fit need no malloc. */
+/* Per-thread static scratch, one buffer per type (128 KiB each): problems
+ * that fit need no malloc. */
 #define TLS_SCRATCH_FLOATS (32 * 1024)
+#define TLS_SCRATCH_DOUBLES (16 * 1024)
 
 static _Thread_local float tls_scratch[TLS_SCRATCH_FLOATS] __attribute__((aligned(64)));
+static _Thread_local double tls_scratch_f64[TLS_SCRATCH_DOUBLES] __attribute__((aligned(64)));
 
 static int64_t ceil_div(int64_t a, int64_t b)
 {
@@ -135,22 +138,26 @@ static int check_args(const void *C, const void *A, const void *B, int64_t M, in
 /* float32                                                                   */
 /* ======================================================================== */
 
-/* K == 0: C = act(beta * C + bias). */
-static void gemm_k0_f32(float *C, const float *bias, int64_t M, int64_t N, int64_t ldc,
-                        float beta, int act)
-{
-    int64_t i, j;
-    for (i = 0; i < M; i++) {
-        float *ci = C + i * ldc;
-        for (j = 0; j < N; j++) {
-            float t = beta != 0.0f ? beta * ci[j] : 0.0f;
-            if (bias != NULL) {
-                t += bias[j];
-            }
-            ci[j] = fnn_act_apply_f32(act, t);
-        }
+/* K == 0: C = act(beta * C + bias), one body for both types (not a hot path:
+ * no product to compute). */
+#define GEMM_K0(T, SFX)                                                                    \
+    static void gemm_k0_##SFX(T *C, const T *bias, int64_t M, int64_t N, int64_t ldc,     \
+                              T beta, int act)                                            \
+    {                                                                                      \
+        for (int64_t i = 0; i < M; i++) {                                                  \
+            T *ci = C + i * ldc;                                                           \
+            for (int64_t j = 0; j < N; j++) {                                              \
+                T t = beta != 0 ? beta * ci[j] : (T)0;                                     \
+                if (bias != NULL) {                                                        \
+                    t += bias[j];                                                          \
+                }                                                                          \
+                ci[j] = fnn_act_apply_##SFX(act, t);                                       \
+            }                                                                              \
+        }                                                                                  \
     }
-}
+GEMM_K0(float, f32)
+GEMM_K0(double, f64)
+#undef GEMM_K0
 
 typedef struct {
     float *C;
@@ -648,7 +655,9 @@ int fnn_gemm_run_f32(float *C, float *Z, double *bsum, const float *A, const flo
      * @ 4096x128: 70 -> 105 GFLOP/s on one Sapphire Rapids core). */
     pl.pack_a = trans_a || ceil_div(N, pl.ker.nr) > GEMM_UNPACKED_A_PANELS;
 
-    nt = fnn_threads_for(2.0 * (double)M * (double)N * (double)K, GEMM_GRAIN_FLOPS, nthreads);
+    /* No more threads than MR x NR tiles of C. */
+    nt = fnn_threads_for(2.0 * (double)M * (double)N * (double)K, GEMM_GRAIN_FLOPS,
+                         ceil_div(M, pl.ker.mr) * ceil_div(N, pl.ker.nr), nthreads);
     choose_units(&pl, nt);
     pl.counters = counters;
 
@@ -737,6 +746,8 @@ typedef struct {
     int trans_a, trans_b;
     double alpha, beta;
     int act;
+    double *panels;         /* per-slot packed B panels, panel_stride doubles apart */
+    int64_t panel_stride;
 } gemm_f64_args;
 
 /* Rows [row_lo, row_hi) of C, all columns; bpanel holds K x 8 doubles. */
@@ -794,12 +805,21 @@ static void gemm_f64_rows(const gemm_f64_args *g, int64_t row_lo, int64_t row_hi
     }
 }
 
+/* Row tiles [first, last) of C, packing B into this slot's panel. */
+static int gemm_f64_tiles(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const gemm_f64_args *g = (const gemm_f64_args *)ctx;
+    const int64_t hi = last * MR64 < g->M ? last * MR64 : g->M;
+    gemm_f64_rows(g, first * MR64, hi, g->panels + slot * g->panel_stride);
+    return FNN_OK;
+}
+
 int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias,
                  int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc,
                  int trans_a, int trans_b, double alpha, double beta, int act, int nthreads)
 {
     gemm_f64_args g;
-    int64_t tiles_m, i, j, per_thread;
+    int64_t tiles_m, per_thread;
     double *heap = NULL, *scratch;
     int nt;
     int status = check_args(C, A, B, M, N, K, lda, ldb, ldc, trans_a, trans_b, act);
@@ -811,16 +831,7 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
         return FNN_OK;
     }
     if (K == 0) {
-        for (i = 0; i < M; i++) {
-            double *ci = C + i * ldc;
-            for (j = 0; j < N; j++) {
-                double t = beta != 0.0 ? beta * ci[j] : 0.0;
-                if (bias != NULL) {
-                    t += bias[j];
-                }
-                ci[j] = fnn_act_apply_f64(act, t);
-            }
-        }
+        gemm_k0_f64(C, bias, M, N, ldc, beta, act);
         return FNN_OK;
     }
     g.C = C;
@@ -841,13 +852,12 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
 
     /* Rows split in whole tiles; each thread packs its own B panel. */
     tiles_m = ceil_div(M, MR64);
-    nt = fnn_threads_for(2.0 * (double)M * (double)N * (double)K, GEMM_GRAIN_FLOPS, nthreads);
-    if (nt > tiles_m) {
-        nt = (int)tiles_m;
-    }
+    nt = fnn_threads_for(2.0 * (double)M * (double)N * (double)K, GEMM_GRAIN_FLOPS, tiles_m,
+                         nthreads);
     per_thread = round_up(K * NR64, 8);
-    if (per_thread * nt * 2 <= TLS_SCRATCH_FLOATS) {
-        scratch = (double *)tls_scratch;
+    g.panel_stride = per_thread;
+    if (per_thread * nt <= TLS_SCRATCH_DOUBLES) {
+        scratch = tls_scratch_f64;
     }
     else {
         heap = fnn_aligned_alloc((size_t)(per_thread * nt) * sizeof(double));
@@ -857,23 +867,8 @@ int fnn_gemm_f64(double *C, const double *A, const double *B, const double *bias
         scratch = heap;
     }
 
-    if (nt == 1) {
-        gemm_f64_rows(&g, 0, M, scratch);
-    }
-    else {
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-        {
-            fnn_note_team();
-            int tid = fnn_omp_thread_num(), got = fnn_omp_num_threads();
-            int t;
-            for (t = tid; t < nt; t += got) {
-                int64_t lo = tiles_m * t / nt * MR64, hi = tiles_m * (t + 1) / nt * MR64;
-                gemm_f64_rows(&g, lo, hi < M ? hi : M, scratch + t * per_thread);
-            }
-        }
-    }
+    g.panels = scratch;
+    fnn_run_units(tiles_m, nt, gemm_f64_tiles, &g);
     free(heap);
     return FNN_OK;
 }

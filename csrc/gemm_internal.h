@@ -78,11 +78,18 @@ typedef struct {
     int64_t mc, kc, nc;
 } fnn_gemm_kernel_f32;
 
+/* e^x over arrays (vexp.h), one build per ISA. */
+typedef struct {
+    void (*f32)(float *y, const float *x, int64_t n);
+    void (*f64)(double *y, const double *x, int64_t n);
+} fnn_vexp_kernel;
+
 /* The kernel table: portable entries first, overridden by the chosen ISA. */
 typedef struct {
     int isa;
     fnn_gemm_kernel_f32 gemm_f32;
     fnn_act_kernel_f32 act_f32; /* the activation loops (act_loops.h) */
+    fnn_vexp_kernel vexp;       /* fnn_vexp_f32 / _f64's loops (vexp.h) */
 } fnn_kernel_table;
 
 /* The table in force now (never NULL once fastnn's module has imported;

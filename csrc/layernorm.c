@@ -37,7 +37,7 @@
  * writes its rows of dX -- four rows at a time from the chunk's first (their
  * terms added in a fixed tree, then to the slot: one load and store of the
  * slot per four rows), the last rows one by one; the slots are then added in
- * chunk order. Chunks go to threads schedule(static), each writing only its own
+ * chunk order. Chunks go to threads in static ranges (fnn_run_units), each writing only its own
  * slot, so every result is bitwise identical for any thread count. Small
  * calls never enter a parallel region.
  *

@@ -48,6 +48,50 @@ static FN(ln_backward_rows_fn) FN(ln_backward_rows_for)(int isa)
     return FNI(fnn_ln_backward_rows, generic);
 }
 
+/* One call, for the range functions below: forward uses fwd, Y (the output)
+ * and beta, eps; backward bwd, Y (dX, may be NULL), dY and partial. */
+typedef struct {
+    FN(ln_forward_rows_fn) fwd;
+    FN(ln_backward_rows_fn) bwd;
+    FNN_T *Y, *mean_out, *rstd_out;
+    double *partial;            /* NULL, or chunk k's [sum dy xhat | sum dy] at k * 2C */
+    const FNN_T *X, *dY, *mean, *rstd, *gamma, *beta;
+    int64_t per, M, C;          /* per: rows of a unit */
+    double eps;
+    int rms;
+} FN(ln_call);
+
+/* Forward: row blocks [first, last); rows are independent. */
+static int FN(ln_forward_blocks)(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const FN(ln_call) *c = (const FN(ln_call) *)ctx;
+    (void)slot;
+    c->fwd(c->Y, c->mean_out, c->rstd_out, c->X, c->gamma, c->beta, first * c->per,
+           ln_min64(last * c->per, c->M), c->C, c->eps, c->rms);
+    return FNN_OK;
+}
+
+/* Backward: row chunks [first, last), each into its own partials. */
+static int FN(ln_backward_chunks)(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const FN(ln_call) *c = (const FN(ln_call) *)ctx;
+    const int64_t C = c->C;
+    (void)slot;
+    for (int64_t k = first; k < last; k++) {
+        double *part = c->partial != NULL ? c->partial + k * 2 * C : NULL;
+        c->bwd(c->Y, part, part != NULL ? part + C : NULL, c->dY, c->X, c->mean, c->rstd,
+               c->gamma, k * c->per, ln_min64(k * c->per + c->per, c->M), C, c->rms);
+    }
+    return FNN_OK;
+}
+
+/* `units` of c's M x C elements, on the threads they are worth. */
+static void FN(ln_run)(const FN(ln_call) *c, int64_t units, fnn_unit_fn fn, int nthreads)
+{
+    fnn_run_units(units, fnn_threads_for((double)c->M * (double)c->C, LN_GRAIN, units, nthreads),
+                  fn, (void *)c);
+}
+
 /* ---- forward ----------------------------------------------------------------- */
 
 int FN(fnn_layernorm_forward)(FNN_T *Y, FNN_T *mean, FNN_T *rstd, const FNN_T *X,
@@ -56,7 +100,6 @@ int FN(fnn_layernorm_forward)(FNN_T *Y, FNN_T *mean, FNN_T *rstd, const FNN_T *X
 {
     const FN(ln_forward_rows_fn) rows = FN(ln_forward_rows_for)(fnn_isa_current());
     int64_t per, nblocks;
-    int nt;
     int status = ln_check(M, C, rms);
 
     if (status != FNN_OK) {
@@ -73,24 +116,11 @@ int FN(fnn_layernorm_forward)(FNN_T *Y, FNN_T *mean, FNN_T *rstd, const FNN_T *X
     }
     per = ln_block_rows(C);
     nblocks = (M + per - 1) / per;
-    nt = fnn_threads_for((double)M * (double)C, LN_GRAIN, nthreads);
-    if (nt > nblocks) {
-        nt = (int)nblocks;
-    }
-    if (nt <= 1) {
-        rows(Y, mean, rstd, X, gamma, beta, 0, M, C, eps, rms);
-    }
-    else {
-        int64_t b;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (b = 0; b < nblocks; b++) {
-                rows(Y, mean, rstd, X, gamma, beta, b * per, ln_min64(b * per + per, M), C, eps,
-                     rms);
-            }
-        }
+    {
+        const FN(ln_call) c = {.fwd = rows, .Y = Y, .mean_out = mean, .rstd_out = rstd, .X = X,
+                               .gamma = gamma, .beta = beta, .per = per, .M = M, .C = C,
+                               .eps = eps, .rms = rms};
+        FN(ln_run)(&c, nblocks, FN(ln_forward_blocks), nthreads);
     }
     return FNN_OK;
 }
@@ -105,7 +135,6 @@ int FN(fnn_layernorm_backward)(FNN_T *dX, FNN_T *dgamma, FNN_T *dbeta, const FNN
     const int cols = dgamma != NULL || dbeta != NULL;
     int64_t per, nchunks;
     double *partial = NULL;     /* chunk k: [sum dy xhat | sum dy] at k * 2C */
-    int nt;
     int status = ln_check(M, C, rms);
 
     if (status != FNN_OK) {
@@ -136,31 +165,12 @@ int FN(fnn_layernorm_backward)(FNN_T *dX, FNN_T *dgamma, FNN_T *dbeta, const FNN
             return FNN_ERR_NOMEM;
         }
     }
-    nt = fnn_threads_for((double)M * (double)C, LN_GRAIN, nthreads);
-    if (nt > nchunks) {
-        nt = (int)nchunks;
+    {
+        const FN(ln_call) c = {.bwd = rows, .Y = dX, .partial = partial, .dY = dY, .X = X,
+                               .mean = mean, .rstd = rstd, .gamma = gamma, .per = per, .M = M,
+                               .C = C, .rms = rms};
+        FN(ln_run)(&c, nchunks, FN(ln_backward_chunks), nthreads);
     }
-#define LN_CHUNK(k)                                                                       \
-    rows(dX, partial != NULL ? partial + (k) * 2 * C : NULL,                               \
-         partial != NULL ? partial + (k) * 2 * C + C : NULL, dY, X, mean, rstd, gamma,      \
-         (k) * per, ln_min64((k) * per + per, M), C, rms)
-    if (nt <= 1) {
-        for (int64_t k = 0; k < nchunks; k++) {
-            LN_CHUNK(k);
-        }
-    }
-    else {
-        int64_t k;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (k = 0; k < nchunks; k++) {
-                LN_CHUNK(k);
-            }
-        }
-    }
-#undef LN_CHUNK
     if (cols) {
         /* Chunk 0's slot becomes the total, the others added in chunk order. */
         for (int64_t k = 1; k < nchunks; k++) {

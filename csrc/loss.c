@@ -397,11 +397,14 @@ static void loss_chunk(const void *ctx, int64_t chunk, double *out)
 static int ordered_sum(double *out, const loss_args *a, int metric, int nthreads)
 {
     loss_chunks lc;
+    int64_t nchunks;
     lc.a = a;
     lc.metric = metric;
     lc.rows = LOSS_CHUNK / a->D > 0 ? LOSS_CHUNK / a->D : 1;
-    return fnn_ordered_sum(out, 1, (a->N + lc.rows - 1) / lc.rows, loss_chunk, &lc,
-                           fnn_threads_for((double)a->N * (double)a->D, LOSS_GRAIN, nthreads));
+    nchunks = (a->N + lc.rows - 1) / lc.rows;
+    return fnn_ordered_sum(out, 1, nchunks, loss_chunk, &lc,
+                           fnn_threads_for((double)a->N * (double)a->D, LOSS_GRAIN, nchunks,
+                                           nthreads));
 }
 
 /* ---- entry points ------------------------------------------------------- */

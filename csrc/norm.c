@@ -21,7 +21,7 @@
  * task sums its rows in row order into its own slot of a scratch array;
  * the chunks are then added in chunk order. The partition never depends on
  * the thread count, so results are bitwise identical for any nthreads.
- * Tasks are split over threads schedule(static) -- each writes only its own
+ * Tasks are split over threads in static ranges (fnn_run_units) -- each writes only its own
  * slot, no atomics. Element-wise passes split fixed row blocks. Small calls
  * run on one thread, with no parallel region.
  */
@@ -111,6 +111,38 @@ static void reduce_task(double *s1, double *s2, const float *X, const float *dY,
     }
 }
 
+/* One reduction's arrays and plan, for reduce_tasks. */
+typedef struct {
+    bn_plan p;
+    double *partial;
+    int64_t slots;
+    const float *X, *dY;
+    const double *m;
+    int64_t M, C;
+    int kind;
+} bn_tasks;
+
+/* Tasks [first, last): task t is chunk t / nblocks, channel block
+ * t % nblocks; its sums go to partial[chunk * C + c] (and, second half, the
+ * second sums), so each chunk's partials are its own whoever computes them. */
+static int reduce_tasks(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const bn_tasks *bt = (const bn_tasks *)ctx;
+    const bn_plan *p = &bt->p;
+    (void)slot;
+    for (int64_t t = first; t < last; t++) {
+        const int64_t ch = t / p->nblocks;
+        const int64_t c0 = (t % p->nblocks) * BN_COLS;
+        const int64_t r0 = ch * p->rows;
+        const int64_t r1 = bt->M - r0 < p->rows ? bt->M : r0 + p->rows;
+        reduce_task(bt->partial + ch * bt->C,
+                    bt->slots == 2 ? bt->partial + (p->nchunks + ch) * bt->C : NULL, bt->X,
+                    bt->dY, bt->m, r0, r1, bt->C, c0,
+                    bt->C - c0 < BN_COLS ? bt->C - c0 : BN_COLS, bt->kind);
+    }
+    return FNN_OK;
+}
+
 /* out1[C] (and out2[C] for RED_BACKWARD) = the per-channel sums of `kind`
  * over all M rows, chunk by chunk in fixed order. M >= 1. */
 static int reduce(double *out1, double *out2, const float *X, const float *dY, const double *m,
@@ -120,45 +152,17 @@ static int reduce(double *out1, double *out2, const float *X, const float *dY, c
     const int64_t ntasks = p.nchunks * p.nblocks;
     const int64_t slots = kind == RED_BACKWARD ? 2 : 1;
     double *partial;
-    int nt;
 
     partial = (double *)malloc((size_t)(slots * p.nchunks * C) * sizeof(double));
     if (partial == NULL) {
         return FNN_ERR_NOMEM;
     }
-    nt = fnn_threads_for((double)M * (double)C, BN_GRAIN, nthreads);
-    if (nt > ntasks) {
-        nt = (int)ntasks;
+    {
+        const bn_tasks bt = {.p = p, .partial = partial, .slots = slots, .X = X, .dY = dY,
+                             .m = m, .M = M, .C = C, .kind = kind};
+        fnn_run_units(ntasks, fnn_threads_for((double)M * (double)C, BN_GRAIN, ntasks, nthreads),
+                      reduce_tasks, (void *)&bt);
     }
-    /* Task t: chunk t / nblocks, channel block t % nblocks; its sums go to
-     * partial[chunk * C + c] (and, second half, the second sums). */
-#define BN_TASK(t)                                                              \
-    do {                                                                        \
-        const int64_t ch = (t) / p.nblocks;                                     \
-        const int64_t c0 = ((t) % p.nblocks) * BN_COLS;                         \
-        const int64_t r0 = ch * p.rows;                                         \
-        const int64_t r1 = M - r0 < p.rows ? M : r0 + p.rows;                   \
-        reduce_task(partial + ch * C,                                           \
-                    slots == 2 ? partial + (p.nchunks + ch) * C : NULL, X, dY, m, \
-                    r0, r1, C, c0, C - c0 < BN_COLS ? C - c0 : BN_COLS, kind);  \
-    } while (0)
-    if (nt <= 1) {
-        for (int64_t t = 0; t < ntasks; t++) {
-            BN_TASK(t);
-        }
-    }
-    else {
-        int64_t t;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (t = 0; t < ntasks; t++) {
-                BN_TASK(t);
-            }
-        }
-    }
-#undef BN_TASK
     for (int64_t c = 0; c < C; c++) {
         double a = 0.0, b = 0.0;
         for (int64_t ch = 0; ch < p.nchunks; ch++) {
@@ -262,56 +266,6 @@ static void normalize_rows(float *Y, const float *X, const float *mean, const fl
     }
 }
 
-int fnn_batchnorm_forward_f32(float *Y, const float *X, const float *mean, const float *var,
-                              const float *gamma, const float *beta, int64_t M, int64_t C,
-                              double eps, int nthreads)
-{
-    float *k;
-    int64_t rows, nblocks;
-    int nt;
-
-    if (M < 0 || C < 0 || !(eps >= 0.0)) {
-        return FNN_ERR_ARG;
-    }
-    if (M == 0 || C == 0) {
-        return FNN_OK;
-    }
-    if (Y == NULL || X == NULL || mean == NULL || var == NULL) {
-        return FNN_ERR_ARG;
-    }
-    k = (float *)malloc((size_t)C * sizeof(float));
-    if (k == NULL) {
-        return FNN_ERR_NOMEM;
-    }
-    for (int64_t c = 0; c < C; c++) {
-        const double inv = 1.0 / sqrt((double)var[c] + eps);
-        k[c] = (float)((gamma != NULL ? (double)gamma[c] : 1.0) * inv);
-    }
-    rows = elem_rows(C);
-    nblocks = (M + rows - 1) / rows;
-    nt = fnn_threads_for((double)M * (double)C, BN_GRAIN, nthreads);
-    if (nt > nblocks) {
-        nt = (int)nblocks;
-    }
-    if (nt <= 1) {
-        normalize_rows(Y, X, mean, k, beta, 0, M, C);
-    }
-    else {
-        int64_t b;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (b = 0; b < nblocks; b++) {
-                const int64_t r0 = b * rows;
-                normalize_rows(Y, X, mean, k, beta, r0, M - r0 < rows ? M : r0 + rows, C);
-            }
-        }
-    }
-    free(k);
-    return FNN_OK;
-}
-
 /* dX[r0:r1, :] = k * (dY - a - (X - mean) * b); with a == NULL (fixed
  * statistics) dX = k * dY. */
 static void backward_rows(float *dX, const float *dY, const float *X, const float *mean,
@@ -335,6 +289,72 @@ static void backward_rows(float *dX, const float *dY, const float *X, const floa
             }
         }
     }
+}
+
+/* One element-wise pass, for bn_row_blocks: normalize (Y from X) or, with
+ * `backward`, dX from dY (see backward_rows). Units are blocks of `rows` rows. */
+typedef struct {
+    int backward;
+    float *out;                 /* Y, or dX */
+    const float *X, *dY, *mean, *k, *beta, *a, *b;
+    int64_t rows, M, C;
+} bn_rows;
+
+static int bn_row_blocks(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const bn_rows *br = (const bn_rows *)ctx;
+    const int64_t r0 = first * br->rows;
+    const int64_t r1 = last * br->rows < br->M ? last * br->rows : br->M;
+    (void)slot;
+    if (br->backward) {
+        backward_rows(br->out, br->dY, br->X, br->mean, br->k, br->a, br->b, r0, r1, br->C);
+    }
+    else {
+        normalize_rows(br->out, br->X, br->mean, br->k, br->beta, r0, r1, br->C);
+    }
+    return FNN_OK;
+}
+
+static void run_rows(const bn_rows *br, int nthreads)
+{
+    const int64_t blocks = (br->M + br->rows - 1) / br->rows;
+    fnn_run_units(blocks,
+                  fnn_threads_for((double)br->M * (double)br->C, BN_GRAIN, blocks, nthreads),
+                  bn_row_blocks, (void *)br);
+}
+
+int fnn_batchnorm_forward_f32(float *Y, const float *X, const float *mean, const float *var,
+                              const float *gamma, const float *beta, int64_t M, int64_t C,
+                              double eps, int nthreads)
+{
+    float *k;
+    int64_t rows;
+
+    if (M < 0 || C < 0 || !(eps >= 0.0)) {
+        return FNN_ERR_ARG;
+    }
+    if (M == 0 || C == 0) {
+        return FNN_OK;
+    }
+    if (Y == NULL || X == NULL || mean == NULL || var == NULL) {
+        return FNN_ERR_ARG;
+    }
+    k = (float *)malloc((size_t)C * sizeof(float));
+    if (k == NULL) {
+        return FNN_ERR_NOMEM;
+    }
+    for (int64_t c = 0; c < C; c++) {
+        const double inv = 1.0 / sqrt((double)var[c] + eps);
+        k[c] = (float)((gamma != NULL ? (double)gamma[c] : 1.0) * inv);
+    }
+    rows = elem_rows(C);
+    {
+        const bn_rows br = {.out = Y, .X = X, .mean = mean, .k = k, .beta = beta, .rows = rows,
+                            .M = M, .C = C};
+        run_rows(&br, nthreads);
+    }
+    free(k);
+    return FNN_OK;
 }
 
 /* The derivation, per channel, with s = 1 / sqrt(var + eps),
@@ -394,28 +414,10 @@ int fnn_batchnorm_backward_f32(float *dX, float *dgamma, float *dbeta, const flo
     }
     if (status == FNN_OK && dX != NULL && M > 0) {
         const float *a = batch_stats ? coef + C : NULL;
-        const int64_t rows = elem_rows(C);
-        const int64_t nblocks = (M + rows - 1) / rows;
-        int nt = fnn_threads_for((double)M * (double)C, BN_GRAIN, nthreads);
-        if (nt > nblocks) {
-            nt = (int)nblocks;
-        }
-        if (nt <= 1) {
-            backward_rows(dX, dY, X, mean, coef, a, coef + 2 * C, 0, M, C);
-        }
-        else {
-            int64_t b;
-            #pragma omp parallel num_threads(nt)
-            {
-                fnn_note_team();
-                #pragma omp for schedule(static) nowait
-                for (b = 0; b < nblocks; b++) {
-                    const int64_t r0 = b * rows;
-                    backward_rows(dX, dY, X, mean, coef, a, coef + 2 * C, r0,
-                                  M - r0 < rows ? M : r0 + rows, C);
-                }
-            }
-        }
+        const bn_rows br = {.backward = 1, .out = dX, .dY = dY, .X = X, .mean = mean,
+                            .k = coef, .a = a, .b = coef + 2 * C, .rows = elem_rows(C), .M = M,
+                            .C = C};
+        run_rows(&br, nthreads);
     }
     free(acc);
     free(coef);

@@ -25,8 +25,8 @@
  * Helpers: fnn_sum_squares_f32 (double accumulation), fnn_scale_f32,
  * fnn_clip_f32 (NaN stays NaN, as np.clip), fnn_all_finite_f32.
  *
- * Threads: contiguous fixed blocks, schedule(static); element-wise results
- * do not depend on the split. sum_squares adds fixed chunks of SUMSQ_CHUNK
+ * Threads: fnn_run_units over BLOCK-element units (fnn_omp.h); element-wise
+ * results do not depend on the split. sum_squares adds fixed chunks of SUMSQ_CHUNK
  * elements, each summed in a fixed lane pattern, the chunk sums in chunk
  * order: the same bits on one thread or many.
  */
@@ -45,28 +45,36 @@
 #define SUMSQ_CHUNK 4096
 #define SUMSQ_LANES 8
 
-/* Run BODY(lo, len) over [0, n) in BLOCK pieces: serially (no parallel
- * region at all) when threads_for says one thread, else statically split. */
-#define FOR_BLOCKS(n, grain, nthreads, BODY)                                    \
-    do {                                                                        \
-        const int nt_ = fnn_threads_for((double)(n), (grain), (nthreads));      \
-        if (nt_ <= 1) {                                                         \
-            BODY(0, (n));                                                       \
-        }                                                                       \
-        else {                                                                  \
-            const int64_t nb_ = ((n) + BLOCK - 1) / BLOCK;                      \
-            int64_t b_;                                                         \
-            _Pragma("omp parallel num_threads(nt_)")                            \
-            {                                                                   \
-                fnn_note_team();                                                \
-                _Pragma("omp for schedule(static) nowait")                      \
-                for (b_ = 0; b_ < nb_; b_++) {                                  \
-                    const int64_t lo_ = b_ * BLOCK;                             \
-                    BODY(lo_, (n) - lo_ < BLOCK ? (n) - lo_ : BLOCK);           \
-                }                                                               \
-            }                                                                   \
-        }                                                                       \
-    } while (0)
+/* One update or helper call: its buffers (NULL when unused) and scalars, and
+ * `range`, which applies it to elements [lo, hi). Named by role: state1 is
+ * SGD's velocity, Adam's m, RMSprop's ms or Adagrad's accumulator; state2
+ * Adam's v or RMSprop's mg; state3 Adam's vhat or RMSprop's momentum. */
+typedef struct elem_call elem_call;
+struct elem_call {
+    void (*range)(const elem_call *c, int64_t lo, int64_t hi);
+    float *p, *state1, *state2, *state3;
+    const float *g;
+    int64_t n;
+    float lr, decay, momentum, omb1, omb2, rho, omr, eps, scale, clip_lo, clip_hi;
+};
+
+/* Units are BLOCK elements: a range of them is one call of c->range. */
+static int elem_blocks(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const elem_call *c = (const elem_call *)ctx;
+    const int64_t hi = last * BLOCK < c->n ? last * BLOCK : c->n;
+    (void)slot;
+    c->range(c, first * BLOCK, hi);
+    return FNN_OK;
+}
+
+/* c->range over [0, c->n) on the threads `grain` elements each are worth. */
+static int run_elems(elem_call *c, double grain, int nthreads)
+{
+    const int64_t blocks = (c->n + BLOCK - 1) / BLOCK;
+    return fnn_run_units(blocks, fnn_threads_for((double)c->n, grain, blocks, nthreads),
+                         elem_blocks, c);
+}
 
 /* ---- SGD ---------------------------------------------------------------- */
 
@@ -113,6 +121,21 @@ static void sgd_nesterov(float *restrict p, float *restrict v, const float *rest
     }
 }
 
+static void sgd_plain_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    sgd_plain(c->p + lo, c->g + lo, hi - lo, c->lr, c->decay);
+}
+
+static void sgd_momentum_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    sgd_momentum(c->p + lo, c->state1 + lo, c->g + lo, hi - lo, c->lr, c->momentum, c->decay);
+}
+
+static void sgd_nesterov_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    sgd_nesterov(c->p + lo, c->state1 + lo, c->g + lo, hi - lo, c->lr, c->momentum, c->decay);
+}
+
 int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
                        double lr, double momentum, int nesterov, double decay, int nthreads)
 {
@@ -127,22 +150,15 @@ int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
     }
     /* As the reference: no velocity, or momentum 0, is plain SGD and leaves
      * any velocity buffer untouched. */
+    elem_call c = {.p = p, .state1 = velocity, .g = g, .n = n, .lr = (float)lr,
+                   .momentum = (float)momentum, .decay = (float)decay};
     if (velocity == NULL || momentum == 0.0f) {
-#define BODY(lo, len) sgd_plain(p + (lo), g + (lo), (len), lr, decay)
-        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
-#undef BODY
-    }
-    else if (nesterov) {
-#define BODY(lo, len) sgd_nesterov(p + (lo), velocity + (lo), g + (lo), (len), lr, momentum, decay)
-        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
-#undef BODY
+        c.range = sgd_plain_elems;
     }
     else {
-#define BODY(lo, len) sgd_momentum(p + (lo), velocity + (lo), g + (lo), (len), lr, momentum, decay)
-        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
-#undef BODY
+        c.range = nesterov ? sgd_nesterov_elems : sgd_momentum_elems;
     }
-    return FNN_OK;
+    return run_elems(&c, UPDATE_GRAIN, nthreads);
 }
 
 /* ---- Adam --------------------------------------------------------------- */
@@ -189,6 +205,18 @@ static void amsgrad_range(float *restrict p, float *restrict m, float *restrict 
     }
 }
 
+static void adam_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    adam_range(c->p + lo, c->state1 + lo, c->state2 + lo, c->g + lo, hi - lo, c->lr, c->omb1,
+               c->omb2, c->eps, c->decay);
+}
+
+static void amsgrad_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    amsgrad_range(c->p + lo, c->state1 + lo, c->state2 + lo, c->state3 + lo, c->g + lo, hi - lo,
+                  c->lr, c->omb1, c->omb2, c->eps, c->decay);
+}
+
 int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *g, int64_t n,
                         double lr_t, double beta1, double beta2, double eps, double decay,
                         int nthreads)
@@ -206,20 +234,10 @@ int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *
     if (p == NULL || m == NULL || v == NULL || g == NULL) {
         return FNN_ERR_ARG;
     }
-    if (vhat == NULL) {
-#define BODY(lo, len) \
-    adam_range(p + (lo), m + (lo), v + (lo), g + (lo), (len), lr_t, omb1, omb2, eps, decay)
-        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
-#undef BODY
-    }
-    else {
-#define BODY(lo, len)                                                                    \
-    amsgrad_range(p + (lo), m + (lo), v + (lo), vhat + (lo), g + (lo), (len), lr_t, omb1, \
-                  omb2, eps, decay)
-        FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
-#undef BODY
-    }
-    return FNN_OK;
+    elem_call c = {.range = vhat == NULL ? adam_elems : amsgrad_elems, .p = p, .state1 = m,
+                   .state2 = v, .state3 = vhat, .g = g, .n = n, .lr = (float)lr_t,
+                   .omb1 = omb1, .omb2 = omb2, .eps = (float)eps, .decay = (float)decay};
+    return run_elems(&c, UPDATE_GRAIN, nthreads);
 }
 
 /* ---- RMSprop ------------------------------------------------------------ */
@@ -271,6 +289,13 @@ static void rmsprop_range(float *restrict p, float *restrict ms, float *restrict
     }
 }
 
+static void rmsprop_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    rmsprop_range(c->p + lo, c->state1 + lo, c->state2 ? c->state2 + lo : NULL,
+                  c->state3 ? c->state3 + lo : NULL, c->g + lo, hi - lo, c->lr, c->rho, c->omr,
+                  c->momentum, c->eps, c->decay);
+}
+
 int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const float *g,
                            int64_t n, double lr, double rho, double momentum, double eps,
                            double decay, int nthreads)
@@ -290,12 +315,10 @@ int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const flo
     if (!(momentum > 0.0f)) {
         mom = NULL;
     }
-#define BODY(lo, len)                                                                  \
-    rmsprop_range(p + (lo), ms + (lo), mg ? mg + (lo) : NULL, mom ? mom + (lo) : NULL, \
-                  g + (lo), (len), lr, rho, omr, momentum, eps, decay)
-    FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
-#undef BODY
-    return FNN_OK;
+    elem_call c = {.range = rmsprop_elems, .p = p, .state1 = ms, .state2 = mg, .state3 = mom,
+                   .g = g, .n = n, .lr = (float)lr, .rho = (float)rho, .omr = omr,
+                   .momentum = (float)momentum, .eps = (float)eps, .decay = (float)decay};
+    return run_elems(&c, UPDATE_GRAIN, nthreads);
 }
 
 /* ---- Adagrad ------------------------------------------------------------ */
@@ -316,6 +339,11 @@ static void adagrad_range(float *restrict p, float *restrict acc, const float *r
     }
 }
 
+static void adagrad_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    adagrad_range(c->p + lo, c->state1 + lo, c->g + lo, hi - lo, c->lr, c->eps, c->decay);
+}
+
 int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
                            double lr, double eps, double decay, int nthreads)
 {
@@ -328,10 +356,9 @@ int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
     if (p == NULL || acc == NULL || g == NULL) {
         return FNN_ERR_ARG;
     }
-#define BODY(lo, len) adagrad_range(p + (lo), acc + (lo), g + (lo), (len), lr, eps, decay)
-    FOR_BLOCKS(n, UPDATE_GRAIN, nthreads, BODY);
-#undef BODY
-    return FNN_OK;
+    elem_call c = {.range = adagrad_elems, .p = p, .state1 = acc, .g = g, .n = n,
+                   .lr = (float)lr, .eps = (float)eps, .decay = (float)decay};
+    return run_elems(&c, UPDATE_GRAIN, nthreads);
 }
 
 /* ---- reductions and element-wise helpers -------------------------------- */
@@ -376,14 +403,15 @@ static void sumsq_chunk_fn(const void *ctx, int64_t chunk, double *out)
 int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads)
 {
     sumsq_chunks sc;
+    const int64_t nchunks = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
 
     if (out == NULL || n < 0 || (n > 0 && X == NULL)) {
         return FNN_ERR_ARG;
     }
     sc.X = X;
     sc.n = n;
-    return fnn_ordered_sum(out, 1, (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK, sumsq_chunk_fn, &sc,
-                           fnn_threads_for((double)n, HELPER_GRAIN, nthreads));
+    return fnn_ordered_sum(out, 1, nchunks, sumsq_chunk_fn, &sc,
+                           fnn_threads_for((double)n, HELPER_GRAIN, nchunks, nthreads));
 }
 
 static void scale_range(float *restrict x, int64_t n, float s)
@@ -394,6 +422,11 @@ static void scale_range(float *restrict x, int64_t n, float s)
     }
 }
 
+static void scale_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    scale_range(c->p + lo, hi - lo, c->scale);
+}
+
 int fnn_scale_f32(float *X, int64_t n, float s, int nthreads)
 {
     if (n < 0 || (n > 0 && X == NULL)) {
@@ -402,10 +435,8 @@ int fnn_scale_f32(float *X, int64_t n, float s, int nthreads)
     if (n == 0) {
         return FNN_OK;
     }
-#define BODY(lo, len) scale_range(X + (lo), (len), s)
-    FOR_BLOCKS(n, HELPER_GRAIN, nthreads, BODY);
-#undef BODY
-    return FNN_OK;
+    elem_call c = {.range = scale_elems, .p = X, .n = n, .scale = s};
+    return run_elems(&c, HELPER_GRAIN, nthreads);
 }
 
 static void clip_range(float *restrict x, int64_t n, float lo, float hi)
@@ -420,6 +451,11 @@ static void clip_range(float *restrict x, int64_t n, float lo, float hi)
     }
 }
 
+static void clip_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    clip_range(c->p + lo, hi - lo, c->clip_lo, c->clip_hi);
+}
+
 int fnn_clip_f32(float *X, int64_t n, float lo, float hi, int nthreads)
 {
     /* lo > hi is not an error: like np.clip, every value becomes hi. */
@@ -429,10 +465,8 @@ int fnn_clip_f32(float *X, int64_t n, float lo, float hi, int nthreads)
     if (n == 0) {
         return FNN_OK;
     }
-#define BODY(lo_, len) clip_range(X + (lo_), (len), lo, hi)
-    FOR_BLOCKS(n, HELPER_GRAIN, nthreads, BODY);
-#undef BODY
-    return FNN_OK;
+    elem_call c = {.range = clip_elems, .p = X, .n = n, .clip_lo = lo, .clip_hi = hi};
+    return run_elems(&c, HELPER_GRAIN, nthreads);
 }
 
 /* Count of elements that are NaN or +-inf in x[0:n]. |x| <= FLT_MAX is
@@ -447,34 +481,39 @@ static int64_t count_nonfinite(const float *restrict x, int64_t n)
     return bad;
 }
 
+typedef struct {
+    const float *X;
+    int64_t n;
+    int found;    /* set (atomically) by the first range to see a non-finite value */
+} finite_scan;
+
+/* Block by block, so a NaN early in a large buffer stops the scan (this
+ * range's, and the others' at their next block). */
+static int finite_blocks(void *ctx, int64_t first, int64_t last, int slot)
+{
+    finite_scan *fs = (finite_scan *)ctx;
+    (void)slot;
+    for (int64_t b = first; b < last && !__atomic_load_n(&fs->found, __ATOMIC_RELAXED); b++) {
+        const int64_t lo = b * BLOCK;
+        if (count_nonfinite(fs->X + lo, fs->n - lo < BLOCK ? fs->n - lo : BLOCK) != 0) {
+            __atomic_store_n(&fs->found, 1, __ATOMIC_RELAXED);
+        }
+    }
+    return FNN_OK;
+}
+
 int fnn_all_finite_f32(int *ok, const float *X, int64_t n, int nthreads)
 {
-    int64_t bad = 0;
-    int nt;
+    finite_scan fs = {.X = X, .n = n, .found = 0};
+    int64_t blocks;
+    int status;
 
     if (ok == NULL || n < 0 || (n > 0 && X == NULL)) {
         return FNN_ERR_ARG;
     }
-    nt = fnn_threads_for((double)n, HELPER_GRAIN, nthreads);
-    if (nt <= 1) {
-        /* Block by block, so a NaN early in a large buffer stops the scan. */
-        for (int64_t lo = 0; lo < n && bad == 0; lo += BLOCK) {
-            bad = count_nonfinite(X + lo, n - lo < BLOCK ? n - lo : BLOCK);
-        }
-    }
-    else {
-        const int64_t nb = (n + BLOCK - 1) / BLOCK;
-        int64_t b;
-        #pragma omp parallel num_threads(nt) reduction(+ : bad)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (b = 0; b < nb; b++) {
-                const int64_t lo = b * BLOCK;
-                bad += count_nonfinite(X + lo, n - lo < BLOCK ? n - lo : BLOCK);
-            }
-        }
-    }
-    *ok = bad == 0;
-    return FNN_OK;
+    blocks = (n + BLOCK - 1) / BLOCK;
+    status = fnn_run_units(blocks, fnn_threads_for((double)n, HELPER_GRAIN, blocks, nthreads),
+                           finite_blocks, &fs);
+    *ok = !fs.found;
+    return status;
 }

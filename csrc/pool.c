@@ -71,47 +71,42 @@ static int64_t units_of(const pool_geom *g)
     return g->N * ((g->C + POOL_CBLOCK - 1) / POOL_CBLOCK);
 }
 
-static int threads_for(const pool_geom *g, int nthreads)
+/* The window elements a forward pass (or average backward pass) visits. */
+static double window_work(const pool_geom *g)
 {
-    const double work = (double)g->N * (double)g->OH * (double)g->OW * (double)g->C
-                        * (double)(g->KH * g->KW);
-    return fnn_threads_for(work, POOL_GRAIN, nthreads);
+    return (double)g->N * (double)g->OH * (double)g->OW * (double)g->C * (double)(g->KH * g->KW);
 }
 
 /* One kernel call: its arrays and geometry, for the per-unit workers below. */
-typedef struct {
+typedef struct pool_call pool_call;
+typedef void (*pool_unit_fn)(const pool_call *call, int64_t unit);
+struct pool_call {
     float *out;                 /* Y, or dX */
     const float *in;            /* X, or dY */
     int64_t *argmax_out;        /* max forward (may be NULL) */
     const int64_t *argmax_in;   /* max backward */
     pool_geom g;
-} pool_call;
+    pool_unit_fn unit;          /* the worker run_pool_units gives each unit */
+};
 
-typedef void (*pool_unit_fn)(const pool_call *call, int64_t unit);
+static int pool_units(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const pool_call *call = (const pool_call *)ctx;
+    (void)slot;
+    for (int64_t u = first; u < last; u++) {
+        call->unit(call, u);
+    }
+    return FNN_OK;
+}
 
-/* Every unit of work (one image's block of channels) on `nt` threads; each
- * unit's outputs are its own, so any thread count gives the same bits. */
-static void run_units(pool_unit_fn fn, const pool_call *call, int nt)
+/* Every unit of work (one image's block of channels), on the threads `work`
+ * (window elements) is worth; each unit's outputs are its own, so any thread
+ * count gives the same bits. */
+static void run_pool_units(pool_unit_fn fn, pool_call *call, double work, int nthreads)
 {
     const int64_t units = units_of(&call->g);
-    int64_t u;
-    if (nt > units) {
-        nt = (int)units;
-    }
-    if (nt <= 1) {
-        for (u = 0; u < units; u++) {
-            fn(call, u);
-        }
-        return;
-    }
-    #pragma omp parallel num_threads(nt)
-    {
-        fnn_note_team();
-        #pragma omp for schedule(static) nowait
-        for (u = 0; u < units; u++) {
-            fn(call, u);
-        }
-    }
+    call->unit = fn;
+    fnn_run_units(units, fnn_threads_for(work, POOL_GRAIN, units, nthreads), pool_units, call);
 }
 
 /* ---- max pooling ---------------------------------------------------------- */
@@ -180,8 +175,8 @@ int fnn_max_pool2d_forward_f32(float *Y, int64_t *argmax, const float *X,
         return FNN_ERR_ARG;
     }
     {
-        const pool_call call = {Y, X, argmax, NULL, g};
-        run_units(max_forward_unit, &call, threads_for(&g, nthreads));
+        pool_call call = {Y, X, argmax, NULL, g, NULL};
+        run_pool_units(max_forward_unit, &call, window_work(&g), nthreads);
     }
     return FNN_OK;
 }
@@ -245,10 +240,9 @@ int fnn_max_pool2d_backward_f32(float *dX, const float *dY, const int64_t *argma
         return FNN_ERR_ARG;
     }
     {
-        const pool_call call = {dX, dY, NULL, argmax, g};
-        run_units(max_backward_unit, &call,
-                  fnn_threads_for((double)N * (double)(H * W + OH * OW) * (double)C,
-                                  POOL_GRAIN, nthreads));
+        pool_call call = {dX, dY, NULL, argmax, g, NULL};
+        run_pool_units(max_backward_unit, &call, (double)N * (double)(H * W + OH * OW) * (double)C,
+                  nthreads);
     }
     return FNN_OK;
 }
@@ -310,8 +304,8 @@ int fnn_avg_pool2d_forward_f32(float *Y, const float *X,
         return FNN_ERR_ARG;
     }
     {
-        const pool_call call = {Y, X, NULL, NULL, g};
-        run_units(avg_forward_unit, &call, threads_for(&g, nthreads));
+        pool_call call = {Y, X, NULL, NULL, g, NULL};
+        run_pool_units(avg_forward_unit, &call, window_work(&g), nthreads);
     }
     return FNN_OK;
 }
@@ -369,8 +363,8 @@ int fnn_avg_pool2d_backward_f32(float *dX, const float *dY,
         return FNN_ERR_ARG;
     }
     {
-        const pool_call call = {dX, dY, NULL, NULL, g};
-        run_units(avg_backward_unit, &call, threads_for(&g, nthreads));
+        pool_call call = {dX, dY, NULL, NULL, g, NULL};
+        run_pool_units(avg_backward_unit, &call, window_work(&g), nthreads);
     }
     return FNN_OK;
 }

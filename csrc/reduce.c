@@ -11,6 +11,23 @@
 /* Partials kept on the stack up to this many doubles; more are allocated. */
 #define PARTIALS_ON_STACK 512
 
+typedef struct {
+    fnn_chunk_fn fn;
+    const void *ctx;
+    int width;
+    double *part;   /* chunk c's partials at part[c * width] */
+} chunk_call;
+
+static int chunk_partials(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const chunk_call *call = (const chunk_call *)ctx;
+    (void)slot;
+    for (int64_t c = first; c < last; c++) {
+        call->fn(call->ctx, c, call->part + c * call->width);
+    }
+    return FNN_OK;
+}
+
 int fnn_ordered_sum(double *total, int width, int64_t nchunks, fnn_chunk_fn fn, const void *ctx,
                     int nthreads)
 {
@@ -25,10 +42,8 @@ int fnn_ordered_sum(double *total, int width, int64_t nchunks, fnn_chunk_fn fn, 
     for (k = 0; k < width; k++) {
         total[k] = 0.0;
     }
-    if (nthreads > nchunks) {
-        nthreads = (int)nchunks;
-    }
-    if (nthreads <= 1) {
+    if (nthreads <= 1 || nchunks <= 1) {
+        /* Serial: each chunk's partials added as they come, no buffer. */
         double one[FNN_REDUCE_MAX_WIDTH];
         for (c = 0; c < nchunks; c++) {
             fn(ctx, c, one);
@@ -44,13 +59,9 @@ int fnn_ordered_sum(double *total, int width, int64_t nchunks, fnn_chunk_fn fn, 
             return FNN_ERR_NOMEM;
         }
     }
-    #pragma omp parallel num_threads(nthreads)
     {
-        fnn_note_team();
-        #pragma omp for schedule(static) nowait
-        for (c = 0; c < nchunks; c++) {
-            fn(ctx, c, part + c * width);
-        }
+        chunk_call call = {.fn = fn, .ctx = ctx, .width = width, .part = part};
+        fnn_run_units(nchunks, nthreads, chunk_partials, &call);
     }
     for (c = 0; c < nchunks; c++) {
         for (k = 0; k < width; k++) {

@@ -440,6 +440,29 @@ static void FN(unit)(int term, int comb, FNN_T *out, const FNN_T *dy, const FNN_
     }
 }
 
+static void FN(map_elems)(const ew_call *c, int64_t lo, int64_t hi)
+{
+    FN(map_range)(c->op, (FNN_T *)c->out, (const FNN_T *)c->c, (const FNN_T *)c->a,
+                  (const FNN_T *)c->b, c->ndim, c->shape, c->sa, c->sb, lo, hi);
+}
+
+typedef struct {
+    int term, comb;
+    FNN_T *out;
+    const FNN_T *dy, *a, *b;
+    const reduce_plan *p;
+} FN(unit_call);
+
+static int FN(units)(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const FN(unit_call) *c = (const FN(unit_call) *)ctx;
+    (void)slot;
+    for (int64_t u = first; u < last; u++) {
+        FN(unit)(c->term, c->comb, c->out, c->dy, c->a, c->b, c->p, u);
+    }
+    return FNN_OK;
+}
+
 /* out (strides so) = the combination (comb; sums divided by div) of
  * term(dY, A, B) over the axes where so is 0. The units are independent and
  * each is computed the same way by any thread. */
@@ -449,48 +472,22 @@ static void FN(reduce)(int term, int comb, double div, FNN_T *out, const FNN_T *
                        int nthreads)
 {
     reduce_plan p;
-    int nt = map_threads(n, FN(term_is_transcendental)(term), nthreads);
 
     if (sums_nothing(ndim, shape, so)) {
         /* One term per element: its own value (div is 1 here). */
-        if (nt <= 1) {
-            FN(map_range)(term, out, dy, a, b, ndim, shape, sa, sb, 0, n);
-        }
-        else {
-            const int64_t nblocks = (n + EW_BLOCK - 1) / EW_BLOCK;
-            int64_t blk;
-            #pragma omp parallel num_threads(nt)
-            {
-                fnn_note_team();
-                #pragma omp for schedule(static) nowait
-                for (blk = 0; blk < nblocks; blk++) {
-                    const int64_t lo = blk * EW_BLOCK;
-                    FN(map_range)(term, out, dy, a, b, ndim, shape, sa, sb, lo,
-                                  min64(lo + EW_BLOCK, n));
-                }
-            }
-        }
+        const ew_call c = {.range = FN(map_elems), .op = term, .out = out, .a = a, .b = b,
+                           .c = dy, .ndim = ndim, .shape = shape, .sa = sa, .sb = sb};
+        run_elements(&c, n, FN(term_is_transcendental)(term), nthreads);
         return;
     }
     plan_reduce(&p, ndim, shape, so, sa, sb, div);
-    if (nt > p.nunits) {
-        nt = (int)p.nunits;
-    }
-    if (nt <= 1) {
-        for (int64_t u = 0; u < p.nunits; u++) {
-            FN(unit)(term, comb, out, dy, a, b, &p, u);
-        }
-    }
-    else {
-        int64_t u;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (u = 0; u < p.nunits; u++) {
-                FN(unit)(term, comb, out, dy, a, b, &p, u);
-            }
-        }
+    {
+        const FN(unit_call) c = {.term = term, .comb = comb, .out = out, .dy = dy, .a = a,
+                                 .b = b, .p = &p};
+        fnn_run_units(p.nunits,
+                      fnn_threads_for((double)n, ew_grain(FN(term_is_transcendental)(term)),
+                                      p.nunits, nthreads),
+                      FN(units), (void *)&c);
     }
 }
 

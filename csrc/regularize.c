@@ -84,6 +84,7 @@ int fnn_regularize_f32(double *penalty, float *dW, const float *W, int64_t n, do
                        double l2, int nthreads)
 {
     reg_chunks rc;
+    const int64_t nchunks = (n + REG_CHUNK - 1) / REG_CHUNK;
     double sums[2];
     int status;
 
@@ -96,8 +97,8 @@ int fnn_regularize_f32(double *penalty, float *dW, const float *W, int64_t n, do
     rc.n = n;
     rc.l1 = (float)l1;
     rc.l2x2 = (float)(2.0 * l2);
-    status = fnn_ordered_sum(sums, 2, (n + REG_CHUNK - 1) / REG_CHUNK, reg_chunk_fn, &rc,
-                             fnn_threads_for((double)n, REG_GRAIN, nthreads));
+    status = fnn_ordered_sum(sums, 2, nchunks, reg_chunk_fn, &rc,
+                             fnn_threads_for((double)n, REG_GRAIN, nchunks, nthreads));
     if (status != FNN_OK) {
         return status;
     }

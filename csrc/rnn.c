@@ -57,15 +57,7 @@
  * Backward reads the cache and never writes it. Scratch: R packed (forward)
  * and dG plus small row states (backward) are allocated per call.
  */
-/* GCC keeps FP exception flags exact by default (-ftrapping-math), which
- * stops it from if-converting the selects inside the element-wise loops, so
- * they would run one element at a time. Nothing here reads those flags.
- * Before the includes: every function of this file gets the same options
- * (GCC does not inline across different ones). Clang's default is already
- * this. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
+#include "fnn_vector_opts.h"   /* first: see there */
 
 #include <math.h>
 #include <stdint.h>
@@ -434,49 +426,14 @@ static int fwd_rows(const rnn_plan *pl, int64_t r0, int64_t r1, int proj_threads
     return FNN_OK;
 }
 
-/* Threads for the recurrence of N rows, `flops` in all. */
-static int rnn_threads(double flops, int64_t N, int nthreads)
+/* Rows [r0, r1) of the forward recurrence, their projection included, on
+ * per-slot scratch (fnn_run_units' range function). Rows are independent,
+ * so any split gives the same bits. */
+static int fwd_range(void *ctx, int64_t r0, int64_t r1, int slot)
 {
-    int nt = fnn_threads_for(flops, RNN_GRAIN_FLOPS, nthreads);
-    if (nt > N) {
-        nt = (int)N;
-    }
-    return nt < 1 ? 1 : nt;
+    const rnn_plan *pl = (const rnn_plan *)ctx;
+    return fwd_rows(pl, r0, r1, 1, pl->tmp + slot * pl->tmp_stride);
 }
-
-/* Run `body_call` on rows [r0, r1) split evenly between nt threads, in ONE
- * parallel region with no barrier inside. The thread that finishes first
- * waits for the others at the region's end: that wait is what a thread the
- * OS descheduled costs, so it is reported to the oversubscription guard
- * (fnn_omp.h), whichever thread it was. */
-#define RNN_SPLIT_ROWS(pl, nt, body_call)                                               \
-    do {                                                                                \
-        if ((nt) <= 1) {                                                                \
-            const int tid = 0;                                                          \
-            const int64_t r0 = 0, r1 = (pl)->N;                                         \
-            status = (body_call);                                                       \
-        }                                                                               \
-        else {                                                                          \
-            int64_t start = fnn_now_ns(), first_done = INT64_MAX;                       \
-            _Pragma("omp parallel num_threads(nt)")                                     \
-            {                                                                           \
-                const int tid = fnn_omp_thread_num();                                   \
-                const int got = fnn_omp_num_threads();                                  \
-                int c;                                                                  \
-                fnn_note_team();                                                        \
-                for (c = tid; c < (nt); c += got) {                                     \
-                    const int64_t r0 = (pl)->N * c / (nt), r1 = (pl)->N * (c + 1) / (nt); \
-                    int st = (body_call);                                               \
-                    if (st != FNN_OK) {                                                 \
-                        _Pragma("omp critical(fnn_rnn_status)")                         \
-                        status = st;                                                    \
-                    }                                                                   \
-                }                                                                       \
-                fnn_team_note_done(&first_done, 0);                                     \
-            }                                                                           \
-            fnn_team_report(start, first_done);                                         \
-        }                                                                               \
-    } while (0)
 
 static int check_common(int cell, int act, int ract, int64_t N, int64_t T, int64_t In,
                         int64_t U)
@@ -529,7 +486,8 @@ int fnn_rnn_forward_f32(float *hs, float *cache, const float *X, const float *W,
     pl.ker = fnn_kernels()->gemm_f32;
     pl.ak = fnn_kernels()->act_f32;
 
-    nt = rnn_threads(2.0 * (double)N * (double)T * (double)U * (double)pl.GU, N, nthreads);
+    nt = fnn_threads_for(2.0 * (double)N * (double)T * (double)U * (double)pl.GU,
+                         RNN_GRAIN_FLOPS, N, nthreads);
     bpack_size = U * ((pl.GU + pl.ker.nr - 1) / pl.ker.nr) * pl.ker.nr;
     tmp_stride = (3 * U + 15) / 16 * 16;
     if (cache == NULL) {
@@ -577,7 +535,7 @@ int fnn_rnn_forward_f32(float *hs, float *cache, const float *X, const float *W,
         }
     }
     else {
-        RNN_SPLIT_ROWS(&pl, nt, fwd_rows(&pl, r0, r1, 1, pl.tmp + tid * pl.tmp_stride));
+        status = fnn_run_units(N, nt, fwd_range, &pl);
     }
     free(heap);
     return status;
@@ -733,6 +691,13 @@ static int bwd_rows(const rnn_plan *pl, int64_t r0, int64_t r1, float *tmp)
     return FNN_OK;
 }
 
+/* Rows [r0, r1) of the backward recurrence on per-slot scratch, as fwd_range. */
+static int bwd_range(void *ctx, int64_t r0, int64_t r1, int slot)
+{
+    const rnn_plan *pl = (const rnn_plan *)ctx;
+    return bwd_rows(pl, r0, r1, pl->tmp + slot * pl->tmp_stride);
+}
+
 int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float *dhs,
                          const float *X, const float *W, const float *R, const float *hs,
                          const float *cache, const uint8_t *mask, int64_t N, int64_t T,
@@ -789,7 +754,7 @@ int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float
     pl.ak = fnn_kernels()->act_f32;
     cache_sections(&pl, (float *)cache);    /* read only here */
 
-    nt = rnn_threads(2.0 * (double)NT * (double)U * (double)GU, N, nthreads);
+    nt = fnn_threads_for(2.0 * (double)NT * (double)U * (double)GU, RNN_GRAIN_FLOPS, N, nthreads);
     bpack_size = GU * ((U + pl.ker.nr - 1) / pl.ker.nr) * pl.ker.nr;
     tmp_stride = ((pl.ker.mr + 4) * U + 15) / 16 * 16;
     dg_size = (NT * GU + 15) / 16 * 16;
@@ -818,7 +783,7 @@ int fnn_rnn_backward_f32(float *dX, float *dW, float *dR, float *db, const float
         }
     }
 
-    RNN_SPLIT_ROWS(&pl, nt, bwd_rows(&pl, r0, r1, pl.tmp + tid * pl.tmp_stride));
+    status = fnn_run_units(N, nt, bwd_range, &pl);
     if (status != FNN_OK) {
         free(heap);
         return status;

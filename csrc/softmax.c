@@ -26,7 +26,7 @@
  * Layout of the work: rows are shared out in fixed blocks of rows;
  * otherwise a unit is one outer index times a block of at most SM_COLS
  * columns of inner, whose lines are walked together (contiguous loads).
- * schedule(static) over units. Small calls never enter a parallel region.
+ * Static ranges of units (fnn_run_units). Small calls never enter a parallel region.
  *
  * One source for both types: softmax_impl.h is included once per type.
  */

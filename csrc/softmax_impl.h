@@ -276,11 +276,63 @@ static int64_t FN(sm_rows_per_unit)(int64_t L)
     return r < 1 ? 1 : r;
 }
 
+/* One call, for sm_units: forward (dY NULL) writes out = Y from X; backward
+ * out = dX from dY and Y. inner == 1: units are `per` whole rows; otherwise
+ * (row, block of SM_COLS columns) pairs, ncb blocks a row. */
+typedef struct {
+    FNN_T *out;
+    const FNN_T *X, *dY, *Y;
+    int64_t outer, L, inner, per, ncb;
+    int is_log;
+} FN(sm_call);
+
+static int FN(sm_units)(void *ctx, int64_t first, int64_t last, int slot)
+{
+    const FN(sm_call) *c = (const FN(sm_call) *)ctx;
+    (void)slot;
+    if (c->inner == 1) {
+        const int64_t r0 = first * c->per, r1 = sm_min64(last * c->per, c->outer);
+        if (c->dY == NULL) {
+            FN(sm_rows)(c->out, c->X, r0, r1, c->L, c->is_log);
+        }
+        else {
+            FN(sm_rows_backward)(c->out, c->dY, c->Y, r0, r1, c->L, c->is_log);
+        }
+        return FNN_OK;
+    }
+    for (int64_t u = first; u < last; u++) {
+        const int64_t c0 = (u % c->ncb) * SM_COLS;
+        const int64_t w = sm_min64(SM_COLS, c->inner - c0);
+        if (c->dY == NULL) {
+            FN(sm_cols)(c->out, c->X, u / c->ncb, c0, w, c->L, c->inner, c->is_log);
+        }
+        else {
+            FN(sm_cols_backward)(c->out, c->dY, c->Y, u / c->ncb, c0, w, c->L, c->inner,
+                                 c->is_log);
+        }
+    }
+    return FNN_OK;
+}
+
+/* Both directions: cut the work into units, then share them out. */
+static void FN(sm_run)(FN(sm_call) *c, int64_t n, int nthreads)
+{
+    int64_t units;
+    if (c->inner == 1) {
+        c->per = FN(sm_rows_per_unit)(c->L);
+        units = (c->outer + c->per - 1) / c->per;
+    }
+    else {
+        c->ncb = (c->inner + SM_COLS - 1) / SM_COLS;
+        units = c->outer * c->ncb;
+    }
+    fnn_run_units(units, fnn_threads_for((double)n, SM_GRAIN, units, nthreads), FN(sm_units), c);
+}
+
 int FN(fnn_softmax_forward)(FNN_T *Y, const FNN_T *X, int64_t outer, int64_t L, int64_t inner,
                             int is_log, int nthreads)
 {
-    int64_t n, nunits, per, ncb;
-    int nt;
+    int64_t n;
     int status = sm_check(outer, L, inner, is_log, &n);
 
     if (status != FNN_OK || n == 0) {
@@ -289,51 +341,10 @@ int FN(fnn_softmax_forward)(FNN_T *Y, const FNN_T *X, int64_t outer, int64_t L, 
     if (Y == NULL || X == NULL) {
         return FNN_ERR_ARG;
     }
-    nt = fnn_threads_for((double)n, SM_GRAIN, nthreads);
-    if (inner == 1) {
-        per = FN(sm_rows_per_unit)(L);
-        nunits = (outer + per - 1) / per;
-        if (nt > nunits) {
-            nt = (int)nunits;
-        }
-        if (nt <= 1) {
-            FN(sm_rows)(Y, X, 0, outer, L, is_log);
-        }
-        else {
-            int64_t u;
-            #pragma omp parallel num_threads(nt)
-            {
-                fnn_note_team();
-                #pragma omp for schedule(static) nowait
-                for (u = 0; u < nunits; u++) {
-                    FN(sm_rows)(Y, X, u * per, sm_min64(u * per + per, outer), L, is_log);
-                }
-            }
-        }
-        return FNN_OK;
-    }
-    ncb = (inner + SM_COLS - 1) / SM_COLS;
-    nunits = outer * ncb;
-    if (nt > nunits) {
-        nt = (int)nunits;
-    }
-    if (nt <= 1) {
-        for (int64_t u = 0; u < nunits; u++) {
-            const int64_t c0 = (u % ncb) * SM_COLS;
-            FN(sm_cols)(Y, X, u / ncb, c0, sm_min64(SM_COLS, inner - c0), L, inner, is_log);
-        }
-    }
-    else {
-        int64_t u;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (u = 0; u < nunits; u++) {
-                const int64_t c0 = (u % ncb) * SM_COLS;
-                FN(sm_cols)(Y, X, u / ncb, c0, sm_min64(SM_COLS, inner - c0), L, inner, is_log);
-            }
-        }
+    {
+        FN(sm_call) c = {.out = Y, .X = X, .outer = outer, .L = L, .inner = inner,
+                         .is_log = is_log};
+        FN(sm_run)(&c, n, nthreads);
     }
     return FNN_OK;
 }
@@ -341,8 +352,7 @@ int FN(fnn_softmax_forward)(FNN_T *Y, const FNN_T *X, int64_t outer, int64_t L, 
 int FN(fnn_softmax_backward)(FNN_T *dX, const FNN_T *dY, const FNN_T *Y, int64_t outer,
                              int64_t L, int64_t inner, int is_log, int nthreads)
 {
-    int64_t n, nunits, per, ncb;
-    int nt;
+    int64_t n;
     int status = sm_check(outer, L, inner, is_log, &n);
 
     if (status != FNN_OK || n == 0) {
@@ -351,54 +361,10 @@ int FN(fnn_softmax_backward)(FNN_T *dX, const FNN_T *dY, const FNN_T *Y, int64_t
     if (dX == NULL || dY == NULL || Y == NULL) {
         return FNN_ERR_ARG;
     }
-    nt = fnn_threads_for((double)n, SM_GRAIN, nthreads);
-    if (inner == 1) {
-        per = FN(sm_rows_per_unit)(L);
-        nunits = (outer + per - 1) / per;
-        if (nt > nunits) {
-            nt = (int)nunits;
-        }
-        if (nt <= 1) {
-            FN(sm_rows_backward)(dX, dY, Y, 0, outer, L, is_log);
-        }
-        else {
-            int64_t u;
-            #pragma omp parallel num_threads(nt)
-            {
-                fnn_note_team();
-                #pragma omp for schedule(static) nowait
-                for (u = 0; u < nunits; u++) {
-                    FN(sm_rows_backward)(dX, dY, Y, u * per, sm_min64(u * per + per, outer), L,
-                                         is_log);
-                }
-            }
-        }
-        return FNN_OK;
-    }
-    ncb = (inner + SM_COLS - 1) / SM_COLS;
-    nunits = outer * ncb;
-    if (nt > nunits) {
-        nt = (int)nunits;
-    }
-    if (nt <= 1) {
-        for (int64_t u = 0; u < nunits; u++) {
-            const int64_t c0 = (u % ncb) * SM_COLS;
-            FN(sm_cols_backward)(dX, dY, Y, u / ncb, c0, sm_min64(SM_COLS, inner - c0), L, inner,
-                                 is_log);
-        }
-    }
-    else {
-        int64_t u;
-        #pragma omp parallel num_threads(nt)
-        {
-            fnn_note_team();
-            #pragma omp for schedule(static) nowait
-            for (u = 0; u < nunits; u++) {
-                const int64_t c0 = (u % ncb) * SM_COLS;
-                FN(sm_cols_backward)(dX, dY, Y, u / ncb, c0, sm_min64(SM_COLS, inner - c0), L,
-                                     inner, is_log);
-            }
-        }
+    {
+        FN(sm_call) c = {.out = dX, .dY = dY, .Y = Y, .outer = outer, .L = L, .inner = inner,
+                         .is_log = is_log};
+        FN(sm_run)(&c, n, nthreads);
     }
     return FNN_OK;
 }

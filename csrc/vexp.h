@@ -21,8 +21,8 @@
  * fnn_vexp_<f32|f64> calls the one for fnn_isa_current(). ISO C mode keeps
  * -ffp-contract=off, so no FMA is formed and every build computes the same
  * values: results do not depend on the ISA (nor, element-wise, on the thread
- * count). A file that includes this first disables GCC's -ftrapping-math (as
- * the users of vact.h do), so the clamps compile to vector min / max.
+ * count). A file that includes this first includes fnn_vector_opts.h (GCC's
+ * -ftrapping-math off), so the clamps compile to vector min / max.
  *
  *   fnn_vexp_f32(y, x, n)   y[n] = e^x[n]   (y may equal x)
  *   fnn_vexp_f64(y, x, n)

@@ -4,9 +4,7 @@
  * selected, after it checked the CPU and the OS. Same values as every other
  * build (vact.h).
  */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")   /* see vact.h */
-#endif
+#include "fnn_vector_opts.h"   /* first: see there */
 
 #define FNN_ACT_ISA avx2
 #include "act_loops_impl.h"

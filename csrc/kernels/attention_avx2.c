@@ -5,11 +5,12 @@
  * the CPU and the OS. Register tiles: 6 rows x 2 vectors (12 of the 16 YMM),
  * or 8 x 1.
  */
+#include "fnn_vector_opts.h"   /* first: see there */
 #if defined(__GNUC__) && !defined(__clang__)
-/* no-trapping-math: see vexp.h. fp-contract=fast: the exp polynomial and the
- * element-wise updates use FMA here (attention's results are not
- * required to match fnn_vexp's bit for bit; they match NumPy to rounding). */
-#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
+/* fp-contract=fast: the exp polynomial and the element-wise updates use FMA
+ * here (attention's results are not required to match fnn_vexp's bit for
+ * bit; they match NumPy to rounding). */
+#pragma GCC optimize("fp-contract=fast")
 #endif
 
 #include <immintrin.h>

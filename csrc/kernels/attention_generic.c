@@ -4,9 +4,7 @@
  * ARM, scalar code elsewhere), a multiply and an add per step (no FMA is
  * formed: ISO C's -ffp-contract=off). Register tiles 4 x 2 vectors, or 8 x 1.
  */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")   /* see vexp.h */
-#endif
+#include "fnn_vector_opts.h"   /* first: see there */
 
 #include <stdint.h>
 #include <string.h>

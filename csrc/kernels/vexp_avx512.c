@@ -1,11 +1,9 @@
 /*
  * vexp_avx512.c -- e^x over arrays (vexp.h) built with AVX-512 flags;
- * called by vexp.c only when fnn_isa_current() is this ISA, after cpu.c
+ * put in the kernel table by cpu.c only when this ISA is selected, after it
  * checked the CPU and the OS.
  */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")   /* see vexp.h */
-#endif
+#include "fnn_vector_opts.h"   /* first: see there */
 
 #include "vexp.h"
 
