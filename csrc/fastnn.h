@@ -109,6 +109,18 @@ int fnn_dense_backward_f32(float *dX, float *dW, float *db, float *dZ,
                            const float *Z, const float *Y,
                            int64_t N, int64_t In, int64_t O, int act, int nthreads);
 
+/* Inference through a stack of dense layers (dense_stack.c):
+ *   H_0 = X[rows, dims[0]], H_l = act_l(H_{l-1} W_l + b_l), Y[rows, dims[L]] = H_L
+ * for l = 1..L (nlayers = L <= FNN_DENSE_STACK_MAX_LAYERS): W[l-1] row-major
+ * dims[l-1] x dims[l], b[l-1] (dims[l]) or NULL, acts[l-1] any FNN_ACT_* code.
+ * Each block of rows runs through every layer while in cache. Bitwise equal
+ * to fnn_gemm_f32 layer by layer (softmax: fnn_softmax_forward_f32 after it),
+ * for any nthreads. Y must not overlap X. */
+#define FNN_DENSE_STACK_MAX_LAYERS 64
+int fnn_dense_stack_f32(float *Y, const float *X, int64_t rows, int nlayers, const int64_t *dims,
+                        const float *const *W, const float *const *b, const int *acts,
+                        int nthreads);
+
 /* db[O] = sum over rows of dY[N,O], fixed-chunk order (deterministic). */
 int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads);
 

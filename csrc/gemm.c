@@ -588,7 +588,7 @@ int fnn_gemm_run_f32(float *C, float *Z, double *bsum, const float *A, const flo
 {
     gemm_f32_plan pl;
     int64_t counters[4] = {0, 0, 0, 0};
-    int64_t nblocks, need, mc_eff;
+    int64_t need, mc_eff;
     float *scratch = NULL, *heap = NULL;
     int nt;
     int status = check_args(C, A, B, M, N, K, lda, ldb, ldc, trans_a, trans_b, act);
@@ -641,13 +641,7 @@ int fnn_gemm_run_f32(float *C, float *Z, double *bsum, const float *A, const flo
         return FNN_OK;
     }
 
-    /* K in equal blocks of at most KC (a multiple of 8): no thin last block,
-     * and the blocking depends on K and the kernel table alone. */
-    nblocks = ceil_div(K, pl.ker.kc);
-    pl.kc = round_up(ceil_div(K, nblocks), 8);
-    if (pl.kc > K) {
-        pl.kc = K;
-    }
+    pl.kc = fnn_gemm_k_block(K, pl.ker.kc);
     pl.nc = N < pl.ker.nc ? round_up(N, pl.ker.nr) : pl.ker.nc;
     /* A transposed A is always packed: read in place, a tile's k steps
      * each take MR values from another row of A, a cache line or two apiece,

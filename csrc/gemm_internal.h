@@ -84,6 +84,17 @@ typedef struct {
     void (*f64)(double *y, const double *x, int64_t n);
 } fnn_vexp_kernel;
 
+/* The K block the driver accumulates over: K in equal blocks of at most KC,
+ * each a multiple of 8 (no thin last block), so the blocking -- hence every
+ * rounding -- depends on K and the kernel table alone. dense_stack.c blocks
+ * K the same way to give the same bits. */
+static inline int64_t fnn_gemm_k_block(int64_t K, int64_t kc)
+{
+    const int64_t nblocks = (K + kc - 1) / kc;
+    const int64_t block = ((K + nblocks - 1) / nblocks + 7) / 8 * 8;
+    return block < K ? block : K;
+}
+
 /* The kernel table: portable entries first, overridden by the chosen ISA. */
 typedef struct {
     int isa;

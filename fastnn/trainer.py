@@ -413,7 +413,7 @@ def _predict_arrays(model, inputs, batch_size, verbose, callbacks):
         stop = min(start + batch_size, n)
         if batch_hooks:
             cbs.on_predict_batch_begin(step)
-        outs = plan.forward(ops, [x[start:stop] for x in inputs], False, scratch)
+        outs = plan.predict(ops, [x[start:stop] for x in inputs], scratch)
         if results is None:
             results = [np.empty((n,) + o.shape[1:], dtype=o.dtype) for o in outs]
         for result, out in zip(results, outs):

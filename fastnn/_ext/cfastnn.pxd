@@ -80,6 +80,10 @@ cdef extern from "fastnn.h" nogil:
                                const float *Z, const float *Y,
                                int64_t N, int64_t In, int64_t O, int act, int nthreads) noexcept
     int fnn_colsum_f32(float *out, const float *X, int64_t N, int64_t O, int nthreads) noexcept
+    enum: FNN_DENSE_STACK_MAX_LAYERS
+    int fnn_dense_stack_f32(float *Y, const float *X, int64_t rows, int nlayers,
+                            const int64_t *dims, const float *const *W, const float *const *b,
+                            const int *acts, int nthreads) noexcept
     ctypedef struct fnn_conv2d_shape:
         int64_t N, H, W, C
         int64_t KH, KW, F

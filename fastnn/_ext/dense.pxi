@@ -70,3 +70,44 @@ def colsum_f32(cnp.ndarray out not None, cnp.ndarray X not None, int nthreads):
     with nogil:
         status = fnn_colsum_f32(outp, x, n, o, nthreads)
     check_status(status)
+
+
+def dense_stack_f32(cnp.ndarray Y not None, cnp.ndarray X not None, list kernels not None,
+                    list biases not None, list acts not None, int nthreads):
+    """Y = the dense layers (kernels[l] (I_l, O_l), biases[l] (O_l,) or None,
+    acts[l] FNN_ACT_* codes) applied in order to X (N, I_0), float32, in one
+    call (csrc/dense_stack.c: blocks of rows through every layer in cache).
+    Bitwise what gemm_f32 (then the row softmax) gives layer by layer."""
+    cdef str where = "dense_stack_f32"
+    cdef int L = len(kernels), l
+    cdef int64_t dims[FNN_DENSE_STACK_MAX_LAYERS + 1]
+    cdef const float *wp[FNN_DENSE_STACK_MAX_LAYERS]
+    cdef const float *bp[FNN_DENSE_STACK_MAX_LAYERS]
+    cdef int codes[FNN_DENSE_STACK_MAX_LAYERS]
+    cdef cnp.ndarray W
+    cdef const float *x
+    cdef float *y
+    cdef Py_ssize_t n = _k_rows2(X, where, "X")
+    cdef int status
+    if L < 1 or L > FNN_DENSE_STACK_MAX_LAYERS or len(biases) != L or len(acts) != L:
+        raise ValueError(f"{where}: 1 to {FNN_DENSE_STACK_MAX_LAYERS} layers, one kernel, bias "
+                         f"and activation each; got {L} kernels, {len(biases)} biases, "
+                         f"{len(acts)} activations")
+    dims[0] = X.shape[1]
+    for l in range(L):
+        W = kernels[l]
+        wp[l] = <const float *>_k_arr2(W, _K_F32, dims[l], W.shape[1] if W.ndim == 2 else -1,
+                                       where, f"kernels[{l}]")
+        dims[l + 1] = W.shape[1]
+        bp[l] = NULL
+        if biases[l] is not None:
+            bp[l] = <const float *>_k_arr1(biases[l], _K_F32, dims[l + 1], where, f"biases[{l}]")
+        codes[l] = acts[l]
+        _k_check_act(codes[l], where)
+        _k_apart(where, "Y", Y, f"kernels[{l}] or biases[{l}]", W, biases[l])
+    x = <const float *>data_of(X, _K_F32, where, "X")
+    y = <float *>_k_arr2(Y, _K_F32, n, dims[L], where, "Y", True)
+    _k_apart(where, "Y", Y, "X", X)
+    with nogil:
+        status = fnn_dense_stack_f32(y, x, n, L, dims, wp, bp, codes, nthreads)
+    check_status(status)

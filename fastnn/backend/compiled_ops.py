@@ -43,6 +43,9 @@ _GEMM_KERNELS = {np.dtype(np.float32): _core.gemm_f32, np.dtype(np.float64): _co
 _GEMM_ACT_CODES = {None: ACT_CODES["linear"], **{name: code for name, code in ACT_CODES.items()
                                                  if name != "softmax"}}
 
+_F32 = np.dtype(np.float32)
+_STACK_MAX_LAYERS = 64        # FNN_DENSE_STACK_MAX_LAYERS (csrc/fastnn.h)
+
 # The thread count every kernel call passes (bound once: one call less per kernel).
 _threads = _runtime.get_num_threads
 
@@ -131,6 +134,18 @@ class CompiledOps(Ops):
             return self.activation_forward(activation, z, out)
         kernel(out, x, w, b, False, False, 1.0, 0.0, ACT_CODES[activation], _threads())
         return out
+
+    def dense_stack(self, x, kernels, biases, activations):
+        codes = [ACT_CODES.get(a or "linear") for a in activations]
+        if (type(x) is np.ndarray and x.dtype is _F32 and x.ndim == 2 and None not in codes
+                and 1 <= len(kernels) == len(biases) == len(codes) <= _STACK_MAX_LAYERS):
+            out = np.empty((x.shape[0], getattr(kernels[-1], "shape", (0, 0))[-1]), np.float32)
+            try:
+                _core.dense_stack_f32(out, x, list(kernels), list(biases), codes, _threads())
+                return out
+            except (ValueError, TypeError):
+                pass    # layer by layer: the contract's checks word the error
+        return super().dense_stack(x, kernels, biases, activations)
 
     @compiled_for_float32("dy")
     def dense_backward(self, dy, x, w, y, preact, activation, dw_out, db_out, dx_out=None,

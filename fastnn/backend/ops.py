@@ -84,6 +84,18 @@ class Ops:
         """
         raise NotImplementedError
 
+    def dense_stack(self, x, kernels, biases, activations):
+        """Return dense layers applied in order to x (N, I_0), for inference:
+        layer l is ``act_l(h @ kernels[l] + biases[l])`` (a bias may be None).
+        Bitwise what dense_forward gives layer after layer on the same backend
+        (the compiled one runs blocks of rows through every layer in cache)."""
+        if not len(kernels) == len(biases) == len(activations) >= 1:
+            raise ValueError(f"dense_stack: one kernel, bias and activation per layer, got "
+                             f"{len(kernels)}, {len(biases)} and {len(activations)}")
+        for w, b, activation in zip(kernels, biases, activations):
+            x = self.dense_forward(x, w, b, activation)
+        return x
+
     def dense_backward(self, dy, x, w, y, preact, activation, dw_out, db_out, dx_out=None,
                        scratch=None):
         """Backward of ``y = act(x @ w + b)``.

@@ -69,6 +69,8 @@ class Plan:
         self.is_chain = self._is_chain()
         # a chain's forward methods, looked up once (the hot loop of Sequential models)
         self.chain_forwards = [st.layer.forward for st in self.steps] if self.is_chain else None
+        # predict's version of them, runs of dense layers fused (None: nothing to fuse)
+        self.predict_forwards = self._predict_forwards() if self.is_chain else None
 
     # ---- building ----------------------------------------------------------------
     def _new_slot(self, tensor, slot_of):
@@ -107,6 +109,26 @@ class Plan:
             previous = st.outs[0]
         return self.output_slots == [previous]
 
+    def _predict_forwards(self):
+        """chain_forwards with each run of two or more layers whose inference is a
+        plain dense layer (Dense.dense_stack_parts) replaced by one _DenseRun, or
+        None when the chain has no such run."""
+        forwards, run = [], []
+        for st in self.steps + [None]:
+            parts = getattr(st.layer, "dense_stack_parts", None) if st is not None else None
+            if parts is not None and parts() is not None:
+                run.append(st.layer)
+                continue
+            if len(run) >= 2:
+                forwards.append(_DenseRun(run).forward)
+                forwards.extend([None] * (len(run) - 1))     # keeps steps and workspaces aligned
+            else:
+                forwards.extend(layer.forward for layer in run)
+            run = []
+            if st is not None:
+                forwards.append(st.layer.forward)
+        return forwards if None in forwards else None
+
     def consumers(self, slot):
         """The layers that read ``slot``, in step order."""
         return [st.layer for st in self.steps if slot in st.ins]
@@ -135,6 +157,19 @@ class Plan:
             return [x]
         values = self.forward_all(ops, inputs, training, scratch)
         return [values[s] for s in self.output_slots]
+
+    def predict(self, ops, inputs, scratch):
+        """forward(training=False) for predict, whose callers read only the outputs
+        (evaluate reads a layer's kept logits: it uses forward): a chain's runs of
+        dense layers are one ops.dense_stack call each, a block of rows going
+        through every layer of the run while it is in cache."""
+        if self.predict_forwards is None:
+            return self.forward(ops, inputs, False, scratch)
+        x = inputs[0]
+        for forward, ws in zip(self.predict_forwards, scratch.steps):
+            if forward is not None:
+                x = forward(ops, x, False, ws)
+        return [x]
 
     def forward_all(self, ops, inputs, training, scratch):
         """Every slot's value (inputs, each step's outputs) for ``inputs``."""
@@ -271,6 +306,22 @@ class Plan:
         ops.binary("add", current, g, out=acc)
         grads[slot] = acc
 
+
+
+class _DenseRun:
+    """Consecutive dense layers of a chain, as one step of predict."""
+
+    __slots__ = ("layers",)
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+
+    def forward(self, ops, x, training, ws):
+        # the weights are read per call: compile repoints them into the flat buffer
+        kernels, biases, activations = zip(*(layer.dense_stack_parts() for layer in self.layers))
+        x2 = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        y = ops.dense_stack(x2, kernels, biases, activations)
+        return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (y.shape[-1],))
 
 
 def _grad_or_zeros(grads, slot, scratch):

@@ -129,6 +129,14 @@ class Dense(KernelBiasLayer):
             ws.saved = (x2, y, z, x.shape)
         return y if x.ndim == 2 else y.reshape(x.shape[:-1] + (self.units,))
 
+    def dense_stack_parts(self):
+        """(kernel, bias or None, activation) of this layer's inference, which is
+        exactly act(x @ kernel + bias) -- None for a subclass with a forward of its
+        own. predict runs consecutive such layers as one ops.dense_stack call."""
+        if type(self).forward is not Dense.forward or self.kernel is None:
+            return None
+        return self.kernel.value, self.bias.value if self.use_bias else None, self.activation
+
     def logits(self, ws):
         """The pre-activation of the last training forward (for fused losses)."""
         return ws.saved[2]
