@@ -100,7 +100,8 @@ def _mlp(units=(64, 32, 1), input_dim=10, extra=()):
     return model
 
 
-def test_predict_runs_the_dense_layers_as_one_stack(compiled_ops, monkeypatch):
+def test_predict_runs_the_dense_layers_as_one_stack(monkeypatch):
+    compiled_ops = fastnn.backend.get_ops("compiled")
     model = _mlp()
     calls = []
     original = compiled_ops.dense_stack

@@ -20,7 +20,8 @@ from fastnn.backend.ops import (
     check_reduce_args,
     check_reduce_backward_args, check_rnn_args, check_softmax_args,
     check_softmax_backward_args, check_split_args, check_sum_to_shape_args,
-    check_unary_args, check_unary_backward_args, check_where_args, dropout_scale,
+    check_unary_args, check_unary_backward_args, check_where_args, dense_stack_layer_by_layer,
+    dropout_scale,
     dropout_threshold, mix64, reduced_shape, WindowGeometry,
 )
 
@@ -158,6 +159,9 @@ class NumpyOps(Ops):
         if preact_out is not None:
             _write(z, preact_out)
         return _write(_activate(activation, z), out)
+
+    def dense_stack(self, x, kernels, biases, activations):
+        return dense_stack_layer_by_layer(self, x, kernels, biases, activations)
 
     def dense_backward(self, dy, x, w, y, preact, activation, dw_out, db_out, dx_out=None,
                        scratch=None):

@@ -89,12 +89,7 @@ class Ops:
         layer l is ``act_l(h @ kernels[l] + biases[l])`` (a bias may be None).
         Bitwise what dense_forward gives layer after layer on the same backend
         (the compiled one runs blocks of rows through every layer in cache)."""
-        if not len(kernels) == len(biases) == len(activations) >= 1:
-            raise ValueError(f"dense_stack: one kernel, bias and activation per layer, got "
-                             f"{len(kernels)}, {len(biases)} and {len(activations)}")
-        for w, b, activation in zip(kernels, biases, activations):
-            x = self.dense_forward(x, w, b, activation)
-        return x
+        raise NotImplementedError
 
     def dense_backward(self, dy, x, w, y, preact, activation, dw_out, db_out, dx_out=None,
                        scratch=None):
@@ -987,6 +982,17 @@ def _check_vector(v, name, length, dtype, where, why=""):
         raise ValueError(f"{where}: {name} must be a {dtype} array of shape {(length,)}{why}, "
                          f"got {getattr(v, 'dtype', type(v).__name__)} "
                          f"{getattr(v, 'shape', '')}".rstrip())
+
+
+def dense_stack_layer_by_layer(ops, x, kernels, biases, activations):
+    """Ops.dense_stack as one dense_forward call per layer (the reference, and the
+    compiled backend's path for float64 and for arguments its kernel refuses)."""
+    if not len(kernels) == len(biases) == len(activations) >= 1:
+        raise ValueError(f"dense_stack: one kernel, bias and activation per layer, got "
+                         f"{len(kernels)}, {len(biases)} and {len(activations)}")
+    for w, b, activation in zip(kernels, biases, activations):
+        x = ops.dense_forward(x, w, b, activation)
+    return x
 
 
 def check_dense_args(x, w, b, activation, out, preact_out, where="dense_forward"):
