@@ -30,6 +30,7 @@
 #include "attention_internal.h"
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "gemm_internal.h"
 
 /* FLOPs per thread before a second one pays (a parallel region costs a few
  * microseconds; this is some tens of them). */
@@ -109,40 +110,10 @@ int64_t fnn_attention_work_bytes(const fnn_attention_params *p, int64_t elem, in
     return ATT_ALIGN + copies * L.kv + slots * L.bytes;
 }
 
-typedef struct {
-    att_pack_fn pack;
-    att_fwd_fn forward;
-    att_rows_fn rows;
-    att_bwd_fn backward;
-} att_fns;
-
-#define ATT_FNS(SFX, ISA)                                                            \
-    {fnn_att_pack_##SFX##_##ISA, fnn_att_forward_##SFX##_##ISA,                      \
-     fnn_att_rows_##SFX##_##ISA, fnn_att_backward_##SFX##_##ISA}
-
-/* The task loops of the ISA in force, for float32 or float64. */
-static att_fns att_pick(int f64)
-{
-    static const att_fns generic[2] = {ATT_FNS(f32, generic), ATT_FNS(f64, generic)};
-#ifdef FNN_HAVE_X86_KERNELS
-    static const att_fns avx2[2] = {ATT_FNS(f32, avx2), ATT_FNS(f64, avx2)};
-    static const att_fns avx512[2] = {ATT_FNS(f32, avx512), ATT_FNS(f64, avx512)};
-    switch (fnn_isa_current()) {
-    case FNN_ISA_AVX512:
-        return avx512[f64];
-    case FNN_ISA_AVX2:
-        return avx2[f64];
-    default:
-        break;
-    }
-#endif
-    return generic[f64];
-}
-
 /* One call's task loops and scratch, for the range functions below. */
 typedef struct {
     att_ctx *c;
-    att_fns fns;
+    fnn_att_kernel fns;
     char *kv, *slot;        /* K, V copies (L.kv bytes each); per-slot scratch (L.bytes) */
     int64_t nqb, pairs;
     int nt, backward, by_rows;
@@ -208,7 +179,7 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
     int by_rows;
     double flops;
     char *base, *kv, *slot;
-    att_fns fns;
+    fnn_att_kernel fns;
     int nt, status = att_check(p, backward, &tasks);
 
     if (status != FNN_OK) {
@@ -226,7 +197,7 @@ static int att_run(att_ctx *c, void *work, int64_t work_bytes, int64_t elem, int
     base = (char *)work + (ATT_ALIGN - (int64_t)((uintptr_t)work % ATT_ALIGN)) % ATT_ALIGN;
     kv = base;
     slot = base + copies * c->L.kv;
-    fns = att_pick(elem == 8);
+    fns = elem == 8 ? fnn_kernels()->att_f64 : fnn_kernels()->att_f32;
     pairs = p->N * p->H;
     nqb = (p->Tq + ATT_BQ - 1) / ATT_BQ;
     by_rows = !backward && p->Tq <= ATT_ROWS_MAX && c->probs == NULL;

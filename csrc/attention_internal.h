@@ -159,6 +159,19 @@ typedef void (*att_fwd_fn)(const att_ctx *c, int64_t bh, int64_t qb0, int64_t qb
 typedef void (*att_rows_fn)(const att_ctx *c, int64_t bh, char *slot);
 typedef void (*att_bwd_fn)(const att_ctx *c, int64_t bh, char *slot);
 
+/* One ISA's build of the task loops, for one element type: an entry of the
+ * kernel table (cpu.c), which attention.c calls through. */
+typedef struct {
+    att_pack_fn pack;
+    att_fwd_fn forward;
+    att_rows_fn rows;
+    att_bwd_fn backward;
+} fnn_att_kernel;
+
+#define FNN_ATT_KERNEL(SFX, ISA)                                                     \
+    ((fnn_att_kernel){fnn_att_pack_##SFX##_##ISA, fnn_att_forward_##SFX##_##ISA,     \
+                      fnn_att_rows_##SFX##_##ISA, fnn_att_backward_##SFX##_##ISA})
+
 #define ATT_DECLARE_T(SFX, ISA)                                                          \
     void fnn_att_pack_##SFX##_##ISA(const att_ctx *c, int64_t bh, char *kv);             \
     void fnn_att_forward_##SFX##_##ISA(const att_ctx *c, int64_t bh, int64_t qb0,        \

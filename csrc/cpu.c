@@ -114,6 +114,9 @@ static void fill_generic(fnn_kernel_table *t)
     t->act_f32.tile = fnn_act_tile_loop_f32_generic;
     t->vexp.f32 = fnn_vexp_f32_generic;
     t->vexp.f64 = fnn_vexp_f64_generic;
+    t->layernorm = FNN_LN_KERNEL(generic);
+    t->att_f32 = FNN_ATT_KERNEL(f32, generic);
+    t->att_f64 = FNN_ATT_KERNEL(f64, generic);
 }
 
 #ifdef FNN_X86_DETECT
@@ -134,6 +137,9 @@ static void fill_avx2(fnn_kernel_table *t)
     t->act_f32.tile = fnn_act_tile_loop_f32_avx2;
     t->vexp.f32 = fnn_vexp_f32_avx2;
     t->vexp.f64 = fnn_vexp_f64_avx2;
+    t->layernorm = FNN_LN_KERNEL(avx2);
+    t->att_f32 = FNN_ATT_KERNEL(f32, avx2);
+    t->att_f64 = FNN_ATT_KERNEL(f64, avx2);
 }
 
 /* Whether the CPU says it is Intel's (CPUID leaf 0: "GenuineIntel"). */
@@ -176,6 +182,9 @@ static void fill_avx512(fnn_kernel_table *t)
     t->act_f32.tile = fnn_act_tile_loop_f32_avx512;
     t->vexp.f32 = fnn_vexp_f32_avx512;
     t->vexp.f64 = fnn_vexp_f64_avx512;
+    t->layernorm = FNN_LN_KERNEL(avx512);
+    t->att_f32 = FNN_ATT_KERNEL(f32, avx512);
+    t->att_f64 = FNN_ATT_KERNEL(f64, avx512);
 }
 #endif
 

@@ -47,6 +47,8 @@
 #include <stdint.h>
 
 #include "act_loops.h"
+#include "attention_internal.h"
+#include "layernorm_rows.h"
 #include "fastnn.h"
 
 typedef struct {
@@ -101,6 +103,9 @@ typedef struct {
     fnn_gemm_kernel_f32 gemm_f32;
     fnn_act_kernel_f32 act_f32; /* the activation loops (act_loops.h) */
     fnn_vexp_kernel vexp;       /* fnn_vexp_f32 / _f64's loops (vexp.h) */
+    fnn_ln_kernel layernorm;    /* layer norm's row loops (layernorm_rows.h) */
+    fnn_att_kernel att_f32;     /* attention's task loops (attention_internal.h) */
+    fnn_att_kernel att_f64;
 } fnn_kernel_table;
 
 /* The table in force now (never NULL once fastnn's module has imported;

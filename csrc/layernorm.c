@@ -45,13 +45,14 @@
  * layernorm_rows_impl.h, compiled here for the baseline ISA and in
  * kernels/layernorm_<isa>.c with AVX2 / AVX-512 flags (the same values from
  * every build: layernorm_rows.h); the entry points are layernorm_impl.h, which
- * call the build of fnn_isa_current(). Each is included once per type.
+ * call the build in the kernel table (cpu.c). Each is included once per type.
  */
 #include <math.h>
 #include <stdlib.h>
 
 #include "fastnn.h"
 #include "fnn_omp.h"
+#include "gemm_internal.h"
 #include "layernorm_rows.h"
 
 /* Elements per block of rows (forward) or per chunk of the column sums

@@ -19,35 +19,6 @@ typedef void (*FN(ln_backward_rows_fn))(FNN_T *dX, double *cg, double *cb, const
                                         const FNN_T *gamma, int64_t r0, int64_t r1, int64_t C,
                                         int rms);
 
-/* The build of the row loops for `isa` (the baseline's when it has none). */
-static FN(ln_forward_rows_fn) FN(ln_forward_rows_for)(int isa)
-{
-#ifdef FNN_HAVE_X86_KERNELS
-    if (isa == FNN_ISA_AVX512) {
-        return FNI(fnn_ln_forward_rows, avx512);
-    }
-    if (isa == FNN_ISA_AVX2) {
-        return FNI(fnn_ln_forward_rows, avx2);
-    }
-#endif
-    (void)isa;
-    return FNI(fnn_ln_forward_rows, generic);
-}
-
-static FN(ln_backward_rows_fn) FN(ln_backward_rows_for)(int isa)
-{
-#ifdef FNN_HAVE_X86_KERNELS
-    if (isa == FNN_ISA_AVX512) {
-        return FNI(fnn_ln_backward_rows, avx512);
-    }
-    if (isa == FNN_ISA_AVX2) {
-        return FNI(fnn_ln_backward_rows, avx2);
-    }
-#endif
-    (void)isa;
-    return FNI(fnn_ln_backward_rows, generic);
-}
-
 /* One call, for the range functions below: forward uses fwd, Y (the output)
  * and beta, eps; backward bwd, Y (dX, may be NULL), dY and partial. */
 typedef struct {
@@ -98,7 +69,7 @@ int FN(fnn_layernorm_forward)(FNN_T *Y, FNN_T *mean, FNN_T *rstd, const FNN_T *X
                               const FNN_T *gamma, const FNN_T *beta, int64_t M, int64_t C,
                               double eps, int rms, int nthreads)
 {
-    const FN(ln_forward_rows_fn) rows = FN(ln_forward_rows_for)(fnn_isa_current());
+    const FN(ln_forward_rows_fn) rows = fnn_kernels()->layernorm.FN(forward);
     int64_t per, nblocks;
     int status = ln_check(M, C, rms);
 
@@ -131,7 +102,7 @@ int FN(fnn_layernorm_backward)(FNN_T *dX, FNN_T *dgamma, FNN_T *dbeta, const FNN
                                const FNN_T *X, const FNN_T *mean, const FNN_T *rstd,
                                const FNN_T *gamma, int64_t M, int64_t C, int rms, int nthreads)
 {
-    const FN(ln_backward_rows_fn) rows = FN(ln_backward_rows_for)(fnn_isa_current());
+    const FN(ln_backward_rows_fn) rows = fnn_kernels()->layernorm.FN(backward);
     const int cols = dgamma != NULL || dbeta != NULL;
     int64_t per, nchunks;
     double *partial = NULL;     /* chunk k: [sum dy xhat | sum dy] at k * 2C */

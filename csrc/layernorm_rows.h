@@ -4,7 +4,7 @@
  * The loops are written once, in layernorm_rows_impl.h, and compiled once per
  * ISA: in layernorm.c (the baseline) and in kernels/layernorm_avx2.c and
  * kernels/layernorm_avx512.c (with those flags); layernorm.c calls the build
- * of fnn_isa_current(). Every build computes the same values: ISO C mode
+ * in the kernel table (cpu.c's fnn_kernels()->layernorm). Every build computes the same values: ISO C mode
  * keeps -ffp-contract=off (no FMA is formed), the row sums run in LN_LANES
  * double lanes added in a fixed tree whatever the vector width, and the
  * element-wise steps are the same operations in the same order. So results
@@ -47,6 +47,27 @@ static FNN_LN_INLINE double ln_lane_total(const double *lane)
                                             const T *X, const T *mean, const T *rstd,      \
                                             const T *gamma, int64_t r0, int64_t r1,        \
                                             int64_t C, int rms);
+
+/* One ISA's build of the row loops: an entry of the kernel table (cpu.c),
+ * which layernorm.c calls through. */
+typedef struct {
+    void (*forward_f32)(float *Y, float *mean, float *rstd, const float *X, const float *gamma,
+                        const float *beta, int64_t r0, int64_t r1, int64_t C, double eps,
+                        int rms);
+    void (*backward_f32)(float *dX, double *cg, double *cb, const float *dY, const float *X,
+                         const float *mean, const float *rstd, const float *gamma, int64_t r0,
+                         int64_t r1, int64_t C, int rms);
+    void (*forward_f64)(double *Y, double *mean, double *rstd, const double *X,
+                        const double *gamma, const double *beta, int64_t r0, int64_t r1,
+                        int64_t C, double eps, int rms);
+    void (*backward_f64)(double *dX, double *cg, double *cb, const double *dY, const double *X,
+                         const double *mean, const double *rstd, const double *gamma,
+                         int64_t r0, int64_t r1, int64_t C, int rms);
+} fnn_ln_kernel;
+
+#define FNN_LN_KERNEL(ISA)                                                                 \
+    ((fnn_ln_kernel){fnn_ln_forward_rows_f32_##ISA, fnn_ln_backward_rows_f32_##ISA,         \
+                     fnn_ln_forward_rows_f64_##ISA, fnn_ln_backward_rows_f64_##ISA})
 
 FNN_LN_ROWS_DECLARE(float, f32, generic)
 FNN_LN_ROWS_DECLARE(double, f64, generic)
