@@ -96,9 +96,7 @@ class MeanMetricWrapper(Metric):
     def from_config(cls, config):
         """The wrapper of the function ``config["fn"]`` names (registered, or in the
         custom_objects in scope: a function is saved by name, never as code)."""
-        config = dict(config)
-        fn = config.pop("fn", None)
-        return cls(fn if callable(fn) else _registry.function_for(fn), **config)
+        return _registry.function_wrapper_from_config(cls, config)
 
 
 class MeanAbsoluteError(Metric):

@@ -186,6 +186,14 @@ def spec_class(kind, spec, custom_objects=None, base=None):
                      custom_objects, base)
 
 
+def function_wrapper_from_config(cls, config):
+    """``cls(fn, **rest)`` for a loss or metric wrapper's config, its function
+    looked up by the name the file recorded (function_for)."""
+    config = dict(config)
+    fn = config.pop("fn", None)
+    return cls(fn if callable(fn) else function_for(fn), **config)
+
+
 def function_for(name, custom_objects=None):
     """The function a loss or metric wrapper saved by ``name`` (never imported)."""
     fn = get_registered_object(name, custom_objects) if isinstance(name, str) else None

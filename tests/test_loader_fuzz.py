@@ -21,6 +21,7 @@ import pytest
 import fastnn
 from fastnn import layers, models
 from fastnn.saving import archive
+from testing_utils import Payload
 
 # Far above what any case needs when the loader is bounded (the largest
 # legitimate read is one model.json of at most MAX_JSON_BYTES), far below what
@@ -97,18 +98,6 @@ def with_sizes(data, name, file_size=None, compress_size=None):
     if file_size is not None:
         raw[record + 24:record + 28] = file_size.to_bytes(4, "little")
     return bytes(raw)
-
-
-class Payload:
-    """Unpickling this would run code; a loader must never get that far."""
-    ran = False
-
-    def __reduce__(self):
-        return (Payload._run, ())
-
-    @staticmethod
-    def _run():
-        Payload.ran = True
 
 
 # ---- the cases ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 import fastnn
 from fastnn import layers, losses, metrics, models, optimizers, saving, schedules
+from testing_utils import Payload
 
 
 def data(n=96, features=6, outputs=3, seed=0):
@@ -490,18 +491,6 @@ def test_tampered_entries_are_refused(tmp_path, edit, match):
     path = tampered(tmp_path, edit_entries=edit)
     with pytest.raises(ValueError, match=match):
         models.load_model(path)
-
-
-class Payload:
-    """Unpickling this would run code; a loader must never get that far."""
-    ran = False
-
-    def __reduce__(self):
-        return (Payload._run, ())
-
-    @staticmethod
-    def _run():
-        Payload.ran = True
 
 
 def test_a_pickled_object_array_never_runs(tmp_path):
