@@ -116,3 +116,18 @@ def test_dense_softmax_without_preact_out(dtype):
     want = NumpyOps().dense_forward(xs, ws, bs, "softmax")
     np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_an_integer_input_shape_is_refused():
+    import fastnn
+    with pytest.raises(TypeError, match=r"input_shape must be a tuple, got the integer 10 "
+                                        r"\(write \(10,\)\)"):
+        fastnn.Sequential([fastnn.layers.Dense(2, input_shape=10)])
+
+
+def test_a_batch_without_features_is_refused():
+    """Dense built on zero features would predict zeros: a (0, 2) kernel."""
+    import fastnn
+    model = fastnn.Sequential([fastnn.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"shape must be a non-empty tuple of positive integers"):
+        model.predict(np.zeros((4, 0)), verbose=0)
