@@ -3,8 +3,10 @@
 No assertion here is on speed: these tests check the mechanics (what rows appear,
 what the JSON holds, that a wrong kernel is refused rather than timed).
 """
+import dataclasses
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -13,11 +15,13 @@ import types
 import numpy as np
 import pytest
 
-from fastnn import _runtime
+import fastnn
+from fastnn import _runtime, layers, models
 from fastnn.backend import NumpyOps
-from fastnn.bench import BenchConfig, run, timing
+from fastnn.bench import BenchConfig, onnx_peer, peers, run, timing, workloads
 from fastnn.bench.__main__ import main
 from fastnn.bench.checks import TOLERANCE, rel_error
+from fastnn.bench.machine import machine_line
 from fastnn.bench.workloads import GEMM_QUICK, GemmShape
 
 TINY = ["--threads", "1", "--n", "96", "--repeats", "1", "--no-peers"]
@@ -189,11 +193,12 @@ def test_cli_rejects_bad_arguments(args, capsys):
     assert exc.value.code == 2
 
 
-def test_importing_the_bench_does_not_import_torch():
-    code = "import sys, fastnn.bench, fastnn.bench.__main__; print('torch' in sys.modules)"
+def test_importing_the_bench_imports_no_peer():
+    code = ("import sys, fastnn.bench, fastnn.bench.__main__; "
+            "print([m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=tempfile.gettempdir()).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "[]"
 
 
 def test_numpy_openblas_threads_can_be_limited_without_threadpoolctl():
@@ -221,3 +226,110 @@ def test_cache_sizes_read_from_a_sysfs_tree(tmp_path):
     assert cache_sizes(str(tmp_path)) == {"L1d": 48 * 1024, "L2": 2048 * 1024,
                                           "L3": 32 * 1024 ** 2}
     assert cache_sizes(str(tmp_path / "missing")) == {}
+
+
+# ---- ONNX Runtime, the optional inference peer -----------------------------------------
+
+def _mlp(*dense, input_dim=7):
+    """A compiled Sequential of Dense(units, activation[, use_bias]) layers."""
+    model = models.Sequential([layers.Dense(*args, **({"input_shape": (input_dim,)} if i == 0
+                                                        else {}))
+                               for i, args in enumerate(dense)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+@pytest.mark.parametrize("dense", [
+    [(64, "relu"), (32, "relu"), (1,)],                   # W1's shape
+    [(13, "sigmoid"), (5, "tanh", False), (3, "softmax")],
+])
+def test_the_onnx_graph_predicts_what_the_fastnn_model_does(floatx, dense):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    fastnn.set_floatx(floatx)
+    try:
+        fastnn.set_seed(3)
+        model = _mlp(*dense)
+    finally:
+        fastnn.set_floatx("float32")
+    x = np.random.default_rng(0).uniform(-2, 2, size=(37, 7)).astype(floatx)
+    runner = onnx_peer.OnnxRunner(model, x, batch_size=16, threads=1)
+    got = runner.outputs(x)
+    assert got.dtype == np.dtype(floatx) and got.shape == (37, dense[-1][0])
+    want = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5 if floatx == "float32" else 1e-12,
+                               atol=1e-6 if floatx == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("build, reason", [
+    (lambda: _mlp((8, "gelu"), (1,)), "activation 'gelu' has no ONNX node"),
+    (lambda: models.Sequential([layers.Conv2D(4, 3, input_shape=(8, 8, 1)), layers.Flatten(),
+                                layers.Dense(2)]), "inputs must be \\(batch, features\\)"),
+    (lambda: models.Sequential([layers.Dense(4, input_shape=(3,)), layers.Dropout(0.5),
+                                layers.Dense(2)]), "Dropout\\) has no ONNX graph"),
+])
+def test_the_onnx_graph_names_what_it_cannot_express(build, reason):
+    with pytest.raises(onnx_peer.UnsupportedModel, match=reason):
+        onnx_peer.onnx_model(build())
+
+
+@pytest.fixture
+def only_onnx_peer(monkeypatch):
+    """Peers on, but no PyTorch rows: these tests are about ONNX Runtime's."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(peers, "torch_available", lambda: False)
+
+
+def test_onnxruntime_rows_are_checked_then_timed_at_each_thread_count(only_onnx_peer):
+    import onnxruntime
+    report = run(_tiny_config(workloads=("W1", "W1-infer"), threads=(1, 2), peers=True))
+    assert report.ok, report.failures
+    assert report.machine["peers"] == {"onnxruntime": onnxruntime.__version__}
+    assert "| onnxruntime " + onnxruntime.__version__ in machine_line(report.machine)
+    rows = [row for row in report.rows if row.backend == "onnxruntime"]
+    assert [(row.workload, row.threads) for row in rows] == [("W1-infer", 1), ("W1-infer", 2)]
+    for row in rows:
+        assert row.check.startswith("ok") and row.value > 0 and row.speedup > 0
+        assert row.value == pytest.approx(96 / statistics.median(row.times_s))
+
+
+def test_an_onnx_graph_that_disagrees_is_reported_and_not_timed(only_onnx_peer, monkeypatch):
+    from onnx import numpy_helper
+    honest = onnx_peer.onnx_model
+
+    def off_by_one_percent(model):
+        proto = honest(model)
+        kernel = proto.graph.initializer[0]
+        kernel.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(kernel) * 1.01,
+                                                kernel.name))
+        return proto
+
+    monkeypatch.setattr(onnx_peer, "onnx_model", off_by_one_percent)
+    report = run(_tiny_config(workloads=("W1-infer",), peers=True))
+    [row] = [row for row in report.rows if row.backend == "onnxruntime"]
+    assert row.value is None and row.times_s == []
+    assert "W1-infer onnxruntime vs numpy: outputs differ" in row.check
+    assert not report.ok and len(report.failures) == 1
+
+
+def test_a_model_onnx_cannot_express_is_skipped_with_its_reason(only_onnx_peer, monkeypatch):
+    gelu = dataclasses.replace(workloads.WORKLOADS["W1-infer"],
+                               build=lambda: _mlp((8, "gelu"), (1,), input_dim=10))
+    monkeypatch.setitem(workloads.WORKLOADS, "W1-infer", gelu)
+    report = run(_tiny_config(workloads=("W1-infer",), peers=True))
+    [row] = [row for row in report.rows if row.backend == "onnxruntime"]
+    assert row.value is None and row.check.startswith("skipped: ") and "'gelu'" in row.check
+    assert report.ok, report.failures       # a peer that cannot express it is no failure
+
+
+def test_the_bench_runs_without_onnxruntime(monkeypatch):
+    monkeypatch.setattr(peers, "torch_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)      # `import onnxruntime` fails
+    assert not onnx_peer.available()
+    report = run(_tiny_config(workloads=("W1-infer",), peers=True))
+    assert report.ok, report.failures
+    assert report.machine["peers"] == {}
+    assert {row.backend for row in report.rows} <= {"numpy", "compiled"}
+    assert any(row.backend == "numpy" and row.value > 0 for row in report.rows)

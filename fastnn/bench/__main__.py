@@ -12,9 +12,11 @@ Benchmark fastnn: each workload of workloads.md (W1 MLP train, W1-infer predict,
 W2 MNIST-size MLP, W3 CNN, W4-rnn / W4-lstm recurrent, C1 a custom residual MLP,
 W6 a small GPT: training tokens/s and, W6-gen, KV-cache generation; W5 GEMM) on
 each backend (compiled, numpy) and thread count, plus PyTorch rows when torch
-is installed. Throughput is samples/s (tokens/s for W6) over one full shuffled
-epoch (model.fit), one predict pass or one generate call, after a warm-up,
-median of the repeats; "of peak" is the FLOP rate over this machine's measured
+is installed and, for W1-infer, ONNX Runtime rows (intra-op threads = the row's
+threads) when onnxruntime and onnx are: `pip install onnxruntime onnx`.
+Throughput is samples/s (tokens/s for W6) over one full shuffled epoch
+(model.fit), one predict pass or one generate call, after a warm-up, median of
+the repeats; "of peak" is the FLOP rate over this machine's measured
 float32 FMA peak; W5 is GFLOP/s of fastnn.ops.gemm vs NumPy's A @ B. Every
 non-NumPy row is first checked against NumPy and is not timed if it disagrees.
 Quick by default (smaller N, a few minutes); --full uses workloads.md's sizes.
@@ -63,7 +65,7 @@ def build_parser():
                         help="samples per epoch for every model workload (overrides the mode)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--no-peers", action="store_true",
-                        help="skip the PyTorch rows even when torch is installed")
+                        help="skip the peer rows (PyTorch, ONNX Runtime) even when installed")
     return parser
 
 

@@ -92,11 +92,15 @@ def _compiled_info():
 
 
 def _peer_versions():
+    from fastnn.bench import onnx_peer
     from fastnn.bench.peers import torch_available
-    if not torch_available():
-        return {}
-    import torch
-    return {"torch": torch.__version__}
+    versions = {}
+    if torch_available():
+        import torch
+        versions["torch"] = torch.__version__
+    if onnx_peer.available():
+        versions[onnx_peer.PEER] = onnx_peer.version()
+    return versions
 
 
 def cache_sizes(root="/sys/devices/system/cpu/cpu0/cache"):

@@ -8,7 +8,7 @@ import tempfile
 from fastnn.bench.checks import TOLERANCE
 from fastnn.bench.machine import machine_line
 
-COLUMNS = (("workload", 9), ("size", 19), ("threads", 7), ("backend", 9),
+COLUMNS = (("workload", 9), ("size", 19), ("threads", 7), ("backend", 11),
            ("throughput", 22), ("x numpy", 8), ("of peak", 7), ("check", 0))
 
 

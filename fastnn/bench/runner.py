@@ -13,7 +13,7 @@ import numpy as np
 import fastnn
 from fastnn import decoding
 from fastnn.backend import get_ops
-from fastnn.bench import checks, peers, workloads
+from fastnn.bench import checks, onnx_peer, peers, workloads
 from fastnn.bench.machine import machine_info
 from fastnn.bench.timing import (
     compiled_available, machine_cores, measure, measure_per_call, median, thread_limit,
@@ -23,6 +23,10 @@ from fastnn.bench.timing import (
 GEMM = "W5"
 ALL_WORKLOADS = tuple(workloads.WORKLOADS) + (GEMM,)
 BACKENDS = ("numpy", "compiled")     # run order: the NumPy reference first
+# The start of the check of a row not run for a reason that is no failure (a
+# peer that cannot express the model): shown with its reason, not timed, and
+# not counted among the failures.
+SKIPPED = "skipped: "
 
 
 @dataclass
@@ -38,7 +42,7 @@ class BenchConfig:
     gemm_shapes: tuple = None        # W5 shapes; default workloads.GEMM_FULL / GEMM_QUICK
     min_sample_s: float = None       # W5: shortest timed repeat: 0.1 s full, 0.02 s quick
     seed: int = 0
-    peers: bool = True               # PyTorch rows when torch is installed
+    peers: bool = True               # PyTorch / ONNX Runtime rows when installed
 
     def resolved(self):
         """A copy with every default filled in and the names validated."""
@@ -70,7 +74,8 @@ class Row:
     threads: int
     backend: str
     unit: str                        # "samples/s" or "GFLOP/s"
-    value: float = None              # None when the check failed: nothing was timed
+    value: float = None              # None when the check failed or the row was
+                                     # skipped: nothing was timed
     check: str = "reference"
     speedup: float = None            # value / the NumPy row's value of the same group
     times_s: list = field(default_factory=list)
@@ -108,7 +113,7 @@ def run(config, on_start=None, on_row=None):
 
     def emit(row):
         report.rows.append(row)
-        if row.value is None:
+        if row.value is None and not row.check.startswith(SKIPPED):
             report.failures.append(f"{row.workload} {row.size} threads={row.threads} "
                                    f"{row.backend}: {row.check}")
         if on_row is not None:
@@ -164,6 +169,9 @@ def model_rows(workload, cfg, threads, emit, report_peak=None):
         if cfg.peers and peers.torch_available():
             emit(_with_speedup(torch_row(workload, cfg, threads, x, y, size, report_peak),
                                reference))
+        if cfg.peers and onnx_peer.runs(workload) and onnx_peer.available():
+            emit(_with_speedup(onnx_row(workload, cfg, threads, x, y, size, report_peak),
+                               reference))
 
 
 def time_model(workload, backend, x, y, cfg):
@@ -192,14 +200,11 @@ def torch_row(workload, cfg, threads, x, y, size, peak=None):
     """The PyTorch row of ``workload`` (same model, initial weights and batch)."""
     row = Row(workload.name, size, threads, peers.PEER, workload.unit)
     try:
-        with using_backend(checks.REFERENCE):
-            fastnn.set_seed(cfg.seed)
-            model = workload.build()
-            if not peers.supports(model, workload):
-                row.check = "FAILED: this model has no PyTorch twin yet"
-                return row
-            xb, _ = checks.first_batch(workload, x, y)
-            want = model.predict(xb, batch_size=xb.shape[0], verbose=0)
+        model = _reference_model(workload, cfg)
+        if not peers.supports(model, workload):
+            row.check = "FAILED: this model has no PyTorch twin yet"
+            return row
+        xb, want = _reference_outputs(workload, model, x, y)
         runner = peers.TorchRunner(model, x, y, workload.batch_size, cfg.seed, workload)
         with peers.torch_threads(threads):
             result = peers.check_torch(runner, want, xb, workload.name)
@@ -219,6 +224,45 @@ def torch_row(workload, cfg, threads, x, y, size, peak=None):
     row.value = x.shape[0] * workload.per_sample() / median(row.times_s)
     row.peak_fraction = _peak_fraction(workload, x.shape[0], row, peak)
     return row
+
+
+def onnx_row(workload, cfg, threads, x, y, size, peak=None):
+    """The ONNX Runtime row of inference ``workload``: the model's initial weights
+    as an ONNX graph, run on ``threads`` intra-op threads, same samples and batch."""
+    row = Row(workload.name, size, threads, onnx_peer.PEER, workload.unit)
+    try:
+        model = _reference_model(workload, cfg)
+        try:
+            runner = onnx_peer.OnnxRunner(model, x, workload.batch_size, threads)
+        except onnx_peer.UnsupportedModel as exc:
+            row.check = SKIPPED + str(exc)
+            return row
+        xb, want = _reference_outputs(workload, model, x, y)
+        result = onnx_peer.check_onnx(runner, want, xb, workload.name)
+        row.check = result.summary()
+        if not result.ok:
+            return row
+        row.times_s = measure_per_call(runner.predict, cfg.repeats, cfg.min_sample_s)
+    except Exception as exc:     # a peer's problem is reported, never fatal
+        row.check = f"FAILED: {type(exc).__name__}: {exc}"
+        return row
+    row.value = x.shape[0] * workload.per_sample() / median(row.times_s)
+    row.peak_fraction = _peak_fraction(workload, x.shape[0], row, peak)
+    return row
+
+
+def _reference_model(workload, cfg):
+    """``workload``'s model with the initial weights of ``cfg.seed``, on NumPy."""
+    with using_backend(checks.REFERENCE):
+        fastnn.set_seed(cfg.seed)
+        return workload.build()
+
+
+def _reference_outputs(workload, model, x, y):
+    """The first batch of x and NumPy's predict of it: what a peer must match."""
+    xb, _ = checks.first_batch(workload, x, y)
+    with using_backend(checks.REFERENCE):
+        return xb, model.predict(xb, batch_size=xb.shape[0], verbose=0)
 
 
 def _peak_fraction(workload, n, row, peak):
