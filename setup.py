@@ -35,16 +35,17 @@ CSRC = ROOT / "csrc"
 
 # -ffp-contract=off on every file: no FMA is formed from a * b + c (GCC's ISO
 # C mode does that already; clang's default contracts). The code relies on it
-# where one result must have the same bits on every ISA path of one machine:
-# the element-wise, activation, loss, softmax, layer-norm, attention and RNN
-# gate code (elementwise.c, act.c, vact.h, vexp.c/.h, loss.c, softmax.c,
-# layernorm*.{c,h}, attention*.{c,h}, rnn.c) and their per-ISA twins
-# (kernels/act_*, vexp_*, layernorm_*, attention_*): a generic loop fused in an
-# AVX2 build but not in a generic one would round differently. GEMM is the one
-# kernel whose results may differ between ISA paths and blockings (its
-# micro-kernels use FMA intrinsics, whatever this flag says); for one ISA and
-# blocking they never depend on the thread count, because threads split the
-# output tiles and never the k sum.
+# wherever one expression must give the same bits wherever it is compiled:
+# the activation, exp and layer-norm loops built once per ISA (act_loops*.h,
+# vact.h, vexp.*, layernorm_rows*.h and their twins kernels/act_*, vexp_*,
+# layernorm_*: every ISA's build gives the same bits), and the element-wise,
+# loss and RNN-gate code (elementwise.c, loss.c, rnn.c with act_scalar.h),
+# where one value is computed by more than one loop (a cached and an uncached
+# path; a gate and the activation kernel; NumPy, where a test compares bit for
+# bit) and every loop must round alike. GEMM's and attention's micro-kernels
+# use FMA intrinsics, whatever this flag says: their results may differ
+# between ISA paths (GEMM's also between blockings), never between thread
+# counts, because threads split the outputs, never a sum.
 BASE_FLAGS = ["-std=c11", "-ffp-contract=off", "-fPIC", "-fno-math-errno", "-Wall",
               "-Wno-unused-function"]
 OPTIMIZE_FLAGS = ["-O3"]
