@@ -2,6 +2,10 @@
 
 Tests import the installed fastnn (no path tricks). Hypothesis uses a CI
 profile (few examples, no deadline) so the suite stays within minutes.
+
+Tests that compare with PyTorch carry the `torch_oracle` marker and skip
+without torch; with FASTNN_REQUIRE_TORCH=1 (CI's oracle step) such a skip is a
+failure, so the comparisons can never pass by not running.
 """
 import os
 
@@ -16,6 +20,18 @@ settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 from fastnn.backend.numpy_ops import NumpyOps  # noqa: E402
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under FASTNN_REQUIRE_TORCH=1, a torch_oracle test that skipped fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if (report.skipped and os.environ.get("FASTNN_REQUIRE_TORCH") == "1"
+            and item.get_closest_marker("torch_oracle") is not None):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"FASTNN_REQUIRE_TORCH=1: a PyTorch comparison skipped ({reason})"
 
 
 def _compiled():

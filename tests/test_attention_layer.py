@@ -213,6 +213,7 @@ def test_errors_name_the_problem():
                                         attention_mask=keras.Input((3, 4)))
 
 
+@pytest.mark.torch_oracle
 def test_pytorch_scaled_dot_product_attention_agrees(rng):
     torch = pytest.importorskip("torch")
     n, tq, tk, c, heads, dim = 2, 5, 6, 8, 2, 3

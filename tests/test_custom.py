@@ -276,6 +276,7 @@ class BadShapes(layers.Layer):
 
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("torch"), reason="needs torch")
+@pytest.mark.torch_oracle
 def test_custom_layer_and_loss_give_pytorchs_gradients(rng):
     import torch
     previous = fastnn.get_backend()

@@ -367,6 +367,7 @@ def torch_branchy(model, x):
     return dense("out", torch.cat([merged, sim], dim=1)), params
 
 
+@pytest.mark.torch_oracle
 def test_graph_forward_and_gradients_match_pytorch(rng):
     torch = pytest.importorskip("torch")
     previous = fastnn.get_backend()

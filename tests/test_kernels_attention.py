@@ -360,7 +360,6 @@ def test_few_query_rows_on_every_isa_and_cache_views(numpy_ops, compiled_ops, is
 def test_one_and_two_threads_bitwise_equal(compiled_ops, n, h, t, dtype, rng):
     """The forward shares out (n, h) pairs, or with threads to spare the query
     blocks of one pair; the backward (n, h) pairs. Either way bitwise equal."""
-    assert _core.openmp_enabled()
     q, k, v, dout = _problem(rng, n, t, t, h, 24, 16, dtype)
     dprobs = _tensor(rng, (n, h, t, t), dtype)
     kw = dict(scale=0.25, causal=True, dropout_rate=0.1, seed=9,
@@ -376,6 +375,7 @@ def test_one_and_two_threads_bitwise_equal(compiled_ops, n, h, t, dtype, rng):
 # ---- PyTorch as an outside oracle -------------------------------------------------
 
 @pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.torch_oracle
 def test_matches_pytorch_sdpa(compiled_ops, causal, rng):
     torch = pytest.importorskip("torch")
     n, tq, tk, h, d, dv = 2, 33, 70, 3, 16, 8

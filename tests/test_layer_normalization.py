@@ -103,6 +103,7 @@ def test_errors():
         layer(keras.Input((4, 5)))
 
 
+@pytest.mark.torch_oracle
 def test_pytorch_layer_norm_and_rms_norm_agree(rng):
     torch = pytest.importorskip("torch")
     x = rng.normal(size=(4, 6, 10))

@@ -125,6 +125,7 @@ TORCH_CASES = [
 
 
 @pytest.mark.parametrize("name,ours,theirs", TORCH_CASES)
+@pytest.mark.torch_oracle
 def test_matches_pytorch(ops, name, ours, theirs):
     """PyTorch writes the same optimizers differently (epsilon placement aside)."""
     torch = pytest.importorskip("torch")

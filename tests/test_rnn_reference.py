@@ -135,6 +135,7 @@ def _torch_gru_order(a, u):
 
 @needs_torch
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.torch_oracle
 def test_matches_torch_with_copied_weights(cell, rng):
     import torch
     n, t, i, u = 3, 5, 4, 6

@@ -21,6 +21,7 @@ def _schedule_value(step, warmup, target, decay):
     return target * 0.5 * (1 + math.cos(math.pi * done))
 
 
+@pytest.mark.torch_oracle
 def test_small_gpt_trains_like_pytorch(rng):
     torch = pytest.importorskip("torch")
     from fastnn.bench.torch_gpt import torch_gpt
