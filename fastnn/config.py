@@ -43,9 +43,12 @@ def show_config(mode="stdout"):
         print(f"  gemm:      {b['mr']}x{b['nr']} tiles, blocks MC {b['mc']} KC {b['kc']} "
               f"NC {b['nc']}")
     print(f"  openmp:    {'on' if config['openmp'] else 'off (kernels run single-threaded)'}")
-    print(f"  threads:   {config['threads']}"
-          + ("  (forked after OpenMP started: one thread)"
-             if _runtime.settings.openmp_pool_lost else ""))
+    note = ""
+    if ext is not None and not config["openmp"]:
+        note = "  (the setting; built without OpenMP, kernels use one)"
+    elif _runtime.settings.openmp_pool_lost:
+        note = "  (forked after OpenMP started: one thread)"
+    print(f"  threads:   {config['threads']}{note}")
     print("  oversubscription guard: "
           + ("on (one thread while other processes hold our cores)"
              if config["oversubscription_guard"] else "off"))
