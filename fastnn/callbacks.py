@@ -242,8 +242,12 @@ class ProgbarLogger(Callback):
         if now - self._last_draw < self.interval:
             return
         self._last_draw = now
-        steps = self.params.get("steps") or batch + 1
+        steps = self.params.get("steps")
         done = batch + 1
+        if not steps:                    # a generator's first epoch: length unknown (Keras)
+            self._redraw(f"{done}/Unknown - {_format_duration(now - self._epoch_start)}"
+                         f"{_format_logs(logs)}")
+            return
         eta = (now - self._epoch_start) / done * max(steps - done, 0)
         self._redraw(f"{_step_count(done, steps)} {_bar(done, steps, self._BAR_WIDTH)}"
                      f" - ETA: {_format_duration(eta)}{_format_logs(logs)}")

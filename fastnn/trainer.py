@@ -17,6 +17,7 @@ import numpy as np
 
 from fastnn import _runtime
 from fastnn import callbacks as _callbacks
+from fastnn import data_adapters as _adapters
 from fastnn import data_prep as _data_prep
 from fastnn.backend import current_ops
 from fastnn.run import Run
@@ -125,9 +126,27 @@ class LocalSync:
         return evaluate_data(run, data, batch_size, cbs)
 
 
+class StreamSync(LocalSync):
+    """A single-process fit over streamed batches (fastnn.data_adapters): the number
+    of steps may be unknown until the first epoch ends, and the logs divide by
+    the samples seen so far (``seen``, counted as batches arrive)."""
+
+    def __init__(self, model, feed):
+        self.model, self.feed, self.seen = model, feed, 0
+
+    @property
+    def steps(self):
+        return self.feed.steps
+
+    def logs(self, run, sums, step):
+        return run.logs(sums, self.seen)
+
+    end_epoch = logs
+
+
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
         validation_data, shuffle, class_weight, sample_weight, initial_epoch, stop_on_nan,
-        distributed):
+        distributed, steps_per_epoch=None, validation_steps=None):
     """Model.fit (see its docstring)."""
     if model._in_fit:
         raise RuntimeError(f"{model.name}: fit() is already running (it is not re-entrant)")
@@ -138,8 +157,43 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
         raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
     if validation_split and validation_data is not None:
         raise ValueError("fit: pass validation_split or validation_data, not both")
-    data = _prepare(model, x, y, sample_weight, class_weight, "fit")
-    val = None
+    streamed = _adapters.is_batch_source(x)
+    val_streamed = validation_data is not None and _adapters.is_batch_source(validation_data)
+    if streamed:
+        _check_stream_call("fit", x, y, sample_weight)
+        if validation_split:
+            raise ValueError("fit: validation_split needs arrays (it holds out their last "
+                             f"samples); with {_adapters.describe(x)} pass validation_data")
+    elif steps_per_epoch is not None:
+        raise ValueError("fit: steps_per_epoch applies to a generator or PyDataset; with "
+                         "arrays an epoch is every batch_size slice of x")
+    if validation_steps is not None and not val_streamed:
+        raise ValueError("fit: validation_steps applies to validation_data given as a "
+                         "generator or PyDataset")
+    if distributed is not None and (streamed or val_streamed):
+        raise ValueError("fit(distributed=...) takes arrays: every rank slices the same "
+                         "x and y; generators and PyDataset are not supported there")
+    feed = None
+    if streamed:
+        feed = _adapters.StreamFeed(x, steps_per_epoch, "steps_per_epoch", shuffle,
+                                    _batch_preparer(model, class_weight, "fit"), "fit")
+    try:
+        data = feed.start() if streamed else _prepare(model, x, y, sample_weight,
+                                                      class_weight, "fit")
+        return _fit_prepared(model, data, feed, batch_size, epochs, verbose, callbacks,
+                             validation_split, validation_data, val_streamed, validation_steps,
+                             shuffle, sample_weight, initial_epoch, stop_on_nan, distributed)
+    finally:
+        if feed is not None:
+            feed.close()
+
+
+def _fit_prepared(model, data, feed, batch_size, epochs, verbose, callbacks, validation_split,
+                  validation_data, val_streamed, validation_steps, shuffle, sample_weight,
+                  initial_epoch, stop_on_nan, distributed):
+    """fit's loop over ``data`` (arrays), or over ``feed``'s batches (``data`` is
+    then its first batch)."""
+    val = val_feed = None
     if validation_split:
         n_val = int(data.n * validation_split)
         if n_val == 0 or n_val == data.n:
@@ -151,10 +205,16 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
             # Keras splits sample_weight with x and y; class_weight stays with training.
             val.weights = [None] * len(val.targets)
         data = data.slice(0, split)
+    elif val_streamed:
+        val_feed = _adapters.StreamFeed(validation_data, validation_steps, "validation_steps",
+                                        False, _batch_preparer(model, None,
+                                                               "fit (validation_data)"),
+                                        "fit (validation_data)")
     elif validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("fit: validation_data must be a pair (x_val, y_val) or a "
-                             "triple (x_val, y_val, val_sample_weight)")
+            raise ValueError("fit: validation_data must be a pair (x_val, y_val), a "
+                             "triple (x_val, y_val, val_sample_weight), a generator or a "
+                             "PyDataset")
         val = _prepare(model, validation_data[0], validation_data[1],
                        validation_data[2] if len(validation_data) == 3 else None, None,
                        "fit (validation_data)")
@@ -170,16 +230,20 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
     trainable = {id(w) for w in model.trainable_weights}
     ranges = buffers.trainable_ranges(trainable)
     regs = buffers.regularized_ranges(trainable)
-    sync = (LocalSync(model, ops, data.n, batch_size) if distributed is None
-            else distributed._fit_sync(model, ops, data.n, batch_size))
+    if feed is not None:
+        sync = StreamSync(model, feed)
+    elif distributed is None:
+        sync = LocalSync(model, ops, data.n, batch_size)
+    else:
+        sync = distributed._fit_sync(model, ops, data.n, batch_size)
     if verbose == "auto":
         verbose = 1
     # History and the progress bar come after the user's callbacks (Keras'
-    # order), so entries those add to the logs are recorded and printed
-    cbs = _callbacks.CallbackList(callbacks, model,
-                                  {"epochs": epochs, "steps": sync.steps, "verbose": verbose},
-                                  add_history=True, add_progbar=bool(verbose),
-                                  chief=sync.is_chief)
+    # order), so entries those add to the logs are recorded and printed.
+    # "steps" is None while a stream's length is unknown (Keras' "Unknown").
+    params = {"epochs": epochs, "steps": sync.steps, "verbose": verbose}
+    cbs = _callbacks.CallbackList(callbacks, model, params, add_history=True,
+                                  add_progbar=bool(verbose), chief=sync.is_chief)
     history = model.history = cbs.history
     model.stop_training = False
     model._in_fit = True
@@ -191,23 +255,41 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
-            epoch_data = data.shuffled(sync.shuffle_order(data.n), shuffled) if shuffle else data
-            batch_of = _slicer(epoch_data)
+            batches = (_stream_epoch(feed, sync, run) if feed is not None
+                       else _array_epoch(data, sync, shuffle, shuffled))
             sums = run.zero_sums()
-            for step in range(sync.steps):
-                start, stop = sync.local_bounds(step)
-                if cbs.wants_batch_hooks:
-                    cbs.on_train_batch_begin(step)
-                inputs, targets, weights = batch_of(start, stop)
-                step_fn(inputs, targets, weights, stop - start, sums, epoch, step)
-                if cbs.wants_batch_hooks:
-                    cbs.on_train_batch_end(step, sync.logs(run, sums, step))
-                    model.stop_training = sync.agree_stop()
-                if model.stop_training:
-                    break
+            step = -1
+            try:
+                for step, (inputs, targets, weights, b) in enumerate(batches):
+                    if cbs.wants_batch_hooks:
+                        cbs.on_train_batch_begin(step)
+                    step_fn(inputs, targets, weights, b, sums, epoch, step)
+                    if cbs.wants_batch_hooks:
+                        cbs.on_train_batch_end(step, sync.logs(run, sums, step))
+                        model.stop_training = sync.agree_stop()
+                    if model.stop_training:
+                        break
+            except BaseException:
+                if feed is not None:
+                    feed.close()
+                raise
+            if feed is not None:
+                feed.end_epoch()
+            if step < 0:
+                # only a stream gets here: a one-shot generator used up by earlier epochs
+                _adapters.warn(f"fit: {_adapters.describe(feed.source)} ran out of data "
+                               f"before epoch {epoch + 1}; training stops here (pass "
+                               "steps_per_epoch and a generator that can produce "
+                               "steps_per_epoch * epochs batches, or a PyDataset)")
+                break
+            if params["steps"] is None:
+                params["steps"] = sync.steps or step + 1
             logs = sync.end_epoch(run, sums, step)
             if val is not None:
                 val_logs = sync.evaluate(run, val, batch_size, cbs)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            elif val_feed is not None:
+                val_logs = _evaluate_feed(run, val_feed, cbs, epoch)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, logs)
             model.stop_training = sync.agree_stop()
@@ -216,7 +298,54 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
         cbs.on_train_end(logs)
     finally:
         model._in_fit = False
+        if val_feed is not None:
+            val_feed.close()
     return history
+
+
+def _array_epoch(data, sync, shuffle, shuffled):
+    """One epoch's batches of arrays: (inputs, targets, weights, size), views of
+    ``data`` in a new shuffled order when ``shuffle`` (drawn now, before any step)."""
+    epoch_data = data.shuffled(sync.shuffle_order(data.n), shuffled) if shuffle else data
+    batch_of = _slicer(epoch_data)
+    local_bounds = sync.local_bounds
+
+    def batches():
+        for step in range(sync.steps):
+            start, stop = local_bounds(step)
+            inputs, targets, weights = batch_of(start, stop)
+            yield inputs, targets, weights, stop - start
+    return batches()
+
+
+def _stream_epoch(feed, sync, run):
+    """One epoch's streamed batches, as _array_epoch's tuples, counted in ``sync.seen``."""
+    sync.seen = 0
+    for data in feed.epoch():
+        if data.raw_shapes != run.raw_shapes:      # batches of another sequence length
+            run.raw_shapes = data.raw_shapes
+        sync.seen += data.n
+        yield data.inputs, data.targets, data.weights, data.n
+
+
+def _check_stream_call(where, x, y, sample_weight):
+    what = _adapters.describe(x)
+    if y is not None:
+        raise ValueError(f"{where}: y must be None when x is {what}: the targets come in "
+                         "its batches, (x, y) or (x, y, sample_weight)")
+    if sample_weight is not None:
+        raise ValueError(f"{where}: sample_weight must be None when x is {what}: yield "
+                         "(x, y, sample_weight) batches instead")
+
+
+def _batch_preparer(model, class_weight, where):
+    """``prepare(x, y, sample_weight, where)`` -> the Data of one streamed batch."""
+    def prepare(x, y, sample_weight, at):
+        if y is None:
+            raise ValueError(f"{at}: the batch has no targets; {where.split(' ')[0]} needs "
+                             "(x, y) or (x, y, sample_weight) batches")
+        return _prepare(model, x, y, sample_weight, class_weight, at)
+    return prepare
 
 
 def _slicer(data):
@@ -302,25 +431,35 @@ def _prepare(model, x, y, sample_weight, class_weight, where):
 # ---- evaluate ------------------------------------------------------------------------
 def evaluate_data(run, data, batch_size, cbs=None):
     """The logs of ``run`` over ``data`` in inference mode, with callbacks' test hooks."""
+    batches = (data.slice(start, min(start + batch_size, data.n))
+               for start in range(0, data.n, batch_size))
+    return evaluate_batches(run, batches, cbs)
+
+
+def evaluate_batches(run, batches, cbs=None, empty_error=None):
+    """The logs of ``run`` over an iterable of Data batches (inference mode);
+    ``empty_error``: the message of the ValueError raised when there is none."""
     plan, ops = run.plan, run.ops
     scratch = plan.scratch(param_grads=False)
     sums = run.zero_sums()
     batch_hooks = cbs is not None and cbs.wants_test_batch_hooks
     if cbs is not None:
         cbs.on_test_begin()
-    for step, start in enumerate(range(0, data.n, batch_size)):
-        stop = min(start + batch_size, data.n)
+    seen = 0
+    for step, batch in enumerate(batches):
         if batch_hooks:
             cbs.on_test_batch_begin(step)
-        batch = data.slice(start, stop)
         outs = plan.forward(ops, run.plan_inputs(batch.inputs, batch.targets), False, scratch)
         loss, _ = run.batch_losses(outs, batch.targets, batch.weights, batch.n, scratch, sums,
                                    with_grad=False)
         sums[0] += loss * batch.n
         run.add_metrics(outs, batch.targets, sums, scratch.masks)
+        seen += batch.n
         if batch_hooks:
-            cbs.on_test_batch_end(step, run.logs(sums, stop))
-    logs = run.logs(sums, data.n)
+            cbs.on_test_batch_end(step, run.logs(sums, seen))
+    if not seen:
+        raise ValueError(empty_error or "evaluate: no batches")
+    logs = run.logs(sums, seen)
     model = run.model
     regs = model.buffers.regularized_ranges({id(w) for w in model.trainable_weights})
     if regs:
@@ -331,11 +470,59 @@ def evaluate_data(run, data, batch_size, cbs=None):
     return logs
 
 
-def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, callbacks):
+def _evaluate_feed(run, feed, cbs, epoch=None):
+    """The logs of ``run`` over one pass of a StreamFeed (an evaluation, or fit's
+    validation after ``epoch``)."""
+    def batches():
+        for data in feed.epoch():
+            if data.raw_shapes != run.raw_shapes:
+                run.raw_shapes = data.raw_shapes
+            yield data
+
+    what = _adapters.describe(feed.source)
+    hint = (" (a one-shot generator is used up by the first validation: pass "
+            "validation_steps and one that repeats, or a PyDataset)" if epoch else "")
+    when = f" for the validation after epoch {epoch + 1}" if epoch is not None else ""
+    try:
+        logs = evaluate_batches(run, batches(), cbs,
+                                f"{feed.where}: {what} yielded no batches{when}{hint}")
+    except BaseException:
+        feed.close()
+        raise
+    feed.end_epoch()
+    return logs
+
+
+def evaluate(model, x, y, batch_size, verbose, sample_weight, return_dict, callbacks,
+             steps=None):
     """Model.evaluate (see its docstring)."""
     batch_size = check_batch_size(batch_size, "evaluate")
+    if _adapters.is_batch_source(x):
+        _check_stream_call("evaluate", x, y, sample_weight)
+        feed = _adapters.StreamFeed(x, steps, "steps", False,
+                                    _batch_preparer(model, None, "evaluate"), "evaluate")
+        try:
+            first = feed.start()
+            cbs = _callback_list(callbacks, model, feed.steps, verbose)
+            run = Run(model, current_ops(), first)
+            return _report(_evaluate_feed(run, feed, cbs), verbose, return_dict)
+        finally:
+            feed.close()
+    steps = _adapters.check_steps(steps, "steps", "evaluate")
     data = _prepare(model, x, y, sample_weight, None, "evaluate")
+    if steps is not None:
+        data = data.slice(0, _first_steps(data.n, batch_size, steps, "evaluate"))
     return _evaluate_logs(model, data, batch_size, verbose, return_dict, callbacks)
+
+
+def _first_steps(n, batch_size, steps, where):
+    """How many samples ``steps`` batches of arrays cover (Keras warns when there are
+    fewer batches than steps, and runs those)."""
+    available = -(-n // batch_size)
+    if steps > available:
+        _adapters.warn(f"{where}: steps={steps} but the arrays make only {available} "
+                       f"batches of {batch_size}; running those")
+    return min(n, steps * batch_size)
 
 
 def test_on_batch(model, x, y, sample_weight):
@@ -344,11 +531,18 @@ def test_on_batch(model, x, y, sample_weight):
     return _evaluate_logs(model, data, data.n, 0, False, None)
 
 
+def _callback_list(callbacks, model, steps, verbose):
+    return None if callbacks is None else _callbacks.CallbackList(
+        callbacks, model, {"epochs": 1, "steps": steps, "verbose": verbose})
+
+
 def _evaluate_logs(model, data, batch_size, verbose, return_dict, callbacks):
-    cbs = None if callbacks is None else _callbacks.CallbackList(
-        callbacks, model, {"epochs": 1, "steps": -(-data.n // batch_size), "verbose": verbose})
+    cbs = _callback_list(callbacks, model, -(-data.n // batch_size), verbose)
     run = Run(model, current_ops(), data)
-    logs = evaluate_data(run, data, batch_size, cbs)
+    return _report(evaluate_data(run, data, batch_size, cbs), verbose, return_dict)
+
+
+def _report(logs, verbose, return_dict):
     if verbose in (1, 2):
         print(" - ".join(f"{k}: {v:.4g}" for k, v in logs.items()))
     if return_dict:
@@ -375,11 +569,46 @@ def train_on_batch(model, x, y, sample_weight, class_weight):
 
 
 # ---- predict -------------------------------------------------------------------------
-def predict(model, x, batch_size, verbose, callbacks):
+def predict(model, x, batch_size, verbose, callbacks, steps=None):
     """Model.predict (see its docstring)."""
     batch_size = check_batch_size(batch_size, "predict")
+    if _adapters.is_batch_source(x):
+        feed = _adapters.StreamFeed(
+            x, steps, "steps", False,
+            lambda x, y, sample_weight, at: _data_prep.prepare_inputs(model, x, at), "predict")
+        try:
+            return _predict_feed(model, feed, callbacks, verbose)
+        finally:
+            feed.close()
+    steps = _adapters.check_steps(steps, "steps", "predict")
     inputs = _data_prep.prepare_inputs(model, x, "predict")
+    if steps is not None:
+        n = _first_steps(inputs[0].shape[0], batch_size, steps, "predict")
+        inputs = [a[:n] for a in inputs]
     return _predict_arrays(model, inputs, batch_size, verbose, callbacks)
+
+
+def _predict_feed(model, feed, callbacks, verbose):
+    """predict over streamed batches: each batch's outputs, concatenated."""
+    feed.start()                              # may build the model
+    ops, plan = current_ops(), model.plan()
+    scratch = plan.scratch(param_grads=False)
+    cbs = _callback_list(callbacks, model, feed.steps, verbose)
+    batch_hooks = cbs is not None and cbs.wants_predict_batch_hooks
+    if cbs is not None:
+        cbs.on_predict_begin()
+    parts = []
+    for step, inputs in enumerate(feed.epoch()):
+        if batch_hooks:
+            cbs.on_predict_batch_begin(step)
+        outs = [np.array(o) for o in plan.predict(ops, inputs, scratch)]   # scratch is reused
+        parts.append(outs)
+        if batch_hooks:
+            cbs.on_predict_batch_end(step, {"outputs": model.pack_outputs(outs)})
+    feed.end_epoch()
+    if cbs is not None:
+        cbs.on_predict_end()
+    return model.pack_outputs([np.concatenate(per_output) for per_output in zip(*parts)])
 
 
 def predict_on_batch(model, x):

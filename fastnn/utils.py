@@ -1,7 +1,9 @@
-"""Utilities with Keras' names: to_categorical, pad_sequences, set_random_seed."""
+"""Utilities with Keras' names: to_categorical, pad_sequences, set_random_seed,
+PyDataset (alias Sequence)."""
 import numpy as np
 
 from fastnn._runtime import set_seed
+from fastnn.py_dataset import PyDataset, Sequence  # noqa: F401  (Keras' names)
 from fastnn.registry import register_keras_serializable  # noqa: F401  (Keras' alias)
 
 
