@@ -26,9 +26,10 @@ class Objective:
     """One output: its index and name, its Loss (or None), the loss's weight and
     the metric identifiers compile named for it (resolved later, per data)."""
 
-    def __init__(self, index, name, loss, weight, metric_ids):
+    def __init__(self, index, name, loss, weight, metric_ids, weighted_metric_ids=()):
         self.index, self.name = index, name
         self.loss, self.weight, self.metric_ids = loss, weight, metric_ids
+        self.weighted_metric_ids = list(weighted_metric_ids)
 
     @property
     def sparse_targets(self):
@@ -37,6 +38,11 @@ class Objective:
     def resolve_metrics(self, output_dim):
         return [_metrics.get(m, sparse_targets=self.sparse_targets, output_dim=output_dim)
                 for m in self.metric_ids]
+
+    def resolve_weighted_metrics(self, output_dim):
+        """The weighted_metrics compile named for this output (weighed by sample_weight)."""
+        return [_metrics.get(m, sparse_targets=self.sparse_targets, output_dim=output_dim)
+                for m in self.weighted_metric_ids]
 
 
 def per_output(value, names, what, default, check):
@@ -85,32 +91,75 @@ def _metric_list(value):
     return items
 
 
-def resolve(loss, loss_weights, metrics, names):
-    """One Objective per output name, from compile's arguments."""
+def resolve(loss, loss_weights, metrics, names, weighted_metrics=None):
+    """One Objective per output name, from compile's arguments (``weighted_metrics``
+    take the same forms as ``metrics``)."""
     n = len(names)
     losses = per_output(loss, names, "loss", None, _loss)
     weights = ([1.0] * n if loss_weights is None
                else per_output(loss_weights, names, "loss_weights", 1.0, _weight))
+    metric_lists = _metric_lists(metrics, names, "metrics")
+    weighted_lists = _metric_lists(weighted_metrics, names, "weighted_metrics")
+    return [Objective(i, name, lo, w, m, wm)
+            for i, (name, lo, w, m, wm) in enumerate(zip(names, losses, weights, metric_lists,
+                                                         weighted_lists))]
+
+
+def _metric_lists(metrics, names, what):
+    """The metric identifiers of each output, from ``metrics`` (or ``weighted_metrics``)."""
+    n = len(names)
     if metrics is None:
-        metric_lists = [[] for _ in names]
-    elif n == 1:
+        return [[] for _ in names]
+    if n == 1:
         if isinstance(metrics, dict):
-            metric_lists = per_output(metrics, names, "metrics", [], _metric_list)
+            return per_output(metrics, names, what, [], _metric_list)
+        return [_metric_list(metrics)]
+    if isinstance(metrics, dict) or (isinstance(metrics, (list, tuple)) and len(metrics) == n):
+        return per_output(metrics, names, what, [], _metric_list)
+    raise ValueError(f"compile: for a model with {n} outputs {names}, {what} must be a "
+                     "list with one entry (a metric, a list of them or None) per output, "
+                     f"or a dict keyed by output name; got {metrics!r}")
+
+
+def metric_log_names(objectives, metrics, weighted, several):
+    """The logs' names of each output's metrics, then its weighted metrics, as Keras 3
+    names them: ``<metric>`` (``<output>_<metric>`` when the model has several
+    outputs); a repeated metric name gets ``_1``, ``_2``...; a weighted metric whose
+    name is taken is ``weighted_<metric>`` instead. ``metrics`` / ``weighted``: lists
+    of (output index k, metric) in log order."""
+    names, taken = [], {}
+
+    def qualified(k, name):
+        return f"{objectives[k].name}_{name}" if several else name
+
+    for k, metric in metrics:
+        name = qualified(k, metric.name)
+        if name in taken:
+            taken[name] += 1
+            name = f"{name}_{taken[name] - 1}"
         else:
-            metric_lists = [_metric_list(metrics)]
-    elif isinstance(metrics, dict) or (isinstance(metrics, (list, tuple)) and len(metrics) == n):
-        metric_lists = per_output(metrics, names, "metrics", [], _metric_list)
-    else:
-        raise ValueError(f"compile: for a model with {n} outputs {names}, metrics must be a "
-                         "list with one entry (a metric, a list of them or None) per output, "
-                         f"or a dict keyed by output name; got {metrics!r}")
-    return [Objective(i, name, lo, w, m)
-            for i, (name, lo, w, m) in enumerate(zip(names, losses, weights, metric_lists))]
+            taken[name] = 1
+        names.append(name)
+    for k, metric in weighted:
+        name = qualified(k, metric.name)
+        if name in taken:
+            name = qualified(k, f"weighted_{metric.name}")
+            if name in taken:
+                taken[name] += 1
+                name = f"{name}_{taken[name] - 1}"
+            else:
+                taken[name] = 1
+        else:
+            taken[name] = 1
+        names.append(name)
+    return names
 
 
-def check_compile_args(loss, loss_weights, metrics):
+def check_compile_args(loss, loss_weights, metrics, weighted_metrics=None):
     """Validate what can be checked before the outputs are known (unknown names,
     bad weights), so that compile itself raises for them."""
+    if weighted_metrics is not None:
+        check_compile_args(None, None, weighted_metrics)
     for value in (loss.values() if isinstance(loss, dict)
                   else loss if isinstance(loss, (list, tuple)) else [loss]):
         _loss(value)

@@ -13,6 +13,7 @@ Loss objects are callable on arrays: ``loss(y_true, y_pred, sample_weight=None)`
 """
 import numpy as np
 
+from fastnn import loss_functions as _functions
 from fastnn import registry as _registry
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none")
@@ -214,15 +215,174 @@ class SparseCategoricalCrossentropy(_KernelLoss):
         super().__init__(name, reduction, dtype, from_logits)
 
 
+# ---- Keras' other losses: fastnn.ops formulas, traced ---------------------------------
+class _FormulaLoss(Loss):
+    """A Keras loss whose per-sample values are one of fastnn.loss_functions'
+    formulas, traced into the model's graph like a loss of your own (so its
+    gradient is the ops' backward). ``settings`` names the keyword arguments the
+    formula takes from the instance (and its config keeps)."""
+
+    formula = None
+    settings = ()
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(name, reduction, dtype)      # Keras' argument order
+
+    def call(self, y_true, y_pred):
+        return type(self).formula(y_true, y_pred,
+                                  **{key: getattr(self, key) for key in self.settings})
+
+    def get_config(self):
+        config = super().get_config()
+        for key in self.settings:
+            value = getattr(self, key)
+            config[key] = value.tolist() if isinstance(value, np.ndarray) else value
+        return config
+
+
+class Hinge(_FormulaLoss):
+    """``maximum(1 - y_true * y_pred, 0)`` averaged over the last axis; labels that
+    are all 0 or 1 are read as -1 or 1 (Keras')."""
+
+    formula, default_name = staticmethod(_functions.hinge), "hinge"
+
+
+class SquaredHinge(_FormulaLoss):
+    """``square(maximum(1 - y_true * y_pred, 0))`` averaged over the last axis; labels
+    that are all 0 or 1 are read as -1 or 1 (Keras')."""
+
+    formula, default_name = staticmethod(_functions.squared_hinge), "squared_hinge"
+
+
+class CategoricalHinge(_FormulaLoss):
+    """``maximum(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)`` (one-hot
+    y_true)."""
+
+    formula, default_name = staticmethod(_functions.categorical_hinge), "categorical_hinge"
+
+
+class KLDivergence(_FormulaLoss):
+    """Kullback-Leibler divergence ``sum(y_true * log(y_true / y_pred))``, both
+    clipped to [1e-7, 1]."""
+
+    formula, default_name = staticmethod(_functions.kl_divergence), "kl_divergence"
+
+
+class Poisson(_FormulaLoss):
+    """``mean(y_pred - y_true * log(y_pred + 1e-7))`` over the last axis."""
+
+    formula, default_name = staticmethod(_functions.poisson), "poisson"
+
+
+class LogCosh(_FormulaLoss):
+    """``mean(log(cosh(y_pred - y_true)))`` over the last axis (stable)."""
+
+    formula, default_name = staticmethod(_functions.log_cosh), "log_cosh"
+
+
+class CosineSimilarity(_FormulaLoss):
+    """``-sum(l2_normalize(y_true) * l2_normalize(y_pred), axis)``: minimizing it
+    aligns the predictions with the targets (-1 at best)."""
+
+    formula, default_name = staticmethod(_functions.cosine_similarity), "cosine_similarity"
+    settings = ("axis",)
+
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.axis = _axis(type(self).__name__, axis)
+
+
+class BinaryFocalCrossentropy(_FormulaLoss):
+    """Binary crossentropy scaled by the focal factor ``(1 - p_t)**gamma`` (and, with
+    ``apply_class_balancing``, by ``alpha`` / ``1 - alpha`` for class 1 / 0), averaged
+    over ``axis``; Keras 3's arguments and defaults."""
+
+    formula = staticmethod(_functions.binary_focal_crossentropy)
+    default_name = "binary_focal_crossentropy"
+    settings = ("apply_class_balancing", "alpha", "gamma", "from_logits", "label_smoothing",
+                "axis")
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                 label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name=None,
+                 dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.apply_class_balancing = bool(apply_class_balancing)
+        self.alpha = _unit_float(type(self).__name__, "alpha", alpha)
+        self.gamma = _non_negative(type(self).__name__, "gamma", gamma)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _unit_float(type(self).__name__, "label_smoothing",
+                                           label_smoothing)
+        self.axis = _axis(type(self).__name__, axis)
+
+
+class CategoricalFocalCrossentropy(_FormulaLoss):
+    """Categorical crossentropy scaled by ``alpha * (1 - p)**gamma`` per class (alpha a
+    number or one weight per class), summed over ``axis``; Keras 3's arguments and
+    defaults."""
+
+    formula = staticmethod(_functions.categorical_focal_crossentropy)
+    default_name = "categorical_focal_crossentropy"
+    settings = ("alpha", "gamma", "from_logits", "label_smoothing", "axis")
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        where = type(self).__name__
+        if np.isscalar(alpha):
+            self.alpha = _non_negative(where, "alpha", alpha)
+        else:
+            self.alpha = [_non_negative(where, "alpha", a) for a in np.ravel(alpha)]
+        self.gamma = _non_negative(where, "gamma", gamma)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _unit_float(where, "label_smoothing", label_smoothing)
+        self.axis = _axis(where, axis)
+
+
+def _unit_float(where, key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{where}: {key} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _non_negative(where, key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not value >= 0.0:
+        raise ValueError(f"{where}: {key} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _axis(where, axis):
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise ValueError(f"{where}: axis must be an integer, got {axis!r}")
+    return int(axis)
+
+
+_FORMULA_LOSSES = (Hinge, SquaredHinge, CategoricalHinge, KLDivergence, Poisson, LogCosh,
+                   CosineSimilarity, BinaryFocalCrossentropy, CategoricalFocalCrossentropy)
+# The loss functions (keras.losses.hinge, ...) given to compile or get: their class,
+# so that the model saves them by class name like any built-in loss.
+_CLASS_OF_FUNCTION = {cls.formula: cls for cls in _FORMULA_LOSSES}
+
+
 for _cls in (MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossentropy,
-             CategoricalCrossentropy, SparseCategoricalCrossentropy, LossFunctionWrapper):
+             CategoricalCrossentropy, SparseCategoricalCrossentropy, LossFunctionWrapper,
+             *_FORMULA_LOSSES):
     _registry.register("loss", _cls.__name__, _cls)
 for _identifier, _cls in (("mse", MeanSquaredError), ("mean_squared_error", MeanSquaredError),
                           ("mae", MeanAbsoluteError), ("mean_absolute_error", MeanAbsoluteError),
                           ("huber", Huber), ("huber_loss", Huber),
                           ("binary_crossentropy", BinaryCrossentropy),
                           ("categorical_crossentropy", CategoricalCrossentropy),
-                          ("sparse_categorical_crossentropy", SparseCategoricalCrossentropy)):
+                          ("sparse_categorical_crossentropy", SparseCategoricalCrossentropy),
+                          ("hinge", Hinge), ("squared_hinge", SquaredHinge),
+                          ("categorical_hinge", CategoricalHinge),
+                          ("kl_divergence", KLDivergence), ("kld", KLDivergence),
+                          ("KLD", KLDivergence), ("kullback_leibler_divergence", KLDivergence),
+                          ("poisson", Poisson), ("log_cosh", LogCosh), ("logcosh", LogCosh),
+                          ("cosine_similarity", CosineSimilarity),
+                          ("binary_focal_crossentropy", BinaryFocalCrossentropy),
+                          ("categorical_focal_crossentropy", CategoricalFocalCrossentropy)):
     _registry.register_identifier("loss", _identifier, _cls)
 
 
@@ -238,6 +398,8 @@ def get(identifier):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
+    if callable(identifier) and identifier in _CLASS_OF_FUNCTION:
+        return _CLASS_OF_FUNCTION[identifier]()
     if callable(identifier) and not isinstance(identifier, type):
         return LossFunctionWrapper(identifier)
     raise ValueError(f"unknown loss {identifier!r}; expected one of "
@@ -259,3 +421,14 @@ def deserialize(config, custom_objects=None):
 
 mean_squared_error = mse = MeanSquaredError()
 mean_absolute_error = mae = MeanAbsoluteError()
+
+# Keras' loss functions: per-sample values of (y_true, y_pred), on arrays or traced.
+hinge = _functions.hinge
+squared_hinge = _functions.squared_hinge
+categorical_hinge = _functions.categorical_hinge
+kl_divergence = kld = KLD = kullback_leibler_divergence = _functions.kl_divergence
+poisson = _functions.poisson
+log_cosh = logcosh = _functions.log_cosh
+cosine_similarity = _functions.cosine_similarity
+binary_focal_crossentropy = _functions.binary_focal_crossentropy
+categorical_focal_crossentropy = _functions.categorical_focal_crossentropy

@@ -104,6 +104,7 @@ class Model(Layer):
         self.optimizer = None
         self.loss = None
         self._compile_args = None     # (loss, loss_weights, metrics) as compile got them
+        self._weighted_metrics = None  # compile's weighted_metrics
         self._objectives = None       # (plan, their resolution per output)
         self._build_inputs = None     # a subclassed model's input specs, once traced
         self._metric_ids = []
@@ -393,22 +394,25 @@ class Model(Layer):
 
     # ---- compile and packing -----------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                run_eagerly=None, steps_per_execution=1, jit_compile=None):
+                weighted_metrics=None, run_eagerly=None, steps_per_execution=1,
+                jit_compile=None):
         """Set the optimizer, the loss (one for every output, a list, or a dict by
-        output name), ``loss_weights`` and ``metrics`` (likewise per output), and
-        pack the weights into flat buffers. ``run_eagerly``, ``steps_per_execution``
-        and ``jit_compile`` are accepted for Keras compatibility: fastnn always runs
-        its compiled graph one step at a time."""
+        output name), ``loss_weights``, ``metrics`` and ``weighted_metrics`` (likewise
+        per output; weighted ones are weighed by fit / evaluate's sample_weight or
+        class_weight), and pack the weights into flat buffers. ``run_eagerly``,
+        ``steps_per_execution`` and ``jit_compile`` are accepted for Keras
+        compatibility: fastnn always runs its compiled graph one step at a time."""
         if steps_per_execution != 1 and not isinstance(steps_per_execution, (int, np.integer)):
             raise ValueError(f"compile: steps_per_execution must be an integer, got "
                              f"{steps_per_execution!r}")
         self.optimizer = _optimizers.get(optimizer)
-        _compile_utils.check_compile_args(loss, loss_weights, metrics)
+        _compile_utils.check_compile_args(loss, loss_weights, metrics, weighted_metrics)
         # one loss for every output: resolved now (model.loss is that Loss object)
         if loss is not None and not isinstance(loss, (list, tuple, dict)):
             loss = _losses.get(loss)
         self.loss = loss
         self._compile_args = (loss, loss_weights, metrics)
+        self._weighted_metrics = weighted_metrics
         self._objectives = None
         self._metric_ids = ([] if metrics is None else [metrics]
                             if isinstance(metrics, str) else metrics)
@@ -423,7 +427,8 @@ class Model(Layer):
             return None
         loss, loss_weights, metrics = self._compile_args
         return {"optimizer": self.optimizer, "loss": loss, "loss_weights": loss_weights,
-                "metrics": metrics}
+                "metrics": metrics,
+                "weighted_metrics": self._weighted_metrics}
 
     def objectives(self):
         """One compile_utils.Objective per output (loss, weight, metrics), resolved
@@ -431,8 +436,9 @@ class Model(Layer):
         plan = self.plan()
         if self._objectives is None or self._objectives[0] is not plan:
             loss, loss_weights, metrics = self._compile_args or (None, None, None)
-            self._objectives = (plan, _compile_utils.resolve(loss, loss_weights, metrics,
-                                                             self.output_names))
+            self._objectives = (plan, _compile_utils.resolve(
+                loss, loss_weights, metrics, self.output_names,
+                self._weighted_metrics))
         return self._objectives[1]
 
     @property
@@ -490,11 +496,21 @@ class Model(Layer):
     @_draws_from_own_generator
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, stop_on_nan=True, *, distributed=None):
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            stop_on_nan=True, *, distributed=None):
         """Train for ``epochs`` epochs over (x, y) in shuffled batches; return a History.
 
         ``x``: an array (one input), a list of arrays (in input order) or a dict
-        keyed by input name; ``y`` likewise per output. The last partial batch
+        keyed by input name; ``y`` likewise per output. Or ``x`` streams its
+        batches (``y`` and ``sample_weight`` None): a ``fastnn.utils.PyDataset``,
+        or a generator / iterable (a PyTorch DataLoader, ...) yielding ``(x, y)``
+        or ``(x, y, sample_weight)``; the next batches load in a background
+        thread while the model computes. An epoch is then ``steps_per_epoch``
+        batches (a generator is consumed across epochs; data that runs out
+        first ends the epoch with a warning), else the PyDataset's ``len`` or
+        the iterable until exhausted; ``shuffle`` permutes a PyDataset's batch
+        order each pass and does not apply to generators. ``validation_data``
+        may stream too (``validation_steps`` batches, else all). The last partial batch
         is trained, not dropped. ``validation_split`` holds out the last
         fraction of the data (before shuffling); ``validation_data`` is an (x, y)
         or (x, y, sample_weight) tuple; both add ``val_*`` entries to the
@@ -515,13 +531,18 @@ class Model(Layer):
         """
         return _trainer.fit(self, x, y, batch_size, epochs, verbose, callbacks,
                             validation_split, validation_data, shuffle, class_weight,
-                            sample_weight, initial_epoch, stop_on_nan, distributed)
+                            sample_weight, initial_epoch, stop_on_nan, distributed,
+                            steps_per_epoch, validation_steps)
 
     @_draws_from_own_generator
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 return_dict=False, callbacks=None):
+                 return_dict=False, callbacks=None, steps=None):
         """Return the mean loss over (x, y), or ``[loss, *per-output losses, *metrics]``
         when there are several (the history's keys, in order).
+
+        ``x`` may stream its batches as in ``fit`` (a PyDataset or a generator of
+        ``(x, y)`` / ``(x, y, sample_weight)``; ``y`` None). ``steps``: evaluate
+        that many batches (default: all of them; a generator until exhausted).
 
         ``callbacks`` get ``on_test_begin``, ``on_test_batch_begin/end`` and ``on_test_end``.
         ``sample_weight`` (one weight >= 0 per sample) weights each sample's loss
@@ -529,18 +550,23 @@ class Model(Layer):
         The loss includes the trainable weights' regularization penalties (Keras).
         """
         return _trainer.evaluate(self, x, y, batch_size, verbose, sample_weight, return_dict,
-                                 callbacks)
+                                 callbacks, steps)
 
     @_draws_from_own_generator
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None):
         """Return the model's outputs for x, computed in batches (inference mode): an
         array, or the outputs' structure (a list or dict) for several outputs.
+
+        ``x`` may stream its batches as in ``fit``: a PyDataset or a generator of
+        ``x`` or ``(x,)`` (a ``(x, y)`` batch's targets are ignored); the outputs
+        of its batches are concatenated. ``steps``: predict that many batches
+        (default: all; a generator until exhausted).
 
         Safe to call from several threads at once: each call has its own scratch.
         ``callbacks`` get ``on_predict_begin``, ``on_predict_batch_begin/end``
         (logs ``{"outputs": batch outputs}``) and ``on_predict_end``.
         """
-        return _trainer.predict(self, x, batch_size, verbose, callbacks)
+        return _trainer.predict(self, x, batch_size, verbose, callbacks, steps)
 
     @_draws_from_own_generator
     def predict_on_batch(self, x):

@@ -13,7 +13,8 @@ import numpy as np
 
 from fastnn import data_prep as _data_prep
 from fastnn import losses as _losses
-from fastnn.compile_utils import FUSABLE
+from fastnn import metrics as _metrics
+from fastnn.compile_utils import FUSABLE, metric_log_names
 from fastnn.graph.calls import placeholder
 from fastnn.graph.graph import Graph
 from fastnn.graph.operation import as_symbolic, tracing
@@ -45,20 +46,27 @@ class Run:
             else:
                 self.losses.append((k, objective, self._fused_step(objective, loss_slots),
                                     None))
-        self.metrics = []      # (target k, metric, its first sums index or None)
+        # (target k, metric, its first sums index or None, weighed by sample_weight?):
+        # every output's metrics, then every output's weighted_metrics
+        self.metrics = []
         self.loss_names = len(self.losses) if len(self.losses) > 1 else 0
         at = 1 + self.loss_names
-        for k, objective in enumerate(objectives):
-            for metric in objective.resolve_metrics(model.outputs[objective.index].shape[-1]):
-                width = 0 if metric.is_stateful else 2       # (sum, count)
-                self.metrics.append((k, metric, at if width else None))
-                at += width
+        for weighted in (False, True):
+            for k, objective in enumerate(objectives):
+                dim = model.outputs[objective.index].shape[-1]
+                for metric in (objective.resolve_weighted_metrics(dim) if weighted
+                               else objective.resolve_metrics(dim)):
+                    width = 0 if metric.is_stateful else 2       # (sum, count)
+                    self.metrics.append((k, metric, at if width else None, weighted))
+                    at += width
         self.n_sums = at
         several = len(model.output_names) > 1
         self.names = ["loss"] + [f"{o.name}_loss" for _, o, _, _ in
                                  self.losses[:self.loss_names]]
-        self.names += [f"{objectives[k].name}_{m.name}" if several else m.name
-                       for k, m, _ in self.metrics]
+        self.names += metric_log_names(objectives, [(k, m) for k, m, _, w in self.metrics
+                                                    if not w],
+                                       [(k, m) for k, m, _, w in self.metrics if w], several)
+        self._batch_weights = None     # the sample weights batch_losses saw last
         self.raw_shapes = data.raw_shapes
         self.raw_targets = {k for k, _ in traced}    # targets kept as given (traced losses)
         self.batch_losses = self._make_batch_losses()
@@ -127,6 +135,7 @@ class Run:
         output_slots = self.slots
 
         def batch_losses(outs, targets, weights, b, scratch, sums, with_grad):
+            self._batch_weights = weights     # the same batch's weighted_metrics use them
             total, grads = 0.0, []
             masks = scratch.masks
             for j, k, output, loss, weight, fused, traced_at, key in terms:
@@ -168,7 +177,7 @@ class Run:
     # ---- metrics and logs --------------------------------------------------------------
     def zero_sums(self):
         """Fresh running sums (and stateful metrics reset): an epoch or an evaluation starts."""
-        for _, metric, _ in self.metrics:
+        for _, metric, _, _ in self.metrics:
             if metric.is_stateful:
                 metric.reset_state()
         return [0.0] * self.n_sums
@@ -176,14 +185,23 @@ class Run:
     def add_metrics(self, outs, targets, sums, masks=None):
         """Add one batch's metric values to ``sums`` (stateful metrics update themselves).
         ``masks``: each slot's time-step mask (a forward's ``scratch.masks``): masked
-        steps of an output count in none of its metrics, as in Keras."""
-        for k, metric, at in self.metrics:
+        steps of an output count in none of its metrics, as in Keras. Weighted metrics
+        take the sample weights of the batch whose losses were computed last (each
+        step computes its losses, then its metrics)."""
+        batch_weights = self._batch_weights
+        for k, metric, at, weighted in self.metrics:
             target = targets[k]
             if target is None:
                 continue
             out = outs[self.out_index[k]]
             width = out.shape[-1]
             mask = None if masks is None else masks[self.slots[k]]
+            if weighted and batch_weights and batch_weights[k] is not None:
+                row_weights = batch_weights[k].reshape(-1)       # one per target row
+                if mask is not None and mask.size == row_weights.size:
+                    row_weights = row_weights * mask.reshape(-1)     # masked steps weigh 0
+                self._add_weighted(k, metric, at, out, target, row_weights, sums)
+                continue
             if metric.kernel is not None:
                 # kernel metrics read (rows, D) targets or class indices; a traced loss's
                 # targets are kept as given, shaped like the output
@@ -214,21 +232,44 @@ class Run:
                 sums[at] += float(values) * out.shape[0]
                 sums[at + 1] += out.shape[0]
 
+    def _add_weighted(self, k, metric, at, out, target, row_weights, sums):
+        """Add one batch to a weighted metric: its values weighed by the batch's
+        sample weights (Keras' weighted_metrics)."""
+        width = out.shape[-1]
+        if metric.kernel is not None:
+            rows = target.reshape(-1, width) if k in self.raw_targets else target
+            values = _metrics.kernel_values(metric.kernel, out.reshape(-1, width), rows)
+            sums[at] += float(values @ row_weights)
+            sums[at + 1] += float(row_weights.sum())
+            return
+        y_true = target.reshape((out.shape[0],) + self.raw_shapes[k])
+        steps = out.shape[:-1]
+        weights = row_weights.reshape(steps) if row_weights.size * width == out.size \
+            else row_weights
+        if metric.is_stateful:
+            metric.update_state(y_true, out, sample_weight=weights)
+            return
+        total, count = _metrics.weighted_sums(metric.values(y_true, out), weights)
+        sums[at] += total
+        sums[at + 1] += count
+
     def logs(self, sums, seen):
         """The logs dict of ``sums`` over ``seen`` samples."""
         logs = {"loss": sums[0] / seen}
         for j in range(self.loss_names):
             logs[self.names[1 + j]] = sums[1 + j] / seen
-        for (k, metric, at), name in zip(self.metrics, self.names[1 + self.loss_names:]):
+        for (k, metric, at, _), name in zip(self.metrics, self.names[1 + self.loss_names:]):
             if metric.is_stateful:
-                logs[name] = float(np.asarray(metric.result()))
+                value = np.asarray(metric.result())
+                # one per threshold or class (Precision's list, F1Score's average=None)
+                logs[name] = float(value) if value.ndim == 0 else value.copy()
             else:
-                logs[name] = sums[at] / max(sums[at + 1], 1)
+                logs[name] = sums[at] / sums[at + 1] if sums[at + 1] else 0.0
         return logs
 
     @property
     def has_stateful_metrics(self):
-        return any(metric.is_stateful for _, metric, _ in self.metrics)
+        return any(metric.is_stateful for _, metric, _, _ in self.metrics)
 
 
 def _loss_plan(model, traced, data):

@@ -129,7 +129,7 @@ def test_accuracy_resolution_follows_keras():
     assert kernel(sparse_targets=False, output_dim=10) == "categorical_accuracy"
     assert metrics.get("acc", sparse_targets=False, output_dim=3).name == "acc"
     with pytest.raises(ValueError, match="metric"):
-        metrics.get("auc", sparse_targets=False, output_dim=1)
+        metrics.get("area_under_nothing", sparse_targets=False, output_dim=1)
 
 
 def test_metric_sums(ops):

@@ -97,9 +97,9 @@ def load_model(filepath, custom_objects=None, compile=True):
         random_state = document.get("random_state")
         generator = None if random_state is None else generator_from_config(random_state)
         if compile_args is not None:
-            optimizer, loss, loss_weights, metrics, iterations = compile_args
+            optimizer, loss, loss_weights, metrics, iterations, weighted_metrics = compile_args
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                          loss_weights=loss_weights)
+                          loss_weights=loss_weights, weighted_metrics=weighted_metrics)
             slots = _match_state(model, state_specs)
         # Everything is read and checked: from here on nothing can fail.
         for weight, array in zip(targets, weights):

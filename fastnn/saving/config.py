@@ -124,6 +124,7 @@ def compile_spec(model):
         "loss": _structure(config["loss"], _loss_spec),
         "loss_weights": _structure(config["loss_weights"], float),
         "metrics": _structure(config["metrics"], _metric_spec),
+        "weighted_metrics": _structure(config.get("weighted_metrics"), _metric_spec),
     }
 
 
@@ -403,8 +404,8 @@ def _is_sequential(model):
 
 # ---- compile settings ---------------------------------------------------------
 def compile_args(spec, custom):
-    """(optimizer, loss, loss_weights, metrics, iterations) from the file's compile
-    description (version 1's plain loss and metric list included)."""
+    """(optimizer, loss, loss_weights, metrics, iterations, weighted_metrics) from the
+    file's compile description (version 1's plain loss and metric list included)."""
     if not isinstance(spec, dict):
         raise ValueError("compile must be an object or null")
     opt_spec = spec.get("optimizer")
@@ -424,7 +425,9 @@ def compile_args(spec, custom):
             raise ValueError("metrics must be a list")
         metrics = [_metric(m, custom) for m in metric_specs]
     loss_weights = _read_structure(spec.get("loss_weights"), _loss_weight, "loss_weights")
-    return optimizer, loss, loss_weights, metrics, iterations
+    weighted_metrics = _read_structure(spec.get("weighted_metrics"),
+                                       lambda s: _metric(s, custom), "weighted_metrics")
+    return optimizer, loss, loss_weights, metrics, iterations, weighted_metrics
 
 
 def _read_structure(spec, leaf, what):
