@@ -36,6 +36,36 @@
 #include "fnn_omp.h"
 #include "fnn_reduce.h"
 
+/* The updates run with subnormal floats flushed to zero (FTZ: results;
+ * DAZ: inputs), as TensorFlow's CPU kernels do. A weight whose gradient is
+ * zero (a dead ReLU unit) has its Adam moment decay through the subnormals
+ * for hundreds of steps, and subnormal arithmetic costs ~100x: on W1 the
+ * update alone took a third of the step. Flushing changes values below
+ * 1.2e-38 only; the results stay the same for any thread count. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define MXCSR_FTZ_DAZ 0x8040u
+static inline unsigned flush_subnormals(void)
+{
+    const unsigned saved = _mm_getcsr();
+    _mm_setcsr(saved | MXCSR_FTZ_DAZ);
+    return saved;
+}
+static inline void restore_subnormals(unsigned saved)
+{
+    _mm_setcsr(saved);
+}
+#else
+static inline unsigned flush_subnormals(void)
+{
+    return 0;
+}
+static inline void restore_subnormals(unsigned saved)
+{
+    (void)saved;
+}
+#endif
+
 /* Elements per thread before a second thread pays off (an update streams
  * 3-5 arrays; a helper streams 1), and the block a thread takes at a time. */
 #define UPDATE_GRAIN 32768.0
@@ -63,8 +93,10 @@ static int elem_blocks(void *ctx, int64_t first, int64_t last, int slot)
 {
     const elem_call *c = (const elem_call *)ctx;
     const int64_t hi = last * BLOCK < c->n ? last * BLOCK : c->n;
+    const unsigned saved = flush_subnormals();
     (void)slot;
     c->range(c, first * BLOCK, hi);
+    restore_subnormals(saved);
     return FNN_OK;
 }
 

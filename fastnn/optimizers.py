@@ -109,7 +109,7 @@ class Optimizer:
         decay = lr * self.weight_decay if self.weight_decay else 0.0
         for start, stop in ranges:
             self._update(ops, params[start:stop], grads[start:stop], start, stop, lr, decay)
-        self.iterations += 1
+        self._iterations += 1     # an int in range already: the setter's check is for users
 
     def _clip(self, ops, grads, ranges, weight_ranges):
         if self.clipvalue is not None:

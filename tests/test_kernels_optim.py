@@ -4,6 +4,8 @@ bitwise, bad input."""
 import multiprocessing
 import os
 
+import platform
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -351,3 +353,26 @@ def test_layout_and_writability_errors():
     # Read-only is fine for what is only read.
     _core.sgd_update_f32(np.zeros(5, f32), None, ro, 0.1, 0.0, False, 0.0, 1)
     assert _core.all_finite_f32(ro, 1) is True
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64", "i686"),
+                    reason="flushing subnormals is set in x86's MXCSR")
+def test_updates_flush_subnormals_and_restore_the_callers_mode(compiled_ops, numpy_ops):
+    """A dead unit's Adam moment decays through the subnormals (100x slower
+    arithmetic): the updates flush them to zero, as TensorFlow's CPU kernels
+    do, and leave the calling thread's floating-point mode as it was."""
+    tiny = np.finfo(np.float32).tiny
+    n = 1001
+    state = {}
+    for name, ops in (("compiled", compiled_ops), ("numpy", numpy_ops)):
+        p = np.ones(n, np.float32)
+        m = np.full(n, tiny / 4, np.float32)          # subnormal
+        v = np.full(n, 1e-6, np.float32)
+        ops.adam_update(p, np.zeros(n, np.float32), m, v, lr_t=1e-3, beta1=0.9, beta2=0.999,
+                        eps=1e-7)
+        state[name] = p, m
+    np.testing.assert_array_equal(state["compiled"][1], 0.0)
+    assert np.all(state["numpy"][1] > 0)             # the reference keeps them
+    np.testing.assert_allclose(state["compiled"][0], state["numpy"][0], rtol=1e-6)
+    # the caller's mode is untouched: NumPy still produces subnormals here
+    assert np.float32(tiny) * np.float32(0.25) > 0

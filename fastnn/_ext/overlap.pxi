@@ -52,9 +52,14 @@ cdef inline bint _partial_overlap(cnp.ndarray out, object x):
     return x is not None and _overlaps(out, <cnp.ndarray>x) and not _is_alias(out, x)
 
 
-cdef inline bint _hits(object out, object x) noexcept:
-    """out (an array) and x (an array; anything else is not an operand) overlap."""
-    return isinstance(x, cnp.ndarray) and _overlaps(<cnp.ndarray>out, <cnp.ndarray>x)
+cdef inline bint _hits(char *lo, char *hi, object x) noexcept:
+    """x (an array; anything else is not an operand) shares a byte of [lo, hi)."""
+    cdef char *xlo
+    cdef char *xhi
+    if not isinstance(x, cnp.ndarray):
+        return False
+    _extent(<cnp.ndarray>x, &xlo, &xhi)
+    return xlo < xhi and lo < xhi and xlo < hi
 
 
 cdef int _k_apart(str where, str out_name, object out, str others, object a,
@@ -62,10 +67,15 @@ cdef int _k_apart(str where, str out_name, object out, str others, object a,
                   object f=None, object g=None) except -1:
     """Refuse an output `out` (an array or None) that shares memory with any of
     a..g (arrays or None, named together by `others`)."""
+    cdef char *lo
+    cdef char *hi
     if not isinstance(out, cnp.ndarray):
         return 0
-    if (_hits(out, a) or _hits(out, b) or _hits(out, c) or _hits(out, d) or _hits(out, e)
-            or _hits(out, f) or _hits(out, g)):
+    _extent(<cnp.ndarray>out, &lo, &hi)
+    if lo == hi:
+        return 0
+    if (_hits(lo, hi, a) or _hits(lo, hi, b) or _hits(lo, hi, c) or _hits(lo, hi, d)
+            or _hits(lo, hi, e) or _hits(lo, hi, f) or _hits(lo, hi, g)):
         raise ValueError(f"{where}: {out_name} must not share memory with {others}")
     return 0
 

@@ -40,7 +40,8 @@ COMPARE_CODES = {name: code for code, name in enumerate(COMPARE_OPS)}
 REDUCE_CODES = {name: code for code, name in enumerate(REDUCE_OPS)}
 
 _GEMM_KERNELS = {np.dtype(np.float32): _core.gemm_f32, np.dtype(np.float64): _core.gemm_f64}
-_GEMM_ACT_CODES = {None: ACT_CODES["linear"], **{name: code for name, code in ACT_CODES.items()
+_LINEAR = ACT_CODES["linear"]
+_GEMM_ACT_CODES = {None: _LINEAR, **{name: code for name, code in ACT_CODES.items()
                                                  if name != "softmax"}}
 
 _F32 = np.dtype(np.float32)
@@ -108,32 +109,33 @@ class CompiledOps(Ops):
     def dense_forward(self, x, w, b, activation, out=None, preact_out=None):
         # The short path checks types here and leaves shapes to the kernel's
         # wrapper; any error re-checks with the contract's check_dense_args,
-        # so both backends word it alike (naming the argument).
+        # so both backends word it alike (naming the argument). One frame:
+        # it runs for every dense layer of every training step.
         activation = activation or "linear"
+        code = ACT_CODES.get(activation)
         kernel = _GEMM_KERNELS.get(getattr(x, "dtype", None))
-        if (kernel is None or activation not in ACT_CODES or type(x) is not np.ndarray
+        if (kernel is None or code is None or type(x) is not np.ndarray
                 or type(w) is not np.ndarray):
             check_dense_args(x, w, b, activation, out, preact_out)
         try:
-            return self._dense_forward(kernel, x, w, b, activation, out, preact_out)
+            if out is None:
+                out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
+            if activation == "softmax" or (preact_out is not None
+                                           and kernel is not _core.gemm_f32):
+                # The GEMM's epilogue is per element: a row softmax (or a kept
+                # float64 pre-activation's activation) runs after it.
+                z = out if preact_out is None else preact_out
+                kernel(z, x, w, b, False, False, 1.0, 0.0, _LINEAR, _threads())
+                return self.activation_forward(activation, z, out)
+            if preact_out is not None:
+                _core.gemm_keep_f32(out, preact_out, x, w, b, False, False, 1.0, 0.0, code,
+                                    _threads())
+            else:
+                kernel(out, x, w, b, False, False, 1.0, 0.0, code, _threads())
+            return out
         except (ValueError, TypeError):
             check_dense_args(x, w, b, activation, out, preact_out)
             raise
-
-    def _dense_forward(self, kernel, x, w, b, activation, out, preact_out):
-        if out is None:
-            out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
-        if preact_out is not None and x.dtype == np.float32 and activation != "softmax":
-            _core.gemm_keep_f32(out, preact_out, x, w, b, False, False, 1.0, 0.0,
-                                ACT_CODES[activation], _threads())
-            return out
-        if preact_out is not None or activation == "softmax":
-            # The GEMM's epilogue is per element: a row softmax runs after it.
-            z = out if preact_out is None else preact_out
-            kernel(z, x, w, b, False, False, 1.0, 0.0, ACT_CODES["linear"], _threads())
-            return self.activation_forward(activation, z, out)
-        kernel(out, x, w, b, False, False, 1.0, 0.0, ACT_CODES[activation], _threads())
-        return out
 
     def dense_stack(self, x, kernels, biases, activations):
         codes = [ACT_CODES.get(a or "linear") for a in activations]
