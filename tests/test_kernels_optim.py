@@ -3,7 +3,6 @@ NumpyOps over several steps (every buffer a step changes), 1 vs 2 threads
 bitwise, bad input."""
 import multiprocessing
 import os
-
 import platform
 
 import numpy as np
