@@ -15,6 +15,13 @@ from fastnn.layers.merging import (
     Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
     concatenate, dot, maximum, minimum, multiply, subtract,
 )
+from fastnn.layers.activation_layers import ELU, PReLU, LeakyReLU, ReLU, Softmax
+from fastnn.layers.reshaping import (
+    Cropping1D, Cropping2D, Permute, RepeatVector, Rescaling, ZeroPadding1D, ZeroPadding2D,
+)
+from fastnn.layers.noise import (
+    GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D,
+)
 from fastnn.layers.pooling import (
     AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
@@ -32,6 +39,10 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Flatten", "Re
            "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
            "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
            "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
+           "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+           "RepeatVector", "Permute", "Rescaling", "ZeroPadding1D", "ZeroPadding2D",
+           "Cropping1D", "Cropping2D",
+           "GaussianNoise", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D",
            "serialize", "deserialize"]
 
 # The layer types a saved model may name, by class name (fastnn.registry):
@@ -75,6 +86,22 @@ LAYER_CLASSES = {
     "Minimum": Minimum,
     "Concatenate": Concatenate,
     "Dot": Dot,
+    "ReLU": ReLU,
+    "LeakyReLU": LeakyReLU,
+    "PReLU": PReLU,
+    "ELU": ELU,
+    "Softmax": Softmax,
+    "RepeatVector": RepeatVector,
+    "Permute": Permute,
+    "Rescaling": Rescaling,
+    "ZeroPadding1D": ZeroPadding1D,
+    "ZeroPadding2D": ZeroPadding2D,
+    "Cropping1D": Cropping1D,
+    "Cropping2D": Cropping2D,
+    "GaussianNoise": GaussianNoise,
+    "GaussianDropout": GaussianDropout,
+    "SpatialDropout1D": SpatialDropout1D,
+    "SpatialDropout2D": SpatialDropout2D,
 }
 for _name, _cls in LAYER_CLASSES.items():
     _registry.register("layer", _name, _cls)
