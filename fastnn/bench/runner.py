@@ -221,9 +221,7 @@ def torch_row(workload, cfg, threads, x, y, size, peak=None):
     except Exception as exc:     # a peer's problem is reported, never fatal
         row.check = f"FAILED: {type(exc).__name__}: {exc}"
         return row
-    row.value = x.shape[0] * workload.per_sample() / median(row.times_s)
-    row.peak_fraction = _peak_fraction(workload, x.shape[0], row, peak)
-    return row
+    return _timed(row, workload, x.shape[0], peak)
 
 
 def onnx_row(workload, cfg, threads, x, y, size, peak=None):
@@ -246,8 +244,13 @@ def onnx_row(workload, cfg, threads, x, y, size, peak=None):
     except Exception as exc:     # a peer's problem is reported, never fatal
         row.check = f"FAILED: {type(exc).__name__}: {exc}"
         return row
-    row.value = x.shape[0] * workload.per_sample() / median(row.times_s)
-    row.peak_fraction = _peak_fraction(workload, x.shape[0], row, peak)
+    return _timed(row, workload, x.shape[0], peak)
+
+
+def _timed(row, workload, n, peak):
+    """``row`` with its throughput over ``n`` samples and its share of ``peak``."""
+    row.value = n * workload.per_sample() / median(row.times_s)
+    row.peak_fraction = _peak_fraction(workload, n, row, peak)
     return row
 
 
