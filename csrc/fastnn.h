@@ -209,6 +209,22 @@ int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const flo
 /* Keras' Adagrad: acc += g^2; p -= lr g / sqrt(acc + eps). */
 int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
                            double lr, double eps, double decay, int nthreads);
+/* Keras' Nadam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+ * p -= (coef_m m + coef_g g) lr / (sqrt(v / v_correction) + eps), with the
+ * momentum schedule u_t = b1 (1 - 0.5 * 0.96^t) folded into coef_m =
+ * u_{t+1} / (1 - u_1...u_{t+1}) and coef_g = (1 - u_t) / (1 - u_1...u_t), and
+ * v_correction = 1 - b2^t. */
+int fnn_nadam_update_f32(float *p, float *m, float *v, const float *g, int64_t n, double lr,
+                         double beta1, double beta2, double coef_m, double coef_g,
+                         double v_correction, double eps, double decay, int nthreads);
+/* Keras' Adamax: m += (g - m)(1 - b1); u = max(b2 u, |g|);
+ * p -= lr m / (m_correction (u + eps)), m_correction = 1 - b1^t. */
+int fnn_adamax_update_f32(float *p, float *m, float *u, const float *g, int64_t n, double lr,
+                          double beta1, double beta2, double m_correction, double eps,
+                          double decay, int nthreads);
+/* Keras' Lion: p -= lr sign(b1 m + (1 - b1) g); then m = b2 m + (1 - b2) g. */
+int fnn_lion_update_f32(float *p, float *m, const float *g, int64_t n, double lr, double beta1,
+                        double beta2, double decay, int nthreads);
 
 /* ---- reductions and elementwise helpers (optim.c) ---------------------- */
 int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads); /* fixed chunks */

@@ -19,6 +19,13 @@
  *            with mom (and momentum > 0): mom = momentum mom + step, p -= mom;
  *            else p -= step
  *   Adagrad  acc += g^2; p -= lr g / sqrt(acc + eps)
+ *   Nadam    m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+ *            mhat = cm m + cg g; p -= mhat lr / (sqrt(v / vc) + eps), where
+ *            cm = u_{t+1} / (1 - prod_{s<=t+1} u_s), cg = (1 - u_t) /
+ *            (1 - prod_{s<=t} u_s) and vc = 1 - b2^t come from the caller
+ *   Adamax   m += (g - m)(1 - b1); u = max(b2 u, |g|);
+ *            p -= lr m / (mc (u + eps)), mc = 1 - b1^t from the caller
+ *   Lion     p -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g
  * The pointers of one update never overlap (restrict). The loops carry no
  * dependence, so the compiler vectorises them (`omp simd`).
  *
@@ -78,7 +85,10 @@ static inline void restore_subnormals(unsigned saved)
 /* One update or helper call: its buffers (NULL when unused) and scalars, and
  * `range`, which applies it to elements [lo, hi). Named by role: state1 is
  * SGD's velocity, Adam's m, RMSprop's ms or Adagrad's accumulator; state2
- * Adam's v or RMSprop's mg; state3 Adam's vhat or RMSprop's momentum. */
+ * Adam's v or RMSprop's mg; state3 Adam's vhat or RMSprop's momentum. Nadam
+ * and Adamax keep m in state1 and v (Adamax: u) in state2, Lion m in state1.
+ * coef_m, coef_g and correction are the per-step scalars of Nadam and Adamax
+ * (see the file's header); b1 and b2 are the betas themselves. */
 typedef struct elem_call elem_call;
 struct elem_call {
     void (*range)(const elem_call *c, int64_t lo, int64_t hi);
@@ -86,6 +96,7 @@ struct elem_call {
     const float *g;
     int64_t n;
     float lr, decay, momentum, omb1, omb2, rho, omr, eps, scale, clip_lo, clip_hi;
+    float b1, b2, coef_m, coef_g, correction;
 };
 
 /* Units are BLOCK elements: a range of them is one call of c->range. */
@@ -390,6 +401,149 @@ int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
     }
     elem_call c = {.range = adagrad_elems, .p = p, .state1 = acc, .g = g, .n = n,
                    .lr = (float)lr, .eps = (float)eps, .decay = (float)decay};
+    return run_elems(&c, UPDATE_GRAIN, nthreads);
+}
+
+/* ---- Nadam -------------------------------------------------------------- */
+
+static void nadam_range(float *restrict p, float *restrict m, float *restrict v,
+                        const float *restrict g, int64_t n, float lr, float omb1, float omb2,
+                        float coef_m, float coef_g, float v_correction, float eps, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i];
+        float mi = m[i] + (gi - m[i]) * omb1;
+        float vi = v[i] + (gi * gi - v[i]) * omb2;
+        float mhat = coef_m * mi + coef_g * gi;
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - mhat * lr / (sqrtf(vi / v_correction) + eps);
+    }
+}
+
+static void nadam_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    nadam_range(c->p + lo, c->state1 + lo, c->state2 + lo, c->g + lo, hi - lo, c->lr, c->omb1,
+                c->omb2, c->coef_m, c->coef_g, c->correction, c->eps, c->decay);
+}
+
+int fnn_nadam_update_f32(float *p, float *m, float *v, const float *g, int64_t n, double lr,
+                         double beta1, double beta2, double coef_m, double coef_g,
+                         double v_correction, double eps, double decay, int nthreads)
+{
+    if (n < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+    if (p == NULL || m == NULL || v == NULL || g == NULL) {
+        return FNN_ERR_ARG;
+    }
+    elem_call c = {.range = nadam_elems, .p = p, .state1 = m, .state2 = v, .g = g, .n = n,
+                   .lr = (float)lr, .omb1 = (float)(1.0 - beta1), .omb2 = (float)(1.0 - beta2),
+                   .coef_m = (float)coef_m, .coef_g = (float)coef_g,
+                   .correction = (float)v_correction, .eps = (float)eps, .decay = (float)decay};
+    return run_elems(&c, UPDATE_GRAIN, nthreads);
+}
+
+/* ---- Adamax ------------------------------------------------------------- */
+
+static void adamax_range(float *restrict p, float *restrict m, float *restrict u,
+                         const float *restrict g, int64_t n, float lr, float omb1, float b2,
+                         float m_correction, float eps, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i];
+        float mi = m[i] + (gi - m[i]) * omb1;
+        /* np.maximum(b2 u, |g|): NaN in either propagates. */
+        float decayed = b2 * u[i];
+        float ag = fabsf(gi);
+        float ui = (decayed >= ag || decayed != decayed) ? decayed : ag;
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        m[i] = mi;
+        u[i] = ui;
+        p[i] = pi - lr * mi / (m_correction * (ui + eps));
+    }
+}
+
+static void adamax_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    adamax_range(c->p + lo, c->state1 + lo, c->state2 + lo, c->g + lo, hi - lo, c->lr, c->omb1,
+                 c->b2, c->correction, c->eps, c->decay);
+}
+
+int fnn_adamax_update_f32(float *p, float *m, float *u, const float *g, int64_t n, double lr,
+                          double beta1, double beta2, double m_correction, double eps,
+                          double decay, int nthreads)
+{
+    if (n < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+    if (p == NULL || m == NULL || u == NULL || g == NULL) {
+        return FNN_ERR_ARG;
+    }
+    elem_call c = {.range = adamax_elems, .p = p, .state1 = m, .state2 = u, .g = g, .n = n,
+                   .lr = (float)lr, .omb1 = (float)(1.0 - beta1), .b2 = (float)beta2,
+                   .correction = (float)m_correction, .eps = (float)eps,
+                   .decay = (float)decay};
+    return run_elems(&c, UPDATE_GRAIN, nthreads);
+}
+
+/* ---- Lion --------------------------------------------------------------- */
+
+static void lion_range(float *restrict p, float *restrict m, const float *restrict g, int64_t n,
+                       float lr, float b1, float omb1, float b2, float omb2, float decay)
+{
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i];
+        float mi = m[i];
+        float c = mi * b1 + gi * omb1;
+        /* np.sign: +1, -1, 0 for either zero, NaN stays NaN. */
+        float s = c > 0.0f ? 1.0f : (c < 0.0f ? -1.0f : (c == 0.0f ? 0.0f : c));
+        if (decay != 0.0f) {
+            pi -= decay * pi;
+        }
+        p[i] = pi - lr * s;
+        m[i] = mi * b2 + gi * omb2;
+    }
+}
+
+static void lion_elems(const elem_call *c, int64_t lo, int64_t hi)
+{
+    lion_range(c->p + lo, c->state1 + lo, c->g + lo, hi - lo, c->lr, c->b1, c->omb1, c->b2,
+               c->omb2, c->decay);
+}
+
+int fnn_lion_update_f32(float *p, float *m, const float *g, int64_t n, double lr, double beta1,
+                        double beta2, double decay, int nthreads)
+{
+    if (n < 0) {
+        return FNN_ERR_ARG;
+    }
+    if (n == 0) {
+        return FNN_OK;
+    }
+    if (p == NULL || m == NULL || g == NULL) {
+        return FNN_ERR_ARG;
+    }
+    elem_call c = {.range = lion_elems, .p = p, .state1 = m, .g = g, .n = n, .lr = (float)lr,
+                   .b1 = (float)beta1, .omb1 = (float)(1.0 - beta1), .b2 = (float)beta2,
+                   .omb2 = (float)(1.0 - beta2), .decay = (float)decay};
     return run_elems(&c, UPDATE_GRAIN, nthreads);
 }
 

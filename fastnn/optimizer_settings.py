@@ -18,6 +18,8 @@ The bounds:
   decay ends there;
 - ``epsilon``: finite and > 0;
 - ``momentum``, ``beta_1``, ``beta_2``, ``rho``: in [0, 1);
+- Lion's ``beta_1`` (rule ``lion_beta_1``): in (0, 1], as Keras checks it:
+  0 makes Lion SignSGD, and 1 is finite (the step's size is always lr);
 - ``clipnorm``, ``clipvalue``, ``global_clipnorm`` (when given): finite and > 0;
 - ``weight_decay`` (when given), ``initial_accumulator_value``: finite and >= 0;
 - ``iterations`` (the step count): an integer in [0, ``MAX_ITERATIONS``).
@@ -45,10 +47,15 @@ def _non_negative(v):
     return v >= 0
 
 
+def _interpolation(v):
+    return 0 < v <= 1
+
+
 _RATE = (_rate, f"a finite number >= 0 and <= {MAX_LEARNING_RATE:g}")
 _FRACTION = (_fraction, "a number in [0, 1)")
 _POSITIVE = (_positive, "a finite number > 0")
 _NON_NEGATIVE = (_non_negative, "a finite number >= 0")
+_INTERPOLATION = (_interpolation, "a number in (0, 1]")
 
 # setting -> (test of its value as a float, what the error message says it must be)
 _RULES = {
@@ -58,16 +65,19 @@ _RULES = {
     "momentum": _FRACTION, "beta_1": _FRACTION, "beta_2": _FRACTION, "rho": _FRACTION,
     "clipnorm": _POSITIVE, "clipvalue": _POSITIVE, "global_clipnorm": _POSITIVE,
     "weight_decay": _NON_NEGATIVE, "initial_accumulator_value": _NON_NEGATIVE,
+    "lion_beta_1": _INTERPOLATION,
 }
 
 
-def check_setting(owner, setting, value):
+def check_setting(owner, setting, value, rule=None):
     """``value`` as a float when it is a valid ``setting`` (an int for
     ``iterations``); else a ValueError that names ``owner`` (the optimizer or
-    schedule class), the setting, the value given and the range accepted."""
+    schedule class), the setting, the value given and the range accepted.
+    ``rule`` names the range to check when it is not the setting's own (Lion's
+    ``beta_1``)."""
     if setting == "iterations":
         return _check_iterations(owner, value)
-    test, accepted = _RULES[setting]
+    test, accepted = _RULES[rule or setting]
     number = _as_float(value)
     if number is None or not math.isfinite(number) or not test(number):
         raise ValueError(f"{owner}: {setting} must be {accepted}, got {_short(value)}")

@@ -42,7 +42,8 @@ class Optimizer:
         self.global_clipnorm = self._optional("global_clipnorm", global_clipnorm)
         self.name = name or self.default_name
         self.iterations = 0
-        self._slots = {}      # state name -> array the size of the flat buffer
+        self._slots = {}      # state name -> array the size of the flat buffer (or a
+                              # scalar's (1,) array: Nadam's u_product)
 
     def _checked(self, setting, value):
         """``value`` as a float, if it is in ``setting``'s valid range (else ValueError)."""
@@ -106,6 +107,7 @@ class Optimizer:
         """
         lr = self.current_learning_rate()
         self._clip(ops, grads, ranges, weight_ranges)
+        self._begin_step()
         decay = lr * self.weight_decay if self.weight_decay else 0.0
         for start, stop in ranges:
             self._update(ops, params[start:stop], grads[start:stop], start, stop, lr, decay)
@@ -125,6 +127,10 @@ class Optimizer:
             if norm > self.global_clipnorm:
                 for start, stop in ranges:
                     ops.scale_(grads[start:stop], self.global_clipnorm / norm)
+
+    def _begin_step(self):
+        """Advance state kept per step, not per element, before the ranges update
+        (Nadam's momentum-schedule product); nothing by default."""
 
     def _update(self, ops, p, g, start, stop, lr, decay):
         raise NotImplementedError
@@ -272,7 +278,106 @@ class Adagrad(Optimizer):
                 "initial_accumulator_value": self.initial_accumulator_value}
 
 
-for _cls in (SGD, Adam, AdamW, RMSprop, Adagrad):
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat 2015) as Keras 3 writes it.
+
+    The momentum schedule is u_t = beta_1 (1 - 0.5 * 0.96^t) (Keras 3 uses
+    0.96^t; PyTorch's NAdam uses 0.96^(0.004 t) unless momentum_decay=1). The
+    running product u_1 ... u_t is state, "u_product" (a (1,) float64 array,
+    saved with the moments), advanced once per step as in Keras.
+    """
+
+    default_name = "nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = self._checked("beta_1", beta_1)
+        self.beta_2 = self._checked("beta_2", beta_2)
+        self.epsilon = self._checked("epsilon", epsilon)
+
+    def _slot_specs(self):
+        return (("momentum", 0.0), ("velocity", 0.0))
+
+    def build(self, size, dtype):
+        super().build(size, dtype)
+        # a scalar, kept in float64 whatever the model's dtype: like Adam's bias
+        # corrections, the per-step scalars are formed in double precision
+        if self._slots.get("u_product") is None:
+            self._slots["u_product"] = np.ones(1, dtype=np.float64)
+
+    def _schedule(self, step):
+        return self.beta_1 * (1.0 - 0.5 * 0.96 ** step)
+
+    def _begin_step(self):
+        self._slots["u_product"][0] *= self._schedule(self.iterations + 1)
+
+    def _update(self, ops, p, g, start, stop, lr, decay):
+        t = self.iterations + 1
+        u_t, u_next = self._schedule(t), self._schedule(t + 1)
+        u_product = float(self._slots["u_product"][0])
+        ops.nadam_update(p, g, self._slot("momentum", start, stop),
+                         self._slot("velocity", start, stop), lr=lr, beta1=self.beta_1,
+                         beta2=self.beta_2, coef_m=u_next / (1.0 - u_product * u_next),
+                         coef_g=(1.0 - u_t) / (1.0 - u_product),
+                         v_correction=1.0 - self.beta_2 ** t, eps=self.epsilon, decay=decay)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Adamax(Optimizer):
+    """Adamax (Kingma & Ba, section 7.1): Adam with the infinity norm,
+    u = max(beta_2 u, |g|); epsilon is added to u, as in Keras."""
+
+    default_name = "adamax"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = self._checked("beta_1", beta_1)
+        self.beta_2 = self._checked("beta_2", beta_2)
+        self.epsilon = self._checked("epsilon", epsilon)
+
+    def _slot_specs(self):
+        return (("momentum", 0.0), ("norm", 0.0))
+
+    def _update(self, ops, p, g, start, stop, lr, decay):
+        t = self.iterations + 1
+        ops.adamax_update(p, g, self._slot("momentum", start, stop),
+                          self._slot("norm", start, stop), lr=lr, beta1=self.beta_1,
+                          beta2=self.beta_2, m_correction=1.0 - self.beta_1 ** t,
+                          eps=self.epsilon, decay=decay)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"):
+    each weight moves by exactly lr along sign(beta_1 m + (1 - beta_1) g); the
+    momentum then takes beta_2. beta_1 must be in (0, 1] (0 is SignSGD, which
+    Keras refuses)."""
+
+    default_name = "lion"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = check_setting(type(self).__name__, "beta_1", beta_1, rule="lion_beta_1")
+        self.beta_2 = self._checked("beta_2", beta_2)
+
+    def _slot_specs(self):
+        return (("momentum", 0.0),)
+
+    def _update(self, ops, p, g, start, stop, lr, decay):
+        ops.lion_update(p, g, self._slot("momentum", start, stop), lr=lr, beta1=self.beta_1,
+                        beta2=self.beta_2, decay=decay)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
+for _cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax, Lion):
     _registry.register("optimizer", _cls.__name__, _cls)
     _registry.register_identifier("optimizer", _cls.__name__.lower(), _cls)
 

@@ -135,6 +135,15 @@ cdef extern from "fastnn.h" nogil:
                                double decay, int nthreads) noexcept
     int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
                                double lr, double eps, double decay, int nthreads) noexcept
+    int fnn_nadam_update_f32(float *p, float *m, float *v, const float *g, int64_t n,
+                             double lr, double beta1, double beta2, double coef_m,
+                             double coef_g, double v_correction, double eps, double decay,
+                             int nthreads) noexcept
+    int fnn_adamax_update_f32(float *p, float *m, float *u, const float *g, int64_t n,
+                              double lr, double beta1, double beta2, double m_correction,
+                              double eps, double decay, int nthreads) noexcept
+    int fnn_lion_update_f32(float *p, float *m, const float *g, int64_t n, double lr,
+                            double beta1, double beta2, double decay, int nthreads) noexcept
 
     int fnn_sum_squares_f32(double *out, const float *X, int64_t n, int nthreads) noexcept
     int fnn_scale_f32(float *X, int64_t n, float s, int nthreads) noexcept

@@ -77,6 +77,54 @@ def adagrad_update_f32(cnp.ndarray p not None, cnp.ndarray acc not None, cnp.nda
     check_status(status)
 
 
+
+def nadam_update_f32(cnp.ndarray p not None, cnp.ndarray m not None, cnp.ndarray v not None,
+                     cnp.ndarray g not None, double lr, double beta1, double beta2,
+                     double coef_m, double coef_g, double v_correction, double eps,
+                     double decay, int nthreads):
+    """Keras Nadam step in place; coef_m, coef_g and v_correction carry the
+    momentum schedule and the bias correction (fnn_nadam_update_f32)."""
+    cdef float *pp = <float *>data_of(p, _K_F32, "nadam_update_f32", "p", True)
+    cdef float *mp = <float *>_k_like(m, p, "nadam_update_f32", "m", "p", True)
+    cdef float *vp = <float *>_k_like(v, p, "nadam_update_f32", "v", "p", True)
+    cdef const float *gp = <const float *>_k_like(g, p, "nadam_update_f32", "g", "p")
+    cdef int status
+    with nogil:
+        status = fnn_nadam_update_f32(pp, mp, vp, gp, cnp.PyArray_SIZE(p), lr, beta1, beta2,
+                                      coef_m, coef_g, v_correction, eps, decay, nthreads)
+    check_status(status)
+
+
+def adamax_update_f32(cnp.ndarray p not None, cnp.ndarray m not None, cnp.ndarray u not None,
+                      cnp.ndarray g not None, double lr, double beta1, double beta2,
+                      double m_correction, double eps, double decay, int nthreads):
+    """Keras Adamax step in place: m += (g - m)(1 - beta1); u = max(beta2 u, |g|);
+    p -= lr m / (m_correction (u + eps))."""
+    cdef float *pp = <float *>data_of(p, _K_F32, "adamax_update_f32", "p", True)
+    cdef float *mp = <float *>_k_like(m, p, "adamax_update_f32", "m", "p", True)
+    cdef float *up = <float *>_k_like(u, p, "adamax_update_f32", "u", "p", True)
+    cdef const float *gp = <const float *>_k_like(g, p, "adamax_update_f32", "g", "p")
+    cdef int status
+    with nogil:
+        status = fnn_adamax_update_f32(pp, mp, up, gp, cnp.PyArray_SIZE(p), lr, beta1, beta2,
+                                       m_correction, eps, decay, nthreads)
+    check_status(status)
+
+
+def lion_update_f32(cnp.ndarray p not None, cnp.ndarray m not None, cnp.ndarray g not None,
+                    double lr, double beta1, double beta2, double decay, int nthreads):
+    """Keras Lion step in place: p -= lr sign(beta1 m + (1 - beta1) g);
+    m = beta2 m + (1 - beta2) g."""
+    cdef float *pp = <float *>data_of(p, _K_F32, "lion_update_f32", "p", True)
+    cdef float *mp = <float *>_k_like(m, p, "lion_update_f32", "m", "p", True)
+    cdef const float *gp = <const float *>_k_like(g, p, "lion_update_f32", "g", "p")
+    cdef int status
+    with nogil:
+        status = fnn_lion_update_f32(pp, mp, gp, cnp.PyArray_SIZE(p), lr, beta1, beta2, decay,
+                                     nthreads)
+    check_status(status)
+
+
 def sum_squares_f32(cnp.ndarray x not None, int nthreads):
     """sum(x**2) accumulated in double over fixed chunks: the same bits for any nthreads."""
     cdef const float *xp = <const float *>data_of(x, _K_F32, "sum_squares_f32", "x")

@@ -220,6 +220,21 @@ class CompiledOps(Ops):
     def adagrad_update(self, p, g, acc, *, lr, eps, decay=0.0):
         _core.adagrad_update_f32(p, acc, g, lr, eps, decay, _threads())
 
+    @compiled_for_float32("p")
+    def nadam_update(self, p, g, m, v, *, lr, beta1, beta2, coef_m, coef_g, v_correction, eps,
+                     decay=0.0):
+        _core.nadam_update_f32(p, m, v, g, lr, beta1, beta2, coef_m, coef_g, v_correction, eps,
+                               decay, _threads())
+
+    @compiled_for_float32("p")
+    def adamax_update(self, p, g, m, u, *, lr, beta1, beta2, m_correction, eps, decay=0.0):
+        _core.adamax_update_f32(p, m, u, g, lr, beta1, beta2, m_correction, eps, decay,
+                                _threads())
+
+    @compiled_for_float32("p")
+    def lion_update(self, p, g, m, *, lr, beta1, beta2, decay=0.0):
+        _core.lion_update_f32(p, m, g, lr, beta1, beta2, decay, _threads())
+
     # ---- reductions and element-wise helpers --------------------------------
     @compiled_for_float32("x")
     def sum_squares(self, x):

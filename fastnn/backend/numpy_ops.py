@@ -261,6 +261,29 @@ class NumpyOps(Ops):
         acc += g * g
         p -= t(lr) * g / np.sqrt(acc + t(eps))
 
+    def nadam_update(self, p, g, m, v, *, lr, beta1, beta2, coef_m, coef_g, v_correction, eps,
+                     decay=0.0):
+        t = p.dtype.type
+        _decay(p, decay)
+        m += (g - m) * t(1 - beta1)
+        v += (g * g - v) * t(1 - beta2)
+        m_hat = t(coef_m) * m + t(coef_g) * g
+        p -= m_hat * t(lr) / (np.sqrt(v / t(v_correction)) + t(eps))
+
+    def adamax_update(self, p, g, m, u, *, lr, beta1, beta2, m_correction, eps, decay=0.0):
+        t = p.dtype.type
+        _decay(p, decay)
+        m += (g - m) * t(1 - beta1)
+        np.maximum(t(beta2) * u, np.abs(g), out=u)
+        p -= t(lr) * m / (t(m_correction) * (u + t(eps)))
+
+    def lion_update(self, p, g, m, *, lr, beta1, beta2, decay=0.0):
+        t = p.dtype.type
+        _decay(p, decay)
+        p -= t(lr) * np.sign(m * t(beta1) + g * t(1 - beta1))
+        m *= t(beta2)
+        m += g * t(1 - beta2)
+
     # ---- reductions and element-wise helpers --------------------------------
     def sum_squares(self, x):
         x64 = x.astype(np.float64, copy=False).reshape(-1)

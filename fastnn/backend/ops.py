@@ -155,6 +155,27 @@ class Ops:
         """Keras Adagrad: acc += g^2; p -= lr g / sqrt(acc + eps)."""
         raise NotImplementedError
 
+    def nadam_update(self, p, g, m, v, *, lr, beta1, beta2, coef_m, coef_g, v_correction, eps,
+                     decay=0.0):
+        """Keras Nadam with its momentum schedule folded in by the caller.
+
+        m += (g - m)(1 - beta1); v += (g^2 - v)(1 - beta2);
+        p -= (coef_m m + coef_g g) lr / (sqrt(v / v_correction) + eps), where
+        u_t = beta1 (1 - 0.5 * 0.96^t), coef_m = u_{t+1} / (1 - u_1...u_{t+1}),
+        coef_g = (1 - u_t) / (1 - u_1...u_t) and v_correction = 1 - beta2^t.
+        """
+        raise NotImplementedError
+
+    def adamax_update(self, p, g, m, u, *, lr, beta1, beta2, m_correction, eps, decay=0.0):
+        """Keras Adamax: m += (g - m)(1 - beta1); u = max(beta2 u, |g|);
+        p -= lr m / (m_correction (u + eps)) with m_correction = 1 - beta1^t."""
+        raise NotImplementedError
+
+    def lion_update(self, p, g, m, *, lr, beta1, beta2, decay=0.0):
+        """Keras Lion: p -= lr sign(beta1 m + (1 - beta1) g) (sign(0) = 0);
+        then m = beta2 m + (1 - beta2) g."""
+        raise NotImplementedError
+
     # ---- reductions and element-wise helpers --------------------------------
     def sum_squares(self, x):
         """Return sum(x**2) as a Python float, accumulated in float64, deterministic."""
