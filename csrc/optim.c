@@ -119,6 +119,20 @@ static int run_elems(elem_call *c, double grain, int nthreads)
                          elem_blocks, c);
 }
 
+/* The start every update shares: 1 when there is work (n > 0 and the
+ * buffers a..d given; an update with fewer passes one twice), 0 for n == 0
+ * (nothing to do, no buffer read), -1 for a negative n or a missing buffer. */
+static int update_work(int64_t n, const void *a, const void *b, const void *c, const void *d)
+{
+    if (n < 0) {
+        return -1;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    return a != NULL && b != NULL && c != NULL && d != NULL ? 1 : -1;
+}
+
 /* ---- SGD ---------------------------------------------------------------- */
 
 static void sgd_plain(float *restrict p, const float *restrict g, int64_t n, float lr, float decay)
@@ -182,14 +196,9 @@ static void sgd_nesterov_elems(const elem_call *c, int64_t lo, int64_t hi)
 int fnn_sgd_update_f32(float *p, float *velocity, const float *g, int64_t n,
                        double lr, double momentum, int nesterov, double decay, int nthreads)
 {
-    if (n < 0) {
-        return FNN_ERR_ARG;
-    }
-    if (n == 0) {
-        return FNN_OK;
-    }
-    if (p == NULL || g == NULL) {
-        return FNN_ERR_ARG;
+    const int work = update_work(n, p, g, p, p);
+    if (work <= 0) {
+        return work == 0 ? FNN_OK : FNN_ERR_ARG;
     }
     /* As the reference: no velocity, or momentum 0, is plain SGD and leaves
      * any velocity buffer untouched. */
@@ -268,14 +277,9 @@ int fnn_adam_update_f32(float *p, float *m, float *v, float *vhat, const float *
     const float omb1 = (float)(1.0 - beta1);
     const float omb2 = (float)(1.0 - beta2);
 
-    if (n < 0) {
-        return FNN_ERR_ARG;
-    }
-    if (n == 0) {
-        return FNN_OK;
-    }
-    if (p == NULL || m == NULL || v == NULL || g == NULL) {
-        return FNN_ERR_ARG;
+    const int work = update_work(n, p, m, v, g);
+    if (work <= 0) {
+        return work == 0 ? FNN_OK : FNN_ERR_ARG;
     }
     elem_call c = {.range = vhat == NULL ? adam_elems : amsgrad_elems, .p = p, .state1 = m,
                    .state2 = v, .state3 = vhat, .g = g, .n = n, .lr = (float)lr_t,
@@ -345,14 +349,9 @@ int fnn_rmsprop_update_f32(float *p, float *ms, float *mg, float *mom, const flo
 {
     const float omr = (float)(1.0 - rho);
 
-    if (n < 0) {
-        return FNN_ERR_ARG;
-    }
-    if (n == 0) {
-        return FNN_OK;
-    }
-    if (p == NULL || ms == NULL || g == NULL) {
-        return FNN_ERR_ARG;
+    const int work = update_work(n, p, ms, g, p);
+    if (work <= 0) {
+        return work == 0 ? FNN_OK : FNN_ERR_ARG;
     }
     /* As the reference: the momentum buffer is used only when momentum > 0. */
     if (!(momentum > 0.0f)) {
@@ -390,14 +389,9 @@ static void adagrad_elems(const elem_call *c, int64_t lo, int64_t hi)
 int fnn_adagrad_update_f32(float *p, float *acc, const float *g, int64_t n,
                            double lr, double eps, double decay, int nthreads)
 {
-    if (n < 0) {
-        return FNN_ERR_ARG;
-    }
-    if (n == 0) {
-        return FNN_OK;
-    }
-    if (p == NULL || acc == NULL || g == NULL) {
-        return FNN_ERR_ARG;
+    const int work = update_work(n, p, acc, g, p);
+    if (work <= 0) {
+        return work == 0 ? FNN_OK : FNN_ERR_ARG;
     }
     elem_call c = {.range = adagrad_elems, .p = p, .state1 = acc, .g = g, .n = n,
                    .lr = (float)lr, .eps = (float)eps, .decay = (float)decay};
@@ -436,14 +430,9 @@ int fnn_nadam_update_f32(float *p, float *m, float *v, const float *g, int64_t n
                          double beta1, double beta2, double coef_m, double coef_g,
                          double v_correction, double eps, double decay, int nthreads)
 {
-    if (n < 0) {
-        return FNN_ERR_ARG;
-    }
-    if (n == 0) {
-        return FNN_OK;
-    }
-    if (p == NULL || m == NULL || v == NULL || g == NULL) {
-        return FNN_ERR_ARG;
+    const int work = update_work(n, p, m, v, g);
+    if (work <= 0) {
+        return work == 0 ? FNN_OK : FNN_ERR_ARG;
     }
     elem_call c = {.range = nadam_elems, .p = p, .state1 = m, .state2 = v, .g = g, .n = n,
                    .lr = (float)lr, .omb1 = (float)(1.0 - beta1), .omb2 = (float)(1.0 - beta2),
@@ -486,14 +475,9 @@ int fnn_adamax_update_f32(float *p, float *m, float *u, const float *g, int64_t 
                           double beta1, double beta2, double m_correction, double eps,
                           double decay, int nthreads)
 {
-    if (n < 0) {
-        return FNN_ERR_ARG;
-    }
-    if (n == 0) {
-        return FNN_OK;
-    }
-    if (p == NULL || m == NULL || u == NULL || g == NULL) {
-        return FNN_ERR_ARG;
+    const int work = update_work(n, p, m, u, g);
+    if (work <= 0) {
+        return work == 0 ? FNN_OK : FNN_ERR_ARG;
     }
     elem_call c = {.range = adamax_elems, .p = p, .state1 = m, .state2 = u, .g = g, .n = n,
                    .lr = (float)lr, .omb1 = (float)(1.0 - beta1), .b2 = (float)beta2,
@@ -532,14 +516,9 @@ static void lion_elems(const elem_call *c, int64_t lo, int64_t hi)
 int fnn_lion_update_f32(float *p, float *m, const float *g, int64_t n, double lr, double beta1,
                         double beta2, double decay, int nthreads)
 {
-    if (n < 0) {
-        return FNN_ERR_ARG;
-    }
-    if (n == 0) {
-        return FNN_OK;
-    }
-    if (p == NULL || m == NULL || g == NULL) {
-        return FNN_ERR_ARG;
+    const int work = update_work(n, p, m, g, p);
+    if (work <= 0) {
+        return work == 0 ? FNN_OK : FNN_ERR_ARG;
     }
     elem_call c = {.range = lion_elems, .p = p, .state1 = m, .g = g, .n = n, .lr = (float)lr,
                    .b1 = (float)beta1, .omb1 = (float)(1.0 - beta1), .b2 = (float)beta2,

@@ -49,6 +49,12 @@ class Optimizer:
         """``value`` as a float, if it is in ``setting``'s valid range (else ValueError)."""
         return check_setting(type(self).__name__, setting, value)
 
+    def _check_moments(self, beta_1, beta_2, epsilon):
+        """The Adam family's settings (Adam, Nadam, Adamax), checked and kept."""
+        self.beta_1 = self._checked("beta_1", beta_1)
+        self.beta_2 = self._checked("beta_2", beta_2)
+        self.epsilon = self._checked("epsilon", epsilon)
+
     def _optional(self, setting, value):
         return None if value is None else self._checked(setting, value)
 
@@ -189,9 +195,7 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1 = self._checked("beta_1", beta_1)
-        self.beta_2 = self._checked("beta_2", beta_2)
-        self.epsilon = self._checked("epsilon", epsilon)
+        self._check_moments(beta_1, beta_2, epsilon)
         self.amsgrad = bool(amsgrad)
 
     def _slot_specs(self):
@@ -291,9 +295,7 @@ class Nadam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1 = self._checked("beta_1", beta_1)
-        self.beta_2 = self._checked("beta_2", beta_2)
-        self.epsilon = self._checked("epsilon", epsilon)
+        self._check_moments(beta_1, beta_2, epsilon)
 
     def _slot_specs(self):
         return (("momentum", 0.0), ("velocity", 0.0))
@@ -334,9 +336,7 @@ class Adamax(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1 = self._checked("beta_1", beta_1)
-        self.beta_2 = self._checked("beta_2", beta_2)
-        self.epsilon = self._checked("epsilon", epsilon)
+        self._check_moments(beta_1, beta_2, epsilon)
 
     def _slot_specs(self):
         return (("momentum", 0.0), ("norm", 0.0))
