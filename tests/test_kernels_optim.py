@@ -134,9 +134,22 @@ def _run(ops, kind, state, grads, cfg):
             ops.rmsprop_update(s["p"], g, s["ms"], lr=cfg["lr"], rho=0.9, eps=1e-7,
                                momentum=cfg.get("momentum", 0.0), mom=s.get("mom"),
                                mg=s.get("mg"), decay=cfg.get("decay", 0.0))
-        else:
+        elif kind == "adagrad":
             ops.adagrad_update(s["p"], g, s["acc"], lr=cfg["lr"], eps=1e-7,
                                decay=cfg.get("decay", 0.0))
+        elif kind == "nadam":
+            # the schedule's coefficients are the optimizer's business: any values do here
+            ops.nadam_update(s["p"], g, s["m"], s["v"], lr=cfg["lr"], beta1=cfg["beta1"],
+                             beta2=cfg["beta2"], coef_m=0.4, coef_g=0.05,
+                             v_correction=1 - cfg["beta2"] ** 3, eps=1e-7,
+                             decay=cfg.get("decay", 0.0))
+        elif kind == "adamax":
+            ops.adamax_update(s["p"], g, s["m"], s["u"], lr=cfg["lr"], beta1=cfg["beta1"],
+                              beta2=cfg["beta2"], m_correction=1 - cfg["beta1"], eps=1e-7,
+                              decay=cfg.get("decay", 0.0))
+        else:
+            ops.lion_update(s["p"], g, s["m"], lr=cfg["lr"], beta1=cfg["beta1"],
+                            beta2=cfg["beta2"], decay=cfg.get("decay", 0.0))
     return s
 
 
@@ -153,6 +166,12 @@ CASES = [
     ("rmsprop", ["ms", "mom"], dict(lr=1e-3, momentum=0.9)),
     ("rmsprop", ["ms", "mg", "mom"], dict(lr=1e-3, momentum=0.5)),
     ("adagrad", ["acc"], dict(lr=1e-2, decay=1e-3)),
+    ("nadam", ["m", "v"], dict(lr=1e-3, beta1=0.9, beta2=0.999)),
+    ("nadam", ["m", "v"], dict(lr=1e-2, beta1=0.875, beta2=0.9990234375, decay=1e-4)),
+    ("adamax", ["m", "u"], dict(lr=1e-3, beta1=0.9, beta2=0.999)),
+    ("adamax", ["m", "u"], dict(lr=1e-2, beta1=0.5, beta2=0.75, decay=1e-3)),
+    ("lion", ["m"], dict(lr=1e-3, beta1=0.9, beta2=0.99)),
+    ("lion", ["m"], dict(lr=1e-2, beta1=0.5, beta2=0.75, decay=1e-3)),
 ]
 
 
@@ -375,3 +394,16 @@ def test_updates_flush_subnormals_and_restore_the_callers_mode(compiled_ops, num
     np.testing.assert_allclose(state["compiled"][0], state["numpy"][0], rtol=1e-6)
     # the caller's mode is untouched: NumPy still produces subnormals here
     assert np.float32(tiny) * np.float32(0.25) > 0
+
+
+@pytest.mark.parametrize("kind, names, cfg", CASES[::2])
+def test_float64_runs_on_the_reference(ops, rng, kind, names, cfg):
+    """Float64 steps go to NumPy (compiled_for_float32) and agree with a float32 run."""
+    state = _state(rng, 33, names)
+    grads = [rng.standard_normal(33).astype(f32) for _ in range(2)]
+    state64 = {k: v.astype(np.float64) for k, v in state.items()}
+    got = _run(ops, kind, state64, [g.astype(np.float64) for g in grads], cfg)
+    ref = _run(ops, kind, state, grads, cfg)
+    for key in ref:
+        assert got[key].dtype == np.float64
+        np.testing.assert_allclose(got[key], ref[key], rtol=1e-5, atol=1e-6, err_msg=key)
